@@ -1,0 +1,151 @@
+//! Production mode: builds every probe from the configuration, serves HTTP,
+//! and runs until cancelled, then shuts down within a bounded grace period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::canary::RunId;
+use crate::config::{Config, ProbeKind, Sli};
+use crate::http::{self, Readiness};
+use crate::metrics::{Metrics, MetricsError};
+use crate::probe::{HeartbeatProbe, ProbeError};
+
+/// How long probes get to stop (flush, join threads) after cancellation.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Binds the HTTP listener first, so a port conflict is reported before
+/// any client is created.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| RunError::Listen { addr, error })
+}
+
+/// A configuration turned into runnable parts; `start` binds and runs them.
+pub struct App {
+    pub metrics: Metrics,
+    pub readiness: Arc<Readiness>,
+    pub run: RunId,
+    probes: Vec<HeartbeatProbe>,
+}
+
+impl App {
+    /// Creates every client and registers every metric; fails before
+    /// anything runs when a probe cannot be built.
+    pub fn build(config: &Config) -> Result<App, RunError> {
+        let thresholds: Vec<Duration> = config
+            .probes
+            .iter()
+            .flat_map(|p| p.slos.iter())
+            .filter(|s| s.sli == Sli::Latency)
+            .filter_map(|s| s.threshold)
+            .collect();
+        let metrics = Metrics::new(&thresholds)?;
+        let used_clusters: Vec<&str> = config
+            .clusters
+            .keys()
+            .map(String::as_str)
+            .filter(|c| config.probes.iter().any(|p| p.input_cluster() == *c))
+            .collect();
+        let readiness = Arc::new(Readiness::new(
+            used_clusters,
+            config.probes.iter().map(|p| p.name.as_str()),
+        ));
+        let run = RunId::random();
+        let mut probes = Vec::new();
+        for probe in &config.probes {
+            match &probe.kind {
+                ProbeKind::Heartbeat(hb) => {
+                    // Validation guarantees the cluster exists.
+                    let Some(cluster) = config.clusters.get(&hb.cluster) else {
+                        continue;
+                    };
+                    probes.push(HeartbeatProbe::build(
+                        probe,
+                        hb,
+                        cluster,
+                        run,
+                        &metrics,
+                        readiness.clone(),
+                    )?);
+                }
+                ProbeKind::Pipeline(_) => {
+                    return Err(ProbeError::Unsupported {
+                        probe: probe.name.clone(),
+                        kind: probe.probe_type().to_string(),
+                    }
+                    .into())
+                }
+            }
+        }
+        Ok(App {
+            metrics,
+            readiness,
+            run,
+            probes,
+        })
+    }
+
+    /// Serves HTTP on `listener` (see [`bind`]) and runs every probe until
+    /// `cancel`.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        cancel: CancellationToken,
+    ) -> Result<(), RunError> {
+        let local = listener.local_addr().map_err(RunError::Serve)?;
+        info!(run = %self.run, probes = self.probes.len(), "slaprobe listening on http://{local}/metrics");
+        let router = http::router(self.metrics.clone(), self.readiness.clone());
+        let server_cancel = CancellationToken::new();
+        let mut server = tokio::spawn(http::serve(listener, router, server_cancel.clone()));
+
+        let tasks = TaskTracker::new();
+        for probe in self.probes {
+            tasks.spawn(probe.run(cancel.clone()));
+        }
+        tasks.close();
+
+        let server_failed = tokio::select! {
+            _ = cancel.cancelled() => None,
+            r = &mut server => Some(r),
+        };
+        cancel.cancel();
+        // /metrics keeps answering while probes drain.
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("probes did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
+        }
+        server_cancel.cancel();
+        if server_failed.is_none() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+        }
+        match server_failed {
+            Some(Ok(Err(e))) => Err(RunError::Serve(e)),
+            Some(Err(e)) => Err(RunError::Serve(std::io::Error::other(e))),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The validated configuration model: what the rest of slaprobe consumes.
+//!
+//! Everything here has been checked by `config::load` (types, ranges,
+//! cross-references, defaults inherited), so runtime code never re-validates.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Files the configuration was read from, in merge order.
+    pub sources: Vec<PathBuf>,
+    pub server: Server,
+    /// Where restart-safe accounting lives (SPEC §6); `None` disables it.
+    pub state_dir: Option<PathBuf>,
+    pub alertmanager: Option<Alertmanager>,
+    /// Cluster name -> cluster. Ordered so that plans and metrics are stable.
+    pub clusters: BTreeMap<String, Cluster>,
+    /// Probes in file order (files in merge order).
+    pub probes: Vec<Probe>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// HTTP listen address for /metrics, /healthz, /readyz. Default 0.0.0.0:9464
+    /// (9464 is the port Prometheus' exporter registry has for slaprobe-like
+    /// OpenTelemetry/Prometheus exporters, and what SPEC shows).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alertmanager {
+    /// Base URL, e.g. `http://alertmanager:9093`; may carry basic-auth user info
+    /// (redacted when shown).
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Cluster {
+    pub name: String,
+    /// Comma-separated `host:port` list, passed as `bootstrap.servers`.
+    pub bootstrap: String,
+    /// Passed through to librdkafka verbatim (after slaprobe's own settings,
+    /// so a user can override them). Values may be secrets: see
+    /// [`is_secret_key`].
+    pub librdkafka: BTreeMap<String, String>,
+    /// `librdkafka` keys whose value was read from a `<key>_file`: secret
+    /// whatever their name (see [`Cluster::is_secret`]).
+    pub secret_keys: BTreeSet<String>,
+}
+
+impl Cluster {
+    /// Whether the value of librdkafka option `key` must never be shown.
+    pub fn is_secret(&self, key: &str) -> bool {
+        is_secret_key(key) || self.secret_keys.contains(key)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeType {
+    Heartbeat,
+    Pipeline,
+}
+
+impl fmt::Display for ProbeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProbeType::Heartbeat => "heartbeat",
+            ProbeType::Pipeline => "pipeline",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// Unique; `[A-Za-z0-9._-]+` (it is part of every canary id and a label value).
+    pub name: String,
+    /// One canary per input partition per interval.
+    pub interval: Duration,
+    /// A canary not seen at an output by `sent + deadline` is lost; also the
+    /// producer's message timeout.
+    pub deadline: Duration,
+    /// Size the canary payload is padded to.
+    pub payload_bytes: usize,
+    pub kind: ProbeKind,
+    /// SLOs, expanded per output (one entry per (output, sli)).
+    pub slos: Vec<Slo>,
+}
+
+impl Probe {
+    pub fn probe_type(&self) -> ProbeType {
+        match self.kind {
+            ProbeKind::Heartbeat(_) => ProbeType::Heartbeat,
+            ProbeKind::Pipeline(_) => ProbeType::Pipeline,
+        }
+    }
+
+    /// The cluster canaries are produced to.
+    pub fn input_cluster(&self) -> &str {
+        match &self.kind {
+            ProbeKind::Heartbeat(h) => &h.cluster,
+            ProbeKind::Pipeline(p) => &p.input.cluster,
+        }
+    }
+
+    /// The topic canaries are produced to.
+    pub fn input_topic(&self) -> &str {
+        match &self.kind {
+            ProbeKind::Heartbeat(h) => &h.topic,
+            ProbeKind::Pipeline(p) => &p.input.topic,
+        }
+    }
+
+    /// Output names, as used in the `output` label.
+    pub fn output_names(&self) -> Vec<&str> {
+        match &self.kind {
+            ProbeKind::Heartbeat(_) => vec![HEARTBEAT_OUTPUT],
+            ProbeKind::Pipeline(p) => p.outputs.iter().map(|o| o.name.as_str()).collect(),
+        }
+    }
+}
+
+/// The `output` label value of heartbeat probes (SPEC §4).
+pub const HEARTBEAT_OUTPUT: &str = "heartbeat";
+
+/// The `output` label value of a pipeline probe's input-side series
+/// (availability): produce success is not a property of any one output.
+pub const INPUT_OUTPUT: &str = "input";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeKind {
+    Heartbeat(Heartbeat),
+    Pipeline(Pipeline),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    pub cluster: String,
+    pub topic: String,
+    pub topic_management: TopicManagement,
+}
+
+/// Whether slaprobe creates its heartbeat topic. Default: observe only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicManagement {
+    pub create: bool,
+    /// Partitions created = brokers x this, so every broker leads at least one.
+    pub partitions_per_broker: u32,
+    /// `None`: min(3, brokers) at creation time.
+    pub replication_factor: Option<u16>,
+}
+
+impl Default for TopicManagement {
+    fn default() -> Self {
+        TopicManagement {
+            create: false,
+            partitions_per_broker: 1,
+            replication_factor: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    pub input: PipelineInput,
+    pub outputs: Vec<PipelineOutput>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineInput {
+    pub cluster: String,
+    pub topic: String,
+    /// Key template; `None` means the canary id.
+    pub key: Option<String>,
+    /// Payload template (SPEC §3 placeholders).
+    pub payload: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineOutput {
+    pub name: String,
+    pub cluster: String,
+    pub topic: String,
+    pub match_rule: MatchRule,
+    pub expect: Expect,
+}
+
+/// Where the canary id is found on an output record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MatchRule {
+    /// A header of this name holds the id.
+    Header(String),
+    /// The record key is the id.
+    Key,
+    /// A JSON pointer (RFC 6901) into the value.
+    Json(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    ExactlyOnce,
+    AtLeastOnce,
+    /// The pipeline must filter the canary out.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Sli {
+    Availability,
+    Delivery,
+    Latency,
+}
+
+impl fmt::Display for Sli {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Sli::Availability => "availability",
+            Sli::Delivery => "delivery",
+            Sli::Latency => "latency",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slo {
+    /// The `output` label: an output name, or `heartbeat` for heartbeat
+    /// probes. Availability is measured at the input, so a pipeline probe's
+    /// availability SLO uses [`INPUT_OUTPUT`] (no output may take that name).
+    pub output: String,
+    pub sli: Sli,
+    /// Target good/total ratio, in (0, 1).
+    pub objective: f64,
+    /// Default 30 days.
+    pub period: Duration,
+    /// Latency SLI only: a canary delivered within this is good.
+    pub threshold: Option<Duration>,
+}
+
+impl Slo {
+    /// `<probe>:<output>:<sli>`, the `slo` label value.
+    pub fn name(&self, probe: &str) -> String {
+        format!("{probe}:{}:{}", self.output, self.sli)
+    }
+}
+
+/// librdkafka keys whose values must never be shown or logged.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "jaas",
+        "credential",
+        ".pem",
+        "key.pem",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}

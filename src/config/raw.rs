@@ -1,0 +1,145 @@
+//! The YAML shape of SPEC §2, as strict serde structs.
+//!
+//! These describe what may be *written*; they are deliberately loose about
+//! values (durations and objectives are kept as text, most keys optional) so
+//! that [`super::validate`] can check everything in one pass and report all
+//! problems with precise positions, instead of serde stopping at the first.
+//! Unknown keys, however, are rejected here (`deny_unknown_fields`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    pub server: Option<RawServer>,
+    pub state_dir: Option<String>,
+    pub alertmanager: Option<RawAlertmanager>,
+    pub defaults: Option<RawDefaults>,
+    pub clusters: Option<BTreeMap<String, RawCluster>>,
+    pub probes: Option<Vec<RawProbe>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlertmanager {
+    pub url: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefaults {
+    pub interval: Option<String>,
+    pub deadline: Option<String>,
+    pub payload_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub bootstrap: String,
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawProbeType {
+    Heartbeat,
+    Pipeline,
+}
+
+/// One struct for both probe types; which keys are allowed for which type
+/// is checked in validation, with a message that says so.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProbe {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: RawProbeType,
+    pub interval: Option<String>,
+    pub deadline: Option<String>,
+    pub payload_bytes: Option<u64>,
+    #[serde(default)]
+    pub slos: Vec<RawSlo>,
+    // heartbeat
+    pub cluster: Option<String>,
+    pub topic: Option<String>,
+    pub topic_management: Option<RawTopicManagement>,
+    // pipeline
+    pub input: Option<RawInput>,
+    pub outputs: Option<Vec<RawOutput>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTopicManagement {
+    #[serde(default)]
+    pub create: bool,
+    pub partitions_per_broker: Option<u64>,
+    pub replication_factor: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInput {
+    pub cluster: String,
+    pub topic: String,
+    pub key: Option<String>,
+    pub payload: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutput {
+    pub name: String,
+    pub cluster: String,
+    pub topic: String,
+    #[serde(rename = "match")]
+    pub match_rule: RawMatch,
+    pub expect: Option<RawExpect>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    pub json: Option<String>,
+    pub header: Option<String>,
+    pub key: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawExpect {
+    ExactlyOnce,
+    AtLeastOnce,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawSli {
+    Availability,
+    Delivery,
+    Latency,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlo {
+    pub sli: RawSli,
+    /// `99.95%`, or a ratio like `0.9995`; parsed in validation.
+    pub objective: String,
+    pub period: Option<String>,
+    pub threshold: Option<String>,
+    pub output: Option<String>,
+}

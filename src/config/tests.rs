@@ -1,0 +1,1049 @@
+//! Loader tests: every bad config asserts the exact error line a user sees.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+const SPEC_EXAMPLE: &str = r#"server:
+  listen: 0.0.0.0:9464
+state_dir: /var/lib/slaprobe        # optional: restart-safe accounting (§6)
+alertmanager:                       # optional: push alerts (§5)
+  url: http://alertmanager:9093
+defaults:                           # inherited by every probe
+  interval: 1s
+  deadline: 30s
+  payload_bytes: 256
+
+clusters:
+  primary:
+    bootstrap: kafka-1:9092,kafka-2:9092
+    librdkafka:                     # passed through to librdkafka verbatim
+      security.protocol: SASL_SSL
+      sasl.mechanism: SCRAM-SHA-512
+      sasl.username: slaprobe
+      sasl.password: ${KAFKA_PASSWORD}
+
+probes:
+  - name: primary-heartbeat
+    type: heartbeat
+    cluster: primary
+    topic: slaprobe.heartbeat
+    interval: 1s                    # one canary per partition per interval
+    deadline: 10s
+    topic_management:               # optional; default: observe only
+      create: true
+      partitions_per_broker: 1
+      replication_factor: 3
+    slos:
+      - { sli: availability, objective: 99.95%, period: 30d }
+      - { sli: delivery,     objective: 99.9% }
+      - { sli: latency, threshold: 250ms, objective: 99% }
+
+  - name: orders-enrichment
+    type: pipeline
+    input:
+      cluster: primary
+      topic: orders.raw
+      key: '{{id}}'                 # optional; default: the canary id
+      payload: '{"order_id":"{{id}}","amount":1,"created":"{{sent_rfc3339}}","pad":"{{pad}}"}'
+      headers: { source: slaprobe }
+    outputs:
+      - name: enriched
+        cluster: primary
+        topic: orders.enriched
+        match: { json: /order_id }  # or { header: NAME } or { key: true }
+        expect: exactly_once        # or at_least_once, or none (a filter must drop it)
+    interval: 1s
+    deadline: 2m
+    slos:
+      - { sli: delivery, objective: 99.9% }
+      - { sli: latency, threshold: 5s, objective: 99% }
+"#;
+
+/// A minimal valid heartbeat config; tests append probe keys (lines 9+ are
+/// inside `probes[0]` when indented by four spaces).
+const HB: &str = "\
+clusters:
+  c1:
+    bootstrap: k:9092
+probes:
+  - name: hb
+    type: heartbeat
+    cluster: c1
+    topic: t
+";
+
+/// A minimal valid pipeline config (line 9 is `outputs:`).
+const PIPE: &str = r#"clusters:
+  c1:
+    bootstrap: k:9092
+probes:
+  - name: pl
+    type: pipeline
+    input: { cluster: c1, topic: in, payload: '{"id":"{{id}}"}' }
+    outputs:
+      - { name: out, cluster: c1, topic: out, match: { json: /id } }
+"#;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+fn ok(yaml: &str) -> Config {
+    match load_str("test.yaml", yaml, &no_env) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+fn err_with(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    match load_str("test.yaml", yaml, env) {
+        Ok(_) => panic!("expected an error for:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn err(yaml: &str) -> String {
+    err_with(yaml, &no_env)
+}
+
+/// A fresh, empty directory under the temp dir.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "slaprobe-config-test-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write temp file");
+    p
+}
+
+// ---------------------------------------------------------------- positive
+
+#[test]
+fn spec_example_parses_into_the_model() {
+    let env = env_of(&[("KAFKA_PASSWORD", "hunter2")]);
+    let c = load_str("spec.yaml", SPEC_EXAMPLE, &env).expect("SPEC example is valid");
+    assert_eq!(c.sources, vec![PathBuf::from("spec.yaml")]);
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:9464");
+    assert_eq!(c.state_dir, Some(PathBuf::from("/var/lib/slaprobe")));
+    assert_eq!(
+        c.alertmanager,
+        Some(Alertmanager {
+            url: "http://alertmanager:9093".into()
+        })
+    );
+    let primary = &c.clusters["primary"];
+    assert_eq!(primary.bootstrap, "kafka-1:9092,kafka-2:9092");
+    assert_eq!(primary.librdkafka["sasl.password"], "hunter2");
+    assert_eq!(primary.librdkafka.len(), 4);
+    assert!(primary.secret_keys.is_empty());
+
+    assert_eq!(c.probes.len(), 2);
+    let hb = &c.probes[0];
+    assert_eq!(hb.name, "primary-heartbeat");
+    assert_eq!(hb.interval, Duration::from_secs(1));
+    assert_eq!(hb.deadline, Duration::from_secs(10));
+    assert_eq!(hb.payload_bytes, 256, "inherited from defaults");
+    assert_eq!(
+        hb.kind,
+        ProbeKind::Heartbeat(Heartbeat {
+            cluster: "primary".into(),
+            topic: "slaprobe.heartbeat".into(),
+            topic_management: TopicManagement {
+                create: true,
+                partitions_per_broker: 1,
+                replication_factor: Some(3),
+            },
+        })
+    );
+    let d30 = Duration::from_secs(30 * 86_400);
+    assert_eq!(
+        hb.slos,
+        vec![
+            Slo {
+                output: "heartbeat".into(),
+                sli: Sli::Availability,
+                objective: 0.9995,
+                period: d30,
+                threshold: None,
+            },
+            Slo {
+                output: "heartbeat".into(),
+                sli: Sli::Delivery,
+                objective: 0.999,
+                period: d30,
+                threshold: None,
+            },
+            Slo {
+                output: "heartbeat".into(),
+                sli: Sli::Latency,
+                objective: 0.99,
+                period: d30,
+                threshold: Some(Duration::from_millis(250)),
+            },
+        ]
+    );
+    assert_eq!(
+        hb.slos[0].name(&hb.name),
+        "primary-heartbeat:heartbeat:availability"
+    );
+
+    let pl = &c.probes[1];
+    assert_eq!(pl.deadline, Duration::from_secs(120));
+    assert_eq!(pl.payload_bytes, 256);
+    let ProbeKind::Pipeline(p) = &pl.kind else {
+        panic!("pipeline expected")
+    };
+    assert_eq!(p.input.key.as_deref(), Some("{{id}}"));
+    assert_eq!(p.input.headers["source"], "slaprobe");
+    assert_eq!(
+        p.outputs,
+        vec![PipelineOutput {
+            name: "enriched".into(),
+            cluster: "primary".into(),
+            topic: "orders.enriched".into(),
+            match_rule: MatchRule::Json("/order_id".into()),
+            expect: Expect::ExactlyOnce,
+        }]
+    );
+    let slos: Vec<_> = pl.slos.iter().map(|s| s.name(&pl.name)).collect();
+    assert_eq!(
+        slos,
+        [
+            "orders-enrichment:enriched:delivery",
+            "orders-enrichment:enriched:latency"
+        ]
+    );
+}
+
+#[test]
+fn defaults_apply_when_sections_are_absent() {
+    let c = ok(HB);
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:9464");
+    assert_eq!(c.state_dir, None);
+    assert_eq!(c.alertmanager, None);
+    let p = &c.probes[0];
+    assert_eq!(
+        (p.interval, p.deadline, p.payload_bytes),
+        (Duration::from_secs(1), Duration::from_secs(30), 256)
+    );
+    assert_eq!(
+        p.kind,
+        ProbeKind::Heartbeat(Heartbeat {
+            cluster: "c1".into(),
+            topic: "t".into(),
+            topic_management: TopicManagement::default(),
+        })
+    );
+}
+
+#[test]
+fn empty_document_is_a_valid_config_without_probes() {
+    let c = ok("# nothing yet\n");
+    assert!(c.probes.is_empty() && c.clusters.is_empty());
+    assert!(plan(&c).contains("probes: none (nothing will be probed)"));
+}
+
+#[test]
+fn pipeline_slos_expand_per_output_and_availability_uses_input() {
+    let yaml = format!(
+        "{PIPE}      - {{ name: out2, cluster: c1, topic: out2, match: {{ header: x-id }}, expect: at_least_once }}
+    slos:
+      - {{ sli: availability, objective: 99.9% }}
+      - {{ sli: delivery, objective: 0.999 }}
+      - {{ sli: latency, objective: 99%, threshold: 2s, output: out2, period: 7d }}
+"
+    );
+    let c = ok(&yaml);
+    let p = &c.probes[0];
+    let names: Vec<_> = p.slos.iter().map(|s| s.name(&p.name)).collect();
+    assert_eq!(
+        names,
+        [
+            "pl:input:availability",
+            "pl:out:delivery",
+            "pl:out2:delivery",
+            "pl:out2:latency"
+        ]
+    );
+    assert_eq!(p.slos[1].objective, 0.999);
+    assert_eq!(p.slos[3].period, Duration::from_secs(7 * 86_400));
+    let ProbeKind::Pipeline(pl) = &p.kind else {
+        panic!()
+    };
+    assert_eq!(pl.outputs[1].match_rule, MatchRule::Header("x-id".into()));
+    assert_eq!(pl.outputs[1].expect, Expect::AtLeastOnce);
+    assert_eq!(pl.input.key, None);
+}
+
+#[test]
+fn anchors_aliases_and_merge_keys() {
+    let yaml = "\
+common: &common { bootstrap: 'k:9092', librdkafka: { linger.ms: 5 } }
+";
+    // A top-level helper key is still an unknown key: anchors must live in
+    // allowed places. Use an anchor inside the real structure instead.
+    assert!(err(yaml).contains("unknown field `common`"));
+
+    let c = ok("\
+clusters:
+  a: &base
+    bootstrap: k1:9092
+    librdkafka: &opts { linger.ms: 5, acks: all }
+  b:
+    <<: *base
+    bootstrap: k2:9092
+probes:
+  - &hb
+    name: hb-a
+    type: heartbeat
+    cluster: a
+    topic: t
+    slos: [ &avail { sli: availability, objective: 99.9% } ]
+  - <<: *hb
+    name: hb-b
+    cluster: b
+    slos: [ *avail ]
+");
+    assert_eq!(c.clusters["b"].bootstrap, "k2:9092", "keys present win");
+    assert_eq!(c.clusters["b"].librdkafka["linger.ms"], "5");
+    assert_eq!(c.clusters["b"].librdkafka["acks"], "all");
+    assert_eq!(c.probes[1].name, "hb-b");
+    assert_eq!(c.probes[1].input_cluster(), "b");
+    assert_eq!(c.probes[1].input_topic(), "t");
+    assert_eq!(c.probes[1].slos.len(), 1);
+}
+
+#[test]
+fn scalars_are_strings_where_strings_are_wanted() {
+    let c = ok("\
+clusters:
+  c1:
+    bootstrap: k:9092
+    librdkafka: { linger.ms: 5, enable.idempotence: true, client.rack: ~ }
+probes:
+  - { name: hb, type: heartbeat, cluster: c1, topic: 123 }
+");
+    assert_eq!(c.probes[0].input_topic(), "123");
+    let opts = &c.clusters["c1"].librdkafka;
+    assert_eq!(opts["linger.ms"], "5");
+    assert_eq!(opts["enable.idempotence"], "true");
+}
+
+#[test]
+fn env_expansion_defaults_and_typing() {
+    let yaml = format!(
+        "{HB}    topic_management: {{ create: true, partitions_per_broker: '${{PPB:-2}}' }}
+    payload_bytes: ${{PAYLOAD}}
+    interval: ${{UNSET:-5s}}
+    deadline: '${{EMPTY:-1m}}'
+"
+    );
+    let env = env_of(&[("PAYLOAD", "512"), ("EMPTY", "")]);
+    let c = load_str("test.yaml", &yaml, &env).expect("valid");
+    let p = &c.probes[0];
+    assert_eq!(p.payload_bytes, 512);
+    assert_eq!(p.interval, Duration::from_secs(5));
+    assert_eq!(
+        p.deadline,
+        Duration::from_secs(60),
+        "empty uses the default"
+    );
+    let ProbeKind::Heartbeat(h) = &p.kind else {
+        panic!()
+    };
+    assert_eq!(h.topic_management.partitions_per_broker, 2);
+
+    let c = ok("\
+clusters:
+  c1: { bootstrap: 'k:9092', librdkafka: { sasl.password: 'a$$b$c' } }
+");
+    assert_eq!(c.clusters["c1"].librdkafka["sasl.password"], "a$b$c");
+}
+
+#[test]
+fn secret_file_is_read_trimmed_and_redacted() {
+    let dir = temp_dir("secret");
+    let secret = write(&dir, "kafka-password", "s3cret\n\n");
+    let yaml = format!(
+        "clusters:
+  c1:
+    bootstrap: k:9092
+    librdkafka:
+      sasl.password_file: {}
+      sasl.oauthbearer.config_file: ${{DIR}}/kafka-password
+",
+        secret.display()
+    );
+    let env = env_of(&[("DIR", &dir.display().to_string())]);
+    let c = load_str("test.yaml", &yaml, &env).expect("valid");
+    let cl = &c.clusters["c1"];
+    assert_eq!(
+        cl.librdkafka["sasl.password"], "s3cret\n",
+        "one newline trimmed"
+    );
+    assert_eq!(cl.librdkafka["sasl.oauthbearer.config"], "s3cret\n");
+    assert!(cl.secret_keys.contains("sasl.oauthbearer.config"));
+    let plan = plan(&c);
+    assert!(!plan.contains("s3cret"), "{plan}");
+    assert!(
+        plan.contains("      sasl.oauthbearer.config: <redacted>\n"),
+        "{plan}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn directory_merges_in_file_name_order() {
+    let dir = temp_dir("merge");
+    write(
+        &dir,
+        "20-probes.yaml",
+        "probes:\n  - { name: p2, type: heartbeat, cluster: b, topic: t }\n",
+    );
+    write(
+        &dir,
+        "10-base.yml",
+        "defaults: { payload_bytes: 100 }\nclusters:\n  a: { bootstrap: 'a:9092' }\n  b: { bootstrap: 'b:9092' }\nprobes:\n  - { name: p1, type: heartbeat, cluster: a, topic: t }\n",
+    );
+    write(&dir, "README.md", "not yaml");
+    write(&dir, ".hidden.yaml", "garbage: [");
+    let c = load(std::slice::from_ref(&dir), &no_env).expect("valid");
+    assert_eq!(
+        c.sources,
+        vec![dir.join("10-base.yml"), dir.join("20-probes.yaml")]
+    );
+    let names: Vec<_> = c.probes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["p1", "p2"]);
+    assert_eq!(
+        c.probes[1].payload_bytes, 100,
+        "defaults apply across files"
+    );
+    assert_eq!(c.clusters.len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn plan_of_spec_example_redacts_and_shows_tiers() {
+    let env = env_of(&[("KAFKA_PASSWORD", "hunter2")]);
+    let yaml = SPEC_EXAMPLE.replace(
+        "http://alertmanager:9093",
+        "https://am-user:am-pass@alertmanager:9093",
+    );
+    let c = load_str("spec.yaml", &yaml, &env).expect("valid");
+    let plan = plan(&c);
+    assert!(!plan.contains("hunter2"), "{plan}");
+    assert!(!plan.contains("am-pass"), "{plan}");
+    assert!(plan.contains("      sasl.password: <redacted>\n"), "{plan}");
+    assert!(plan.contains("      sasl.username: slaprobe\n"), "{plan}");
+    assert!(plan.contains("alertmanager: https://<redacted>@alertmanager:9093\n"));
+    assert!(
+        plan.contains(
+            "      primary-heartbeat:heartbeat:availability: objective 99.95%, period 30d\n\
+         \x20       page   burn rate > 14.4 over 1h and 5m\n\
+         \x20       page   burn rate > 6 over 6h and 30m\n\
+         \x20       ticket burn rate > 3 over 1d and 2h\n\
+         \x20       ticket burn rate > 1 over 3d and 6h\n"
+        ),
+        "{plan}"
+    );
+    assert!(plan.contains(
+        "      orders-enrichment:enriched:latency: objective 99%, period 30d, threshold 5s\n"
+    ));
+    assert!(plan.contains(
+        "      enriched: cluster primary, topic orders.enriched, match json /order_id, expect exactly_once\n"
+    ));
+    assert!(plan.contains("    interval: 1s, deadline: 10s, payload_bytes: 256\n"));
+    assert!(plan.contains(
+        "    topic_management: create (1 partition(s) per broker, replication factor 3)\n"
+    ));
+    // Stable: same config, same text.
+    assert_eq!(plan, super::plan(&c));
+}
+
+// ---------------------------------------------------------------- negative
+
+#[test]
+fn yaml_syntax_error() {
+    assert_eq!(
+        err("clusters:\n  c1: [a, b\nprobes: []\n"),
+        "test.yaml:3:7: YAML syntax error: illegal placement of ':' indicator"
+    );
+}
+
+#[test]
+fn duplicate_yaml_key() {
+    assert_eq!(
+        err(&format!("{HB}    topic: t2\n")),
+        "test.yaml:9:5: probes[0].topic: duplicate key (first given at line 8, column 5)"
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    assert_eq!(
+        err(&format!("{HB}servr:\n  listen: 0.0.0.0:1\n")),
+        "test.yaml:9:1: servr: unknown field `servr`, expected one of `server`, `state_dir`, \
+         `alertmanager`, `defaults`, `clusters`, `probes`"
+    );
+}
+
+#[test]
+fn unknown_probe_key_typo() {
+    assert_eq!(
+        err(&format!("{HB}    deadlin: 5s\n")),
+        "test.yaml:9:5: probes[0].deadlin: unknown field `deadlin`, expected one of `name`, `type`, \
+         `interval`, `deadline`, `payload_bytes`, `slos`, `cluster`, `topic`, `topic_management`, \
+         `input`, `outputs`"
+    );
+}
+
+#[test]
+fn missing_required_key() {
+    assert_eq!(
+        err("probes:\n  - name: x\n    cluster: c1\n"),
+        "test.yaml:2:5: probes[0].type: required key is missing"
+    );
+    assert_eq!(
+        err("clusters:\n  c1: { librdkafka: {} }\n"),
+        "test.yaml:2:7: clusters.c1.bootstrap: required key is missing"
+    );
+}
+
+#[test]
+fn wrong_type() {
+    assert_eq!(
+        err(&format!("{HB}    payload_bytes: '256'\n")),
+        "test.yaml:9:20: probes[0].payload_bytes: invalid type: string \"256\", expected u64"
+    );
+    assert_eq!(
+        err(&format!("{HB}    slos: {{ sli: delivery }}\n")),
+        "test.yaml:9:11: probes[0].slos: invalid type: map, expected a sequence"
+    );
+    assert_eq!(
+        err("probes:\n  - name: x\n    type: heartbeet\n"),
+        "test.yaml:3:11: probes[0].type: unknown variant `heartbeet`, expected `heartbeat` or `pipeline`"
+    );
+}
+
+#[test]
+fn unquoted_template_gets_a_hint() {
+    let yaml = PIPE.replace("'{\"id\":\"{{id}}\"}'", "{{id}}");
+    assert_eq!(
+        err(&yaml),
+        "test.yaml:7:48: probes[0].input.payload: mapping keys must be strings, not lists or \
+         mappings (a value starting with `{` is a YAML mapping: quote templates, e.g. '{{id}}')"
+    );
+}
+
+#[test]
+fn bad_duration() {
+    assert_eq!(
+        err(&format!("{HB}    interval: 5\n")),
+        "test.yaml:9:15: probes[0].interval: invalid duration `5`: time unit needed, for example \
+         5sec or 5ms (write e.g. `250ms`, `30s`, `2m`, `30d`)"
+    );
+    assert_eq!(
+        err(&format!("{HB}    interval: 0s\n")),
+        "test.yaml:9:15: probes[0].interval: must be greater than 0"
+    );
+}
+
+#[test]
+fn deadline_not_greater_than_interval() {
+    assert_eq!(
+        err(&format!("{HB}    interval: 1s\n    deadline: 500ms\n")),
+        "test.yaml:10:5: probes[0].deadline: must be greater than interval (1s), got 500ms"
+    );
+    // Inherited deadline: the key path still names it, the position is the probe.
+    assert_eq!(
+        err(&format!(
+            "defaults: {{ deadline: 10s }}\n{HB}    interval: 1m\n"
+        )),
+        "test.yaml:6:5: probes[0].deadline: must be greater than interval (1m), got 10s \
+         (inherited from `defaults.deadline`)"
+    );
+}
+
+#[test]
+fn payload_bytes_out_of_range() {
+    assert_eq!(
+        err(&format!("{HB}    payload_bytes: 2000000\n")),
+        "test.yaml:9:20: probes[0].payload_bytes: must be between 1 and 1048576 (1 MiB), got 2000000"
+    );
+}
+
+#[test]
+fn objective_out_of_range() {
+    assert_eq!(
+        err(&format!(
+            "{HB}    slos:\n      - {{ sli: availability, objective: 100% }}\n"
+        )),
+        "test.yaml:10:41: probes[0].slos[0].objective: must be between 0% and 100% (exclusive), got `100%`"
+    );
+    assert_eq!(
+        err(&format!(
+            "{HB}    slos:\n      - {{ sli: availability, objective: 0% }}\n"
+        )),
+        "test.yaml:10:41: probes[0].slos[0].objective: must be between 0% and 100% (exclusive), got `0%`"
+    );
+    assert_eq!(
+        err(&format!(
+            "{HB}    slos:\n      - {{ sli: availability, objective: 99.9 }}\n"
+        )),
+        "test.yaml:10:41: probes[0].slos[0].objective: a bare number is a ratio and must be between \
+         0 and 1 (exclusive); did you mean `99.9%`?"
+    );
+    assert_eq!(
+        err(&format!(
+            "{HB}    slos:\n      - {{ sli: availability, objective: high }}\n"
+        )),
+        "test.yaml:10:41: probes[0].slos[0].objective: invalid objective `high`: write a percentage \
+         like `99.9%` or a ratio like `0.999`"
+    );
+}
+
+#[test]
+fn period_too_short() {
+    assert_eq!(
+        err(&format!(
+            "{HB}    slos:\n      - {{ sli: delivery, objective: 99%, period: 12h }}\n"
+        )),
+        "test.yaml:10:50: probes[0].slos[0].period: must be at least 1d (the alert windows go up to 3d), got 12h"
+    );
+}
+
+#[test]
+fn threshold_not_less_than_deadline() {
+    assert_eq!(
+        err(&format!(
+            "{HB}    deadline: 10s\n    slos:\n      - sli: latency\n        objective: 99%\n        threshold: 10s\n"
+        )),
+        "test.yaml:13:9: probes[0].slos[0].threshold: must be less than the probe's deadline (10s), got 10s"
+    );
+}
+
+#[test]
+fn latency_without_threshold() {
+    assert_eq!(
+        err(&format!(
+            "{HB}    slos:\n      - {{ sli: latency, objective: 99% }}\n"
+        )),
+        "test.yaml:10:9: probes[0].slos[0].threshold: required for a latency SLO (e.g. `threshold: 250ms`)"
+    );
+}
+
+#[test]
+fn threshold_on_delivery() {
+    assert_eq!(
+        err(&format!(
+            "{HB}    slos:\n      - {{ sli: delivery, objective: 99%, threshold: 1s }}\n"
+        )),
+        "test.yaml:10:42: probes[0].slos[0].threshold: only allowed for latency SLOs, not delivery"
+    );
+}
+
+#[test]
+fn slo_output_rules() {
+    assert_eq!(
+        err(&format!(
+            "{HB}    slos:\n      - {{ sli: availability, objective: 99%, output: heartbeat }}\n"
+        )),
+        "test.yaml:10:46: probes[0].slos[0].output: not allowed for availability SLOs \
+         (availability is measured where canaries are produced)"
+    );
+    assert_eq!(
+        err(&format!(
+            "{PIPE}    slos:\n      - {{ sli: delivery, objective: 99%, output: nope }}\n"
+        )),
+        "test.yaml:11:50: probes[0].slos[0].output: unknown output `nope`; this probe's outputs are: out"
+    );
+    assert_eq!(
+        err(&format!(
+            "{PIPE}    slos:\n      - {{ sli: delivery, objective: 99% }}\n      - {{ sli: delivery, objective: 99.9%, output: out }}\n"
+        )),
+        "test.yaml:12:9: probes[0].slos[1]: duplicate SLO `pl:out:delivery` (slos[0] already defines it)"
+    );
+}
+
+#[test]
+fn unknown_cluster() {
+    assert_eq!(
+        err(&HB.replace("cluster: c1", "cluster: c2")),
+        "test.yaml:7:14: probes[0].cluster: unknown cluster `c2`; defined clusters: c1"
+    );
+}
+
+#[test]
+fn bad_bootstrap_and_cluster_name() {
+    assert_eq!(
+        err("clusters:\n  c1: { bootstrap: 'k:9092,kafka-2' }\n  'bad name': { bootstrap: 'k:9092' }\n"),
+        "test.yaml:2:20: clusters.c1.bootstrap: `kafka-2` is not host:port with a numeric port; \
+         write e.g. `kafka-1:9092,kafka-2:9092`\n\
+         test.yaml:3:3: clusters.bad name: invalid cluster name `bad name`: use only letters, \
+         digits, `.`, `_` and `-`"
+    );
+}
+
+#[test]
+fn duplicate_probe_names() {
+    assert_eq!(
+        err(&format!(
+            "{HB}  - {{ name: hb, type: heartbeat, cluster: c1, topic: t2 }}\n"
+        )),
+        "test.yaml:9:13: probes[1].name: duplicate probe name `hb`: already used at test.yaml:5:11"
+    );
+}
+
+#[test]
+fn bad_probe_name() {
+    assert_eq!(
+        err(&HB.replace("name: hb", "name: 'hb/1'")),
+        "test.yaml:5:11: probes[0].name: invalid probe name `hb/1`: use only letters, digits, `.`, \
+         `_` and `-` (it is part of every canary id and a metric label)"
+    );
+}
+
+#[test]
+fn undefined_env_var() {
+    assert_eq!(
+        err("clusters:\n  c1:\n    bootstrap: k:9092\n    librdkafka:\n      sasl.password: ${KAFKA_PASSWORD}\n"),
+        "test.yaml:5:22: clusters.c1.librdkafka.sasl.password: environment variable KAFKA_PASSWORD \
+         is not set (use ${KAFKA_PASSWORD:-default} for a default)"
+    );
+    assert_eq!(
+        err("state_dir: ${1BAD}\n"),
+        "test.yaml:1:12: state_dir: invalid environment variable reference `${1BAD}`: use `${NAME}` \
+         or `${NAME:-default}` with NAME made of letters, digits and `_` (write `$$` for a literal `$`)"
+    );
+}
+
+#[test]
+fn secret_file_unreadable() {
+    let dir = temp_dir("unreadable");
+    let missing = dir.join("missing");
+    let got = err(&format!(
+        "alertmanager:\n  url_file: {}\n",
+        missing.display()
+    ));
+    assert_eq!(
+        got,
+        format!(
+            "test.yaml:2:13: alertmanager.url_file: cannot read {}: No such file or directory (os error 2)",
+            missing.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn key_and_key_file_both() {
+    assert_eq!(
+        err("clusters:\n  c1:\n    bootstrap: k:9092\n    librdkafka:\n      sasl.password: x\n      sasl.password_file: /run/secrets/kafka\n"),
+        "test.yaml:6:7: clusters.c1.librdkafka.sasl.password_file: both `sasl.password` and \
+         `sasl.password_file` are given; use only one"
+    );
+}
+
+#[test]
+fn heartbeat_with_outputs() {
+    assert_eq!(
+        err(&format!("{HB}    outputs: []\n")),
+        "test.yaml:9:5: probes[0].outputs: `outputs` is not allowed on a heartbeat probe \
+         (`input` and `outputs` are for `type: pipeline`)"
+    );
+}
+
+#[test]
+fn pipeline_rules() {
+    assert_eq!(
+        err("clusters: { c1: { bootstrap: 'k:9092' } }\nprobes:\n  - name: pl\n    type: pipeline\n    cluster: c1\n    input: { cluster: c1, topic: in, payload: x }\n"),
+        "test.yaml:3:5: probes[0].outputs: a pipeline probe needs at least one output \
+         (`name`, `cluster`, `topic`, `match`)\n\
+         test.yaml:5:5: probes[0].cluster: `cluster` is not allowed on a pipeline probe; set \
+         `input.cluster` and each output's `cluster`"
+    );
+}
+
+#[test]
+fn match_with_two_rules() {
+    assert_eq!(
+        err(&PIPE.replace("{ json: /id }", "{ json: /id, header: x-id }")),
+        "test.yaml:9:47: probes[0].outputs[0].match: has `json` and `header`; give exactly one of \
+         `json: /pointer`, `header: NAME` or `key: true`"
+    );
+    assert_eq!(
+        err(&PIPE.replace("{ json: /id }", "{ key: false }")),
+        "test.yaml:9:47: probes[0].outputs[0].match: `key: false` is not a match rule; give exactly \
+         one of `json: /pointer`, `header: NAME` or `key: true`"
+    );
+}
+
+#[test]
+fn key_match_needs_id_in_key_template() {
+    let yaml = PIPE
+        .replace("payload:", "key: 'k-{{seq}}', payload:")
+        .replace("{ json: /id }", "{ key: true }");
+    assert_eq!(
+        err(&yaml),
+        "test.yaml:9:47: probes[0].outputs[0].match: `key: true` matches on the record key, but \
+         `input.key` does not contain `{{id}}`; add it, or omit `input.key` (the key is then the canary id)"
+    );
+}
+
+#[test]
+fn unknown_template_placeholder() {
+    assert_eq!(
+        err(&PIPE.replace("{{id}}\"}'", "{{id}}\",\"t\":\"{{sent}}\"}'")),
+        "test.yaml:7:47: probes[0].input.payload: unknown placeholder `{{sent}}`; valid placeholders \
+         are {{id}}, {{probe}}, {{run}}, {{seq}}, {{partition}}, {{sent_ns}}, {{sent_rfc3339}}, {{pad}}"
+    );
+}
+
+#[test]
+fn json_pointer_must_find_the_id() {
+    assert_eq!(
+        err(&PIPE.replace("{ json: /id }", "{ json: /order_id }")),
+        "test.yaml:9:47: probes[0].outputs[0].match: JSON pointer `/order_id` finds nothing in the \
+         rendered `input.payload`; point it at a string that is exactly \"{{id}}\""
+    );
+    assert_eq!(
+        err(&PIPE.replace("{{id}}\"}'", "x-{{id}}\"}'")),
+        "test.yaml:9:47: probes[0].outputs[0].match: JSON pointer `/id` finds \
+         \"x-pl/0123456789abcdef/0/0\" in the rendered `input.payload`, not the canary id; the \
+         value there must be exactly \"{{id}}\""
+    );
+    assert_eq!(
+        err(&PIPE.replace("'{\"id\":\"{{id}}\"}'", "'id={{id}}'")),
+        "test.yaml:9:47: probes[0].outputs[0].match: a `json` match needs `input.payload` to be \
+         JSON, but rendered with sample values it does not parse: expected value at line 1 column 1"
+    );
+    assert_eq!(
+        err(&PIPE.replace("{ json: /id }", "{ json: id }")),
+        "test.yaml:9:62: probes[0].outputs[0].match.json: `id` is not a JSON pointer: it must be \
+         empty or start with `/`, e.g. `/order_id`"
+    );
+}
+
+#[test]
+fn duplicate_and_reserved_output_names() {
+    let yaml = format!(
+        "{PIPE}      - {{ name: out, cluster: c1, topic: o2, match: {{ key: true }} }}\n      - {{ name: input, cluster: c1, topic: o3, match: {{ key: true }} }}\n"
+    );
+    assert_eq!(
+        err(&yaml),
+        "test.yaml:10:17: probes[0].outputs[1].name: duplicate output name `out` (also used by outputs[0])\n\
+         test.yaml:11:17: probes[0].outputs[2].name: `input` is reserved (it is the `output` label of \
+         input-side and heartbeat series); choose another name"
+    );
+}
+
+#[test]
+fn reserved_header_name() {
+    assert_eq!(
+        err(&PIPE.replace("payload:", "headers: { Slaprobe-Id: x }, payload:")),
+        "test.yaml:7:49: probes[0].input.headers.Slaprobe-Id: `Slaprobe-Id` is set by slaprobe on \
+         every canary; reserved header names are slaprobe-id, slaprobe-sent-ns"
+    );
+}
+
+#[test]
+fn all_validation_errors_are_reported() {
+    let got = err(&format!(
+        "server: {{ listen: 'localhost:80' }}\nalertmanager: {{ url: 'am:9093' }}\n{HB}    payload_bytes: 0\n    slos:\n      - {{ sli: latency, objective: 1% }}\n"
+    ));
+    assert_eq!(
+        got,
+        "test.yaml:1:19: server.listen: `localhost:80` is not a socket address; use IP:port, e.g. \
+         `0.0.0.0:9464` or `[::]:9464`\n\
+         test.yaml:2:22: alertmanager.url: must be an http:// or https:// URL with a host, e.g. \
+         `http://alertmanager:9093`; got `am:9093`\n\
+         test.yaml:11:20: probes[0].payload_bytes: must be between 1 and 1048576 (1 MiB), got 0\n\
+         test.yaml:13:9: probes[0].slos[0].threshold: required for a latency SLO (e.g. `threshold: 250ms`)"
+    );
+}
+
+#[test]
+fn directory_merge_duplicate_cluster() {
+    let dir = temp_dir("dupcluster");
+    write(
+        &dir,
+        "a.yaml",
+        "clusters:\n  primary: { bootstrap: 'a:9092' }\n",
+    );
+    let b = write(
+        &dir,
+        "b.yaml",
+        "# second\nclusters:\n  primary: { bootstrap: 'b:9092' }\n",
+    );
+    let got = load(std::slice::from_ref(&dir), &no_env)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        got,
+        format!(
+            "{}:3:3: clusters.primary: duplicate cluster `primary`: already defined at {}:2:3",
+            b.display(),
+            dir.join("a.yaml").display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn directory_merge_duplicate_server() {
+    let dir = temp_dir("dupserver");
+    let a = write(&dir, "a.yaml", "server: { listen: '0.0.0.0:1' }\n");
+    let b = write(
+        &dir,
+        "b.yaml",
+        "state_dir: /x\nserver:\n  listen: 0.0.0.0:2\n",
+    );
+    let got = load(std::slice::from_ref(&dir), &no_env)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        got,
+        format!(
+            "{}:2:1: server: already set in {}:1:1; top-level `server` may appear in only one file",
+            b.display(),
+            a.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_paths() {
+    let dir = temp_dir("paths");
+    let missing = dir.join("nope.yaml");
+    assert_eq!(
+        load(std::slice::from_ref(&missing), &no_env)
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "{}: cannot read configuration path: No such file or directory (os error 2)",
+            missing.display()
+        )
+    );
+    assert_eq!(
+        load(std::slice::from_ref(&dir), &no_env)
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "{}: directory contains no *.yaml or *.yml files",
+            dir.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn hostile_inputs_do_not_panic() {
+    let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
+                c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n\
+                e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
+    assert!(err(bomb).contains("document too large"));
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    assert!(err(&deep).contains("nesting deeper than 64 levels"));
+    // yaml-rust2 has its own recursion limit, which surfaces as a syntax error.
+    let deeper = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(err(&deeper).contains("recursion limit exceeded"));
+    for text in [
+        "---\na: 1\n---\nb: 2\n",
+        "[1, 2]",
+        "probes: 5",
+        "? [a]\n: b\n",
+        "x: !!binary aGVsbG8=",
+        "<<: 5",
+        "state_dir: ${X",
+        "\u{feff}probes: []",
+        "probes:\n  - name: ''\n    type: pipeline\n    input: { cluster: '', topic: '', payload: '' }\n    outputs: [{ name: '', cluster: '', topic: '', match: {} }]\n    slos: [{ sli: latency, objective: nan%, threshold: 0s }]\n",
+    ] {
+        let _ = load_str("t.yaml", text, &no_env);
+    }
+}
+
+#[test]
+fn file_values_are_strings_and_only_scalars_are_file_references() {
+    let dir = temp_dir("typed");
+    let n = write(&dir, "n", "512\n");
+    assert_eq!(
+        err(&format!("{HB}    payload_bytes_file: {}\n", n.display())),
+        "test.yaml:9:25: probes[0].payload_bytes: invalid type: string \"512\", expected u64"
+    );
+    // A cluster that happens to be named `*_file` is still a cluster.
+    let c = ok("clusters:\n  eu_file: { bootstrap: 'k:9092' }\n");
+    assert!(c.clusters.contains_key("eu_file"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn one_document_per_file() {
+    assert_eq!(
+        err("probes: []\n---\nprobes: []\n"),
+        "test.yaml:2:1: a file may hold only one YAML document (found a second `---`); split it \
+         into separate files in a directory"
+    );
+}
+
+#[test]
+fn a_broken_file_does_not_cause_follow_up_errors() {
+    let dir = temp_dir("broken");
+    let a = write(
+        &dir,
+        "a.yaml",
+        "clusters:\n  c1: { bootstrap: 'k:9092', x: 1 }\n",
+    );
+    write(
+        &dir,
+        "b.yaml",
+        "probes:\n  - { name: p, type: heartbeat, cluster: c1, topic: t }\n",
+    );
+    assert_eq!(
+        load(std::slice::from_ref(&dir), &no_env)
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "{}:2:30: clusters.c1.x: unknown field `x`, expected `bootstrap` or `librdkafka`",
+            a.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn librdkafka_options_are_checked_by_librdkafka() {
+    let yaml = "\
+clusters:
+  c1:
+    bootstrap: k:9092
+    librdkafka:
+      linger.ms: 5
+      no.such.property: 1
+      acks: sometimes
+      sasl.password: hunter2
+";
+    assert_eq!(
+        err(yaml),
+        "test.yaml:6:7: clusters.c1.librdkafka.no.such.property: librdkafka rejects this option: No such configuration property: \"no.such.property\"\n\
+         test.yaml:7:7: clusters.c1.librdkafka.acks: librdkafka rejects this option: Invalid value for configuration property \"request.required.acks\""
+    );
+}

@@ -1,0 +1,659 @@
+//! A small YAML node tree in which every node and every mapping key carries
+//! its source position, built from yaml-rust2's event parser.
+//!
+//! yaml-rust2's own `Yaml` tree drops positions, and positions are what make
+//! configuration errors actionable. This module also resolves anchors,
+//! aliases and `<<` merge keys, rejects duplicate keys, and implements the
+//! two tree rewrites that must happen before typing: `${VAR}` expansion and
+//! `<key>_file` secret reading.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use yaml_rust2::parser::{Event, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::ConfigError;
+
+/// A 1-based source position (0/0 means "no position").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Pos {
+    pub line: usize,
+    pub column: usize,
+    /// Character offset, used only to order positions.
+    pub index: usize,
+}
+
+impl From<Marker> for Pos {
+    fn from(m: Marker) -> Self {
+        // yaml-rust2 markers: line is 1-based, col is 0-based.
+        Pos {
+            line: m.line(),
+            column: m.col() + 1,
+            index: m.index(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub pos: Pos,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Scalar(Scalar),
+    Seq(Vec<Node>),
+    Map(Vec<Entry>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Scalar {
+    pub text: String,
+    /// Plain (unquoted) scalars are type-resolved when a visitor asks for
+    /// "anything"; quoted, block and file-read scalars are always strings.
+    pub plain: bool,
+    /// The value was read from a `<key>_file` (so it is a secret).
+    pub from_file: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub key: String,
+    pub key_pos: Pos,
+    pub value: Node,
+}
+
+impl Node {
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
+        match &self.value {
+            Value::Map(entries) => entries.iter().find(|e| e.key == key),
+            _ => None,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|e| &e.value)
+    }
+
+    pub fn index(&self, i: usize) -> Option<&Node> {
+        match &self.value {
+            Value::Seq(items) => items.get(i),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(&self.value, Value::Scalar(s) if s.plain && is_null(&s.text))
+    }
+
+    fn size(&self) -> usize {
+        1 + match &self.value {
+            Value::Scalar(_) => 0,
+            Value::Seq(items) => items.iter().map(Node::size).sum(),
+            Value::Map(entries) => entries.iter().map(|e| e.value.size()).sum(),
+        }
+    }
+}
+
+/// YAML 1.2 core-schema null.
+pub(crate) fn is_null(s: &str) -> bool {
+    matches!(s, "" | "~" | "null" | "Null" | "NULL")
+}
+
+/// `a` + `b` -> `a.b`; top-level keys have no leading dot.
+pub(crate) fn join_key(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+pub(crate) fn join_index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+/// Alias expansion copies subtrees; this bounds the result so a "billion
+/// laughs" document is an error, not an out-of-memory kill.
+const MAX_NODES: usize = 200_000;
+/// Later passes recurse over the tree; bound the depth.
+const MAX_DEPTH: usize = 64;
+
+enum Frame {
+    Seq {
+        pos: Pos,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        pos: Pos,
+        anchor: usize,
+        /// Keys and values alternate as they arrive.
+        pairs: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+    },
+}
+
+struct Builder<'a> {
+    file: &'a Path,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, (Node, usize)>,
+    root: Option<Node>,
+    nodes: usize,
+    errors: Vec<ConfigError>,
+}
+
+/// Parse one YAML document into a node tree. An empty document is an empty
+/// mapping. Syntax errors are fatal (one per file); duplicate keys and bad
+/// merge keys are all collected.
+pub(crate) fn parse(file: &Path, text: &str) -> Result<Node, Vec<ConfigError>> {
+    let mut parser = Parser::new_from_str(text);
+    let mut b = Builder {
+        file,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        root: None,
+        nodes: 0,
+        errors: Vec::new(),
+    };
+    let mut documents = 0;
+    loop {
+        let (event, marker) = match parser.next_token() {
+            Ok(x) => x,
+            Err(e) => {
+                return Err(vec![ConfigError::new(
+                    file,
+                    Pos::from(*e.marker()),
+                    "",
+                    format!("YAML syntax error: {}", e.info()),
+                )])
+            }
+        };
+        let pos = Pos::from(marker);
+        let result = match event {
+            Event::StreamEnd => break,
+            Event::DocumentStart => {
+                documents += 1;
+                if documents > 1 {
+                    Err(ConfigError::new(
+                        file,
+                        pos,
+                        "",
+                        "a file may hold only one YAML document (found a second `---`); \
+                         split it into separate files in a directory",
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            Event::Nothing | Event::StreamStart | Event::DocumentEnd => Ok(()),
+            Event::Alias(id) => match b.anchors.get(&id) {
+                Some((node, size)) => {
+                    let (node, size) = (node.clone(), *size);
+                    b.count(size, pos).map(|()| b.push(node))
+                }
+                None => Err(ConfigError::new(
+                    file,
+                    pos,
+                    "",
+                    "YAML alias to an unknown anchor",
+                )),
+            },
+            Event::Scalar(text, style, anchor, tag) => {
+                b.scalar(text, style, anchor, tag.as_ref(), pos)
+            }
+            Event::SequenceStart(anchor, tag) => b.open(
+                Frame::Seq {
+                    pos,
+                    anchor,
+                    items: Vec::new(),
+                },
+                tag.as_ref(),
+                pos,
+            ),
+            Event::MappingStart(anchor, tag) => b.open(
+                Frame::Map {
+                    pos,
+                    anchor,
+                    pairs: Vec::new(),
+                    pending_key: None,
+                },
+                tag.as_ref(),
+                pos,
+            ),
+            Event::SequenceEnd | Event::MappingEnd => b.close(),
+        };
+        if let Err(e) = result {
+            b.errors.push(e);
+            return Err(b.errors);
+        }
+    }
+    if !b.errors.is_empty() {
+        return Err(b.errors);
+    }
+    Ok(b.root.unwrap_or(Node {
+        pos: Pos {
+            line: 1,
+            column: 1,
+            index: 0,
+        },
+        value: Value::Map(Vec::new()),
+    }))
+}
+
+impl Builder<'_> {
+    fn count(&mut self, n: usize, pos: Pos) -> Result<(), ConfigError> {
+        self.nodes += n;
+        if self.nodes > MAX_NODES {
+            return Err(ConfigError::new(
+                self.file,
+                pos,
+                "",
+                format!("document too large: more than {MAX_NODES} nodes after alias expansion"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_tag(&self, tag: Option<&Tag>, pos: Pos) -> Result<bool, ConfigError> {
+        match tag {
+            None => Ok(false),
+            // `!!str 123` forces a string; nothing else is meaningful here.
+            Some(t) if t.suffix == "str" && (t.handle == "!!" || t.handle.starts_with("tag:")) => {
+                Ok(true)
+            }
+            Some(t) => Err(ConfigError::new(
+                self.file,
+                pos,
+                self.path(),
+                format!(
+                    "unsupported YAML tag `{}{}` (only `!!str` is allowed)",
+                    t.handle, t.suffix
+                ),
+            )),
+        }
+    }
+
+    fn scalar(
+        &mut self,
+        text: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<&Tag>,
+        pos: Pos,
+    ) -> Result<(), ConfigError> {
+        let forced_str = self.check_tag(tag, pos)?;
+        self.count(1, pos)?;
+        let node = Node {
+            pos,
+            value: Value::Scalar(Scalar {
+                text,
+                plain: style == TScalarStyle::Plain && !forced_str,
+                from_file: false,
+            }),
+        };
+        if anchor > 0 {
+            self.anchors.insert(anchor, (node.clone(), 1));
+        }
+        self.push(node);
+        Ok(())
+    }
+
+    fn open(&mut self, frame: Frame, tag: Option<&Tag>, pos: Pos) -> Result<(), ConfigError> {
+        if self.check_tag(tag, pos)? {
+            return Err(ConfigError::new(
+                self.file,
+                pos,
+                self.path(),
+                "`!!str` can only tag a scalar",
+            ));
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(ConfigError::new(
+                self.file,
+                pos,
+                self.path(),
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        self.count(1, pos)?;
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), ConfigError> {
+        let (node, anchor) = match self.stack.pop() {
+            Some(Frame::Seq { pos, anchor, items }) => (
+                Node {
+                    pos,
+                    value: Value::Seq(items),
+                },
+                anchor,
+            ),
+            Some(Frame::Map {
+                pos, anchor, pairs, ..
+            }) => (self.finish_map(pos, pairs), anchor),
+            None => {
+                return Err(ConfigError::file_level(
+                    self.file,
+                    "YAML parser produced an unbalanced event stream",
+                ))
+            }
+        };
+        if anchor > 0 {
+            let size = node.size();
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        self.push(node);
+        Ok(())
+    }
+
+    fn push(&mut self, node: Node) {
+        match self.stack.last_mut() {
+            None => self.root = Some(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                pairs, pending_key, ..
+            }) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => pairs.push((key, node)),
+            },
+        }
+    }
+
+    /// The key path of the node currently being built (from the open frames).
+    fn path(&self) -> String {
+        let mut path = String::new();
+        for frame in &self.stack {
+            match frame {
+                Frame::Seq { items, .. } => path = join_index(&path, items.len()),
+                Frame::Map { pending_key, .. } => {
+                    if let Some(Node {
+                        value: Value::Scalar(s),
+                        ..
+                    }) = pending_key
+                    {
+                        path = join_key(&path, &s.text);
+                    }
+                }
+            }
+        }
+        path
+    }
+
+    /// Keys -> strings, duplicates rejected, then `<<` merges applied (keys
+    /// already present win; among merged maps, the earlier one wins).
+    fn finish_map(&mut self, start: Pos, pairs: Vec<(Node, Node)>) -> Node {
+        let path = self.path();
+        // Block mappings report their start oddly; the first key is where
+        // a human sees the mapping begin.
+        let pos = match pairs.first() {
+            Some((k, _)) if k.pos.index < start.index => k.pos,
+            _ => start,
+        };
+        let mut entries: Vec<Entry> = Vec::with_capacity(pairs.len());
+        let mut merges = Vec::new();
+        for (key, value) in pairs {
+            let (text, plain) = match key.value {
+                Value::Scalar(s) => (s.text, s.plain),
+                _ => {
+                    self.errors.push(ConfigError::new(
+                        self.file,
+                        key.pos,
+                        path.clone(),
+                        "mapping keys must be strings, not lists or mappings (a value starting \
+                         with `{` is a YAML mapping: quote templates, e.g. '{{id}}')",
+                    ));
+                    continue;
+                }
+            };
+            if text == "<<" && plain {
+                merges.push(value);
+                continue;
+            }
+            if let Some(first) = entries.iter().find(|e| e.key == text) {
+                self.errors.push(ConfigError::new(
+                    self.file,
+                    key.pos,
+                    join_key(&path, &text),
+                    format!(
+                        "duplicate key (first given at line {}, column {})",
+                        first.key_pos.line, first.key_pos.column
+                    ),
+                ));
+                continue;
+            }
+            entries.push(Entry {
+                key: text,
+                key_pos: key.pos,
+                value,
+            });
+        }
+        for merge in merges {
+            let sources = match merge.value {
+                Value::Map(m) => vec![m],
+                Value::Seq(items) => {
+                    let mut maps = Vec::new();
+                    for item in items {
+                        match item.value {
+                            Value::Map(m) => maps.push(m),
+                            _ => self.errors.push(ConfigError::new(
+                                self.file,
+                                item.pos,
+                                join_key(&path, "<<"),
+                                "a merge key takes a mapping or a list of mappings (e.g. `<<: *defaults`)",
+                            )),
+                        }
+                    }
+                    maps
+                }
+                Value::Scalar(_) => {
+                    self.errors.push(ConfigError::new(
+                        self.file,
+                        merge.pos,
+                        join_key(&path, "<<"),
+                        "a merge key takes a mapping or a list of mappings (e.g. `<<: *defaults`)",
+                    ));
+                    Vec::new()
+                }
+            };
+            for source in sources {
+                for e in source {
+                    if !entries.iter().any(|x| x.key == e.key) {
+                        entries.push(e);
+                    }
+                }
+            }
+        }
+        Node {
+            pos,
+            value: Value::Map(entries),
+        }
+    }
+}
+
+/// Expand `${VAR}`, `${VAR:-default}` and `$$` in every scalar value (keys
+/// are left alone). Expansion happens before typing, so `${N:-2}` can be an
+/// integer.
+pub(crate) fn expand_env(
+    node: &mut Node,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &Path,
+    errors: &mut Vec<ConfigError>,
+) {
+    match &mut node.value {
+        Value::Scalar(s) => {
+            if s.from_file || !s.text.contains('$') {
+                return;
+            }
+            // `'${N}'` is quoted only because `{` is special in flow
+            // context; type it like the plain scalar it stands for.
+            let whole_reference =
+                !s.plain && s.text.starts_with("${") && s.text.find('}') == Some(s.text.len() - 1);
+            match expand_str(&s.text, env) {
+                Ok(t) => {
+                    s.text = t;
+                    s.plain |= whole_reference;
+                }
+                Err(msg) => errors.push(ConfigError::new(file, node.pos, path, msg)),
+            }
+        }
+        Value::Seq(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_env(item, &join_index(path, i), env, file, errors);
+            }
+        }
+        Value::Map(entries) => {
+            for e in entries {
+                let p = join_key(path, &e.key);
+                expand_env(&mut e.value, &p, env, file, errors);
+            }
+        }
+    }
+}
+
+/// Shell-like semantics: `${VAR:-default}` uses the default when VAR is
+/// unset *or empty*, as `sh` does, because an empty secret or address is
+/// never what was meant.
+pub(crate) fn expand_str(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(close) = body.find('}') else {
+                return Err("unterminated `${` (write `$$` for a literal `$`)".to_string());
+            };
+            let inner = &body[..close];
+            let (name, default) = match inner.find(":-") {
+                Some(j) => (&inner[..j], Some(&inner[j + 2..])),
+                None => (inner, None),
+            };
+            let valid_name = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_name {
+                return Err(format!(
+                    "invalid environment variable reference `${{{inner}}}`: use `${{NAME}}` or \
+                     `${{NAME:-default}}` with NAME made of letters, digits and `_` \
+                     (write `$$` for a literal `$`)"
+                ));
+            }
+            match (env(name), default) {
+                (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+                    ))
+                }
+            }
+            rest = &body[close + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Replace every `<key>_file: /path` entry by `<key>: <contents>` (one
+/// trailing newline trimmed, as written by `echo` or most secret stores).
+/// Relative paths resolve against `base_dir` (the config file's directory)
+/// when given, like docker-compose does.
+pub(crate) fn read_secret_files(
+    node: &mut Node,
+    path: &str,
+    base_dir: Option<&Path>,
+    file: &Path,
+    errors: &mut Vec<ConfigError>,
+) {
+    match &mut node.value {
+        Value::Scalar(_) => {}
+        Value::Seq(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                read_secret_files(item, &join_index(path, i), base_dir, file, errors);
+            }
+        }
+        Value::Map(entries) => {
+            let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
+            for e in entries.iter_mut() {
+                let key_path = join_key(path, &e.key);
+                // Only a scalar value makes `x_file` a file reference, so a
+                // cluster or header that happens to be named `x_file` still works.
+                let is_scalar = matches!(e.value.value, Value::Scalar(_));
+                let base = match e.key.strip_suffix("_file") {
+                    Some(b) if !b.is_empty() && is_scalar => b.to_string(),
+                    _ => {
+                        read_secret_files(&mut e.value, &key_path, base_dir, file, errors);
+                        continue;
+                    }
+                };
+                if keys.contains(&base) {
+                    errors.push(ConfigError::new(
+                        file,
+                        e.key_pos,
+                        key_path,
+                        format!("both `{base}` and `{}` are given; use only one", e.key),
+                    ));
+                    continue;
+                }
+                let secret_path = match &e.value.value {
+                    Value::Scalar(s) if !s.text.is_empty() && !e.value.is_null() => s.text.clone(),
+                    _ => {
+                        errors.push(ConfigError::new(
+                            file,
+                            e.value.pos,
+                            key_path,
+                            "must be the path of a file to read the value from",
+                        ));
+                        continue;
+                    }
+                };
+                let full = match base_dir {
+                    Some(dir) if Path::new(&secret_path).is_relative() => dir.join(&secret_path),
+                    _ => Path::new(&secret_path).to_path_buf(),
+                };
+                match std::fs::read_to_string(&full) {
+                    Ok(mut contents) => {
+                        if contents.ends_with('\n') {
+                            contents.pop();
+                            if contents.ends_with('\r') {
+                                contents.pop();
+                            }
+                        }
+                        e.key = base;
+                        e.value = Node {
+                            pos: e.value.pos,
+                            value: Value::Scalar(Scalar {
+                                text: contents,
+                                plain: false,
+                                from_file: true,
+                            }),
+                        };
+                    }
+                    Err(err) => errors.push(ConfigError::new(
+                        file,
+                        e.value.pos,
+                        key_path,
+                        format!("cannot read {}: {err}", full.display()),
+                    )),
+                }
+            }
+        }
+    }
+}

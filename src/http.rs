@@ -1,0 +1,115 @@
+//! The HTTP endpoints (SPEC §7): `/metrics`, `/healthz`, `/readyz`.
+//!
+//! Thin: handlers read shared state, they never block on Kafka.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// What `/readyz` waits for: every cluster has answered a metadata request
+/// and every probe has matched a canary.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    clusters: Vec<(String, AtomicBool)>,
+    probes: Vec<(String, AtomicBool)>,
+}
+
+impl Readiness {
+    pub fn new<'a>(
+        clusters: impl IntoIterator<Item = &'a str>,
+        probes: impl IntoIterator<Item = &'a str>,
+    ) -> Readiness {
+        let flags = |names: &mut dyn Iterator<Item = &'a str>| {
+            names
+                .map(|n| (n.to_string(), AtomicBool::new(false)))
+                .collect()
+        };
+        Readiness {
+            clusters: flags(&mut clusters.into_iter()),
+            probes: flags(&mut probes.into_iter()),
+        }
+    }
+
+    fn set(list: &[(String, AtomicBool)], name: &str) {
+        if let Some((_, flag)) = list.iter().find(|(n, _)| n == name) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn cluster_has_metadata(&self, cluster: &str) {
+        Self::set(&self.clusters, cluster);
+    }
+
+    pub fn probe_matched(&self, probe: &str) {
+        Self::set(&self.probes, probe);
+    }
+
+    /// Names of what is not ready yet, as `cluster:NAME` / `probe:NAME`.
+    pub fn waiting_for(&self) -> Vec<String> {
+        let pending = |kind: &str, list: &[(String, AtomicBool)]| {
+            list.iter()
+                .filter(|(_, f)| !f.load(Ordering::Relaxed))
+                .map(|(n, _)| format!("{kind}:{n}"))
+                .collect::<Vec<_>>()
+        };
+        let mut v = pending("cluster", &self.clusters);
+        v.extend(pending("probe", &self.probes));
+        v
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+}
+
+pub fn router(metrics: Metrics, readiness: Arc<Readiness>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { metrics, readiness })
+}
+
+async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let waiting = s.readiness.waiting_for();
+    if waiting.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("waiting for: {}\n", waiting.join(", ")),
+        )
+    }
+}
+
+/// Serves until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

@@ -1,0 +1,262 @@
+//! Thin adapters over rdkafka: client configuration, metadata, topic
+//! management and error classification. Probing logic lives elsewhere.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::{Client, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::ClientContext;
+
+use crate::config::{Cluster, TopicManagement};
+use crate::metrics::ProduceError;
+
+/// The consumer's default fetch wait. Real Kafka answers a waiting fetch as
+/// soon as data arrives, but librdkafka's mock cluster and some
+/// Kafka-compatible brokers (tansu) answer only when the wait expires, which
+/// would add up to the whole wait to every measured latency (SPEC §8 note).
+/// 10 ms keeps that below the noise; override per cluster with
+/// `librdkafka: { fetch.wait.max.ms: … }`.
+pub const DEFAULT_FETCH_WAIT_MS: &str = "10";
+
+/// How long one metadata request may take before we retry later.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings common to every client of `cluster`; the user's passthrough
+/// options are applied last so they can override slaprobe's defaults (not its
+/// guarantees: see [`producer_config`]).
+fn base_config(cluster: &Cluster, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cluster.bootstrap)
+        .set("client.id", "slaprobe");
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
+    for (k, v) in &cluster.librdkafka {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Producer settings. `acks=all` and idempotence are forced (after the
+/// user's options) so that the prober never manufactures the duplicates and
+/// reorders it reports; the message timeout is the probe's deadline, so a
+/// produce is never retried past the point where its canary counts as lost;
+/// the local queue is bounded so nothing unbounded sits in front of the
+/// client during an outage.
+pub fn producer_config(cluster: &Cluster, deadline: Duration, queue_bound: usize) -> ClientConfig {
+    let mut c = base_config(cluster, &[]);
+    let timeout_ms = deadline.as_millis().clamp(1, i32::MAX as u128).to_string();
+    c.set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", &timeout_ms)
+        .set("queue.buffering.max.messages", queue_bound.to_string());
+    c
+}
+
+/// Consumer settings for explicit assignment: no group, no commits.
+pub fn consumer_config(cluster: &Cluster) -> ClientConfig {
+    base_config(
+        cluster,
+        &[
+            ("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "false"),
+            // librdkafka wants a group id for consumers even when nothing
+            // joins a group; with assign() and no commits it is never used.
+            ("group.id", "slaprobe"),
+        ],
+    )
+}
+
+pub fn admin_config(cluster: &Cluster) -> ClientConfig {
+    base_config(cluster, &[])
+}
+
+/// Checks one passthrough option the way librdkafka will, without
+/// connecting: unknown properties and invalid values are configuration
+/// errors, found by `slaprobe check` rather than at start-up.
+pub fn check_option(key: &str, value: &str) -> Result<(), String> {
+    ClientConfig::new()
+        .set(key, value)
+        .create_native_config()
+        .map(|_| ())
+        .map_err(|e| match e {
+            KafkaError::ClientConfig(_, msg, _, _) => msg,
+            other => other.to_string(),
+        })
+}
+
+/// A topic's partitions and their leaders, and the cluster's brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicLayout {
+    /// (partition, leader broker; `None` when leaderless), sorted.
+    pub partitions: Vec<(i32, Option<i32>)>,
+    pub brokers: BTreeSet<i32>,
+}
+
+impl TopicLayout {
+    pub fn leader(&self, partition: i32) -> Option<i32> {
+        self.partitions
+            .iter()
+            .find(|(p, _)| *p == partition)
+            .and_then(|(_, l)| *l)
+    }
+
+    /// Brokers that lead none of the topic's partitions.
+    pub fn brokers_uncovered(&self) -> usize {
+        let leaders: BTreeSet<i32> = self.partitions.iter().filter_map(|(_, l)| *l).collect();
+        self.brokers.difference(&leaders).count()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic {topic} does not exist")]
+    NoSuchTopic { topic: String, brokers: usize },
+    #[error("metadata request failed: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("metadata task failed: {0}")]
+    Task(String),
+}
+
+/// Blocking metadata fetch for one topic. Run it off the async runtime.
+pub fn fetch_layout<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+) -> Result<TopicLayout, MetadataError> {
+    let md = client.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let brokers: BTreeSet<i32> = md.brokers().iter().map(|b| b.id()).collect();
+    let missing = || MetadataError::NoSuchTopic {
+        topic: topic.to_string(),
+        brokers: brokers.len(),
+    };
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Err(missing());
+    };
+    if let Some(err) = t.error() {
+        let code = RDKafkaErrorCode::from(err);
+        if code == RDKafkaErrorCode::UnknownTopicOrPartition
+            || code == RDKafkaErrorCode::UnknownTopic
+        {
+            return Err(missing());
+        }
+        return Err(MetadataError::Kafka(KafkaError::MetadataFetch(code)));
+    }
+    let mut partitions: Vec<(i32, Option<i32>)> = t
+        .partitions()
+        .iter()
+        .map(|p| (p.id(), (p.leader() >= 0).then_some(p.leader())))
+        .collect();
+    partitions.sort_unstable();
+    if partitions.is_empty() {
+        return Err(missing());
+    }
+    Ok(TopicLayout {
+        partitions,
+        brokers,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("creating topic {topic}: {error}")]
+    Create { topic: String, error: String },
+    #[error("adding partitions to topic {topic}: {error}")]
+    Grow { topic: String, error: String },
+}
+
+/// The partition count `topic_management` asks for on a cluster of `brokers`.
+pub fn wanted_partitions(tm: &TopicManagement, brokers: usize) -> usize {
+    brokers.max(1) * tm.partitions_per_broker as usize
+}
+
+/// Creates the topic (or grows it to the wanted partition count) as
+/// `topic_management` says. Returns whether anything was changed.
+pub async fn ensure_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    tm: &TopicManagement,
+    brokers: usize,
+    existing_partitions: Option<usize>,
+) -> Result<bool, TopicError> {
+    let wanted = wanted_partitions(tm, brokers);
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    match existing_partitions {
+        None => {
+            let rf = tm
+                .replication_factor
+                .map_or_else(|| brokers.clamp(1, 3) as i32, i32::from);
+            let new = NewTopic::new(topic, wanted as i32, TopicReplication::Fixed(rf));
+            let results =
+                admin
+                    .create_topics([&new], &opts)
+                    .await
+                    .map_err(|e| TopicError::Create {
+                        topic: topic.into(),
+                        error: e.to_string(),
+                    })?;
+            for r in results {
+                match r {
+                    Ok(_) => {}
+                    // Someone else (another slaprobe) was quicker: fine.
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
+                    Err((_, code)) => {
+                        return Err(TopicError::Create {
+                            topic: topic.into(),
+                            error: format!("{code} (partitions {wanted}, replication factor {rf})"),
+                        })
+                    }
+                }
+            }
+            Ok(true)
+        }
+        Some(have) if have < wanted => {
+            let grow = NewPartitions::new(topic, wanted);
+            let results =
+                admin
+                    .create_partitions([&grow], &opts)
+                    .await
+                    .map_err(|e| TopicError::Grow {
+                        topic: topic.into(),
+                        error: e.to_string(),
+                    })?;
+            for r in results {
+                if let Err((_, code)) = r {
+                    if code != RDKafkaErrorCode::InvalidPartitions {
+                        return Err(TopicError::Grow {
+                            topic: topic.into(),
+                            error: format!("{code} (from {have} to {wanted} partitions)"),
+                        });
+                    }
+                }
+            }
+            Ok(true)
+        }
+        Some(_) => Ok(false),
+    }
+}
+
+/// Maps a produce error onto the fixed `error` label set.
+pub fn classify(error: &KafkaError) -> ProduceError {
+    use RDKafkaErrorCode as C;
+    match error.rdkafka_error_code() {
+        Some(C::MessageTimedOut | C::RequestTimedOut) => ProduceError::Timeout,
+        Some(C::QueueFull) => ProduceError::QueueFull,
+        Some(C::UnknownPartition | C::UnknownTopic | C::UnknownTopicOrPartition) => {
+            ProduceError::UnknownPartition
+        }
+        Some(C::NotLeaderForPartition) => ProduceError::NotLeader,
+        Some(C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed) => {
+            ProduceError::Authorization
+        }
+        Some(C::BrokerTransportFailure | C::AllBrokersDown | C::NetworkException) => {
+            ProduceError::Transport
+        }
+        Some(C::MessageSizeTooLarge) => ProduceError::MessageTooLarge,
+        _ => ProduceError::Other,
+    }
+}

@@ -1,0 +1,149 @@
+//! The `slaprobe` command line: parses arguments, sets up logging, loads
+//! configuration and maps errors to exit codes (0 ok, 1 runtime failure,
+//! 2 usage or configuration error). Everything else is in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use slaprobe::app::{self, App};
+use slaprobe::config;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "slaprobe",
+    version,
+    about = "Synthetic end-to-end SLA prober for Apache Kafka"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Probe an in-process 3-broker Kafka cluster with probes/demo.yaml.
+    Demo {
+        /// Stop after this long (e.g. 30s, 5m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// HTTP listen address.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: SocketAddr,
+    },
+    /// Run the configured probes (production mode).
+    Run {
+        /// YAML files or directories of them (merged).
+        #[arg(short = 'c', long = "config", default_value = "probes/", num_args = 1..)]
+        config: Vec<PathBuf>,
+        /// HTTP listen address; overrides server.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate the configuration and print the plan.
+    Check {
+        #[arg(short = 'c', long = "config", default_value = "probes/", num_args = 1..)]
+        config: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Check { config } => match load(&config) {
+            Ok(cfg) => {
+                print!("{}", config::plan(&cfg));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { config, listen } => {
+            let cfg = match load(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            let listen = listen.unwrap_or(cfg.server.listen);
+            runtime(|cancel| async move {
+                let listener = app::bind(listen).await.map_err(|e| e.to_string())?;
+                let app = App::build(&cfg).map_err(|e| e.to_string())?;
+                app.run(listener, cancel).await.map_err(|e| e.to_string())
+            })
+        }
+        Command::Demo { duration, listen } => runtime(|cancel| async move {
+            slaprobe::demo::run(listen, duration, cancel)
+                .await
+                .map_err(|e| e.to_string())
+        }),
+    }
+}
+
+fn load(paths: &[PathBuf]) -> Result<config::Config, ExitCode> {
+    config::load(paths, &|k| std::env::var(k).ok()).map_err(|e| {
+        eprintln!("configuration error:\n{e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Runs `f` on a multi-threaded runtime with SIGINT/SIGTERM wired to its
+/// cancellation token.
+fn runtime<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("slaprobe: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let cancel = CancellationToken::new();
+    let result = rt.block_on(async {
+        tokio::spawn(shutdown_on_signal(cancel.clone()));
+        f(cancel).await
+    });
+    // Clients and threads have been told to stop; don't let a straggler
+    // hold the process.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("slaprobe: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                cancel.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+}

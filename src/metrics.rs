@@ -1,0 +1,371 @@
+//! Prometheus metrics (SPEC §4): the families, registered once, and the
+//! per-probe handles the hot paths hold so they never look a series up by
+//! string.
+//!
+//! Label values are bounded by construction: probe, output, cluster and topic
+//! names come from the configuration; `broker` and `partition` from cluster
+//! metadata; `error` from the fixed set in [`ProduceError`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::config::{Probe, Sli};
+use crate::latency::{QUANTILES, WINDOWS};
+
+/// Default latency buckets (seconds): from a fast in-rack round trip to the
+/// longest deadline people set; every SLO threshold is added to these.
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
+];
+
+/// Produce failures, classified into a fixed small set (the `error` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProduceError {
+    /// Not acked within the deadline (librdkafka's message timeout).
+    Timeout,
+    /// librdkafka's local queue is full: slaprobe skips rather than buffers.
+    QueueFull,
+    /// The topic or partition does not exist (any more).
+    UnknownPartition,
+    NotLeader,
+    Authorization,
+    /// Brokers unreachable.
+    Transport,
+    MessageTooLarge,
+    Other,
+}
+
+impl ProduceError {
+    pub const ALL: [ProduceError; 8] = [
+        ProduceError::Timeout,
+        ProduceError::QueueFull,
+        ProduceError::UnknownPartition,
+        ProduceError::NotLeader,
+        ProduceError::Authorization,
+        ProduceError::Transport,
+        ProduceError::MessageTooLarge,
+        ProduceError::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ProduceError::Timeout => "timeout",
+            ProduceError::QueueFull => "queue_full",
+            ProduceError::UnknownPartition => "unknown_partition",
+            ProduceError::NotLeader => "not_leader",
+            ProduceError::Authorization => "authorization",
+            ProduceError::Transport => "transport",
+            ProduceError::MessageTooLarge => "message_too_large",
+            ProduceError::Other => "other",
+        }
+    }
+}
+
+/// Every metric family slaprobe exports, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    canaries_sent: IntCounterVec,
+    produce_errors: IntCounterVec,
+    delivered: IntCounterVec,
+    lost: IntCounterVec,
+    late: IntCounterVec,
+    duplicate: IntCounterVec,
+    out_of_order: IntCounterVec,
+    foreign: IntCounterVec,
+    in_flight: IntGaugeVec,
+    produce_latency: HistogramVec,
+    e2e_latency: HistogramVec,
+    e2e_quantile: GaugeVec,
+    sli_events: IntCounterVec,
+    partition_delivered: IntCounterVec,
+    brokers_uncovered: IntGaugeVec,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("registering metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+fn counter(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    let c = IntCounterVec::new(Opts::new(name, help).namespace("slaprobe"), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> Result<HistogramVec, MetricsError> {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help)
+            .namespace("slaprobe")
+            .buckets(buckets),
+        labels,
+    )?;
+    r.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+impl Metrics {
+    /// Registers every family. `thresholds` are the configured SLO latency
+    /// thresholds; each becomes a bucket bound so latency SLIs can be computed
+    /// exactly from the histograms.
+    pub fn new(thresholds: &[Duration]) -> Result<Metrics, MetricsError> {
+        let r = Registry::new();
+        let mut buckets: Vec<f64> = LATENCY_BUCKETS.to_vec();
+        buckets.extend(thresholds.iter().map(Duration::as_secs_f64));
+        buckets.sort_by(f64::total_cmp);
+        buckets.dedup();
+        let outcome = |name: &str, help: &str| counter(&r, name, help, &["probe", "output"]);
+        let m = Metrics {
+            canaries_sent: counter(&r, "canaries_sent_total", "Canaries handed to the producer (produce attempted).", &["probe", "cluster", "topic"])?,
+            produce_errors: counter(&r, "produce_errors_total", "Canaries whose produce failed, by error class.", &["probe", "cluster", "topic", "error"])?,
+            delivered: outcome("canaries_delivered_total", "Acked canaries whose first arrival was before the deadline.")?,
+            lost: outcome("canaries_lost_total", "Acked canaries not seen by the deadline.")?,
+            late: outcome("canaries_late_total", "Canaries that arrived after being declared lost.")?,
+            duplicate: outcome("canaries_duplicate_total", "Canary arrivals after the first.")?,
+            out_of_order: outcome("canaries_out_of_order_total", "First arrivals with a lower seq than an earlier arrival from the same input partition.")?,
+            foreign: outcome("records_foreign_total", "Records on probed topics that are not this run's canaries (other traffic, other probers, earlier runs, malformed).")?,
+            in_flight: {
+                let g = IntGaugeVec::new(Opts::new("canaries_in_flight", "Canaries sent whose outcome is not known yet.").namespace("slaprobe"), &["probe"])?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            produce_latency: histogram(&r, "produce_latency_seconds", "Send to broker ack, by the partition's leader broker.", &["probe", "cluster", "broker"], buckets.clone())?,
+            e2e_latency: histogram(&r, "e2e_latency_seconds", "Send to first arrival at the output (monotonic clock).", &["probe", "output"], buckets)?,
+            e2e_quantile: {
+                let g = GaugeVec::new(Opts::new("e2e_latency_quantile_seconds", "End-to-end latency quantiles over a sliding window (HDR histogram).").namespace("slaprobe"), &["probe", "output", "quantile", "window"])?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            sli_events: counter(&r, "sli_events_total", "SLI events: good and bad, per SLI (SPEC §4).", &["probe", "output", "sli", "outcome"])?,
+            partition_delivered: counter(&r, "heartbeat_partition_delivered_total", "Heartbeat canaries delivered, per partition and its leader broker.", &["probe", "partition", "broker"])?,
+            brokers_uncovered: {
+                let g = IntGaugeVec::new(Opts::new("cluster_brokers_uncovered", "Brokers that lead no partition of the probe's topic, so no canary exercises them.").namespace("slaprobe"), &["cluster", "probe"])?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            registry: r,
+        };
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "Always 1; the version label says which build runs.",
+            )
+            .namespace("slaprobe"),
+            &["version"],
+        )?;
+        m.registry.register(Box::new(build.clone()))?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Ok(m)
+    }
+
+    /// The text exposition of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec only fails on invalid metric families, which
+        // registration already ruled out.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+
+    /// Handles for one output of one probe.
+    pub fn output(&self, probe: &Probe, output: &str) -> OutputMetrics {
+        let l = [probe.name.as_str(), output];
+        let sli = |sli: Sli, outcome: &str| {
+            self.sli_events.with_label_values(&[
+                probe.name.as_str(),
+                output,
+                &sli.to_string(),
+                outcome,
+            ])
+        };
+        let latency_threshold = probe
+            .slos
+            .iter()
+            .find(|s| s.sli == Sli::Latency && s.output == output)
+            .and_then(|s| s.threshold);
+        let quantiles = WINDOWS
+            .iter()
+            .map(|(w, _)| {
+                QUANTILES
+                    .iter()
+                    .map(|(q, _)| {
+                        self.e2e_quantile
+                            .with_label_values(&[probe.name.as_str(), output, q, w])
+                    })
+                    .collect()
+            })
+            .collect();
+        OutputMetrics {
+            delivered: self.delivered.with_label_values(&l),
+            lost: self.lost.with_label_values(&l),
+            late: self.late.with_label_values(&l),
+            duplicate: self.duplicate.with_label_values(&l),
+            out_of_order: self.out_of_order.with_label_values(&l),
+            foreign: self.foreign.with_label_values(&l),
+            e2e: self.e2e_latency.with_label_values(&l),
+            quantiles,
+            delivery_good: sli(Sli::Delivery, "good"),
+            delivery_bad: sli(Sli::Delivery, "bad"),
+            latency: latency_threshold
+                .map(|t| (t, sli(Sli::Latency, "good"), sli(Sli::Latency, "bad"))),
+        }
+    }
+
+    /// Handles for a probe's input side (produce) on `cluster`/`topic`;
+    /// `output` is the label its availability SLI is exported under.
+    pub fn input(&self, probe: &str, cluster: &str, topic: &str, output: &str) -> InputMetrics {
+        let errors = ProduceError::ALL
+            .iter()
+            .map(|e| {
+                (
+                    *e,
+                    self.produce_errors
+                        .with_label_values(&[probe, cluster, topic, e.label()]),
+                )
+            })
+            .collect();
+        InputMetrics {
+            probe: probe.to_string(),
+            cluster: cluster.to_string(),
+            sent: self
+                .canaries_sent
+                .with_label_values(&[probe, cluster, topic]),
+            errors,
+            in_flight: self.in_flight.with_label_values(&[probe]),
+            available_good: self.sli_events.with_label_values(&[
+                probe,
+                output,
+                "availability",
+                "good",
+            ]),
+            available_bad: self.sli_events.with_label_values(&[
+                probe,
+                output,
+                "availability",
+                "bad",
+            ]),
+            produce_latency: self.produce_latency.clone(),
+            produce_latency_by_broker: HashMap::new(),
+            partition_delivered: self.partition_delivered.clone(),
+            partition_delivered_cache: HashMap::new(),
+            brokers_uncovered: self.brokers_uncovered.with_label_values(&[cluster, probe]),
+        }
+    }
+}
+
+/// Per-output handles (outcomes, latency, SLIs).
+pub struct OutputMetrics {
+    pub delivered: IntCounter,
+    pub lost: IntCounter,
+    pub late: IntCounter,
+    pub duplicate: IntCounter,
+    pub out_of_order: IntCounter,
+    pub foreign: IntCounter,
+    pub e2e: Histogram,
+    /// `[window][quantile]`, in `latency::WINDOWS` × `latency::QUANTILES` order.
+    pub quantiles: Vec<Vec<Gauge>>,
+    pub delivery_good: IntCounter,
+    pub delivery_bad: IntCounter,
+    /// Latency SLI: (threshold, good, bad), when a latency SLO is configured.
+    pub latency: Option<(Duration, IntCounter, IntCounter)>,
+}
+
+impl OutputMetrics {
+    pub fn delivered(&self, latency: Duration, out_of_order: bool) {
+        self.delivered.inc();
+        self.e2e.observe(latency.as_secs_f64());
+        if out_of_order {
+            self.out_of_order.inc();
+        }
+        self.delivery_good.inc();
+        if let Some((threshold, good, bad)) = &self.latency {
+            if latency <= *threshold {
+                good.inc()
+            } else {
+                bad.inc()
+            }
+        }
+    }
+
+    pub fn lost(&self) {
+        self.lost.inc();
+        self.delivery_bad.inc();
+        if let Some((_, _, bad)) = &self.latency {
+            bad.inc();
+        }
+    }
+}
+
+/// Per-probe input-side handles (produce).
+pub struct InputMetrics {
+    probe: String,
+    cluster: String,
+    pub sent: IntCounter,
+    errors: Vec<(ProduceError, IntCounter)>,
+    pub in_flight: IntGauge,
+    pub available_good: IntCounter,
+    pub available_bad: IntCounter,
+    produce_latency: HistogramVec,
+    /// Per broker id; bounded by the cluster's broker count.
+    produce_latency_by_broker: HashMap<i32, Histogram>,
+    partition_delivered: IntCounterVec,
+    /// Per (partition, broker); bounded by partitions × brokers.
+    partition_delivered_cache: HashMap<(i32, i32), IntCounter>,
+    pub brokers_uncovered: IntGauge,
+}
+
+/// The `broker` label for an unknown leader (no metadata yet, or leaderless).
+fn broker_label(broker: Option<i32>) -> String {
+    broker.map_or_else(|| "unknown".to_string(), |b| b.to_string())
+}
+
+impl InputMetrics {
+    pub fn produce_failed(&self, error: ProduceError) {
+        self.available_bad.inc();
+        if let Some((_, c)) = self.errors.iter().find(|(e, _)| *e == error) {
+            c.inc();
+        }
+    }
+
+    pub fn acked(&mut self, broker: Option<i32>, latency: Duration) {
+        self.available_good.inc();
+        let key = broker.unwrap_or(-1);
+        let (probe, cluster, vec) = (&self.probe, &self.cluster, &self.produce_latency);
+        self.produce_latency_by_broker
+            .entry(key)
+            .or_insert_with(|| {
+                vec.with_label_values(&[probe.as_str(), cluster.as_str(), &broker_label(broker)])
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    pub fn partition_delivered(&mut self, partition: i32, broker: Option<i32>) {
+        let (probe, vec) = (&self.probe, &self.partition_delivered);
+        self.partition_delivered_cache
+            .entry((partition, broker.unwrap_or(-1)))
+            .or_insert_with(|| {
+                vec.with_label_values(&[
+                    probe.as_str(),
+                    &partition.to_string(),
+                    &broker_label(broker),
+                ])
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,590 @@
+//! The in-flight tracker: turns sends, acks and arrivals into outcomes (SPEC §4).
+//!
+//! Pure and synchronous, with time passed in, so every outcome rule is unit
+//! tested without Kafka. One tracker serves one output of one probe; the
+//! probe feeds it every send and ack and every arrival of one of its own
+//! canaries (foreign records never get here).
+//!
+//! Layout: per input partition a deque of entries indexed by `seq - base`.
+//! Seqs are assigned here in send order and every canary of a probe has the
+//! same deadline, so entries expire strictly from the front: lookup, insert
+//! and expiry are O(1) and an entry is a few dozen bytes. The number of
+//! entries is bounded by rate × deadline (the producer's message timeout is
+//! the deadline, so no entry waits for its ack much longer than that).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// What happened to a canary, as reported to the probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// First arrival, before the deadline, of an acked canary.
+    Delivered {
+        partition: i32,
+        latency: Duration,
+        /// It arrived after a canary with a higher seq from the same partition.
+        out_of_order: bool,
+    },
+    /// Acked, and not seen by the deadline.
+    Lost { partition: i32 },
+    /// Arrived after having been declared lost.
+    Late { partition: i32 },
+    /// Arrived again after its first arrival.
+    Duplicate { partition: i32 },
+    /// The broker acked the produce; `latency` is send → ack.
+    Acked { partition: i32, latency: Duration },
+    /// The produce failed: an availability error, never a loss.
+    ProduceFailed { partition: i32 },
+}
+
+/// How an arrival that produced no outcome (yet) was classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Outcomes were emitted.
+    Counted,
+    /// Arrived before its ack; the outcome follows with the ack.
+    AwaitingAck,
+    /// A canary whose produce was reported failed showed up anyway
+    /// (e.g. a timed-out request the broker had in fact written).
+    AfterFailedProduce,
+    /// Never sent by this tracker (a seq or partition it does not know).
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Sent, no delivery report yet.
+    Pending,
+    /// Acked, not arrived yet.
+    Acked,
+    /// Acked after its deadline without having arrived: already reported
+    /// lost, kept only until it leaves the front of the deque.
+    Lost,
+    Failed,
+    /// Its first arrival has been seen and reported; later ones are duplicates.
+    Arrived,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    sent: Instant,
+    state: State,
+    /// Arrival seen while the ack was still pending: its latency and whether
+    /// it was out of order, reported once the ack comes.
+    early: Option<(Duration, bool)>,
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// Seq of `entries[0]`; everything below is resolved.
+    base: u64,
+    entries: VecDeque<Entry>,
+    /// Highest seq whose first arrival has been seen (out-of-order judge).
+    max_arrived: Option<u64>,
+}
+
+impl PartitionState {
+    fn next_seq(&self) -> u64 {
+        self.base + self.entries.len() as u64
+    }
+}
+
+/// How a resolved canary ended, remembered for a while so that a later
+/// arrival can be called late (it was lost) rather than a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolved {
+    Lost,
+    Failed,
+}
+
+/// Resolved-and-unusual canaries remembered per tracker. Loss is rare in a
+/// healthy system, so this only fills during incidents; 64k entries of ~24
+/// bytes bound it to ~1.5 MiB, enough for every lost canary of an hour-long
+/// outage at ~18 canaries/s. Older ones arriving after that count as duplicates.
+const RESOLVED_MEMORY: usize = 65_536;
+
+pub struct Tracker {
+    deadline: Duration,
+    partitions: Vec<PartitionState>,
+    resolved: HashMap<(i32, u64), Resolved>,
+    resolved_order: VecDeque<(i32, u64)>,
+    /// Sent and not yet resolved (pending or acked, not yet arrived).
+    in_flight: usize,
+}
+
+impl Tracker {
+    pub fn new(deadline: Duration) -> Tracker {
+        Tracker {
+            deadline,
+            partitions: Vec::new(),
+            resolved: HashMap::new(),
+            resolved_order: VecDeque::new(),
+            in_flight: 0,
+        }
+    }
+
+    /// Canaries sent whose outcome is not known yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Entries held (in flight plus delivered ones kept until their deadline
+    /// to recognise duplicates); what memory is proportional to.
+    pub fn entries(&self) -> usize {
+        self.partitions.iter().map(|p| p.entries.len()).sum()
+    }
+
+    /// Registers a canary about to be produced to `partition` and returns its
+    /// seq. `partition` must be a real partition (non-negative).
+    pub fn on_send(&mut self, partition: i32, now: Instant) -> u64 {
+        let index = usize::try_from(partition).unwrap_or(0);
+        if self.partitions.len() <= index {
+            self.partitions
+                .resize_with(index + 1, PartitionState::default);
+        }
+        let p = &mut self.partitions[index];
+        let seq = p.next_seq();
+        p.entries.push_back(Entry {
+            sent: now,
+            state: State::Pending,
+            early: None,
+        });
+        self.in_flight += 1;
+        seq
+    }
+
+    fn entry(&mut self, partition: i32, seq: u64) -> Option<&mut Entry> {
+        let p = self.partitions.get_mut(usize::try_from(partition).ok()?)?;
+        let offset = usize::try_from(seq.checked_sub(p.base)?).ok()?;
+        p.entries.get_mut(offset)
+    }
+
+    /// The delivery report for a canary: `ok` when the broker acked it.
+    pub fn on_ack(
+        &mut self,
+        partition: i32,
+        seq: u64,
+        ok: bool,
+        now: Instant,
+        out: &mut impl FnMut(Outcome),
+    ) {
+        let deadline = self.deadline;
+        let Some(entry) = self.entry(partition, seq) else {
+            return;
+        };
+        if entry.state != State::Pending {
+            return;
+        }
+        if !ok {
+            entry.state = State::Failed;
+            self.in_flight -= 1;
+            out(Outcome::ProduceFailed { partition });
+            return;
+        }
+        let age = now.saturating_duration_since(entry.sent);
+        out(Outcome::Acked {
+            partition,
+            latency: age,
+        });
+        match entry.early {
+            Some((latency, out_of_order)) => {
+                entry.state = State::Arrived;
+                self.in_flight -= 1;
+                first_arrival(deadline, partition, latency, out_of_order, out);
+            }
+            None if age >= deadline => {
+                // Acked after its deadline without having arrived: lost now;
+                // waiting for the expiry tick would only delay the news.
+                entry.state = State::Lost;
+                self.in_flight -= 1;
+                out(Outcome::Lost { partition });
+            }
+            None => entry.state = State::Acked,
+        }
+    }
+
+    /// An arrival of one of this tracker's canaries.
+    pub fn on_arrival(
+        &mut self,
+        partition: i32,
+        seq: u64,
+        now: Instant,
+        out: &mut impl FnMut(Outcome),
+    ) -> Arrival {
+        let deadline = self.deadline;
+        let Some(p) = usize::try_from(partition)
+            .ok()
+            .and_then(|i| self.partitions.get_mut(i))
+        else {
+            return Arrival::Unknown;
+        };
+        if seq >= p.next_seq() {
+            return Arrival::Unknown;
+        }
+        if seq < p.base {
+            return match self.resolved.get(&(partition, seq)) {
+                Some(Resolved::Lost) => {
+                    // Later copies are duplicates of this late arrival.
+                    self.resolved.remove(&(partition, seq));
+                    out(Outcome::Late { partition });
+                    Arrival::Counted
+                }
+                Some(Resolved::Failed) => Arrival::AfterFailedProduce,
+                None => {
+                    out(Outcome::Duplicate { partition });
+                    Arrival::Counted
+                }
+            };
+        }
+        let offset = (seq - p.base) as usize;
+        let max_arrived = p.max_arrived;
+        let entry = &mut p.entries[offset];
+        let latency = now.saturating_duration_since(entry.sent);
+        match entry.state {
+            State::Failed => return Arrival::AfterFailedProduce,
+            State::Arrived => {
+                out(Outcome::Duplicate { partition });
+                return Arrival::Counted;
+            }
+            State::Pending if entry.early.is_some() => {
+                out(Outcome::Duplicate { partition });
+                return Arrival::Counted;
+            }
+            State::Lost => {
+                entry.state = State::Arrived;
+                out(Outcome::Late { partition });
+                return Arrival::Counted;
+            }
+            State::Pending | State::Acked => {}
+        }
+        let out_of_order = max_arrived.is_some_and(|m| m > seq);
+        p.max_arrived = Some(max_arrived.map_or(seq, |m| m.max(seq)));
+        if entry.state == State::Pending {
+            entry.early = Some((latency, out_of_order));
+            return Arrival::AwaitingAck;
+        }
+        entry.state = State::Arrived;
+        self.in_flight -= 1;
+        first_arrival(deadline, partition, latency, out_of_order, out);
+        Arrival::Counted
+    }
+
+    /// Resolves every canary whose deadline has passed: acked and unseen ones
+    /// are lost. Call it periodically; it only looks at partition fronts.
+    pub fn expire(&mut self, now: Instant, out: &mut impl FnMut(Outcome)) {
+        for (index, p) in self.partitions.iter_mut().enumerate() {
+            let partition = index as i32;
+            while let Some(front) = p.entries.front() {
+                if now.saturating_duration_since(front.sent) < self.deadline {
+                    break;
+                }
+                let resolved = match front.state {
+                    // The producer's message timeout equals the deadline, so
+                    // its report is imminent and decides; acks come in order
+                    // per partition, so nothing behind it is waiting long.
+                    State::Pending => break,
+                    State::Acked => {
+                        out(Outcome::Lost { partition });
+                        self.in_flight -= 1;
+                        Some(Resolved::Lost)
+                    }
+                    State::Lost => Some(Resolved::Lost),
+                    State::Failed => Some(Resolved::Failed),
+                    State::Arrived => None,
+                };
+                if let Some(kind) = resolved {
+                    remember(
+                        &mut self.resolved,
+                        &mut self.resolved_order,
+                        (partition, p.base),
+                        kind,
+                    );
+                }
+                p.entries.pop_front();
+                p.base += 1;
+            }
+        }
+    }
+}
+
+/// The outcome of an acked canary's first arrival: delivered before the
+/// deadline; otherwise (arrived past it, before the expiry tick or its own
+/// ack declared it) lost, then late.
+fn first_arrival(
+    deadline: Duration,
+    partition: i32,
+    latency: Duration,
+    out_of_order: bool,
+    out: &mut impl FnMut(Outcome),
+) {
+    if latency < deadline {
+        out(Outcome::Delivered {
+            partition,
+            latency,
+            out_of_order,
+        });
+    } else {
+        out(Outcome::Lost { partition });
+        out(Outcome::Late { partition });
+    }
+}
+
+fn remember(
+    map: &mut HashMap<(i32, u64), Resolved>,
+    order: &mut VecDeque<(i32, u64)>,
+    key: (i32, u64),
+    kind: Resolved,
+) {
+    if order.len() >= RESOLVED_MEMORY {
+        if let Some(old) = order.pop_front() {
+            map.remove(&old);
+        }
+    }
+    order.push_back(key);
+    map.insert(key, kind);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Runs `f` against the tracker and returns the outcomes it emitted.
+    fn collect(f: impl FnOnce(&mut dyn FnMut(Outcome))) -> Vec<Outcome> {
+        let mut v = Vec::new();
+        f(&mut |o| v.push(o));
+        v
+    }
+
+    fn acked(t: &mut Tracker, partition: i32, sent: Instant, ack_after: Duration) -> u64 {
+        let seq = t.on_send(partition, sent);
+        t.on_ack(partition, seq, true, sent + ack_after, &mut |_| {});
+        seq
+    }
+
+    #[test]
+    fn delivered_with_latency_from_send() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let seq = t.on_send(2, t0);
+        assert_eq!(seq, 0);
+        assert_eq!(t.in_flight(), 1);
+        let acks = collect(|o| t.on_ack(2, seq, true, t0 + ms(3), &mut |x| o(x)));
+        assert_eq!(
+            acks,
+            vec![Outcome::Acked {
+                partition: 2,
+                latency: ms(3)
+            }]
+        );
+        let out = collect(|o| {
+            assert_eq!(
+                t.on_arrival(2, seq, t0 + ms(7), &mut |x| o(x)),
+                Arrival::Counted
+            );
+        });
+        assert_eq!(
+            out,
+            vec![Outcome::Delivered {
+                partition: 2,
+                latency: ms(7),
+                out_of_order: false
+            }]
+        );
+        assert_eq!(t.in_flight(), 0);
+        // Expiry later removes it silently.
+        assert!(collect(|o| t.expire(t0 + DEADLINE, &mut |x| o(x))).is_empty());
+        assert_eq!(t.entries(), 0);
+    }
+
+    #[test]
+    fn lost_exactly_at_the_deadline_and_not_before() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        acked(&mut t, 0, t0, ms(1));
+        assert!(collect(|o| t.expire(t0 + DEADLINE - ms(1), &mut |x| o(x))).is_empty());
+        assert_eq!(
+            collect(|o| t.expire(t0 + DEADLINE, &mut |x| o(x))),
+            vec![Outcome::Lost { partition: 0 }]
+        );
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.entries(), 0);
+        // Expiring again reports nothing more.
+        assert!(collect(|o| t.expire(t0 + DEADLINE * 2, &mut |x| o(x))).is_empty());
+    }
+
+    #[test]
+    fn late_after_lost_then_duplicate() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let seq = acked(&mut t, 0, t0, ms(1));
+        t.expire(t0 + DEADLINE, &mut |_| {});
+        let out = collect(|o| {
+            t.on_arrival(0, seq, t0 + DEADLINE + ms(5), &mut |x| o(x));
+        });
+        assert_eq!(out, vec![Outcome::Late { partition: 0 }]);
+        let out = collect(|o| {
+            t.on_arrival(0, seq, t0 + DEADLINE + ms(6), &mut |x| o(x));
+        });
+        assert_eq!(out, vec![Outcome::Duplicate { partition: 0 }]);
+    }
+
+    #[test]
+    fn arrival_past_deadline_before_the_tick_is_lost_and_late() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let seq = acked(&mut t, 0, t0, ms(1));
+        let out = collect(|o| {
+            t.on_arrival(0, seq, t0 + DEADLINE + ms(1), &mut |x| o(x));
+        });
+        assert_eq!(
+            out,
+            vec![
+                Outcome::Lost { partition: 0 },
+                Outcome::Late { partition: 0 }
+            ]
+        );
+        assert_eq!(t.in_flight(), 0);
+        assert!(collect(|o| t.expire(t0 + DEADLINE * 2, &mut |x| o(x))).is_empty());
+    }
+
+    #[test]
+    fn duplicates_before_and_after_expiry() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let seq = acked(&mut t, 1, t0, ms(1));
+        t.on_arrival(1, seq, t0 + ms(5), &mut |_| {});
+        let out = collect(|o| {
+            t.on_arrival(1, seq, t0 + ms(6), &mut |x| o(x));
+        });
+        assert_eq!(out, vec![Outcome::Duplicate { partition: 1 }]);
+        t.expire(t0 + DEADLINE, &mut |_| {});
+        let out = collect(|o| {
+            t.on_arrival(1, seq, t0 + DEADLINE * 3, &mut |x| o(x));
+        });
+        assert_eq!(out, vec![Outcome::Duplicate { partition: 1 }]);
+    }
+
+    #[test]
+    fn out_of_order_per_partition() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let a = acked(&mut t, 0, t0, ms(1));
+        let b = acked(&mut t, 0, t0 + ms(1), ms(1));
+        let c = acked(&mut t, 1, t0 + ms(1), ms(1));
+        // b before a on partition 0: a is out of order. c on partition 1 is not.
+        let mut got = Vec::new();
+        for (p, s) in [(0, b), (0, a), (1, c)] {
+            t.on_arrival(p, s, t0 + ms(9), &mut |o| got.push(o));
+        }
+        let flags: Vec<(i32, bool)> = got
+            .iter()
+            .map(|o| match o {
+                Outcome::Delivered {
+                    partition,
+                    out_of_order,
+                    ..
+                } => (*partition, *out_of_order),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(flags, vec![(0, false), (0, true), (1, false)]);
+    }
+
+    #[test]
+    fn arrival_before_ack_is_delivered_on_ack() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let seq = t.on_send(0, t0);
+        assert_eq!(
+            t.on_arrival(0, seq, t0 + ms(4), &mut |_| panic!("no outcome yet")),
+            Arrival::AwaitingAck
+        );
+        let out = collect(|o| t.on_ack(0, seq, true, t0 + ms(6), &mut |x| o(x)));
+        assert_eq!(
+            out,
+            vec![
+                Outcome::Acked {
+                    partition: 0,
+                    latency: ms(6)
+                },
+                Outcome::Delivered {
+                    partition: 0,
+                    latency: ms(4),
+                    out_of_order: false
+                }
+            ]
+        );
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn failed_produce_is_never_a_loss() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let seq = t.on_send(0, t0);
+        let out = collect(|o| t.on_ack(0, seq, false, t0 + DEADLINE, &mut |x| o(x)));
+        assert_eq!(out, vec![Outcome::ProduceFailed { partition: 0 }]);
+        assert_eq!(t.in_flight(), 0);
+        assert!(collect(|o| t.expire(t0 + DEADLINE * 2, &mut |x| o(x))).is_empty());
+        // It showed up after all: not a delivery, not a duplicate.
+        assert_eq!(
+            t.on_arrival(0, seq, t0 + DEADLINE * 2, &mut |_| panic!("no outcome")),
+            Arrival::AfterFailedProduce
+        );
+    }
+
+    #[test]
+    fn pending_front_waits_for_its_ack() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let seq = t.on_send(0, t0);
+        assert!(collect(|o| t.expire(t0 + DEADLINE * 2, &mut |x| o(x))).is_empty());
+        assert_eq!(t.in_flight(), 1);
+        // Acked late and never seen: lost right away.
+        let out = collect(|o| t.on_ack(0, seq, true, t0 + DEADLINE + ms(1), &mut |x| o(x)));
+        assert_eq!(out[1], Outcome::Lost { partition: 0 });
+        assert_eq!(t.in_flight(), 0);
+        t.expire(t0 + DEADLINE * 2, &mut |_| panic!("already reported"));
+        assert_eq!(t.entries(), 0);
+        // And then it turns up: late.
+        let out = collect(|o| {
+            t.on_arrival(0, seq, t0 + DEADLINE * 3, &mut |x| o(x));
+        });
+        assert_eq!(out, vec![Outcome::Late { partition: 0 }]);
+    }
+
+    #[test]
+    fn unknown_seqs_and_partitions() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        acked(&mut t, 0, t0, ms(1));
+        let mut none = |_| panic!("no outcome");
+        assert_eq!(t.on_arrival(0, 1, t0, &mut none), Arrival::Unknown);
+        assert_eq!(t.on_arrival(5, 0, t0, &mut none), Arrival::Unknown);
+        assert_eq!(t.on_arrival(-1, 0, t0, &mut none), Arrival::Unknown);
+        assert_eq!(
+            t.on_arrival(i32::MAX, u64::MAX, t0, &mut none),
+            Arrival::Unknown
+        );
+        t.on_ack(7, 0, true, t0, &mut none);
+    }
+
+    #[test]
+    fn resolved_memory_is_bounded() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(ms(1));
+        for i in 0..(RESOLVED_MEMORY as u64 + 10) {
+            acked(&mut t, 0, t0 + Duration::from_micros(i), Duration::ZERO);
+        }
+        t.expire(t0 + Duration::from_secs(5), &mut |_| {});
+        assert!(t.resolved.len() <= RESOLVED_MEMORY);
+        assert!(t.resolved_order.len() <= RESOLVED_MEMORY);
+        assert_eq!(t.entries(), 0);
+    }
+}

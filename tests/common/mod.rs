@@ -1,0 +1,228 @@
+//! Helpers shared by the integration tests: configs built in code, metric
+//! scraping, polling with deadlines (never fixed sleeps where a condition
+//! can be awaited).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use slaprobe::app::{self, App};
+use slaprobe::config::{
+    Cluster, Config, Heartbeat, Probe, ProbeKind, Server, Sli, Slo, TopicManagement,
+};
+use slaprobe::metrics::Metrics;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub fn heartbeat_config(
+    bootstrap: &str,
+    topic: &str,
+    interval: Duration,
+    deadline: Duration,
+) -> Config {
+    let cluster = Cluster {
+        name: "test".into(),
+        bootstrap: bootstrap.into(),
+        librdkafka: BTreeMap::new(),
+        secret_keys: Default::default(),
+    };
+    let slo = |sli, threshold| Slo {
+        output: "heartbeat".into(),
+        sli,
+        objective: 0.99,
+        period: Duration::from_secs(30 * 86_400),
+        threshold,
+    };
+    Config {
+        sources: vec![],
+        server: Server {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+        },
+        state_dir: None,
+        alertmanager: None,
+        clusters: [("test".to_string(), cluster)].into_iter().collect(),
+        probes: vec![Probe {
+            name: "hb".into(),
+            interval,
+            deadline,
+            payload_bytes: 200,
+            kind: ProbeKind::Heartbeat(Heartbeat {
+                cluster: "test".into(),
+                topic: topic.into(),
+                topic_management: TopicManagement::default(),
+            }),
+            slos: vec![
+                slo(Sli::Availability, None),
+                slo(Sli::Delivery, None),
+                slo(Sli::Latency, Some(Duration::from_millis(100))),
+            ],
+        }],
+    }
+}
+
+/// A running slaprobe (library, not process) and what tests look at.
+pub struct Running {
+    pub metrics: Metrics,
+    pub addr: SocketAddr,
+    pub cancel: CancellationToken,
+    pub task: JoinHandle<Result<(), app::RunError>>,
+}
+
+impl Running {
+    pub async fn start(config: &Config) -> Running {
+        let listener = app::bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = App::build(config).expect("build");
+        let metrics = app.metrics.clone();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(app.run(listener, cancel.clone()));
+        Running {
+            metrics,
+            addr,
+            cancel,
+            task,
+        }
+    }
+
+    /// Sum of every series of `name` whose labels include `labels`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(
+            &String::from_utf8_lossy(&self.metrics.render()),
+            name,
+            labels,
+        )
+    }
+
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("stops within its grace period")
+            .expect("task")
+            .expect("clean shutdown");
+    }
+}
+
+/// Sum of every sample of `name` in a text exposition whose labels include
+/// all of `labels`.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(text, name)
+        .into_iter()
+        .filter(|(l, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Every sample of `name`: (labels, value).
+pub fn samples(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (labels, value) = if let Some(r) = rest.strip_prefix('{') {
+            let Some(end) = r.find('}') else { continue };
+            (&r[..end], r[end + 1..].trim())
+        } else if rest.starts_with(' ') {
+            ("", rest.trim())
+        } else {
+            continue;
+        };
+        let mut map = BTreeMap::new();
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            if let Some((k, v)) = pair.split_once("=\"") {
+                map.insert(
+                    k.trim_matches(',').to_string(),
+                    v.trim_end_matches('"').to_string(),
+                );
+            }
+        }
+        if let Ok(v) = value.parse::<f64>() {
+            out.push((map, v));
+        }
+    }
+    out
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A minimal HTTP/1.0 GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Approximate median from the delta of two histogram snapshots: the upper
+/// bound of the bucket holding the middle observation.
+pub fn median_from_buckets(
+    before: &str,
+    after: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    let bucket = format!("{name}_bucket");
+    let le = |text: &str| -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> = samples(text, &bucket)
+            .into_iter()
+            .filter(|(l, _)| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .filter_map(|(l, v)| Some((l.get("le")?.parse::<f64>().ok()?, v)))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    let (b, a) = (le(before), le(after));
+    let deltas: Vec<(f64, f64)> = a
+        .iter()
+        .map(|(bound, v)| {
+            (
+                *bound,
+                v - b.iter().find(|x| x.0 == *bound).map_or(0.0, |x| x.1),
+            )
+        })
+        .collect();
+    let total = deltas.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    deltas
+        .iter()
+        .find(|(_, c)| *c >= total / 2.0)
+        .map(|(bound, _)| *bound)
+}

@@ -1,0 +1,292 @@
+//! The heartbeat probe against librdkafka's in-process mock cluster, with
+//! fault injection: what slaprobe reports must follow what the cluster does.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{heartbeat_config, median_from_buckets, wait_until, Running};
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+
+const TOPIC: &str = "slaprobe.heartbeat";
+const PARTITIONS: i32 = 6;
+const BROKERS: i32 = 3;
+
+/// A 3-broker cluster with a 6-partition topic; partition p led by broker
+/// p % 3 + 1, so each broker leads two.
+fn cluster() -> MockCluster<'static, DefaultProducerContext> {
+    let mock = MockCluster::new(BROKERS).expect("mock cluster");
+    mock.create_topic(TOPIC, PARTITIONS, BROKERS)
+        .expect("topic");
+    for p in 0..PARTITIONS {
+        mock.partition_leader(TOPIC, p, Some(p % BROKERS + 1))
+            .expect("leader");
+    }
+    mock
+}
+
+fn delivered(r: &Running, partition: i32) -> f64 {
+    r.metric(
+        "slaprobe_heartbeat_partition_delivered_total",
+        &[("partition", &partition.to_string())],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_partition_delivers_and_nothing_is_lost_from_the_first_canary() {
+    let mock = cluster();
+    let config = heartbeat_config(
+        &mock.bootstrap_servers(),
+        TOPIC,
+        Duration::from_millis(100),
+        Duration::from_secs(3),
+    );
+    let r = Running::start(&config).await;
+
+    let all = wait_until(Duration::from_secs(30), || {
+        (0..PARTITIONS).all(|p| delivered(&r, p) > 0.0)
+    })
+    .await;
+    assert!(
+        all,
+        "every partition delivers:\n{}",
+        String::from_utf8_lossy(&r.metrics.render())
+    );
+    // Readiness: cluster metadata and a matched canary.
+    let (status, body) = common::http_get(r.addr, "/readyz").expect("GET /readyz");
+    assert_eq!(status, 200, "{body}");
+    // Each partition's counter carries its leader broker.
+    for p in 0..PARTITIONS {
+        let broker = (p % BROKERS + 1).to_string();
+        assert!(
+            r.metric(
+                "slaprobe_heartbeat_partition_delivered_total",
+                &[("partition", &p.to_string()), ("broker", &broker)]
+            ) > 0.0,
+            "partition {p} labelled with broker {broker}"
+        );
+    }
+    // Every broker leads a partition.
+    assert_eq!(
+        r.metric("slaprobe_cluster_brokers_uncovered", &[("probe", "hb")]),
+        0.0
+    );
+
+    // Let it run past a full deadline so the earliest canaries are resolved:
+    // with explicit assignment from the end offsets, not one is lost, not
+    // even the first (a group join would have missed it).
+    let sent_at_check = r.metric("slaprobe_canaries_sent_total", &[]);
+    let settled = wait_until(Duration::from_secs(20), || {
+        let resolved = r.metric("slaprobe_canaries_delivered_total", &[])
+            + r.metric("slaprobe_canaries_lost_total", &[]);
+        resolved >= sent_at_check
+    })
+    .await;
+    assert!(settled);
+    assert_eq!(r.metric("slaprobe_canaries_lost_total", &[]), 0.0);
+    assert_eq!(r.metric("slaprobe_produce_errors_total", &[]), 0.0);
+    assert_eq!(r.metric("slaprobe_records_foreign_total", &[]), 0.0);
+    assert_eq!(r.metric("slaprobe_canaries_duplicate_total", &[]), 0.0);
+    assert!(
+        r.metric(
+            "slaprobe_sli_events_total",
+            &[("sli", "availability"), ("outcome", "good")]
+        ) > 0.0
+    );
+    assert_eq!(
+        r.metric(
+            "slaprobe_sli_events_total",
+            &[("sli", "delivery"), ("outcome", "bad")]
+        ),
+        0.0
+    );
+    assert!(r.metric("slaprobe_produce_latency_seconds_count", &[("broker", "1")]) > 0.0);
+    let (status, body) = common::http_get(r.addr, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("slaprobe_build_info{version="), "{body}");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reported_latency_follows_the_brokers_round_trip_time() {
+    let mock = cluster();
+    // A low rate: the mock cluster answers delayed requests on a connection
+    // one after another, so at high rates a large RTT builds a queue in the
+    // mock itself and the test would measure that rather than the RTT.
+    let config = heartbeat_config(
+        &mock.bootstrap_servers(),
+        TOPIC,
+        Duration::from_millis(300),
+        Duration::from_secs(5),
+    );
+    let r = Running::start(&config).await;
+    let name = "slaprobe_e2e_latency_seconds";
+    let labels = [("probe", "hb"), ("output", "heartbeat")];
+    assert!(
+        wait_until(Duration::from_secs(20), || r
+            .metric("slaprobe_canaries_delivered_total", &[])
+            > 6.0)
+        .await
+    );
+
+    let before = String::from_utf8_lossy(&r.metrics.render()).into_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mid = String::from_utf8_lossy(&r.metrics.render()).into_owned();
+    let base = median_from_buckets(&before, &mid, name, &labels).expect("baseline samples");
+
+    for b in 1..=BROKERS {
+        mock.broker_round_trip_time(b, Duration::from_millis(200))
+            .expect("rtt");
+    }
+    // Canaries sent before the change are still settling; skip them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let slow_start = String::from_utf8_lossy(&r.metrics.render()).into_owned();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let slow_end = String::from_utf8_lossy(&r.metrics.render()).into_owned();
+    let slow =
+        median_from_buckets(&slow_start, &slow_end, name, &labels).expect("samples under delay");
+    eprintln!("e2e median (bucket upper bound): baseline {base}s, with 200 ms RTT {slow}s");
+    // Produce and fetch each cross a 200 ms round trip: the median must move
+    // from tens of milliseconds to 0.4–0.6 s, i.e. into the (0.25, 0.5] or
+    // (0.5, 1] bucket.
+    assert!(base <= 0.05, "baseline median {base}");
+    assert!(
+        slow > 0.25 && slow <= 1.0,
+        "median under 200 ms RTT: {slow} (baseline {base})"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_down_fails_its_partitions_only_and_recovery_needs_no_restart() {
+    let mock = cluster();
+    let deadline = Duration::from_secs(2);
+    let config = heartbeat_config(
+        &mock.bootstrap_servers(),
+        TOPIC,
+        Duration::from_millis(100),
+        deadline,
+    );
+    let r = Running::start(&config).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || (0..PARTITIONS)
+            .all(|p| delivered(&r, p) > 0.0))
+        .await
+    );
+
+    // Broker 2 leads partitions 1 and 4.
+    mock.broker_down(2).expect("down");
+    let down: Vec<i32> = (0..PARTITIONS).filter(|p| p % BROKERS + 1 == 2).collect();
+    let up: Vec<i32> = (0..PARTITIONS).filter(|p| p % BROKERS + 1 != 2).collect();
+    let failures = || {
+        r.metric("slaprobe_produce_errors_total", &[])
+            + r.metric("slaprobe_canaries_lost_total", &[])
+    };
+    assert!(
+        wait_until(deadline * 5, || failures() > 0.0).await,
+        "produces to the down broker's partitions fail or are lost"
+    );
+    // Once failures show, the down partitions have stopped delivering while
+    // the others go on.
+    tokio::time::sleep(deadline).await;
+    let frozen: Vec<f64> = down.iter().map(|p| delivered(&r, *p)).collect();
+    let moving: Vec<f64> = up.iter().map(|p| delivered(&r, *p)).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (p, before) in down.iter().zip(&frozen) {
+        assert_eq!(
+            delivered(&r, *p),
+            *before,
+            "partition {p} on the down broker delivers nothing"
+        );
+    }
+    for (p, before) in up.iter().zip(&moving) {
+        assert!(
+            delivered(&r, *p) > *before,
+            "partition {p} keeps delivering"
+        );
+    }
+    assert!(
+        r.metric(
+            "slaprobe_sli_events_total",
+            &[("sli", "availability"), ("outcome", "bad")]
+        ) + r.metric(
+            "slaprobe_sli_events_total",
+            &[("sli", "delivery"), ("outcome", "bad")]
+        ) > 0.0
+    );
+
+    mock.broker_up(2).expect("up");
+    let resumed = wait_until(Duration::from_secs(30), || {
+        down.iter()
+            .zip(&frozen)
+            .all(|(p, before)| delivered(&r, *p) > *before)
+    })
+    .await;
+    assert!(
+        resumed,
+        "delivery resumes after broker_up without a restart"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_that_are_not_our_canaries_are_foreign() {
+    let mock = cluster();
+    let config = heartbeat_config(
+        &mock.bootstrap_servers(),
+        TOPIC,
+        Duration::from_millis(100),
+        Duration::from_secs(3),
+    );
+    let r = Running::start(&config).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || r
+            .metric("slaprobe_canaries_delivered_total", &[])
+            > 0.0)
+        .await
+    );
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .create()
+        .expect("producer");
+    let send = |p: i32, payload: &'static str, headers: Option<OwnedHeaders>| {
+        let mut rec = FutureRecord::<str, str>::to(TOPIC)
+            .partition(p)
+            .payload(payload);
+        if let Some(h) = headers {
+            rec = rec.headers(h);
+        }
+        producer.send(rec, Duration::from_secs(5))
+    };
+    let id = |v: &'static str| {
+        Some(OwnedHeaders::new().insert(Header {
+            key: "slaprobe-id",
+            value: Some(v),
+        }))
+    };
+    // Plain traffic, a canary of another run, of another probe, and garbage.
+    let foreign = [
+        send(0, "not a canary", None).await,
+        send(1, "{}", id("hb/00000000000000ff/1/0")).await,
+        send(2, "{}", id("other/00000000000000ff/2/0")).await,
+        send(3, "{}", id("\u{1F980} not an id")).await,
+        send(4, "\u{0}\u{1}", None).await,
+    ];
+    assert!(foreign.iter().all(Result::is_ok));
+    let seen = wait_until(Duration::from_secs(10), || {
+        r.metric("slaprobe_records_foreign_total", &[]) >= 5.0
+    })
+    .await;
+    assert!(seen, "foreign records counted");
+    // And they change nothing else.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(r.metric("slaprobe_records_foreign_total", &[]), 5.0);
+    assert_eq!(r.metric("slaprobe_canaries_lost_total", &[]), 0.0);
+    assert_eq!(r.metric("slaprobe_canaries_duplicate_total", &[]), 0.0);
+    assert_eq!(r.metric("slaprobe_canaries_late_total", &[]), 0.0);
+    r.stop().await;
+}

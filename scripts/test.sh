@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: installs prerequisites, then runs every test tier
-# that this machine can run.
+# The whole test suite, on a fresh machine too: installs prerequisites,
+# starts a tansu broker on loopback (unless SLAPROBE_TEST_BOOTSTRAP already
+# names a cluster to test against), and runs every test tier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/prereqs.sh
+source scripts/integration.sh
+ensure_prometheus
+ensure_python_client
+if [ -z "${SLAPROBE_TEST_BOOTSTRAP:-}" ]; then
+  ensure_tansu
+  start_tansu
+fi
 cargo test --all-targets

@@ -290,3 +290,29 @@ async fn records_that_are_not_our_canaries_are_foreign() {
     assert_eq!(r.metric("slaprobe_canaries_late_total", &[]), 0.0);
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_leading_no_probed_partition_are_uncovered() {
+    let mock = MockCluster::new(BROKERS).expect("mock cluster");
+    mock.create_topic(TOPIC, 2, BROKERS).expect("topic");
+    // Both partitions on broker 1: brokers 2 and 3 see no canary.
+    for p in 0..2 {
+        mock.partition_leader(TOPIC, p, Some(1)).expect("leader");
+    }
+    let config = heartbeat_config(
+        &mock.bootstrap_servers(),
+        TOPIC,
+        Duration::from_millis(100),
+        Duration::from_secs(3),
+    );
+    let r = Running::start(&config).await;
+    let labels = [("cluster", "test"), ("probe", "hb")];
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            r.metric("slaprobe_canaries_delivered_total", &[]) > 0.0
+        })
+        .await
+    );
+    assert_eq!(r.metric("slaprobe_cluster_brokers_uncovered", &labels), 2.0);
+    r.stop().await;
+}

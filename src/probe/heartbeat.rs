@@ -383,11 +383,22 @@ impl HeartbeatProbe {
             .collect();
         if !new.is_empty() {
             let consumer = self.consumer.clone();
+            let producer = self.producer.clone();
             let topic = self.hb.topic.clone();
-            let added =
-                tokio::task::spawn_blocking(move || assign_from_end(&consumer, &topic, &new))
-                    .await
-                    .unwrap_or_default();
+            let added = tokio::task::spawn_blocking(move || {
+                // The producer's own metadata cache must know the new
+                // partitions too, or librdkafka rejects produces to them
+                // (unknown partition) until its next periodic refresh.
+                if let Err(e) = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), kafka::METADATA_TIMEOUT)
+                {
+                    warn!(topic, error = %e, "refreshing the producer's metadata failed");
+                }
+                assign_from_end(&consumer, &topic, &new)
+            })
+            .await
+            .unwrap_or_default();
             assigned.extend(added);
         }
         let current: BTreeSet<i32> = layout.partitions.iter().map(|(p, _)| *p).collect();

@@ -1,0 +1,546 @@
+//! Black-box tests: the `slaprobe` binary as a process, against a real
+//! Kafka-compatible broker over TCP, checked through its HTTP endpoints, an
+//! independent Python client and a real Prometheus.
+//!
+//! They run only when `SLAPROBE_TEST_BOOTSTRAP` names a broker
+//! (`scripts/test.sh` starts tansu on loopback and sets it); without it each
+//! test says it was skipped and passes, so `cargo test` works offline. They
+//! are safe against any cluster: every topic has a random name and is
+//! deleted at the end.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{http_get, metric};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+const BOOTSTRAP_VAR: &str = "SLAPROBE_TEST_BOOTSTRAP";
+
+fn bootstrap() -> Option<String> {
+    let b = std::env::var(BOOTSTRAP_VAR).ok().filter(|s| !s.is_empty());
+    if b.is_none() {
+        eprintln!("skipped: set {BOOTSTRAP_VAR} to a broker address to run the real-broker tests");
+    }
+    b
+}
+
+/// Polls `cond` every 100 ms until it holds or `timeout` passes.
+fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A free loopback port (bound and released; the window for a race is tiny).
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "slaprobe-it-{}-{name}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A random topic, deleted when dropped.
+struct Topic {
+    name: String,
+    bootstrap: String,
+}
+
+impl Topic {
+    fn new(bootstrap: &str) -> Topic {
+        Topic {
+            name: format!("slaprobe-it-{:016x}", rand::random::<u64>()),
+            bootstrap: bootstrap.to_string(),
+        }
+    }
+
+    /// Partition count per the broker's metadata (0 if the topic is unknown).
+    fn partitions(&self) -> usize {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("metadata client");
+        consumer
+            .fetch_metadata(Some(&self.name), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == self.name && t.error().is_none())
+                    .map(|t| t.partitions().len())
+            })
+            .unwrap_or(0)
+    }
+
+    fn create(&self, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("admin client");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let topic = rdkafka::admin::NewTopic::new(
+            &self.name,
+            partitions,
+            rdkafka::admin::TopicReplication::Fixed(1),
+        );
+        let result = rt
+            .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+            .expect("create topics");
+        assert!(result.iter().all(Result::is_ok), "{result:?}");
+    }
+}
+
+impl Drop for Topic {
+    fn drop(&mut self) {
+        let Ok(admin) = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create::<AdminClient<DefaultClientContext>>()
+        else {
+            return;
+        };
+        if let Ok(rt) = tokio::runtime::Runtime::new() {
+            let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+            if let Err(e) = rt.block_on(admin.delete_topics(&[&self.name], &opts)) {
+                eprintln!("deleting test topic {}: {e}", self.name);
+            }
+        }
+    }
+}
+
+/// A heartbeat-probe config for `topic`, created by slaprobe with
+/// `partitions_per_broker` partitions per broker.
+fn config(bootstrap: &str, topic: &str, probe: &str) -> String {
+    format!(
+        r#"
+defaults:
+  interval: 200ms
+  deadline: 5s
+clusters:
+  it:
+    bootstrap: {bootstrap}
+probes:
+  - name: {probe}
+    type: heartbeat
+    cluster: it
+    topic: {topic}
+    topic_management: {{ create: true, partitions_per_broker: 3, replication_factor: 1 }}
+    slos:
+      - {{ sli: delivery, objective: 99.9% }}
+"#
+    )
+}
+
+/// A `slaprobe run` process, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Slaprobe {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Slaprobe {
+    fn start(dir: &Path, name: &str, yaml: &str) -> Slaprobe {
+        let file = dir.join(format!("{name}.yaml"));
+        std::fs::write(&file, yaml).expect("write config");
+        let log = dir.join(format!("{name}.log"));
+        let addr = free_addr();
+        let child = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+            .args(["run", "-c"])
+            .arg(&file)
+            .args(["--listen", &addr.to_string()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start slaprobe");
+        let s = Slaprobe { child, addr, log };
+        assert!(
+            poll_until(Duration::from_secs(15), || http_get(addr, "/healthz")
+                .is_ok()),
+            "slaprobe answers /healthz; log:\n{}",
+            s.log()
+        );
+        s
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn metrics(&self) -> String {
+        http_get(self.addr, "/metrics")
+            .map(|r| r.1)
+            .unwrap_or_default()
+    }
+
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(&self.metrics(), name, labels)
+    }
+
+    fn ready(&self) -> bool {
+        http_get(self.addr, "/readyz").is_ok_and(|r| r.0 == 200)
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    fn stop(mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < end,
+                "slaprobe did not stop on SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Slaprobe {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn delivered(s: &Slaprobe) -> f64 {
+    s.value("slaprobe_canaries_delivered_total", &[])
+}
+
+#[test]
+fn creates_the_topic_and_every_partition_delivers() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let topic = Topic::new(&bootstrap);
+    let dir = scratch("create");
+    let s = Slaprobe::start(&dir, "a", &config(&bootstrap, &topic.name, "it-hb"));
+
+    assert!(
+        poll_until(Duration::from_secs(30), || s.ready()),
+        "/readyz turns 200; log:\n{}",
+        s.log()
+    );
+    // One broker here (tansu), or however many the cluster has.
+    let brokers = {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("client");
+        c.fetch_metadata(None, Duration::from_secs(5))
+            .expect("metadata")
+            .brokers()
+            .len()
+    };
+    assert_eq!(
+        topic.partitions(),
+        brokers * 3,
+        "brokers × partitions_per_broker"
+    );
+    let all = poll_until(Duration::from_secs(30), || {
+        (0..topic.partitions()).all(|p| {
+            s.value(
+                "slaprobe_heartbeat_partition_delivered_total",
+                &[("partition", &p.to_string())],
+            ) > 0.0
+        })
+    });
+    assert!(all, "every partition delivers:\n{}", s.metrics());
+    let text = s.metrics();
+    assert!(
+        metric(
+            &text,
+            "slaprobe_canaries_delivered_total",
+            &[("probe", "it-hb")]
+        ) > 0.0
+    );
+    assert_eq!(
+        metric(&text, "slaprobe_canaries_lost_total", &[]),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "slaprobe_records_foreign_total", &[]),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "slaprobe_produce_errors_total", &[]),
+        0.0,
+        "{text}"
+    );
+    assert!(s.stop().success());
+}
+
+#[test]
+fn records_from_another_client_are_foreign_and_change_nothing_else() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let topic = Topic::new(&bootstrap);
+    let dir = scratch("foreign");
+    let s = Slaprobe::start(&dir, "a", &config(&bootstrap, &topic.name, "it-foreign"));
+    assert!(
+        poll_until(Duration::from_secs(30), || s.ready()),
+        "ready; log:\n{}",
+        s.log()
+    );
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/produce_foreign.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([&bootstrap, &topic.name, "9"])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "the Python producer (pip install confluent-kafka) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        poll_until(Duration::from_secs(15), || s
+            .value("slaprobe_records_foreign_total", &[])
+            >= 9.0),
+        "nine foreign records counted:\n{}",
+        s.metrics()
+    );
+    let before = delivered(&s);
+    assert!(poll_until(Duration::from_secs(10), || delivered(&s) > before + 5.0));
+    let text = s.metrics();
+    assert_eq!(
+        metric(&text, "slaprobe_records_foreign_total", &[]),
+        9.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "slaprobe_canaries_lost_total", &[]),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "slaprobe_canaries_duplicate_total", &[]),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "slaprobe_canaries_late_total", &[]),
+        0.0,
+        "{text}"
+    );
+    assert!(s.stop().success());
+}
+
+#[test]
+fn two_probers_on_one_topic_see_each_other_as_foreign() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let topic = Topic::new(&bootstrap);
+    topic.create(3);
+    let dir = scratch("two");
+    // Same probe name on purpose: only the run id tells them apart.
+    let yaml = config(&bootstrap, &topic.name, "it-shared");
+    let a = Slaprobe::start(&dir, "a", &yaml);
+    let b = Slaprobe::start(&dir, "b", &yaml);
+    let both = poll_until(Duration::from_secs(30), || {
+        a.ready()
+            && b.ready()
+            && a.value("slaprobe_records_foreign_total", &[]) > 10.0
+            && b.value("slaprobe_records_foreign_total", &[]) > 10.0
+    });
+    assert!(
+        both,
+        "each counts the other's canaries as foreign:\n{}\n{}",
+        a.metrics(),
+        b.metrics()
+    );
+    for s in [&a, &b] {
+        let text = s.metrics();
+        let sent = metric(&text, "slaprobe_canaries_sent_total", &[]);
+        assert!(
+            metric(&text, "slaprobe_canaries_delivered_total", &[]) <= sent,
+            "{text}"
+        );
+        assert_eq!(
+            metric(&text, "slaprobe_canaries_duplicate_total", &[]),
+            0.0,
+            "{text}"
+        );
+        assert_eq!(
+            metric(&text, "slaprobe_canaries_lost_total", &[]),
+            0.0,
+            "{text}"
+        );
+    }
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+}
+
+#[test]
+fn a_restarted_prober_delivers_again_without_manual_steps() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let topic = Topic::new(&bootstrap);
+    let dir = scratch("restart");
+    let yaml = config(&bootstrap, &topic.name, "it-restart");
+    let first = Slaprobe::start(&dir, "first", &yaml);
+    assert!(
+        poll_until(Duration::from_secs(30), || delivered(&first) > 5.0),
+        "log:\n{}",
+        first.log()
+    );
+    assert!(first.stop().success(), "graceful exit on SIGTERM");
+
+    let second = Slaprobe::start(&dir, "second", &yaml);
+    assert!(
+        poll_until(Duration::from_secs(30), || second.ready()
+            && delivered(&second) > 5.0),
+        "delivering again after a restart; log:\n{}",
+        second.log()
+    );
+    let text = second.metrics();
+    assert_eq!(
+        metric(&text, "slaprobe_canaries_lost_total", &[]),
+        0.0,
+        "{text}"
+    );
+    assert!(second.stop().success());
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_exposition() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let topic = Topic::new(&bootstrap);
+    let dir = scratch("prometheus");
+    let s = Slaprobe::start(&dir, "a", &config(&bootstrap, &topic.name, "it-prom"));
+    assert!(
+        poll_until(Duration::from_secs(30), || delivered(&s) > 0.0),
+        "log:\n{}",
+        s.log()
+    );
+
+    let prom_addr = free_addr();
+    let prom_config = dir.join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: slaprobe\n    static_configs:\n      - targets: ['{}']\n",
+            s.addr
+        ),
+    )
+    .expect("prometheus config");
+    let prom_log = dir.join("prometheus.log");
+    let mut prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address={prom_addr}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&prom_log).expect("log"))
+        .spawn()
+        .expect("start prometheus (Debian package `prometheus`)");
+    let query = "/api/v1/query?query=slaprobe_canaries_delivered_total%7Bprobe%3D%22it-prom%22%7D";
+    let mut last = String::new();
+    let found = poll_until(Duration::from_secs(60), || {
+        match http_get(prom_addr, query) {
+            Ok((200, body)) => {
+                last = body;
+                last.contains("\"probe\":\"it-prom\"") && last.contains("\"result\":[{")
+            }
+            _ => false,
+        }
+    });
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert!(
+        found,
+        "Prometheus returns the series; last answer: {last}\nprometheus log:\n{}",
+        std::fs::read_to_string(&prom_log).unwrap_or_default()
+    );
+    // The target is up: Prometheus accepted the exposition format.
+    assert!(s.stop().success());
+}
+
+#[test]
+fn partitions_added_while_running_are_probed() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let topic = Topic::new(&bootstrap);
+    topic.create(1);
+    let dir = scratch("grow");
+    let s = Slaprobe::start(
+        &dir,
+        "a",
+        &config_observing(&bootstrap, &topic.name, "it-grow"),
+    );
+    assert!(
+        poll_until(Duration::from_secs(30), || s.ready()),
+        "ready; log:\n{}",
+        s.log()
+    );
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin client");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let grow = rdkafka::admin::NewPartitions::new(&topic.name, 3);
+    let result = rt
+        .block_on(admin.create_partitions([&grow], &AdminOptions::new()))
+        .expect("create partitions");
+    assert!(result.iter().all(Result::is_ok), "{result:?}");
+    // Within one layout refresh (10 s) the new partitions are assigned and
+    // probed.
+    let all = poll_until(Duration::from_secs(30), || {
+        (1..3).all(|p| {
+            s.value(
+                "slaprobe_heartbeat_partition_delivered_total",
+                &[("partition", &p.to_string())],
+            ) > 0.0
+        })
+    });
+    assert!(
+        all,
+        "new partitions deliver:\n{}\nlog:\n{}",
+        s.metrics(),
+        s.log()
+    );
+    assert_eq!(
+        s.value("slaprobe_canaries_lost_total", &[]),
+        0.0,
+        "{}",
+        s.metrics()
+    );
+    assert!(s.stop().success());
+}
+
+/// Like [`config`], without topic management (observe only).
+fn config_observing(bootstrap: &str, topic: &str, probe: &str) -> String {
+    config(bootstrap, topic, probe).replace(
+        "    topic_management: { create: true, partitions_per_broker: 3, replication_factor: 1 }\n",
+        "",
+    )
+}

@@ -11,10 +11,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::canary::RunId;
-use crate::config::{Config, ProbeKind, Sli};
+use crate::config::{Config, Sli};
 use crate::http::{self, Readiness};
 use crate::metrics::{Metrics, MetricsError};
-use crate::probe::{HeartbeatProbe, ProbeError};
+use crate::probe::{ProbeError, ProbeRunner};
 
 /// How long probes get to stop (flush, join threads) after cancellation.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -47,7 +47,7 @@ pub struct App {
     pub metrics: Metrics,
     pub readiness: Arc<Readiness>,
     pub run: RunId,
-    probes: Vec<HeartbeatProbe>,
+    probes: Vec<ProbeRunner>,
 }
 
 impl App {
@@ -66,39 +66,18 @@ impl App {
             .clusters
             .keys()
             .map(String::as_str)
-            .filter(|c| config.probes.iter().any(|p| p.input_cluster() == *c))
+            .filter(|c| config.probes.iter().any(|p| p.clusters().contains(c)))
             .collect();
         let readiness = Arc::new(Readiness::new(
             used_clusters,
             config.probes.iter().map(|p| p.name.as_str()),
         ));
         let run = RunId::random();
-        let mut probes = Vec::new();
-        for probe in &config.probes {
-            match &probe.kind {
-                ProbeKind::Heartbeat(hb) => {
-                    // Validation guarantees the cluster exists.
-                    let Some(cluster) = config.clusters.get(&hb.cluster) else {
-                        continue;
-                    };
-                    probes.push(HeartbeatProbe::build(
-                        probe,
-                        hb,
-                        cluster,
-                        run,
-                        &metrics,
-                        readiness.clone(),
-                    )?);
-                }
-                ProbeKind::Pipeline(_) => {
-                    return Err(ProbeError::Unsupported {
-                        probe: probe.name.clone(),
-                        kind: probe.probe_type().to_string(),
-                    }
-                    .into())
-                }
-            }
-        }
+        let probes = config
+            .probes
+            .iter()
+            .map(|p| ProbeRunner::build(p, config, run, &metrics, readiness.clone()))
+            .collect::<Result<_, _>>()?;
         Ok(App {
             metrics,
             readiness,
@@ -114,6 +93,18 @@ impl App {
         listener: TcpListener,
         cancel: CancellationToken,
     ) -> Result<(), RunError> {
+        self.run_with(listener, cancel.child_token(), cancel).await
+    }
+
+    /// [`App::run`], where cancelling `stop_input` first stops only the
+    /// sending of canaries, so that every one sent can settle (tests count
+    /// exact outcomes this way).
+    pub async fn run_with(
+        self,
+        listener: TcpListener,
+        stop_input: CancellationToken,
+        cancel: CancellationToken,
+    ) -> Result<(), RunError> {
         let local = listener.local_addr().map_err(RunError::Serve)?;
         info!(run = %self.run, probes = self.probes.len(), "slaprobe listening on http://{local}/metrics");
         let router = http::router(self.metrics.clone(), self.readiness.clone());
@@ -122,7 +113,7 @@ impl App {
 
         let tasks = TaskTracker::new();
         for probe in self.probes {
-            tasks.spawn(probe.run(cancel.clone()));
+            tasks.spawn(probe.run(stop_input.clone(), cancel.clone()));
         }
         tasks.close();
 

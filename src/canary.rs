@@ -9,6 +9,8 @@
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::config::MatchRule;
+
 /// Header carrying the canary id.
 pub const ID_HEADER: &str = "slaprobe-id";
 /// Header carrying the send time, Unix nanoseconds (wall clock), decimal.
@@ -143,39 +145,98 @@ impl Canary<'_> {
     }
 }
 
-/// A canary decoded from a record's headers, or why the record is foreign.
+/// How a consumed record was classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decoded<'a> {
-    Canary {
-        id: CanaryId<'a>,
-        sent_ns: Option<u64>,
-    },
-    /// No `slaprobe-id` header: ordinary traffic.
-    NotCanary,
-    /// A `slaprobe-id` header that is not a valid id.
-    Malformed,
+pub enum Matched {
+    /// One of this probe's canaries from this run.
+    Ours { partition: i32, seq: u64 },
+    /// Anything else; the reason is for debug logs only (all are counted as
+    /// foreign).
+    Foreign(Foreign),
 }
 
-/// Decodes a record by its headers. `headers` yields (name, value) pairs.
-pub fn decode_headers<'a, I>(headers: I) -> Decoded<'a>
-where
-    I: IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
-{
-    let mut id = None;
-    let mut sent_ns = None;
-    for (name, value) in headers {
-        if name == ID_HEADER {
-            id = Some(value);
-        } else if name == SENT_HEADER {
-            sent_ns = value.and_then(parse_sent_ns);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreign {
+    /// The match rule finds no id (no such header, no key, no such field).
+    NoId,
+    /// The value is not JSON (JSON-pointer rule).
+    NotJson,
+    /// Something is there but it is not a canary id.
+    Malformed,
+    OtherProbe,
+    /// Another slaprobe instance, or an earlier run of this one.
+    OtherRun,
+}
+
+/// Finds a probe's canaries among the records of one output, by that
+/// output's match rule (SPEC §2 `match`).
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    rule: MatchRule,
+    probe: String,
+    run: RunId,
+    /// The run id as it appears inside every id: records whose value lacks
+    /// it are foreign without parsing any JSON.
+    run_hex: [u8; 16],
+}
+
+impl Matcher {
+    pub fn new(rule: MatchRule, probe: &str, run: RunId) -> Matcher {
+        let mut run_hex = [0u8; 16];
+        run_hex.copy_from_slice(run.to_string().as_bytes());
+        Matcher {
+            rule,
+            probe: probe.to_string(),
+            run,
+            run_hex,
         }
     }
-    match id {
-        None => Decoded::NotCanary,
-        Some(value) => match value.and_then(CanaryId::parse) {
-            Some(id) => Decoded::Canary { id, sent_ns },
-            None => Decoded::Malformed,
-        },
+
+    /// Classifies a record from its key, value and headers (name, value).
+    pub fn classify<'h>(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: impl IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
+    ) -> Matched {
+        match &self.rule {
+            MatchRule::Header(name) => {
+                let found = headers.into_iter().find(|(n, _)| n == name);
+                self.judge(found.and_then(|(_, v)| v))
+            }
+            MatchRule::Key => self.judge(key),
+            MatchRule::Json(pointer) => {
+                let Some(value) = value else {
+                    return Matched::Foreign(Foreign::NoId);
+                };
+                if !value.windows(self.run_hex.len()).any(|w| w == self.run_hex) {
+                    return Matched::Foreign(Foreign::OtherRun);
+                }
+                let Ok(json) = serde_json::from_slice::<serde_json::Value>(value) else {
+                    return Matched::Foreign(Foreign::NotJson);
+                };
+                match json.pointer(pointer) {
+                    Some(serde_json::Value::String(id)) => self.judge(Some(id.as_bytes())),
+                    Some(_) => Matched::Foreign(Foreign::Malformed),
+                    None => Matched::Foreign(Foreign::NoId),
+                }
+            }
+        }
+    }
+
+    fn judge(&self, id: Option<&[u8]>) -> Matched {
+        let Some(bytes) = id else {
+            return Matched::Foreign(Foreign::NoId);
+        };
+        match CanaryId::parse(bytes) {
+            None => Matched::Foreign(Foreign::Malformed),
+            Some(id) if id.probe != self.probe => Matched::Foreign(Foreign::OtherProbe),
+            Some(id) if id.run != self.run => Matched::Foreign(Foreign::OtherRun),
+            Some(id) => Matched::Ours {
+                partition: id.partition,
+                seq: id.seq,
+            },
+        }
     }
 }
 
@@ -242,38 +303,90 @@ mod tests {
         assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok());
     }
 
+    fn matcher(rule: MatchRule) -> Matcher {
+        Matcher::new(rule, "hb-1", RunId(0x0123_4567_89ab_cdef))
+    }
+
+    const ID: &[u8] = b"hb-1/0123456789abcdef/3/42";
+    const OURS: Matched = Matched::Ours {
+        partition: 3,
+        seq: 42,
+    };
+
     #[test]
-    fn headers_decode_and_reject_foreign() {
-        let id = b"hb-1/0123456789abcdef/3/42";
-        let decoded = decode_headers([
-            ("trace", Some(&b"x"[..])),
-            (ID_HEADER, Some(&id[..])),
-            (SENT_HEADER, Some(&b"123"[..])),
-        ]);
+    fn header_rule() {
+        let m = matcher(MatchRule::Header(ID_HEADER.into()));
+        let hs = |v: &'static [u8]| vec![("trace", Some(&b"x"[..])), (ID_HEADER, Some(v))];
+        assert_eq!(m.classify(None, None, hs(ID)), OURS);
         assert_eq!(
-            decoded,
-            Decoded::Canary {
-                id: canary().id(),
-                sent_ns: Some(123)
-            }
+            m.classify(None, None, vec![("trace", Some(&b"x"[..]))]),
+            Matched::Foreign(Foreign::NoId)
         );
         assert_eq!(
-            decode_headers([("trace", Some(&b"x"[..]))]),
-            Decoded::NotCanary
+            m.classify(None, None, vec![(ID_HEADER, None)]),
+            Matched::Foreign(Foreign::NoId)
         );
-        assert_eq!(decode_headers(Vec::new()), Decoded::NotCanary);
-        assert_eq!(decode_headers([(ID_HEADER, None)]), Decoded::Malformed);
         assert_eq!(
-            decode_headers([(ID_HEADER, Some(&b"garbage"[..]))]),
-            Decoded::Malformed
+            m.classify(None, None, hs(b"garbage")),
+            Matched::Foreign(Foreign::Malformed)
         );
-        // A bad sent header does not make a canary foreign; it is just unknown.
         assert_eq!(
-            decode_headers([(ID_HEADER, Some(&id[..])), (SENT_HEADER, Some(&b"-1"[..]))]),
-            Decoded::Canary {
-                id: canary().id(),
-                sent_ns: None
-            }
+            m.classify(None, None, hs(b"other/0123456789abcdef/3/42")),
+            Matched::Foreign(Foreign::OtherProbe)
+        );
+        assert_eq!(
+            m.classify(None, None, hs(b"hb-1/00000000000000ff/3/42")),
+            Matched::Foreign(Foreign::OtherRun)
+        );
+    }
+
+    #[test]
+    fn key_rule() {
+        let m = matcher(MatchRule::Key);
+        assert_eq!(m.classify(Some(ID), None, Vec::new()), OURS);
+        assert_eq!(
+            m.classify(None, Some(ID), Vec::new()),
+            Matched::Foreign(Foreign::NoId)
+        );
+        assert_eq!(
+            m.classify(Some(b"\xff\x00"), None, Vec::new()),
+            Matched::Foreign(Foreign::Malformed)
+        );
+    }
+
+    #[test]
+    fn json_pointer_rule() {
+        let m = matcher(MatchRule::Json("/order/id".into()));
+        let v = br#"{"order":{"id":"hb-1/0123456789abcdef/3/42"},"amount":1}"#;
+        assert_eq!(m.classify(None, Some(v), Vec::new()), OURS);
+        // Not JSON, but mentions our run: parsed and rejected, no panic.
+        assert_eq!(
+            m.classify(None, Some(b"0123456789abcdef {"), Vec::new()),
+            Matched::Foreign(Foreign::NotJson)
+        );
+        // Ordinary traffic never reaches the JSON parser.
+        assert_eq!(
+            m.classify(None, Some(b"\x00\x01 not json"), Vec::new()),
+            Matched::Foreign(Foreign::OtherRun)
+        );
+        assert_eq!(
+            m.classify(None, None, Vec::new()),
+            Matched::Foreign(Foreign::NoId)
+        );
+        let missing = br#"{"order":{"ref":"hb-1/0123456789abcdef/3/42"}}"#;
+        assert_eq!(
+            m.classify(None, Some(missing), Vec::new()),
+            Matched::Foreign(Foreign::NoId)
+        );
+        let number = br#"{"order":{"id":7},"x":"0123456789abcdef"}"#;
+        assert_eq!(
+            m.classify(None, Some(number), Vec::new()),
+            Matched::Foreign(Foreign::Malformed)
+        );
+        // The id in a header does not count for a JSON rule.
+        assert_eq!(
+            m.classify(Some(ID), Some(b"{}"), vec![(ID_HEADER, Some(ID))]),
+            Matched::Foreign(Foreign::OtherRun)
         );
     }
 }

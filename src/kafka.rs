@@ -123,6 +123,13 @@ pub enum MetadataError {
     Task(String),
 }
 
+impl MetadataError {
+    /// Whether the cluster answered (it may just not have the topic).
+    pub fn cluster_answered(&self) -> bool {
+        matches!(self, MetadataError::NoSuchTopic { .. })
+    }
+}
+
 /// Blocking metadata fetch for one topic. Run it off the async runtime.
 pub fn fetch_layout<C: ClientContext>(
     client: &Client<C>,

@@ -16,5 +16,6 @@ pub mod kafka;
 pub mod latency;
 pub mod metrics;
 pub mod probe;
+pub mod sim;
 pub mod template;
 pub mod tracker;

@@ -31,10 +31,6 @@ pub enum Outcome {
     Late { partition: i32 },
     /// Arrived again after its first arrival.
     Duplicate { partition: i32 },
-    /// The broker acked the produce; `latency` is send → ack.
-    Acked { partition: i32, latency: Duration },
-    /// The produce failed: an availability error, never a loss.
-    ProduceFailed { partition: i32 },
 }
 
 /// How an arrival that produced no outcome (yet) was classified.
@@ -160,6 +156,8 @@ impl Tracker {
     }
 
     /// The delivery report for a canary: `ok` when the broker acked it.
+    /// Produce latency and failures are the input side's business; this
+    /// only settles what the ack means for the output.
     pub fn on_ack(
         &mut self,
         partition: i32,
@@ -176,16 +174,13 @@ impl Tracker {
             return;
         }
         if !ok {
+            // An availability error (counted by the producer side), never a
+            // loss: no outcome here.
             entry.state = State::Failed;
             self.in_flight -= 1;
-            out(Outcome::ProduceFailed { partition });
             return;
         }
         let age = now.saturating_duration_since(entry.sent);
-        out(Outcome::Acked {
-            partition,
-            latency: age,
-        });
         match entry.early {
             Some((latency, out_of_order)) => {
                 entry.state = State::Arrived;
@@ -375,13 +370,7 @@ mod tests {
         assert_eq!(seq, 0);
         assert_eq!(t.in_flight(), 1);
         let acks = collect(|o| t.on_ack(2, seq, true, t0 + ms(3), &mut |x| o(x)));
-        assert_eq!(
-            acks,
-            vec![Outcome::Acked {
-                partition: 2,
-                latency: ms(3)
-            }]
-        );
+        assert!(acks.is_empty());
         let out = collect(|o| {
             assert_eq!(
                 t.on_arrival(2, seq, t0 + ms(7), &mut |x| o(x)),
@@ -508,17 +497,11 @@ mod tests {
         let out = collect(|o| t.on_ack(0, seq, true, t0 + ms(6), &mut |x| o(x)));
         assert_eq!(
             out,
-            vec![
-                Outcome::Acked {
-                    partition: 0,
-                    latency: ms(6)
-                },
-                Outcome::Delivered {
-                    partition: 0,
-                    latency: ms(4),
-                    out_of_order: false
-                }
-            ]
+            vec![Outcome::Delivered {
+                partition: 0,
+                latency: ms(4),
+                out_of_order: false
+            }]
         );
         assert_eq!(t.in_flight(), 0);
     }
@@ -529,7 +512,7 @@ mod tests {
         let mut t = Tracker::new(DEADLINE);
         let seq = t.on_send(0, t0);
         let out = collect(|o| t.on_ack(0, seq, false, t0 + DEADLINE, &mut |x| o(x)));
-        assert_eq!(out, vec![Outcome::ProduceFailed { partition: 0 }]);
+        assert!(out.is_empty());
         assert_eq!(t.in_flight(), 0);
         assert!(collect(|o| t.expire(t0 + DEADLINE * 2, &mut |x| o(x))).is_empty());
         // It showed up after all: not a delivery, not a duplicate.
@@ -548,7 +531,7 @@ mod tests {
         assert_eq!(t.in_flight(), 1);
         // Acked late and never seen: lost right away.
         let out = collect(|o| t.on_ack(0, seq, true, t0 + DEADLINE + ms(1), &mut |x| o(x)));
-        assert_eq!(out[1], Outcome::Lost { partition: 0 });
+        assert_eq!(out, vec![Outcome::Lost { partition: 0 }]);
         assert_eq!(t.in_flight(), 0);
         t.expire(t0 + DEADLINE * 2, &mut |_| panic!("already reported"));
         assert_eq!(t.entries(), 0);

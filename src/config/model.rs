@@ -115,6 +115,15 @@ impl Probe {
         }
     }
 
+    /// Every cluster the probe talks to (input first).
+    pub fn clusters(&self) -> Vec<&str> {
+        let mut v = vec![self.input_cluster()];
+        if let ProbeKind::Pipeline(p) = &self.kind {
+            v.extend(p.outputs.iter().map(|o| o.cluster.as_str()));
+        }
+        v
+    }
+
     /// Output names, as used in the `output` label.
     pub fn output_names(&self) -> Vec<&str> {
         match &self.kind {

@@ -818,22 +818,14 @@ fn unknown_template_placeholder() {
 }
 
 #[test]
-fn json_pointer_must_find_the_id() {
+fn json_match_needs_the_id_in_the_payload() {
+    // The pointer is about the pipeline's output, which may be reshaped: a
+    // pointer that finds nothing in the input payload is fine.
+    ok(&PIPE.replace("{ json: /id }", "{ json: /order/ref }"));
     assert_eq!(
-        err(&PIPE.replace("{ json: /id }", "{ json: /order_id }")),
-        "test.yaml:9:47: probes[0].outputs[0].match: JSON pointer `/order_id` finds nothing in the \
-         rendered `input.payload`; point it at a string that is exactly \"{{id}}\""
-    );
-    assert_eq!(
-        err(&PIPE.replace("{{id}}\"}'", "x-{{id}}\"}'")),
-        "test.yaml:9:47: probes[0].outputs[0].match: JSON pointer `/id` finds \
-         \"x-pl/0123456789abcdef/0/0\" in the rendered `input.payload`, not the canary id; the \
-         value there must be exactly \"{{id}}\""
-    );
-    assert_eq!(
-        err(&PIPE.replace("'{\"id\":\"{{id}}\"}'", "'id={{id}}'")),
-        "test.yaml:9:47: probes[0].outputs[0].match: a `json` match needs `input.payload` to be \
-         JSON, but rendered with sample values it does not parse: expected value at line 1 column 1"
+        err(&PIPE.replace("'{\"id\":\"{{id}}\"}'", "'{\"id\":\"{{seq}}\"}'")),
+        "test.yaml:9:47: probes[0].outputs[0].match: a `json` match looks for the canary id in the \
+         output's value, but `input.payload` does not contain `{{id}}`; put it in the payload"
     );
     assert_eq!(
         err(&PIPE.replace("{ json: /id }", "{ json: id }")),
@@ -1045,5 +1037,37 @@ clusters:
         err(yaml),
         "test.yaml:6:7: clusters.c1.librdkafka.no.such.property: librdkafka rejects this option: No such configuration property: \"no.such.property\"\n\
          test.yaml:7:7: clusters.c1.librdkafka.acks: librdkafka rejects this option: Invalid value for configuration property \"request.required.acks\""
+    );
+}
+
+#[test]
+fn latency_slos_skip_outputs_that_must_filter_the_canary() {
+    let yaml = r#"clusters:
+  c1:
+    bootstrap: k:9092
+probes:
+  - name: pl
+    type: pipeline
+    input: { cluster: c1, topic: in, payload: '{"id":"{{id}}"}' }
+    outputs:
+      - { name: out, cluster: c1, topic: out, match: { json: /id } }
+      - { name: audit, cluster: c1, topic: audit, match: { header: slaprobe-id }, expect: none }
+    slos:
+      - { sli: delivery, objective: 99% }
+      - { sli: latency, threshold: 1s, objective: 99% }
+"#;
+    let c = ok(yaml);
+    let names: Vec<String> = c.probes[0].slos.iter().map(|s| s.name("pl")).collect();
+    assert_eq!(
+        names,
+        ["pl:out:delivery", "pl:audit:delivery", "pl:out:latency"]
+    );
+    let explicit = yaml.replace(
+        "      - { sli: latency, threshold: 1s, objective: 99% }\n",
+        "      - { sli: latency, threshold: 1s, objective: 99%, output: audit }\n",
+    );
+    assert_eq!(
+        err(&explicit),
+        "test.yaml:13:64: probes[0].slos[1].output: output `audit` expects `none` (a filter drops the canary): it has no latency to measure"
     );
 }

@@ -18,7 +18,7 @@ use super::plan::{format_duration, redact_url};
 use super::raw::{RawExpect, RawProbe, RawProbeType, RawSli};
 use super::yaml::{join_index, join_key, Node, Pos, Value};
 use super::{ConfigError, LoadedFile};
-use crate::template::{Placeholder, Template, Values};
+use crate::template::{Placeholder, Template};
 
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:9464";
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,9 +32,6 @@ pub(crate) const MIN_PERIOD: Duration = Duration::from_secs(86_400);
 const MAX_TOPIC_LEN: usize = 249;
 /// Headers slaprobe itself sets on every canary (SPEC §3).
 const RESERVED_HEADERS: [&str; 2] = ["slaprobe-id", "slaprobe-sent-ns"];
-/// Sample values used to check templates at load time.
-const SAMPLE_RUN: &str = "0123456789abcdef";
-const SAMPLE_SENT_NS: u64 = 1_700_000_000_000_000_000;
 
 const NAME_CHARS: &str = "use only letters, digits, `.`, `_` and `-`";
 
@@ -497,9 +494,7 @@ impl<'a> Validator<'a> {
         };
         let kind = match rp.kind {
             RawProbeType::Heartbeat => ProbeKind::Heartbeat(self.heartbeat(at, rp, clusters)),
-            RawProbeType::Pipeline => {
-                ProbeKind::Pipeline(self.pipeline(at, rp, payload_bytes, clusters))
-            }
+            RawProbeType::Pipeline => ProbeKind::Pipeline(self.pipeline(at, rp, clusters)),
         };
         let mut probe = Probe {
             name: rp.name.clone(),
@@ -630,7 +625,6 @@ impl<'a> Validator<'a> {
         &mut self,
         at: &At<'_>,
         rp: &RawProbe,
-        payload_bytes: usize,
         clusters: &BTreeMap<String, Cluster>,
     ) -> Pipeline {
         self.not_allowed(
@@ -736,14 +730,7 @@ impl<'a> Validator<'a> {
             }
             self.cluster_ref(&oat, "cluster", &ro.cluster, clusters);
             self.topic(&oat, "topic", &ro.topic);
-            let match_rule = self.match_rule(
-                &oat,
-                ro,
-                &rp.name,
-                payload_tpl.as_ref(),
-                key_tpl.as_ref(),
-                payload_bytes,
-            );
+            let match_rule = self.match_rule(&oat, ro, payload_tpl.as_ref(), key_tpl.as_ref());
             outputs.push(PipelineOutput {
                 name: ro.name.clone(),
                 cluster: ro.cluster.clone(),
@@ -763,10 +750,8 @@ impl<'a> Validator<'a> {
         &mut self,
         oat: &At<'_>,
         ro: &super::raw::RawOutput,
-        probe: &str,
         payload: Option<&Template>,
         key: Option<&Template>,
-        payload_bytes: usize,
     ) -> MatchRule {
         const RULES: &str = "give exactly one of `json: /pointer`, `header: NAME` or `key: true`";
         let m = &ro.match_rule;
@@ -807,10 +792,14 @@ impl<'a> Validator<'a> {
                     "json",
                     format!("`{ptr}` is not a JSON pointer: it must be empty or start with `/`, e.g. `/order_id`"),
                 ));
-            } else if let Some(t) = payload {
-                if let Err(msg) = check_json_pointer(t, ptr, probe, payload_bytes) {
-                    self.err(oat.at_key("match", msg));
-                }
+            } else if payload.is_some_and(|t| !t.contains(Placeholder::Id)) {
+                // Only where the id starts can be checked: the pipeline may
+                // reshape the record, so the pointer is about its output.
+                self.err(oat.at_key(
+                    "match",
+                    "a `json` match looks for the canary id in the output's value, but \
+                     `input.payload` does not contain `{{id}}`; put it in the payload",
+                ));
             }
             return MatchRule::Json(ptr.clone());
         }
@@ -835,6 +824,16 @@ impl<'a> Validator<'a> {
     fn slos(&mut self, at: &At<'_>, rp: &RawProbe, probe: &Probe) -> Vec<Slo> {
         let list = at.child("slos");
         let outputs = probe.output_names();
+        // Outputs where a filter must drop the canary (`expect: none`).
+        let filtered: Vec<&str> = match &probe.kind {
+            ProbeKind::Pipeline(p) => p
+                .outputs
+                .iter()
+                .filter(|o| o.expect == Expect::None)
+                .map(|o| o.name.as_str())
+                .collect(),
+            ProbeKind::Heartbeat(_) => Vec::new(),
+        };
         let mut slos: Vec<Slo> = Vec::new();
         // (output, sli) -> index in `slos:` that defined it first.
         let mut defined: BTreeMap<(String, Sli), usize> = BTreeMap::new();
@@ -916,6 +915,13 @@ impl<'a> Validator<'a> {
                     ProbeKind::Heartbeat(_) => HEARTBEAT_OUTPUT.to_string(),
                     ProbeKind::Pipeline(_) => INPUT_OUTPUT.to_string(),
                 }],
+                (Sli::Latency, Some(o)) if filtered.contains(&o.as_str()) => {
+                    self.err(sat.at_val(
+                        "output",
+                        format!("output `{o}` expects `none` (a filter drops the canary): it has no latency to measure"),
+                    ));
+                    continue;
+                }
                 (_, Some(o)) if outputs.contains(&o.as_str()) => vec![o.clone()],
                 (_, Some(o)) => {
                     let msg = match probe.kind {
@@ -932,6 +938,12 @@ impl<'a> Validator<'a> {
                     self.err(sat.at_val("output", msg));
                     continue;
                 }
+                // A latency SLO means nothing where the canary must not arrive.
+                (Sli::Latency, None) => outputs
+                    .iter()
+                    .filter(|o| !filtered.contains(o))
+                    .map(|o| o.to_string())
+                    .collect(),
                 (_, None) => outputs.iter().map(|o| o.to_string()).collect(),
             };
             for output in targets {
@@ -1021,47 +1033,4 @@ fn percent_to_ratio(num: &str) -> Option<f64> {
         return None;
     }
     format!("0.{int:0>2}{frac}").parse().ok()
-}
-
-/// Render the payload with sample values and check the pointer finds the id.
-fn check_json_pointer(
-    t: &Template,
-    ptr: &str,
-    probe: &str,
-    payload_bytes: usize,
-) -> Result<(), String> {
-    let id = format!("{probe}/{SAMPLE_RUN}/0/0");
-    let sample = t.render(
-        &Values {
-            id: &id,
-            probe,
-            run: SAMPLE_RUN,
-            seq: 0,
-            partition: 0,
-            sent_ns: SAMPLE_SENT_NS,
-        },
-        payload_bytes,
-    );
-    let doc: serde_json::Value = serde_json::from_str(&sample).map_err(|e| {
-        format!("a `json` match needs `input.payload` to be JSON, but rendered with sample values it does not parse: {e}")
-    })?;
-    match doc.pointer(ptr) {
-        Some(serde_json::Value::String(s)) if *s == id => Ok(()),
-        Some(other) => {
-            let mut found = other.to_string();
-            if found.len() > 60 {
-                let cut = (0..=60).rev().find(|&i| found.is_char_boundary(i)).unwrap_or(0);
-                found.truncate(cut);
-                found.push_str("...");
-            }
-            Err(format!(
-                "JSON pointer `{ptr}` finds {found} in the rendered `input.payload`, not the canary id; \
-                 the value there must be exactly \"{{{{id}}}}\""
-            ))
-        }
-        None => Err(format!(
-            "JSON pointer `{ptr}` finds nothing in the rendered `input.payload`; point it at a string \
-             that is exactly \"{{{{id}}}}\""
-        )),
-    }
 }

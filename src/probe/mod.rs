@@ -1,21 +1,65 @@
-//! Probes: configuration turned into running canary loops.
+//! Probes: a configured probe turned into running canary loops.
+//!
+//! One engine serves both probe types. The *input* side produces a canary
+//! to every partition of the input topic, round-robin; each *output* has its
+//! own consumer (explicit assignment from the end offsets), matcher and
+//! tracker, so every output gets its own outcomes, SLIs and histograms. A
+//! heartbeat probe is the case with one output reading the input topic.
+//!
+//! Threads and tasks of one probe:
+//! - the ticker (async) sends the canaries;
+//! - librdkafka's producer thread reports acks ([`input::ProduceContext`]);
+//! - one consumer thread per output polls and matches arrivals;
+//! - the expiry task (async) declares canaries lost at their deadline;
+//! - the layout loop (async, metadata calls off the runtime) follows
+//!   partitions and leaders of every topic and assigns new partitions.
+//!
+//! They share one mutex around the trackers and metric handles, held for a
+//! few microseconds per canary.
 
-pub mod heartbeat;
+mod input;
+mod output;
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-pub use heartbeat::HeartbeatProbe;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::canary::{Matched, RunId, ID_HEADER};
+use crate::config::{Cluster, Config, Expect, MatchRule, Probe, ProbeKind, HEARTBEAT_OUTPUT};
+use crate::http::Readiness;
+use crate::kafka::TopicLayout;
+use crate::latency::{LatencyWindow, QUANTILES, WINDOWS};
+use crate::metrics::{InputMetrics, Metrics, OutputMetrics};
+use crate::tracker::{Arrival, Outcome, Tracker};
+
+use input::{Input, Payload};
+use output::Output;
+
+/// How often deadlines are checked: a loss is reported at most this late.
+pub const EXPIRY_TICK: Duration = Duration::from_millis(100);
+/// How often the HDR quantile gauges are recomputed.
+const QUANTILE_REFRESH: Duration = Duration::from_secs(5);
+/// How often topics' partitions and leaders are re-read.
+pub const LAYOUT_REFRESH: Duration = Duration::from_secs(10);
+/// Longest wait for the producer to drain at shutdown.
+const FLUSH_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("probe {probe}: creating the Kafka {role} client: {error}")]
+    #[error("probe {probe}: creating the Kafka {role} client for cluster {cluster}: {error}")]
     Client {
         probe: String,
         role: &'static str,
+        cluster: String,
         error: String,
     },
-    #[error("probe {probe}: {kind} probes are not supported by this build yet")]
-    Unsupported { probe: String, kind: String },
+    #[error("probe {probe}: template: {error}")]
+    Template { probe: String, error: String },
+    #[error("probe {probe}: cluster {cluster} is not configured")]
+    NoCluster { probe: String, cluster: String },
 }
 
 /// Exponential backoff with full jitter, for retries against a cluster that
@@ -43,6 +87,431 @@ impl Backoff {
             .min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         cap.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    }
+}
+
+/// Sleeps `d` unless cancelled first; true when cancelled.
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+/// Everything a probe's threads share.
+pub(crate) struct Shared {
+    name: String,
+    run: RunId,
+    readiness: Arc<Readiness>,
+    state: Mutex<State>,
+}
+
+struct State {
+    input: InputState,
+    outputs: Vec<OutputState>,
+}
+
+struct InputState {
+    metrics: InputMetrics,
+    /// The input topic's last known layout (leaders for the `broker` label).
+    layout: Option<TopicLayout>,
+    /// Heartbeat probes also count deliveries per partition and leader.
+    per_partition: bool,
+}
+
+impl InputState {
+    fn leader(&self, partition: i32) -> Option<i32> {
+        self.layout.as_ref().and_then(|l| l.leader(partition))
+    }
+}
+
+struct OutputState {
+    tracker: Tracker,
+    rec: Recorder,
+    /// Partitions of the output topic its consumer is assigned.
+    assigned: BTreeSet<i32>,
+}
+
+/// Turns one output's outcomes into metrics, by what the output expects.
+struct Recorder {
+    probe: String,
+    expect: Expect,
+    metrics: OutputMetrics,
+    window: LatencyWindow,
+    readiness: Arc<Readiness>,
+}
+
+impl Recorder {
+    fn apply(&mut self, outcome: Outcome, now: Instant, input: &mut InputState) {
+        let m = &self.metrics;
+        match (self.expect, outcome) {
+            // A filter must drop the canary: its arrival is the failure, its
+            // absence by the deadline the success.
+            (Expect::None, Outcome::Delivered { .. }) => {
+                m.delivered.inc();
+                m.delivery_bad.inc();
+            }
+            (Expect::None, Outcome::Lost { .. }) => {
+                m.delivery_good.inc();
+                self.readiness.probe_matched(&self.probe);
+            }
+            (
+                _,
+                Outcome::Delivered {
+                    partition,
+                    latency,
+                    out_of_order,
+                },
+            ) => {
+                m.delivered(latency, out_of_order);
+                self.window.record(latency, now);
+                if input.per_partition {
+                    let leader = input.leader(partition);
+                    input.metrics.partition_delivered(partition, leader);
+                }
+                self.readiness.probe_matched(&self.probe);
+            }
+            (_, Outcome::Lost { .. }) => m.lost(),
+            (_, Outcome::Late { .. }) => m.late.inc(),
+            // Exactly-once outputs: a repeat is a delivery error too.
+            (Expect::ExactlyOnce, Outcome::Duplicate { .. }) => {
+                m.duplicate.inc();
+                m.delivery_bad.inc();
+            }
+            (_, Outcome::Duplicate { .. }) => m.duplicate.inc(),
+        }
+    }
+
+    fn refresh_quantiles(&mut self, now: Instant) {
+        for (w, (_, length)) in WINDOWS.iter().enumerate() {
+            let values = self.window.quantiles(*length, now);
+            for (q, _) in QUANTILES.iter().enumerate() {
+                // No data in the window: NaN, which Prometheus shows as a gap
+                // rather than a misleading zero.
+                let v = values.map_or(f64::NAN, |v| v[q]);
+                self.metrics.quantiles[w][q].set(v);
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the trackers worse
+        // than a lost update; keep probing rather than cascade.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a canary about to be produced; returns its seq.
+    fn send(&self, partition: i32, now: Instant) -> u64 {
+        let mut st = self.lock();
+        st.input.metrics.sent.inc();
+        // Every tracker sees every send, so they all assign the same seq.
+        let mut seq = 0;
+        for o in &mut st.outputs {
+            seq = o.tracker.on_send(partition, now);
+        }
+        seq
+    }
+
+    /// The delivery report of a canary sent at `sent`.
+    fn ack(
+        &self,
+        partition: i32,
+        seq: u64,
+        sent: Instant,
+        result: Result<(), &rdkafka::error::KafkaError>,
+    ) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let State { input, outputs } = &mut *st;
+        match result {
+            Ok(()) => {
+                let leader = input.leader(partition);
+                input
+                    .metrics
+                    .acked(leader, now.saturating_duration_since(sent));
+            }
+            Err(e) => {
+                input.metrics.produce_failed(crate::kafka::classify(e));
+                tracing::debug!(probe = %self.name, partition, seq, error = %e, "produce failed");
+            }
+        }
+        for o in outputs.iter_mut() {
+            let OutputState { tracker, rec, .. } = o;
+            tracker.on_ack(partition, seq, result.is_ok(), now, &mut |out| {
+                rec.apply(out, now, input)
+            });
+        }
+    }
+
+    /// One consumed record of output `index`, already classified.
+    fn arrival(&self, index: usize, matched: Matched, now: Instant) {
+        let mut st = self.lock();
+        let State { input, outputs } = &mut *st;
+        let Some(OutputState { tracker, rec, .. }) = outputs.get_mut(index) else {
+            return;
+        };
+        match matched {
+            Matched::Ours { partition, seq } => {
+                match tracker.on_arrival(partition, seq, now, &mut |out| rec.apply(out, now, input))
+                {
+                    // Our run, but an id we never sent: someone forged or
+                    // mangled it.
+                    Arrival::Unknown => rec.metrics.foreign.inc(),
+                    Arrival::AfterFailedProduce => tracing::debug!(
+                        probe = %self.name, partition, seq,
+                        "canary arrived although its produce was reported failed"
+                    ),
+                    Arrival::Counted | Arrival::AwaitingAck => {}
+                }
+            }
+            Matched::Foreign(_) => rec.metrics.foreign.inc(),
+        }
+    }
+
+    fn expire(&self, now: Instant, refresh_quantiles: bool) {
+        let mut st = self.lock();
+        let State { input, outputs } = &mut *st;
+        let mut in_flight = 0;
+        for o in outputs.iter_mut() {
+            let OutputState { tracker, rec, .. } = o;
+            tracker.expire(now, &mut |out| rec.apply(out, now, input));
+            in_flight = in_flight.max(tracker.in_flight());
+            if refresh_quantiles {
+                rec.refresh_quantiles(now);
+            }
+        }
+        input.metrics.in_flight.set(in_flight as i64);
+    }
+
+    /// Partitions of output `index` its consumer is assigned.
+    fn assigned(&self, index: usize) -> BTreeSet<i32> {
+        self.lock()
+            .outputs
+            .get(index)
+            .map(|o| o.assigned.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A probe with its clients created and its metrics registered;
+/// [`ProbeRunner::run`] drives it.
+pub struct ProbeRunner {
+    name: String,
+    deadline: Duration,
+    shared: Arc<Shared>,
+    input: Input,
+    outputs: Vec<Output>,
+}
+
+impl ProbeRunner {
+    pub fn build(
+        probe: &Probe,
+        config: &Config,
+        run: RunId,
+        metrics: &Metrics,
+        readiness: Arc<Readiness>,
+    ) -> Result<ProbeRunner, ProbeError> {
+        let cluster = |name: &str| -> Result<&Cluster, ProbeError> {
+            config
+                .clusters
+                .get(name)
+                .ok_or_else(|| ProbeError::NoCluster {
+                    probe: probe.name.clone(),
+                    cluster: name.to_string(),
+                })
+        };
+        // (name, cluster, topic, match rule, expect) of every output.
+        let outputs: Vec<(String, &Cluster, String, MatchRule, Expect)> = match &probe.kind {
+            ProbeKind::Heartbeat(hb) => vec![(
+                HEARTBEAT_OUTPUT.to_string(),
+                cluster(&hb.cluster)?,
+                hb.topic.clone(),
+                MatchRule::Header(ID_HEADER.to_string()),
+                Expect::ExactlyOnce,
+            )],
+            ProbeKind::Pipeline(p) => p
+                .outputs
+                .iter()
+                .map(|o| {
+                    Ok((
+                        o.name.clone(),
+                        cluster(&o.cluster)?,
+                        o.topic.clone(),
+                        o.match_rule.clone(),
+                        o.expect,
+                    ))
+                })
+                .collect::<Result<_, ProbeError>>()?,
+        };
+        let input_cluster = cluster(probe.input_cluster())?;
+        let origin = Instant::now();
+        let output_states = outputs
+            .iter()
+            .map(|(name, _, _, _, expect)| OutputState {
+                tracker: Tracker::new(probe.deadline),
+                rec: Recorder {
+                    probe: probe.name.clone(),
+                    expect: *expect,
+                    metrics: metrics.output(probe, name),
+                    window: LatencyWindow::new(origin, probe.deadline),
+                    readiness: readiness.clone(),
+                },
+                assigned: BTreeSet::new(),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            name: probe.name.clone(),
+            run,
+            readiness: readiness.clone(),
+            state: Mutex::new(State {
+                input: InputState {
+                    metrics: metrics.input(
+                        &probe.name,
+                        &input_cluster.name,
+                        probe.input_topic(),
+                        availability_output(probe),
+                    ),
+                    layout: None,
+                    per_partition: matches!(probe.kind, ProbeKind::Heartbeat(_)),
+                },
+                outputs: output_states,
+            }),
+        });
+        let payload = match &probe.kind {
+            ProbeKind::Heartbeat(_) => Payload::Heartbeat,
+            ProbeKind::Pipeline(p) => {
+                Payload::template(&p.input).map_err(|error| ProbeError::Template {
+                    probe: probe.name.clone(),
+                    error,
+                })?
+            }
+        };
+        let topic_management = match &probe.kind {
+            ProbeKind::Heartbeat(hb) if hb.topic_management.create => {
+                Some(hb.topic_management.clone())
+            }
+            _ => None,
+        };
+        // Outputs reading the input topic itself: the input may only use
+        // partitions they are already assigned (heartbeat probes).
+        let same_topic: Vec<usize> = outputs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.1.name == input_cluster.name && o.2 == probe.input_topic())
+            .map(|(i, _)| i)
+            .collect();
+        let input = Input::build(
+            probe,
+            input_cluster,
+            payload,
+            topic_management,
+            same_topic,
+            shared.clone(),
+        )?;
+        let outputs = outputs
+            .into_iter()
+            .enumerate()
+            .map(|(index, (name, cluster, topic, rule, _))| {
+                Output::build(probe, index, name, cluster, topic, rule, run)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ProbeRunner {
+            name: probe.name.clone(),
+            deadline: probe.deadline,
+            shared,
+            input,
+            outputs,
+        })
+    }
+
+    /// Probes until `cancel`. `stop_input` stops only the sending (tests use
+    /// it to let every canary settle); cancelling `cancel` stops everything:
+    /// sending stops, the producer drains briefly, consumers stop.
+    pub async fn run(self, stop_input: CancellationToken, cancel: CancellationToken) {
+        let name = self.name.clone();
+        // The input topic first (it may be created here), then every output
+        // assigned from its end, and only then canaries: the first one sent
+        // is already watched.
+        let Some(input_layout) = self.input.wait_for_topic(&cancel).await else {
+            return;
+        };
+        for o in &self.outputs {
+            let Some(layout) = o.wait_for_topic(&self.shared, &cancel).await else {
+                return;
+            };
+            o.follow(layout, &self.shared).await;
+        }
+        self.input.follow(input_layout).await;
+
+        let consumers: Vec<_> = self
+            .outputs
+            .iter()
+            .filter_map(|o| o.spawn_consumer(self.shared.clone(), cancel.clone()))
+            .collect();
+        let stop_sending = stop_input.child_token();
+        let ticker = tokio::spawn(self.input.ticker(stop_sending.clone()));
+        let expiry = tokio::spawn(expiry(self.shared.clone(), cancel.clone()));
+        info!(probe = %name, run = %self.shared.run, deadline = ?self.deadline, "probe started");
+
+        let mut refresh = tokio::time::interval(LAYOUT_REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = refresh.tick() => {}
+            }
+            for o in &self.outputs {
+                match o.fetch_layout(&self.shared).await {
+                    Ok(layout) => o.follow(layout, &self.shared).await,
+                    Err(e) => warn!(probe = %name, output = %o.name, error = %e,
+                        "refreshing output topic metadata failed; keeping the last known layout"),
+                }
+            }
+            match self.input.fetch_layout().await {
+                Ok(layout) => self.input.follow(layout).await,
+                Err(e) => warn!(probe = %name, error = %e,
+                    "refreshing input topic metadata failed; keeping the last known layout"),
+            }
+        }
+
+        stop_sending.cancel();
+        let _ = ticker.await;
+        self.input.flush(FLUSH_GRACE).await;
+        let _ = expiry.await;
+        for t in consumers {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        info!(probe = %name, "probe stopped");
+    }
+}
+
+/// The `output` label a probe's availability SLI is exported under.
+fn availability_output(probe: &Probe) -> &'static str {
+    match probe.kind {
+        ProbeKind::Heartbeat(_) => HEARTBEAT_OUTPUT,
+        ProbeKind::Pipeline(_) => crate::config::INPUT_OUTPUT,
+    }
+}
+
+/// Declares canaries lost at their deadline and refreshes the gauges.
+async fn expiry(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(EXPIRY_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_quantiles = Instant::now();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Instant::now();
+        let refresh = now.duration_since(last_quantiles) >= QUANTILE_REFRESH;
+        if refresh {
+            last_quantiles = now;
+        }
+        shared.expire(now, refresh);
     }
 }
 

@@ -65,8 +65,11 @@ pub fn heartbeat_config(
 /// A running slaprobe (library, not process) and what tests look at.
 pub struct Running {
     pub metrics: Metrics,
+    pub run: slaprobe::canary::RunId,
     pub addr: SocketAddr,
     pub cancel: CancellationToken,
+    /// Cancel to stop only the sending of canaries (see `App::run_with`).
+    pub stop_input: CancellationToken,
     pub task: JoinHandle<Result<(), app::RunError>>,
 }
 
@@ -78,12 +81,16 @@ impl Running {
         let addr = listener.local_addr().expect("addr");
         let app = App::build(config).expect("build");
         let metrics = app.metrics.clone();
+        let run = app.run;
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(app.run(listener, cancel.clone()));
+        let stop_input = cancel.child_token();
+        let task = tokio::spawn(app.run_with(listener, stop_input.clone(), cancel.clone()));
         Running {
             metrics,
+            run,
             addr,
             cancel,
+            stop_input,
             task,
         }
     }

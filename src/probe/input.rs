@@ -1,0 +1,401 @@
+//! The input side of a probe: the producer, the canaries it renders, the
+//! ticker that spreads them over the input topic's partitions, and topic
+//! management.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::canary::{self, Canary, ID_HEADER, SENT_HEADER};
+use crate::config::{Cluster, PipelineInput, Probe, TopicManagement};
+use crate::kafka::{self, MetadataError, TopicLayout};
+use crate::template::{Template, Values};
+
+use super::{sleep_or_cancel, Backoff, ProbeError, Shared};
+
+/// What a canary's key, value and extra headers are.
+pub(crate) enum Payload {
+    /// The heartbeat JSON object, keyed by the id.
+    Heartbeat,
+    /// A pipeline probe's templates (SPEC §3).
+    Template {
+        payload: Template,
+        /// `None`: the id.
+        key: Option<Template>,
+        headers: Vec<(String, String)>,
+    },
+}
+
+impl Payload {
+    pub(crate) fn template(input: &PipelineInput) -> Result<Payload, String> {
+        Ok(Payload::Template {
+            payload: Template::parse(&input.payload)?,
+            key: input.key.as_deref().map(Template::parse).transpose()?,
+            headers: input
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+}
+
+/// Receives librdkafka's delivery reports on its producer thread.
+pub(crate) struct ProduceContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for ProduceContext {}
+
+impl ProducerContext for ProduceContext {
+    /// (partition, seq, send time) of the canary.
+    type DeliveryOpaque = Box<(i32, u64, Instant)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let (partition, seq, sent) = *opaque;
+        self.shared.ack(
+            partition,
+            seq,
+            sent,
+            result.as_ref().map(|_| ()).map_err(|(e, _)| e),
+        );
+    }
+}
+
+pub(crate) struct Input {
+    probe: String,
+    cluster: Cluster,
+    topic: String,
+    interval: Duration,
+    payload_bytes: usize,
+    payload: Arc<Payload>,
+    topic_management: Option<TopicManagement>,
+    /// Outputs reading this very topic: only partitions they are assigned
+    /// are produced to, so no canary is sent where nobody looks yet.
+    same_topic_outputs: Vec<usize>,
+    shared: Arc<Shared>,
+    producer: Arc<ThreadedProducer<ProduceContext>>,
+    admin: Option<AdminClient<DefaultClientContext>>,
+    /// Partitions canaries go to.
+    partitions: Arc<RwLock<Arc<Vec<i32>>>>,
+}
+
+impl Input {
+    pub(crate) fn build(
+        probe: &Probe,
+        cluster: &Cluster,
+        payload: Payload,
+        topic_management: Option<TopicManagement>,
+        same_topic_outputs: Vec<usize>,
+        shared: Arc<Shared>,
+    ) -> Result<Input, ProbeError> {
+        let client_err = |role: &'static str| {
+            let probe = probe.name.clone();
+            let cluster = cluster.name.clone();
+            move |e: rdkafka::error::KafkaError| ProbeError::Client {
+                probe,
+                role,
+                cluster,
+                error: e.to_string(),
+            }
+        };
+        // Canaries in flight per partition are at most deadline/interval;
+        // allow that for up to 1024 partitions before librdkafka says
+        // QueueFull (counted as a produce error, never buffered elsewhere).
+        let per_partition = probe
+            .deadline
+            .as_nanos()
+            .div_ceil(probe.interval.as_nanos().max(1));
+        let queue_bound = per_partition.saturating_mul(1024).clamp(1_000, 1_000_000) as usize;
+        let producer: ThreadedProducer<ProduceContext> =
+            kafka::producer_config(cluster, probe.deadline, queue_bound)
+                .create_with_context(ProduceContext {
+                    shared: shared.clone(),
+                })
+                .map_err(client_err("producer"))?;
+        let admin = match topic_management {
+            Some(_) => Some(
+                kafka::admin_config(cluster)
+                    .create()
+                    .map_err(client_err("admin"))?,
+            ),
+            None => None,
+        };
+        Ok(Input {
+            probe: probe.name.clone(),
+            cluster: cluster.clone(),
+            topic: probe.input_topic().to_string(),
+            interval: probe.interval,
+            payload_bytes: probe.payload_bytes,
+            payload: Arc::new(payload),
+            topic_management,
+            same_topic_outputs,
+            shared,
+            producer: Arc::new(producer),
+            admin,
+            partitions: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+        })
+    }
+
+    pub(crate) async fn fetch_layout(&self) -> Result<TopicLayout, MetadataError> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        let result =
+            tokio::task::spawn_blocking(move || kafka::fetch_layout(producer.client(), &topic))
+                .await
+                .unwrap_or_else(|e| Err(MetadataError::Task(e.to_string())));
+        if result
+            .as_ref()
+            .err()
+            .is_none_or(MetadataError::cluster_answered)
+        {
+            self.shared
+                .readiness
+                .cluster_has_metadata(&self.cluster.name);
+        }
+        result
+    }
+
+    /// Waits until the topic exists (creating or growing it when
+    /// `topic_management.create` says so). `None` when cancelled first.
+    pub(crate) async fn wait_for_topic(&self, cancel: &CancellationToken) -> Option<TopicLayout> {
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        loop {
+            let layout = self.fetch_layout().await;
+            let (existing, brokers) = match &layout {
+                Ok(l) => (Some(l.partitions.len()), l.brokers.len()),
+                Err(MetadataError::NoSuchTopic { brokers, .. }) => (None, *brokers),
+                Err(e) => {
+                    warn!(probe = %self.probe, cluster = %self.cluster.name, error = %e,
+                        "cannot read the input topic's metadata; retrying");
+                    if sleep_or_cancel(backoff.next_wait(), cancel).await {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            match (&self.admin, &self.topic_management, layout) {
+                (Some(admin), Some(tm), layout) => {
+                    match kafka::ensure_topic(admin, &self.topic, tm, brokers, existing).await {
+                        Ok(false) => {
+                            if let Ok(l) = layout {
+                                return Some(l);
+                            }
+                        }
+                        Ok(true) => info!(probe = %self.probe, topic = %self.topic,
+                            partitions = kafka::wanted_partitions(tm, brokers), "topic created or grown"),
+                        Err(e) => {
+                            warn!(probe = %self.probe, error = %e, "topic management failed; retrying")
+                        }
+                    }
+                }
+                (_, _, Ok(l)) => return Some(l),
+                (_, _, Err(e)) => {
+                    warn!(probe = %self.probe, cluster = %self.cluster.name, error = %e,
+                    "waiting for the input topic (slaprobe only observes it: create it, or set topic_management.create: true on a heartbeat probe)")
+                }
+            }
+            if sleep_or_cancel(backoff.next_wait(), cancel).await {
+                return None;
+            }
+        }
+    }
+
+    /// Adopts a new layout of the input topic: leaders for labels, the
+    /// coverage gauge, and the partitions canaries go to.
+    pub(crate) async fn follow(&self, layout: TopicLayout) {
+        let mut usable: BTreeSet<i32> = layout.partitions.iter().map(|(p, _)| *p).collect();
+        for &o in &self.same_topic_outputs {
+            usable = usable
+                .intersection(&self.shared.assigned(o))
+                .copied()
+                .collect();
+        }
+        let current = self
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if usable.iter().any(|p| !current.contains(p)) {
+            // The producer's own metadata cache must know new partitions, or
+            // librdkafka rejects produces to them (unknown partition) until
+            // its next periodic refresh.
+            let producer = self.producer.clone();
+            let topic = self.topic.clone();
+            let refreshed = tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(Some(&topic), kafka::METADATA_TIMEOUT)
+                    .map(|m| {
+                        m.topics()
+                            .iter()
+                            .find(|t| t.name() == topic)
+                            .map_or(0, |t| t.partitions().len())
+                    })
+            })
+            .await;
+            match refreshed {
+                Ok(Ok(count)) => usable.retain(|p| (*p as usize) < count),
+                Ok(Err(e)) => {
+                    warn!(probe = %self.probe, error = %e, "refreshing the producer's metadata failed; new partitions wait for the next refresh");
+                    usable.retain(|p| current.contains(p));
+                }
+                Err(_) => usable.retain(|p| current.contains(p)),
+            }
+        }
+        let leaders: BTreeSet<i32> = layout
+            .partitions
+            .iter()
+            .filter(|(p, _)| usable.contains(p))
+            .filter_map(|(_, l)| *l)
+            .collect();
+        let uncovered = layout.brokers.difference(&leaders).count();
+        {
+            let mut st = self.shared.lock();
+            st.input.metrics.brokers_uncovered.set(uncovered as i64);
+            st.input.layout = Some(layout);
+        }
+        let usable: Vec<i32> = usable.into_iter().collect();
+        if *current != usable {
+            info!(probe = %self.probe, topic = %self.topic, partitions = ?usable, "producing to partitions");
+            *self.partitions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(usable);
+        }
+    }
+
+    /// Sends canaries until `stop`: each interval one per partition, spread
+    /// evenly, round-robin. When it falls behind by more than a round it
+    /// skips ahead rather than bursting.
+    pub(crate) fn ticker(
+        &self,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        let producer = self.producer.clone();
+        let partitions = self.partitions.clone();
+        let payload = self.payload.clone();
+        let topic = self.topic.clone();
+        let interval = self.interval;
+        let payload_bytes = self.payload_bytes;
+        async move {
+            let mut buf = String::with_capacity(payload_bytes + 128);
+            let mut next = tokio::time::Instant::now();
+            let mut rr = 0usize;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep_until(next) => {}
+                }
+                let parts = partitions.read().unwrap_or_else(|e| e.into_inner()).clone();
+                if parts.is_empty() {
+                    next += interval;
+                    continue;
+                }
+                let slot = (interval / parts.len() as u32).max(Duration::from_micros(1));
+                let now = tokio::time::Instant::now();
+                let mut sent = 0;
+                while next <= now && sent < parts.len() {
+                    let partition = parts[rr % parts.len()];
+                    rr = rr.wrapping_add(1);
+                    send_one(
+                        &shared,
+                        &producer,
+                        &payload,
+                        &topic,
+                        partition,
+                        payload_bytes,
+                        &mut buf,
+                    );
+                    next += slot;
+                    sent += 1;
+                }
+                if next <= now {
+                    next = now + slot;
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn flush(&self, grace: Duration) {
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.flush(grace)).await;
+    }
+}
+
+fn send_one(
+    shared: &Shared,
+    producer: &ThreadedProducer<ProduceContext>,
+    payload: &Payload,
+    topic: &str,
+    partition: i32,
+    payload_bytes: usize,
+    buf: &mut String,
+) {
+    let now = Instant::now();
+    let sent_ns = canary::unix_ns(SystemTime::now());
+    let seq = shared.send(partition, now);
+    let c = Canary {
+        probe: &shared.name,
+        run: shared.run,
+        partition,
+        seq,
+        sent_ns,
+    };
+    let id = c.id().to_string();
+    let sent = sent_ns.to_string();
+    let mut headers = OwnedHeaders::new_with_capacity(2)
+        .insert(Header {
+            key: ID_HEADER,
+            value: Some(&id),
+        })
+        .insert(Header {
+            key: SENT_HEADER,
+            value: Some(&sent),
+        });
+    let key = match payload {
+        Payload::Heartbeat => {
+            c.write_heartbeat_payload(payload_bytes, buf);
+            id.clone()
+        }
+        Payload::Template {
+            payload,
+            key,
+            headers: extra,
+        } => {
+            let run = shared.run.to_string();
+            let values = Values {
+                id: &id,
+                probe: &shared.name,
+                run: &run,
+                seq,
+                partition,
+                sent_ns,
+            };
+            *buf = payload.render(&values, payload_bytes);
+            for (k, v) in extra {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
+            }
+            key.as_ref()
+                .map_or_else(|| id.clone(), |k| k.render(&values, 0))
+        }
+    };
+    let record = BaseRecord::with_opaque_to(topic, Box::new((partition, seq, now)))
+        .partition(partition)
+        .key(&key)
+        .payload(buf.as_str())
+        .timestamp((sent_ns / 1_000_000) as i64)
+        .headers(headers);
+    if let Err((e, _)) = producer.send(record) {
+        shared.ack(partition, seq, now, Err(&e));
+    }
+}

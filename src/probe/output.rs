@@ -1,0 +1,197 @@
+//! One output of a probe: a consumer on the output topic with explicit
+//! assignment from the end offsets, following partition changes, and the
+//! thread that classifies every record it reads.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::canary::{Matched, Matcher, RunId};
+use crate::config::{Cluster, MatchRule, Probe};
+use crate::kafka::{self, MetadataError, TopicLayout};
+
+use super::{sleep_or_cancel, Backoff, ProbeError, Shared};
+
+/// Consumer poll timeout: also how quickly the thread notices shutdown.
+const POLL: Duration = Duration::from_millis(100);
+
+pub(crate) struct Output {
+    index: usize,
+    probe: String,
+    pub(crate) name: String,
+    cluster: String,
+    topic: String,
+    matcher: Arc<Matcher>,
+    consumer: Arc<BaseConsumer>,
+}
+
+impl Output {
+    pub(crate) fn build(
+        probe: &Probe,
+        index: usize,
+        name: String,
+        cluster: &Cluster,
+        topic: String,
+        rule: MatchRule,
+        run: RunId,
+    ) -> Result<Output, ProbeError> {
+        let consumer: BaseConsumer =
+            kafka::consumer_config(cluster)
+                .create()
+                .map_err(|e| ProbeError::Client {
+                    probe: probe.name.clone(),
+                    role: "consumer",
+                    cluster: cluster.name.clone(),
+                    error: e.to_string(),
+                })?;
+        Ok(Output {
+            index,
+            probe: probe.name.clone(),
+            name,
+            cluster: cluster.name.clone(),
+            topic,
+            matcher: Arc::new(Matcher::new(rule, &probe.name, run)),
+            consumer: Arc::new(consumer),
+        })
+    }
+
+    pub(crate) async fn fetch_layout(&self, shared: &Shared) -> Result<TopicLayout, MetadataError> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let result =
+            tokio::task::spawn_blocking(move || kafka::fetch_layout(consumer.client(), &topic))
+                .await
+                .unwrap_or_else(|e| Err(MetadataError::Task(e.to_string())));
+        if result
+            .as_ref()
+            .err()
+            .is_none_or(MetadataError::cluster_answered)
+        {
+            shared.readiness.cluster_has_metadata(&self.cluster);
+        }
+        result
+    }
+
+    /// Waits until the output topic exists (slaprobe never creates a
+    /// pipeline's topics). `None` when cancelled first.
+    pub(crate) async fn wait_for_topic(
+        &self,
+        shared: &Shared,
+        cancel: &CancellationToken,
+    ) -> Option<TopicLayout> {
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        loop {
+            match self.fetch_layout(shared).await {
+                Ok(l) => return Some(l),
+                Err(e) => warn!(probe = %self.probe, output = %self.name, cluster = %self.cluster,
+                    topic = %self.topic, error = %e, "waiting for the output topic"),
+            }
+            if sleep_or_cancel(backoff.next_wait(), cancel).await {
+                return None;
+            }
+        }
+    }
+
+    /// Assigns partitions not yet assigned, from their current end offsets.
+    pub(crate) async fn follow(&self, layout: TopicLayout, shared: &Shared) {
+        let assigned = shared.assigned(self.index);
+        let new: Vec<i32> = layout
+            .partitions
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| !assigned.contains(p))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let added = tokio::task::spawn_blocking(move || assign_from_end(&consumer, &topic, &new))
+            .await
+            .unwrap_or_default();
+        if !added.is_empty() {
+            info!(probe = %self.probe, output = %self.name, topic = %self.topic, partitions = ?added, "consuming partitions");
+            let mut st = shared.lock();
+            if let Some(o) = st.outputs.get_mut(self.index) {
+                o.assigned.extend(added);
+            }
+        }
+    }
+
+    pub(crate) fn spawn_consumer(
+        &self,
+        shared: Arc<Shared>,
+        cancel: CancellationToken,
+    ) -> Option<JoinHandle<()>> {
+        let consumer = self.consumer.clone();
+        let matcher = self.matcher.clone();
+        let index = self.index;
+        let spawned = std::thread::Builder::new()
+            .name(format!("consume-{}-{}", self.probe, self.name))
+            .spawn(move || {
+                while !cancel.is_cancelled() {
+                    match consumer.poll(POLL) {
+                        None => {}
+                        Some(Ok(msg)) => {
+                            let now = Instant::now();
+                            let matched: Matched = matcher.classify(
+                                msg.key(),
+                                msg.payload(),
+                                msg.headers()
+                                    .into_iter()
+                                    .flat_map(|h| h.iter().map(|h| (h.key, h.value))),
+                            );
+                            shared.arrival(index, matched, now);
+                        }
+                        Some(Err(e)) => debug!(probe = %shared.name, error = %e, "consume error"),
+                    }
+                }
+            });
+        match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                warn!(probe = %self.probe, output = %self.name, error = %e, "cannot start the consumer thread");
+                None
+            }
+        }
+    }
+}
+
+/// Assigns `partitions` from their current end offsets; returns those that
+/// were assigned (a partition whose offsets cannot be read now is retried
+/// at the next layout refresh rather than guessed at).
+fn assign_from_end(consumer: &BaseConsumer, topic: &str, partitions: &[i32]) -> BTreeSet<i32> {
+    let mut tpl = TopicPartitionList::new();
+    let mut added = BTreeSet::new();
+    for &p in partitions {
+        match consumer.fetch_watermarks(topic, p, kafka::METADATA_TIMEOUT) {
+            Ok((_, high)) => {
+                if tpl
+                    .add_partition_offset(topic, p, Offset::Offset(high))
+                    .is_ok()
+                {
+                    added.insert(p);
+                }
+            }
+            Err(e) => warn!(topic, partition = p, error = %e,
+                "cannot read the end offset; partition not consumed until the next refresh"),
+        }
+    }
+    if added.is_empty() {
+        return added;
+    }
+    match consumer.incremental_assign(&tpl) {
+        Ok(()) => added,
+        Err(e) => {
+            warn!(topic, error = %e, "assigning partitions failed; retrying at the next refresh");
+            BTreeSet::new()
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! `slaprobe demo`: the probes of `probes/demo.yaml` against an in-process
-//! 3-broker Kafka cluster (librdkafka's mock cluster), with the HTTP
-//! endpoints up. Needs nothing installed.
+//! 3-broker Kafka cluster (librdkafka's mock cluster), with a simulated
+//! pipeline between `orders.raw` and `orders.enriched` (and a filter job
+//! into `orders.public`), and the HTTP endpoints up. `--faults` plays a
+//! fault script so that every outcome can be seen. Needs nothing installed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,7 +12,8 @@ use rdkafka::producer::DefaultProducerContext;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, App, RunError};
-use crate::config::{self, Config, ConfigErrors};
+use crate::config::{self, Config, ConfigErrors, ProbeKind};
+use crate::sim::{self, Faults, KeyRewrite, Stage, StageSpec, Transform};
 
 /// The demo's configuration, embedded so the binary needs no files.
 pub const DEMO_CONFIG: &str = include_str!("../probes/demo.yaml");
@@ -30,6 +33,8 @@ pub enum DemoError {
     Config(#[from] ConfigErrors),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Sim(#[from] sim::SimError),
 }
 
 /// The demo configuration with its cluster pointed at `bootstrap`; other
@@ -54,8 +59,16 @@ impl DemoCluster {
     /// (the mock cluster does not implement the CreateTopics API).
     pub fn start(config: &Config) -> Result<DemoCluster, DemoError> {
         let mock = MockCluster::new(BROKERS).map_err(|e| DemoError::Cluster(e.to_string()))?;
+        let mut topics: Vec<&str> = Vec::new();
         for probe in &config.probes {
-            let topic = probe.input_topic();
+            topics.push(probe.input_topic());
+            if let ProbeKind::Pipeline(p) = &probe.kind {
+                topics.extend(p.outputs.iter().map(|o| o.topic.as_str()));
+            }
+        }
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
             let err = |e: rdkafka::error::KafkaError| {
                 DemoError::Cluster(format!("creating {topic}: {e}"))
             };
@@ -76,10 +89,161 @@ impl DemoCluster {
     }
 }
 
+/// The demo's simulated pipeline: an enrichment job from `orders.raw` to
+/// `orders.enriched` (renames, adds fields, drops headers, re-keys), and a
+/// publishing job to `orders.public` that filters canaries out.
+pub struct DemoPipeline {
+    pub enrich: Stage,
+    pub publish: Stage,
+}
+
+impl DemoPipeline {
+    pub fn start(bootstrap: &str, cancel: &CancellationToken) -> Result<DemoPipeline, DemoError> {
+        let spec = |name: &str, output: &str, transform: Transform| StageSpec {
+            name: name.to_string(),
+            input_bootstrap: bootstrap.to_string(),
+            input_topic: "orders.raw".to_string(),
+            output_bootstrap: bootstrap.to_string(),
+            output_topic: output.to_string(),
+            transform,
+        };
+        let enrich = Stage::start(
+            spec(
+                "enrich",
+                "orders.enriched",
+                Transform {
+                    rename: vec![("order_id".into(), "orderId".into())],
+                    add: vec![
+                        ("enriched".into(), serde_json::Value::Bool(true)),
+                        ("region".into(), serde_json::Value::from("eu-west-1")),
+                    ],
+                    drop_headers: true,
+                    key: KeyRewrite::Field("orderId".into()),
+                    ..Transform::default()
+                },
+            ),
+            cancel.clone(),
+        )?;
+        let publish = Stage::start(
+            spec(
+                "publish",
+                "orders.public",
+                Transform {
+                    filter_canaries: true,
+                    ..Transform::default()
+                },
+            ),
+            cancel.clone(),
+        )?;
+        Ok(DemoPipeline { enrich, publish })
+    }
+}
+
+/// One step of the fault script: what it is called, how long it lasts,
+/// and what it does (undone by the next step).
+struct Step {
+    label: &'static str,
+    length: Duration,
+    enrich: Faults,
+    publish_leaks: bool,
+    broker_down: Option<i32>,
+}
+
+fn script() -> Vec<Step> {
+    let step = |label, secs, enrich| Step {
+        label,
+        length: Duration::from_secs(secs),
+        enrich,
+        publish_leaks: false,
+        broker_down: None,
+    };
+    vec![
+        step("steady state", 30, Faults::default()),
+        step(
+            "enrichment stalled (canaries lost at the 10s deadline, then late)",
+            20,
+            Faults {
+                stalled: true,
+                ..Faults::default()
+            },
+        ),
+        step("recovering", 20, Faults::default()),
+        step(
+            "drop burst: every 3rd record dropped",
+            10,
+            Faults {
+                drop_every: 3,
+                ..Faults::default()
+            },
+        ),
+        step(
+            "duplicates: every 4th record written twice",
+            10,
+            Faults {
+                duplicate_every: 4,
+                ..Faults::default()
+            },
+        ),
+        step(
+            "reordering: every 3rd record held behind the next",
+            10,
+            Faults {
+                reorder_every: 3,
+                ..Faults::default()
+            },
+        ),
+        Step {
+            publish_leaks: true,
+            ..step("the public filter leaks canaries", 10, Faults::default())
+        },
+        Step {
+            broker_down: Some(2),
+            ..step("broker 2 down", 20, Faults::default())
+        },
+        step("recovered", 30, Faults::default()),
+    ]
+}
+
+/// Plays the fault script in a loop until `cancel`.
+async fn play_faults(cluster: &DemoCluster, pipeline: &DemoPipeline, cancel: &CancellationToken) {
+    let started = std::time::Instant::now();
+    loop {
+        for step in script() {
+            let t = started.elapsed().as_secs();
+            println!(
+                "[faults {:02}:{:02}] {} ({}s)",
+                t / 60,
+                t % 60,
+                step.label,
+                step.length.as_secs()
+            );
+            pipeline.enrich.control().set(step.enrich.clone());
+            pipeline
+                .publish
+                .control()
+                .update(|f| f.leak = step.publish_leaks);
+            if let Some(b) = step.broker_down {
+                let _ = cluster.mock.broker_down(b);
+            }
+            let cancelled = tokio::select! {
+                _ = cancel.cancelled() => true,
+                _ = tokio::time::sleep(step.length) => false,
+            };
+            if let Some(b) = step.broker_down {
+                let _ = cluster.mock.broker_up(b);
+            }
+            if cancelled {
+                return;
+            }
+        }
+    }
+}
+
 /// Runs the demo until `cancel` or `duration`.
 pub async fn run(
     listen: SocketAddr,
     duration: Option<Duration>,
+    faults: bool,
     cancel: CancellationToken,
 ) -> Result<(), DemoError> {
     let listener = app::bind(listen).await?;
@@ -87,10 +251,18 @@ pub async fn run(
     let cluster = DemoCluster::start(&config("127.0.0.1:9092")?)?;
     let bootstrap = cluster.bootstrap();
     let config = config(&bootstrap)?;
+    let pipeline = DemoPipeline::start(&bootstrap, &cancel)?;
     let app = App::build(&config)?;
-    println!(
-        "slaprobe demo: {BROKERS}-broker in-process Kafka cluster at {bootstrap}, probes from probes/demo.yaml"
-    );
+    println!("slaprobe demo: {BROKERS}-broker in-process Kafka cluster at {bootstrap}");
+    for probe in &config.probes {
+        println!(
+            "  probe {} ({}): {}",
+            probe.name,
+            probe.probe_type(),
+            probe.output_names().join(", ")
+        );
+    }
+    println!("  pipeline  orders.raw -> enrich -> orders.enriched; orders.raw -> filter -> orders.public");
     println!("  metrics   http://{listen}/metrics");
     println!("  readiness http://{listen}/readyz");
     match duration {
@@ -104,7 +276,14 @@ pub async fn run(
             c.cancel();
         });
     }
-    app.run(listener, cancel).await?;
+    let script = async {
+        if faults {
+            play_faults(&cluster, &pipeline, &cancel).await;
+        }
+    };
+    let (result, ()) = tokio::join!(app.run(listener, cancel.clone()), script);
+    result?;
+    drop(pipeline);
     drop(cluster);
     Ok(())
 }

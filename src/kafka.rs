@@ -65,8 +65,8 @@ pub fn consumer_config(cluster: &Cluster) -> ClientConfig {
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("enable.partition.eof", "false"),
-            // librdkafka wants a group id for consumers even when nothing
-            // joins a group; with assign() and no commits it is never used.
+            // librdkafka's assign() needs a group id (without one it fails
+            // with "Unknown group"); nothing ever joins or commits to it.
             ("group.id", "slaprobe"),
         ],
     )

@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Probe an in-process 3-broker Kafka cluster with probes/demo.yaml.
+    /// Probe an in-process 3-broker Kafka cluster and a simulated pipeline
+    /// with probes/demo.yaml.
     Demo {
         /// Stop after this long (e.g. 30s, 5m).
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -33,6 +34,10 @@ enum Command {
         /// HTTP listen address.
         #[arg(long, default_value = "127.0.0.1:9464")]
         listen: SocketAddr,
+        /// Play a fault script (pipeline stall, drops, duplicates, reorders,
+        /// a leaking filter, a broker down) so every outcome can be seen.
+        #[arg(long)]
+        faults: bool,
     },
     /// Run the configured probes (production mode).
     Run {
@@ -79,8 +84,12 @@ fn main() -> ExitCode {
                 app.run(listener, cancel).await.map_err(|e| e.to_string())
             })
         }
-        Command::Demo { duration, listen } => runtime(|cancel| async move {
-            slaprobe::demo::run(listen, duration, cancel)
+        Command::Demo {
+            duration,
+            listen,
+            faults,
+        } => runtime(|cancel| async move {
+            slaprobe::demo::run(listen, duration, faults, cancel)
                 .await
                 .map_err(|e| e.to_string())
         }),

@@ -14,7 +14,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::config::{Probe, Sli};
+use crate::config::{Expect, Probe, Sli};
 use crate::latency::{QUANTILES, WINDOWS};
 
 /// Default latency buckets (seconds): from a fast in-rack round trip to the
@@ -199,11 +199,14 @@ impl Metrics {
             .iter()
             .find(|s| s.sli == Sli::Latency && s.output == output)
             .and_then(|s| s.threshold);
+        // Where a filter must drop the canary there is no latency to show.
+        let filtered = probe.expect(output) == Expect::None;
         let quantiles = WINDOWS
             .iter()
             .map(|(w, _)| {
                 QUANTILES
                     .iter()
+                    .filter(|_| !filtered)
                     .map(|(q, _)| {
                         self.e2e_quantile
                             .with_label_values(&[probe.name.as_str(), output, q, w])

@@ -124,6 +124,18 @@ impl Probe {
         v
     }
 
+    /// What output `name` expects (heartbeat: exactly once).
+    pub fn expect(&self, name: &str) -> Expect {
+        match &self.kind {
+            ProbeKind::Heartbeat(_) => Expect::ExactlyOnce,
+            ProbeKind::Pipeline(p) => p
+                .outputs
+                .iter()
+                .find(|o| o.name == name)
+                .map_or(Expect::ExactlyOnce, |o| o.expect),
+        }
+    }
+
     /// Output names, as used in the `output` label.
     pub fn output_names(&self) -> Vec<&str> {
         match &self.kind {

@@ -31,7 +31,7 @@ use crate::canary::{Matched, RunId, ID_HEADER};
 use crate::config::{Cluster, Config, Expect, MatchRule, Probe, ProbeKind, HEARTBEAT_OUTPUT};
 use crate::http::Readiness;
 use crate::kafka::TopicLayout;
-use crate::latency::{LatencyWindow, QUANTILES, WINDOWS};
+use crate::latency::{LatencyWindow, WINDOWS};
 use crate::metrics::{InputMetrics, Metrics, OutputMetrics};
 use crate::tracker::{Arrival, Outcome, Tracker};
 
@@ -185,11 +185,11 @@ impl Recorder {
     fn refresh_quantiles(&mut self, now: Instant) {
         for (w, (_, length)) in WINDOWS.iter().enumerate() {
             let values = self.window.quantiles(*length, now);
-            for (q, _) in QUANTILES.iter().enumerate() {
+            // Empty for outputs without latency (`expect: none`).
+            for (q, gauge) in self.metrics.quantiles[w].iter().enumerate() {
                 // No data in the window: NaN, which Prometheus shows as a gap
                 // rather than a misleading zero.
-                let v = values.map_or(f64::NAN, |v| v[q]);
-                self.metrics.quantiles[w][q].set(v);
+                gauge.set(values.map_or(f64::NAN, |v| v[q]));
             }
         }
     }

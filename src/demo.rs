@@ -169,6 +169,14 @@ fn script() -> Vec<Step> {
         ),
         step("recovering", 20, Faults::default()),
         step(
+            "slow pipeline: every record delayed 2s (latency SLO over 1s)",
+            15,
+            Faults {
+                delay: Duration::from_secs(2),
+                ..Faults::default()
+            },
+        ),
+        step(
             "drop burst: every 3rd record dropped",
             10,
             Faults {

@@ -17,5 +17,6 @@ pub mod latency;
 pub mod metrics;
 pub mod probe;
 pub mod sim;
+pub mod slo;
 pub mod template;
 pub mod tracker;

@@ -23,7 +23,7 @@ mod yaml;
 mod tests;
 
 pub use model::*;
-pub use plan::{burn_tiers, format_duration, plan, BurnTier};
+pub use plan::{format_duration, plan};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -260,6 +260,9 @@ pub struct Slo {
     pub period: Duration,
     /// Latency SLI only: a canary delivered within this is good.
     pub threshold: Option<Duration>,
+    /// A window with fewer events than this never alerts (default
+    /// `slo::DEFAULT_MIN_EVENTS`).
+    pub min_events: u64,
 }
 
 impl Slo {

@@ -8,52 +8,14 @@
 //! a secret: secret-looking librdkafka options, values read from `_file`,
 //! and URL user info are redacted.
 //!
-//! The tier table will move to the SLO module once that exists; it lives
-//! here for now because the plan is its first user.
+//! The tiers themselves are defined in `slo`, shared with the evaluator
+//! and the generated Prometheus rules.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::model::*;
-
-/// One multi-window, multi-burn-rate alert tier (Google SRE Workbook ch. 5).
-#[derive(Debug, Clone, PartialEq)]
-pub struct BurnTier {
-    /// `page` or `ticket`.
-    pub severity: &'static str,
-    pub long: Duration,
-    pub short: Duration,
-    /// Burn rate above which the tier fires (both windows must exceed it).
-    pub factor: f64,
-}
-
-const HOUR: u64 = 3600;
-const MINUTE: u64 = 60;
-const DAY: u64 = 86_400;
-
-/// (severity, long window, short window, fraction of the error budget the
-/// tier allows to be consumed within the long window).
-const TIERS: [(&str, u64, u64, f64); 4] = [
-    ("page", HOUR, 5 * MINUTE, 0.02),
-    ("page", 6 * HOUR, 30 * MINUTE, 0.05),
-    ("ticket", DAY, 2 * HOUR, 0.10),
-    ("ticket", 3 * DAY, 6 * HOUR, 0.10),
-];
-
-/// The alert tiers for an SLO `period`: factor = budget fraction × period /
-/// long window, which gives 14.4, 6, 3 and 1 for 30 days. Scaling keeps the
-/// *budget consumed before alerting* constant whatever the period.
-pub fn burn_tiers(period: Duration) -> Vec<BurnTier> {
-    TIERS
-        .iter()
-        .map(|&(severity, long, short, budget)| BurnTier {
-            severity,
-            long: Duration::from_secs(long),
-            short: Duration::from_secs(short),
-            factor: budget * (period.as_secs_f64() / long as f64),
-        })
-        .collect()
-}
+use crate::slo::burn_tiers;
 
 /// Compact duration: `250ms`, `30s`, `1h30m`, `30d`. (humantime's own
 /// formatter writes `30days`, and `d` is what people type in the config.)
@@ -255,11 +217,11 @@ fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {
         for t in burn_tiers(slo.period) {
             writeln!(
                 out,
-                "        {:<6} burn rate > {} over {} and {}",
-                t.severity,
+                "        {:<6} burn rate >= {} over {} and {}",
+                t.severity.as_str(),
                 format_number(t.factor, 2),
-                format_duration(t.long),
-                format_duration(t.short)
+                t.long_label(),
+                t.short_label()
             )?;
         }
     }
@@ -270,43 +232,10 @@ fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {
 mod tests {
     use super::*;
 
-    fn factors(period: Duration) -> Vec<f64> {
-        burn_tiers(period).iter().map(|t| t.factor).collect()
-    }
-
-    fn assert_close(got: &[f64], want: &[f64]) {
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 1e-9, "got {got:?}, want {want:?}");
-        }
-    }
-
-    #[test]
-    fn tiers_30d_are_the_workbook_factors() {
-        assert_close(
-            &factors(Duration::from_secs(30 * DAY)),
-            &[14.4, 6.0, 3.0, 1.0],
-        );
-        let t = burn_tiers(Duration::from_secs(30 * DAY));
-        let sev: Vec<_> = t.iter().map(|t| t.severity).collect();
-        assert_eq!(sev, ["page", "page", "ticket", "ticket"]);
-        assert_eq!(t[1].long, Duration::from_secs(6 * HOUR));
-        assert_eq!(t[1].short, Duration::from_secs(30 * MINUTE));
-    }
-
-    #[test]
-    fn tiers_scale_with_period() {
-        // 7d = 168h: 0.02*168, 0.05*28, 0.1*7, 0.1*7/3.
-        assert_close(
-            &factors(Duration::from_secs(7 * DAY)),
-            &[3.36, 1.4, 0.7, 0.7 / 3.0],
-        );
-    }
-
     #[test]
     fn durations_are_compact() {
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(format_duration(Duration::from_secs(30 * DAY)), "30d");
+        assert_eq!(format_duration(Duration::from_secs(30 * 86_400)), "30d");
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::ZERO), "0s");
     }

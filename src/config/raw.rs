@@ -142,4 +142,6 @@ pub(crate) struct RawSlo {
     pub period: Option<String>,
     pub threshold: Option<String>,
     pub output: Option<String>,
+    /// Fewest events a window must hold to alert.
+    pub min_events: Option<u64>,
 }

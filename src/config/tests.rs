@@ -183,6 +183,7 @@ fn spec_example_parses_into_the_model() {
                 objective: 0.9995,
                 period: d30,
                 threshold: None,
+                min_events: 10,
             },
             Slo {
                 output: "heartbeat".into(),
@@ -190,6 +191,7 @@ fn spec_example_parses_into_the_model() {
                 objective: 0.999,
                 period: d30,
                 threshold: None,
+                min_events: 10,
             },
             Slo {
                 output: "heartbeat".into(),
@@ -197,6 +199,7 @@ fn spec_example_parses_into_the_model() {
                 objective: 0.99,
                 period: d30,
                 threshold: Some(Duration::from_millis(250)),
+                min_events: 10,
             },
         ]
     );
@@ -457,10 +460,10 @@ fn plan_of_spec_example_redacts_and_shows_tiers() {
     assert!(
         plan.contains(
             "      primary-heartbeat:heartbeat:availability: objective 99.95%, period 30d\n\
-         \x20       page   burn rate > 14.4 over 1h and 5m\n\
-         \x20       page   burn rate > 6 over 6h and 30m\n\
-         \x20       ticket burn rate > 3 over 1d and 2h\n\
-         \x20       ticket burn rate > 1 over 3d and 6h\n"
+         \x20       page   burn rate >= 14.4 over 1h and 5m\n\
+         \x20       page   burn rate >= 6 over 6h and 30m\n\
+         \x20       ticket burn rate >= 3 over 1d and 2h\n\
+         \x20       ticket burn rate >= 1 over 3d and 6h\n"
         ),
         "{plan}"
     );

@@ -961,6 +961,7 @@ impl<'a> Validator<'a> {
                     objective,
                     period,
                     threshold,
+                    min_events: rs.min_events.unwrap_or(crate::slo::DEFAULT_MIN_EVENTS),
                 });
             }
         }

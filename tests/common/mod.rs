@@ -34,6 +34,7 @@ pub fn heartbeat_config(
         objective: 0.99,
         period: Duration::from_secs(30 * 86_400),
         threshold,
+        min_events: 10,
     };
     Config {
         sources: vec![],

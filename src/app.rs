@@ -10,9 +10,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::alertmanager::{PushError, Pusher};
 use crate::canary::RunId;
 use crate::config::{Config, Sli};
-use crate::http::{self, Readiness};
+use crate::evaluator::{Clock, Evaluator, SystemClock, EVAL_TICK};
+use crate::http::{self, Readiness, StatusSources};
 use crate::metrics::{Metrics, MetricsError};
 use crate::probe::{ProbeError, ProbeRunner};
 
@@ -32,6 +34,8 @@ pub enum RunError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("alertmanager: {0}")]
+    Alertmanager(#[from] PushError),
 }
 
 /// Binds the HTTP listener first, so a port conflict is reported before
@@ -42,18 +46,29 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
         .map_err(|error| RunError::Listen { addr, error })
 }
 
-/// A configuration turned into runnable parts; `start` binds and runs them.
+/// A configuration turned into runnable parts; `run` serves and runs them.
 pub struct App {
     pub metrics: Metrics,
     pub readiness: Arc<Readiness>,
     pub run: RunId,
     probes: Vec<ProbeRunner>,
+    evaluator: Evaluator,
+    /// How often SLOs are evaluated.
+    pub eval_tick: Duration,
+    pusher: Option<Pusher>,
+    status: StatusSources,
 }
 
 impl App {
     /// Creates every client and registers every metric; fails before
     /// anything runs when a probe cannot be built.
     pub fn build(config: &Config) -> Result<App, RunError> {
+        Self::build_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// [`App::build`] with the SLO evaluator reading time from `clock`
+    /// (tests run SLO time faster than real time).
+    pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<App, RunError> {
         let thresholds: Vec<Duration> = config
             .probes
             .iter()
@@ -78,11 +93,37 @@ impl App {
             .iter()
             .map(|p| ProbeRunner::build(p, config, run, &metrics, readiness.clone()))
             .collect::<Result<_, _>>()?;
+        let evaluator = Evaluator::new(config, &metrics, clock);
+        let pusher = config
+            .alertmanager
+            .as_ref()
+            .map(|am| Pusher::new(&am.url, None))
+            .transpose()?;
+        let status = StatusSources {
+            run: run.to_string(),
+            probes: config
+                .probes
+                .iter()
+                .map(|p| {
+                    let outputs = p
+                        .output_names()
+                        .into_iter()
+                        .map(|o| (o.to_string(), metrics.output(p, o)))
+                        .collect();
+                    (p.name.clone(), p.probe_type().to_string(), outputs)
+                })
+                .collect(),
+            slos: evaluator.status(),
+        };
         Ok(App {
             metrics,
             readiness,
             run,
             probes,
+            evaluator,
+            eval_tick: EVAL_TICK,
+            pusher,
+            status,
         })
     }
 
@@ -107,13 +148,18 @@ impl App {
     ) -> Result<(), RunError> {
         let local = listener.local_addr().map_err(RunError::Serve)?;
         info!(run = %self.run, probes = self.probes.len(), "slaprobe listening on http://{local}/metrics");
-        let router = http::router(self.metrics.clone(), self.readiness.clone());
+        let router = http::router(self.metrics.clone(), self.readiness.clone(), self.status);
         let server_cancel = CancellationToken::new();
         let mut server = tokio::spawn(http::serve(listener, router, server_cancel.clone()));
 
         let tasks = TaskTracker::new();
         for probe in self.probes {
             tasks.spawn(probe.run(stop_input.clone(), cancel.clone()));
+        }
+        let alerts = self.evaluator.alerts();
+        tasks.spawn(self.evaluator.run(self.eval_tick, cancel.clone()));
+        if let Some(pusher) = self.pusher {
+            tasks.spawn(pusher.run(alerts, cancel.clone()));
         }
         tasks.close();
 

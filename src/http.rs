@@ -1,9 +1,10 @@
-//! The HTTP endpoints (SPEC §7): `/metrics`, `/healthz`, `/readyz`.
+//! The HTTP endpoints (SPEC §7): `/metrics`, `/healthz`, `/readyz`,
+//! `/api/v1/status`.
 //!
 //! Thin: handlers read shared state, they never block on Kafka.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -13,7 +14,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::evaluator::SloStatus;
+use crate::metrics::{Metrics, OutputMetrics};
 
 /// What `/readyz` waits for: every cluster has answered a metadata request
 /// and every probe has matched a canary.
@@ -67,18 +69,81 @@ impl Readiness {
     }
 }
 
+/// What `/api/v1/status` reports besides readiness.
+pub struct StatusSources {
+    pub run: String,
+    /// (probe, type, outputs with their metric handles).
+    pub probes: Vec<(String, String, Vec<(String, OutputMetrics)>)>,
+    pub slos: Arc<RwLock<Vec<SloStatus>>>,
+}
+
 #[derive(Clone)]
 struct AppState {
     metrics: Metrics,
     readiness: Arc<Readiness>,
+    status: Arc<StatusSources>,
 }
 
-pub fn router(metrics: Metrics, readiness: Arc<Readiness>) -> Router {
+pub fn router(metrics: Metrics, readiness: Arc<Readiness>, status: StatusSources) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(AppState { metrics, readiness })
+        .route("/api/v1/status", get(status_handler))
+        .with_state(AppState {
+            metrics,
+            readiness,
+            status: Arc::new(status),
+        })
+}
+
+async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
+    let waiting = s.readiness.waiting_for();
+    let probes: Vec<serde_json::Value> = s
+        .status
+        .probes
+        .iter()
+        .map(|(name, kind, outputs)| {
+            let outputs: Vec<serde_json::Value> = outputs
+                .iter()
+                .map(|(output, m)| {
+                    let q = |w: usize, q: usize| {
+                        m.quantiles
+                            .get(w)
+                            .and_then(|g| g.get(q))
+                            .map(|g| g.get())
+                            .filter(|v| v.is_finite())
+                    };
+                    serde_json::json!({
+                        "name": output,
+                        "delivered": m.delivered.get(),
+                        "lost": m.lost.get(),
+                        "late": m.late.get(),
+                        "duplicate": m.duplicate.get(),
+                        "out_of_order": m.out_of_order.get(),
+                        "foreign": m.foreign.get(),
+                        "latency_seconds_1m": {"p50": q(0, 0), "p90": q(0, 1), "p99": q(0, 2), "p999": q(0, 3)},
+                        "latency_seconds_5m": {"p50": q(1, 0), "p90": q(1, 1), "p99": q(1, 2), "p999": q(1, 3)},
+                    })
+                })
+                .collect();
+            serde_json::json!({"name": name, "type": kind, "outputs": outputs})
+        })
+        .collect();
+    let slos = s
+        .status
+        .slos
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    axum::Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "run": s.status.run,
+        "ready": waiting.is_empty(),
+        "waiting_for": waiting,
+        "probes": probes,
+        "slos": slos,
+    }))
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {

@@ -7,10 +7,12 @@
 //! `slaprobe demo`; `main.rs` is a thin CLI over this.
 #![forbid(unsafe_code)]
 
+pub mod alertmanager;
 pub mod app;
 pub mod canary;
 pub mod config;
 pub mod demo;
+pub mod evaluator;
 pub mod http;
 pub mod kafka;
 pub mod latency;

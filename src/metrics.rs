@@ -16,6 +16,7 @@ use prometheus::{
 
 use crate::config::{Expect, Probe, Sli};
 use crate::latency::{QUANTILES, WINDOWS};
+use crate::slo::{Severity, WINDOWS as WINDOWS_SLO};
 
 /// Default latency buckets (seconds): from a fast in-rack round trip to the
 /// longest deadline people set; every SLO threshold is added to these.
@@ -86,6 +87,17 @@ pub struct Metrics {
     sli_events: IntCounterVec,
     partition_delivered: IntCounterVec,
     brokers_uncovered: IntGaugeVec,
+    slo_objective: GaugeVec,
+    slo_error_ratio: GaugeVec,
+    slo_burn_rate: GaugeVec,
+    slo_budget: GaugeVec,
+    slo_firing: IntGaugeVec,
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, MetricsError> {
+    let g = GaugeVec::new(Opts::new(name, help).namespace("slaprobe"), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +171,15 @@ impl Metrics {
                 r.register(Box::new(g.clone()))?;
                 g
             },
+            slo_objective: gauge(&r, "slo_objective_ratio", "The SLO's objective, as a ratio.", &["slo"])?,
+            slo_error_ratio: gauge(&r, "slo_error_ratio", "Bad/total SLI events over the window (in-process evaluator).", &["slo", "window"])?,
+            slo_burn_rate: gauge(&r, "slo_burn_rate", "Error ratio over the window / (1 - objective).", &["slo", "window"])?,
+            slo_budget: gauge(&r, "slo_error_budget_remaining_ratio", "Share of the period's error budget left; negative when overspent.", &["slo"])?,
+            slo_firing: {
+                let g = IntGaugeVec::new(Opts::new("slo_alert_firing", "1 while a burn-rate alert of this severity fires for the SLO.").namespace("slaprobe"), &["slo", "severity"])?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
             registry: r,
         };
         let build = IntGaugeVec::new(
@@ -181,6 +202,33 @@ impl Metrics {
         // registration already ruled out.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
+    }
+
+    /// The SLI counter the probes increment for (probe, output, sli,
+    /// outcome): the evaluator reads the very numbers Prometheus scrapes.
+    pub fn sli_counter(&self, probe: &str, output: &str, sli: Sli, outcome: &str) -> IntCounter {
+        self.sli_events
+            .with_label_values(&[probe, output, &sli.to_string(), outcome])
+    }
+
+    /// Gauges of one SLO (`slo` is `<probe>:<output>:<sli>`).
+    pub fn slo(&self, slo: &str) -> SloMetrics {
+        SloMetrics {
+            objective: self.slo_objective.with_label_values(&[slo]),
+            error_ratio: WINDOWS_SLO
+                .iter()
+                .map(|(w, _)| self.slo_error_ratio.with_label_values(&[slo, w]))
+                .collect(),
+            burn_rate: WINDOWS_SLO
+                .iter()
+                .map(|(w, _)| self.slo_burn_rate.with_label_values(&[slo, w]))
+                .collect(),
+            budget: self.slo_budget.with_label_values(&[slo]),
+            firing: Severity::ALL
+                .iter()
+                .map(|s| (*s, self.slo_firing.with_label_values(&[slo, s.as_str()])))
+                .collect(),
+        }
     }
 
     /// Handles for one output of one probe.
@@ -270,6 +318,15 @@ impl Metrics {
             brokers_uncovered: self.brokers_uncovered.with_label_values(&[cluster, probe]),
         }
     }
+}
+
+/// One SLO's gauges, in `slo::WINDOWS` order.
+pub struct SloMetrics {
+    pub objective: Gauge,
+    pub error_ratio: Vec<Gauge>,
+    pub burn_rate: Vec<Gauge>,
+    pub budget: Gauge,
+    pub firing: Vec<(Severity, IntGauge)>,
 }
 
 /// Per-output handles (outcomes, latency, SLIs).

@@ -76,11 +76,14 @@ pub struct Running {
 
 impl Running {
     pub async fn start(config: &Config) -> Running {
+        Self::start_app(App::build(config).expect("build")).await
+    }
+
+    pub async fn start_app(app: App) -> Running {
         let listener = app::bind("127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = App::build(config).expect("build");
         let metrics = app.metrics.clone();
         let run = app.run;
         let cancel = CancellationToken::new();

@@ -1,0 +1,299 @@
+//! The in-process SLO evaluator: every tick it reads each SLO's good/bad
+//! SLI counters — the very series Prometheus scrapes — adds what changed to
+//! the SLO's windows (`slo`), and publishes the result as `slo_*` gauges,
+//! as the status API's SLO section, and as the set of firing alerts that
+//! the Alertmanager pusher sends.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::IntCounter;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{format_duration, Config, Slo};
+use crate::metrics::{Metrics, SloMetrics};
+use crate::slo::{Severity, SloWindows, WINDOWS};
+
+/// How often SLOs are evaluated: an alert fires at most this long after its
+/// condition starts to hold.
+pub const EVAL_TICK: Duration = Duration::from_secs(10);
+
+/// Where the evaluator gets the time from: the wall clock in production;
+/// tests may run SLO time faster than real time.
+pub trait Clock: Send + Sync {
+    /// Unix seconds.
+    fn now(&self) -> u64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+/// One SLO as the status API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SloStatus {
+    pub slo: String,
+    pub probe: String,
+    pub output: String,
+    pub sli: String,
+    pub objective: f64,
+    pub period: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<String>,
+    pub min_events: u64,
+    pub windows: Vec<WindowStatus>,
+    pub budget_remaining: f64,
+    pub alerts: Vec<AlertStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowStatus {
+    pub window: &'static str,
+    pub good: u64,
+    pub total: u64,
+    pub error_ratio: Option<f64>,
+    pub burn_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertStatus {
+    pub severity: &'static str,
+    pub long_window: &'static str,
+    pub short_window: &'static str,
+    pub factor: f64,
+    pub firing: bool,
+    /// RFC 3339, when it last started or stopped firing.
+    pub since: Option<String>,
+}
+
+/// A firing alert, as pushed to Alertmanager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub starts_at: u64,
+}
+
+/// The alert name of burn-rate alerts, here and in the generated rules.
+pub const BURN_RATE_ALERT: &str = "SlaprobeSLOBurnRate";
+
+struct Tracked {
+    slo: Slo,
+    probe: String,
+    name: String,
+    good: IntCounter,
+    bad: IntCounter,
+    /// Counter values at the previous tick.
+    seen: (u64, u64),
+    windows: SloWindows,
+    metrics: SloMetrics,
+}
+
+pub struct Evaluator {
+    slos: Vec<Tracked>,
+    clock: Arc<dyn Clock>,
+    status: Arc<RwLock<Vec<SloStatus>>>,
+    alerts: watch::Sender<Vec<Alert>>,
+}
+
+fn rfc3339(t: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
+}
+
+impl Evaluator {
+    pub fn new(config: &Config, metrics: &Metrics, clock: Arc<dyn Clock>) -> Evaluator {
+        let slos = config
+            .probes
+            .iter()
+            .flat_map(|p| p.slos.iter().map(move |s| (p, s)))
+            .map(|(p, s)| {
+                let name = s.name(&p.name);
+                let m = metrics.slo(&name);
+                m.objective.set(s.objective);
+                let good = metrics.sli_counter(&p.name, &s.output, s.sli, "good");
+                let bad = metrics.sli_counter(&p.name, &s.output, s.sli, "bad");
+                Tracked {
+                    slo: s.clone(),
+                    probe: p.name.clone(),
+                    seen: (good.get(), bad.get()),
+                    good,
+                    bad,
+                    windows: SloWindows::new(s.objective, s.period, s.min_events),
+                    metrics: m,
+                    name,
+                }
+            })
+            .collect();
+        let (alerts, _) = watch::channel(Vec::new());
+        Evaluator {
+            slos,
+            clock,
+            status: Arc::new(RwLock::new(Vec::new())),
+            alerts,
+        }
+    }
+
+    /// The SLO section of `/api/v1/status`, updated every tick.
+    pub fn status(&self) -> Arc<RwLock<Vec<SloStatus>>> {
+        self.status.clone()
+    }
+
+    /// The currently firing alerts, updated every tick.
+    pub fn alerts(&self) -> watch::Receiver<Vec<Alert>> {
+        self.alerts.subscribe()
+    }
+
+    /// One evaluation of every SLO.
+    pub fn tick(&mut self) {
+        let now = self.clock.now();
+        let mut status = Vec::with_capacity(self.slos.len());
+        let mut firing = Vec::new();
+        for t in &mut self.slos {
+            let (good, bad) = (t.good.get(), t.bad.get());
+            let (dg, db) = (good.saturating_sub(t.seen.0), bad.saturating_sub(t.seen.1));
+            t.seen = (good, bad);
+            if dg + db > 0 {
+                t.windows.record(now, dg, db);
+            }
+            let e = t.windows.evaluate(now);
+            for (i, (_, ratio, burn)) in e.windows.iter().enumerate() {
+                t.metrics.error_ratio[i].set(ratio.unwrap_or(f64::NAN));
+                t.metrics.burn_rate[i].set(burn.unwrap_or(f64::NAN));
+            }
+            t.metrics.budget.set(e.budget_remaining);
+            for (severity, gauge) in &t.metrics.firing {
+                gauge.set(i64::from(t.windows.firing(*severity)));
+            }
+            for severity in Severity::ALL {
+                let tiers: Vec<_> = e
+                    .tiers
+                    .iter()
+                    .filter(|(tier, s)| tier.severity == severity && s.firing)
+                    .collect();
+                let Some(starts_at) = tiers.iter().filter_map(|(_, s)| s.since).min() else {
+                    continue;
+                };
+                let burns: Vec<String> = tiers
+                    .iter()
+                    .map(|(tier, _)| {
+                        format!(
+                            "{:.1}x over {} and {:.1}x over {} (fires at {}x)",
+                            e.windows[tier.long].2.unwrap_or(0.0),
+                            tier.long_label(),
+                            e.windows[tier.short].2.unwrap_or(0.0),
+                            tier.short_label(),
+                            tier.factor
+                        )
+                    })
+                    .collect();
+                firing.push(alert(t, severity, starts_at, &burns));
+            }
+            status.push(SloStatus {
+                slo: t.name.clone(),
+                probe: t.probe.clone(),
+                output: t.slo.output.clone(),
+                sli: t.slo.sli.to_string(),
+                objective: t.slo.objective,
+                period: format_duration(t.slo.period),
+                threshold: t.slo.threshold.map(format_duration),
+                min_events: t.slo.min_events,
+                windows: WINDOWS
+                    .iter()
+                    .zip(&e.windows)
+                    .map(|((w, _), (c, ratio, burn))| WindowStatus {
+                        window: w,
+                        good: c.good,
+                        total: c.total,
+                        error_ratio: *ratio,
+                        burn_rate: *burn,
+                    })
+                    .collect(),
+                budget_remaining: e.budget_remaining,
+                alerts: e
+                    .tiers
+                    .iter()
+                    .map(|(tier, s)| AlertStatus {
+                        severity: tier.severity.as_str(),
+                        long_window: tier.long_label(),
+                        short_window: tier.short_label(),
+                        factor: tier.factor,
+                        firing: s.firing,
+                        since: s.since.map(rfc3339),
+                    })
+                    .collect(),
+            });
+        }
+        *self.status.write().unwrap_or_else(|e| e.into_inner()) = status;
+        self.alerts.send_if_modified(|current| {
+            // Annotations carry live burn rates; only a change in which
+            // alerts fire (or since when) is news for the pusher.
+            let key = |a: &Vec<Alert>| {
+                a.iter()
+                    .map(|a| (a.labels.clone(), a.starts_at))
+                    .collect::<Vec<_>>()
+            };
+            let changed = key(current) != key(&firing);
+            *current = firing;
+            changed
+        });
+    }
+
+    /// Evaluates every `EVAL_TICK` until `cancel`.
+    pub async fn run(mut self, tick: Duration, cancel: CancellationToken) {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = interval.tick() => self.tick(),
+            }
+        }
+    }
+}
+
+fn alert(t: &Tracked, severity: Severity, starts_at: u64, burns: &[String]) -> Alert {
+    let labels = [
+        ("alertname", BURN_RATE_ALERT.to_string()),
+        ("slo", t.name.clone()),
+        ("probe", t.probe.clone()),
+        ("output", t.slo.output.clone()),
+        ("sli", t.slo.sli.to_string()),
+        ("severity", severity.as_str().to_string()),
+    ];
+    let objective = t.slo.objective * 100.0;
+    let annotations = [
+        (
+            "summary",
+            format!(
+                "SLO {} ({}% {} over {}) is burning its error budget too fast",
+                t.name,
+                objective,
+                t.slo.sli,
+                format_duration(t.slo.period)
+            ),
+        ),
+        ("burn_rates", burns.join("; ")),
+        ("status_api", "/api/v1/status".to_string()),
+    ];
+    Alert {
+        labels: labels
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        annotations: annotations
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        starts_at,
+    }
+}

@@ -1,0 +1,224 @@
+//! SLO alerts end to end: the demo's pipeline drops everything, the
+//! in-process evaluator pages, a real Alertmanager (Debian's
+//! `prometheus-alertmanager`, started here on loopback) shows the alert, and
+//! after recovery shows it resolved. SLO time runs 60x faster than real time
+//! (the evaluator takes its clock as a parameter), so the 5-minute window
+//! takes 5 seconds; probing itself runs in real time.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{http_get, wait_until, Running};
+use slaprobe::app::App;
+use slaprobe::config::Alertmanager;
+use slaprobe::demo::{self, DemoCluster, DemoPipeline};
+use slaprobe::evaluator::Clock;
+use tokio_util::sync::CancellationToken;
+
+/// SLO time: `scale` times faster than real time.
+struct Fast {
+    start: Instant,
+    base: u64,
+    scale: f64,
+}
+
+impl Clock for Fast {
+    fn now(&self) -> u64 {
+        self.base + (self.start.elapsed().as_secs_f64() * self.scale) as u64
+    }
+}
+
+struct Alertmanager_ {
+    child: Child,
+    addr: std::net::SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Alertmanager_ {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_alertmanager() -> Option<Alertmanager_> {
+    let bin = ["prometheus-alertmanager", "alertmanager"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let Some(bin) = bin else {
+        eprintln!("skipped: no Alertmanager binary (apt-get install prometheus-alertmanager)");
+        return None;
+    };
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let dir = std::env::temp_dir().join(format!(
+        "slaprobe-am-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: 'null'\n  group_wait: 0s\nreceivers:\n  - name: 'null'\n",
+    )
+    .expect("config");
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start alertmanager");
+    Some(Alertmanager_ { child, addr, dir })
+}
+
+/// The burn-rate alerts Alertmanager holds for `slo` (active ones only:
+/// resolved alerts leave the list).
+fn am_alerts(am: &Alertmanager_, slo: &str) -> Vec<serde_json::Value> {
+    let Ok((200, body)) = http_get(am.addr, "/api/v2/alerts") else {
+        return Vec::new();
+    };
+    let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
+    all.into_iter()
+        .filter(|a| a["labels"]["alertname"] == "SlaprobeSLOBurnRate" && a["labels"]["slo"] == slo)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("slaprobe=info")
+        .try_init();
+    let Some(am) = start_alertmanager() else {
+        return;
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || http_get(am.addr, "/-/ready")
+            .is_ok_and(|r| r.0 == 200))
+        .await,
+        "alertmanager ready"
+    );
+    let cluster =
+        DemoCluster::start(&demo::config("127.0.0.1:9092").expect("demo config")).expect("cluster");
+    let bootstrap = cluster.bootstrap();
+    let mut config = demo::config(&bootstrap).expect("demo config");
+    config.alertmanager = Some(Alertmanager {
+        url: format!("http://{}/", am.addr),
+    });
+    let cancel = CancellationToken::new();
+    let pipeline = DemoPipeline::start(&bootstrap, &cancel).expect("pipeline");
+    pipeline.enrich.control().update(|f| f.drop_every = 1);
+
+    let clock = Arc::new(Fast {
+        start: Instant::now(),
+        base: slaprobe::evaluator::SystemClock.now(),
+        scale: 60.0,
+    });
+    let mut app = App::build_with_clock(&config, clock).expect("app");
+    app.eval_tick = Duration::from_millis(250);
+    let r = Running::start_app(app).await;
+
+    let slo = "orders-enrichment:enriched:delivery";
+    let paged = wait_until(Duration::from_secs(60), || {
+        am_alerts(&am, slo)
+            .iter()
+            .any(|a| a["labels"]["severity"] == "page" && a["status"]["state"] == "active")
+    })
+    .await;
+    assert!(
+        paged,
+        "the page reaches Alertmanager:\n{}",
+        String::from_utf8_lossy(&r.metrics.render())
+    );
+    let alert = am_alerts(&am, slo)
+        .into_iter()
+        .find(|a| a["labels"]["severity"] == "page")
+        .expect("page");
+    assert_eq!(alert["labels"]["probe"], "orders-enrichment");
+    assert_eq!(alert["labels"]["output"], "enriched");
+    assert_eq!(alert["labels"]["sli"], "delivery");
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains(slo)),
+        "{alert}"
+    );
+    assert!(
+        alert["annotations"]["burn_rates"]
+            .as_str()
+            .is_some_and(|s| s.contains("over 1h")),
+        "{alert}"
+    );
+    assert_eq!(
+        r.metric(
+            "slaprobe_slo_alert_firing",
+            &[("slo", slo), ("severity", "page")]
+        ),
+        1.0
+    );
+    // The heartbeat is healthy: nothing fires for it.
+    assert_eq!(
+        r.metric(
+            "slaprobe_slo_alert_firing",
+            &[("slo", "demo-heartbeat:heartbeat:delivery")]
+        ),
+        0.0
+    );
+    let (_, status) = http_get(r.addr, "/api/v1/status").expect("status");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status json");
+    let s = status["slos"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["slo"] == slo))
+        .expect("slo in status")
+        .clone();
+    assert!(
+        s["alerts"][0]["firing"] == true && s["alerts"][0]["since"].is_string(),
+        "{s}"
+    );
+    assert!(
+        s["budget_remaining"].as_f64().is_some_and(|b| b < 1.0),
+        "{s}"
+    );
+
+    // Recovery: once the 5m window (5 s here) holds no loss, the page
+    // resolves and Alertmanager drops it from its active alerts.
+    pipeline.enrich.control().update(|f| f.drop_every = 0);
+    let resolved = wait_until(Duration::from_secs(90), || {
+        !am_alerts(&am, slo)
+            .iter()
+            .any(|a| a["labels"]["severity"] == "page")
+    })
+    .await;
+    assert!(
+        resolved,
+        "resolved in Alertmanager: {:?}",
+        am_alerts(&am, slo)
+    );
+    assert_eq!(
+        r.metric(
+            "slaprobe_slo_alert_firing",
+            &[("slo", slo), ("severity", "page")]
+        ),
+        0.0
+    );
+    r.stop().await;
+    cancel.cancel();
+    drop(pipeline);
+    drop(cluster);
+}

@@ -1,8 +1,8 @@
 # Sourced by scripts/test.sh: installs and starts what the black-box tests
-# need — a Kafka-compatible broker (tansu), Prometheus (promtool too), and
-# an independent Kafka client (Python confluent-kafka) — skipping what is
-# already there. Every server binds to 127.0.0.1 on a free port and is
-# stopped on exit, whatever happens.
+# need — a Kafka-compatible broker (tansu), Prometheus (promtool too),
+# Alertmanager (amtool too) and an independent Kafka client (Python
+# confluent-kafka) — skipping what is already there. Every server binds to
+# 127.0.0.1 on a free port and is stopped on exit, whatever happens.
 
 TANSU_VERSION=0.6.0
 
@@ -22,6 +22,13 @@ ensure_prometheus() {
   echo "installing Debian's prometheus package"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus
+}
+
+ensure_alertmanager() {
+  if command -v amtool >/dev/null 2>&1; then return; fi
+  echo "installing Debian's prometheus-alertmanager package (amtool too)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus-alertmanager
 }
 
 ensure_python_client() {

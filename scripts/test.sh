@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/prereqs.sh
 source scripts/integration.sh
 ensure_prometheus
+ensure_alertmanager
 ensure_python_client
 if [ -z "${SLAPROBE_TEST_BOOTSTRAP:-}" ]; then
   ensure_tansu

@@ -14,9 +14,9 @@ use crate::alertmanager::{PushError, Pusher};
 use crate::canary::RunId;
 use crate::config::{Config, Sli};
 use crate::evaluator::{Clock, Evaluator, SystemClock, EVAL_TICK};
-use crate::http::{self, Readiness, StatusSources};
+use crate::http::{self, ProbeHandles, Readiness, StatusSources};
 use crate::metrics::{Metrics, MetricsError};
-use crate::probe::{ProbeError, ProbeRunner};
+use crate::probe::{ProbeError, ProbeRunner, RecentLosses};
 
 /// How long probes get to stop (flush, join threads) after cancellation.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -88,10 +88,13 @@ impl App {
             config.probes.iter().map(|p| p.name.as_str()),
         ));
         let run = RunId::random();
+        let losses = Arc::new(RecentLosses::default());
         let probes = config
             .probes
             .iter()
-            .map(|p| ProbeRunner::build(p, config, run, &metrics, readiness.clone()))
+            .map(|p| {
+                ProbeRunner::build(p, config, run, &metrics, readiness.clone(), losses.clone())
+            })
             .collect::<Result<_, _>>()?;
         let evaluator = Evaluator::new(config, &metrics, clock);
         let pusher = config
@@ -110,10 +113,15 @@ impl App {
                         .into_iter()
                         .map(|o| (o.to_string(), metrics.output(p, o)))
                         .collect();
-                    (p.name.clone(), p.probe_type().to_string(), outputs)
+                    ProbeHandles {
+                        name: p.name.clone(),
+                        kind: p.probe_type().to_string(),
+                        outputs,
+                    }
                 })
                 .collect(),
             slos: evaluator.status(),
+            losses,
         };
         Ok(App {
             metrics,

@@ -13,9 +13,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::plan::format_objective;
 use crate::config::{format_duration, Config, Slo};
 use crate::metrics::{Metrics, SloMetrics};
-use crate::slo::{Severity, SloWindows, WINDOWS};
+use crate::slo::{BurnTier, SloWindows, WINDOWS};
 
 /// How often SLOs are evaluated: an alert fires at most this long after its
 /// condition starts to hold.
@@ -174,29 +175,18 @@ impl Evaluator {
             for (severity, gauge) in &t.metrics.firing {
                 gauge.set(i64::from(t.windows.firing(*severity)));
             }
-            for severity in Severity::ALL {
-                let tiers: Vec<_> = e
-                    .tiers
-                    .iter()
-                    .filter(|(tier, s)| tier.severity == severity && s.firing)
-                    .collect();
-                let Some(starts_at) = tiers.iter().filter_map(|(_, s)| s.since).min() else {
-                    continue;
-                };
-                let burns: Vec<String> = tiers
-                    .iter()
-                    .map(|(tier, _)| {
-                        format!(
-                            "{:.1}x over {} and {:.1}x over {} (fires at {}x)",
-                            e.windows[tier.long].2.unwrap_or(0.0),
-                            tier.long_label(),
-                            e.windows[tier.short].2.unwrap_or(0.0),
-                            tier.short_label(),
-                            tier.factor
-                        )
-                    })
-                    .collect();
-                firing.push(alert(t, severity, starts_at, &burns));
+            // One alert per firing tier, labelled like the generated rules'
+            // (so the two agree and Alertmanager deduplicates them).
+            for (tier, state) in e.tiers.iter().filter(|(_, s)| s.firing) {
+                let burn = format!(
+                    "{:.1}x over {} and {:.1}x over {} (fires at {}x)",
+                    e.windows[tier.long].2.unwrap_or(0.0),
+                    tier.long_label(),
+                    e.windows[tier.short].2.unwrap_or(0.0),
+                    tier.short_label(),
+                    tier.factor
+                );
+                firing.push(alert(t, tier, state.since.unwrap_or(now), burn));
             }
             status.push(SloStatus {
                 slo: t.name.clone(),
@@ -261,28 +251,29 @@ impl Evaluator {
     }
 }
 
-fn alert(t: &Tracked, severity: Severity, starts_at: u64, burns: &[String]) -> Alert {
+fn alert(t: &Tracked, tier: &BurnTier, starts_at: u64, burn: String) -> Alert {
     let labels = [
         ("alertname", BURN_RATE_ALERT.to_string()),
         ("slo", t.name.clone()),
         ("probe", t.probe.clone()),
         ("output", t.slo.output.clone()),
         ("sli", t.slo.sli.to_string()),
-        ("severity", severity.as_str().to_string()),
+        ("severity", tier.severity.as_str().to_string()),
+        ("long_window", tier.long_label().to_string()),
+        ("short_window", tier.short_label().to_string()),
     ];
-    let objective = t.slo.objective * 100.0;
     let annotations = [
         (
             "summary",
             format!(
-                "SLO {} ({}% {} over {}) is burning its error budget too fast",
+                "SLO {} ({} {} over {}) is burning its error budget too fast",
                 t.name,
-                objective,
+                format_objective(t.slo.objective),
                 t.slo.sli,
                 format_duration(t.slo.period)
             ),
         ),
-        ("burn_rates", burns.join("; ")),
+        ("burn_rates", burn),
         ("status_api", "/api/v1/status".to_string()),
     ];
     Alert {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::evaluator::SloStatus;
 use crate::metrics::{Metrics, OutputMetrics};
+use crate::probe::RecentLosses;
 
 /// What `/readyz` waits for: every cluster has answered a metadata request
 /// and every probe has matched a canary.
@@ -69,12 +70,19 @@ impl Readiness {
     }
 }
 
+/// A probe and its outputs' metric handles, for the status API.
+pub struct ProbeHandles {
+    pub name: String,
+    pub kind: String,
+    pub outputs: Vec<(String, OutputMetrics)>,
+}
+
 /// What `/api/v1/status` reports besides readiness.
 pub struct StatusSources {
     pub run: String,
-    /// (probe, type, outputs with their metric handles).
-    pub probes: Vec<(String, String, Vec<(String, OutputMetrics)>)>,
+    pub probes: Vec<ProbeHandles>,
     pub slos: Arc<RwLock<Vec<SloStatus>>>,
+    pub losses: Arc<RecentLosses>,
 }
 
 #[derive(Clone)]
@@ -103,8 +111,9 @@ async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
         .status
         .probes
         .iter()
-        .map(|(name, kind, outputs)| {
-            let outputs: Vec<serde_json::Value> = outputs
+        .map(|p| {
+            let outputs: Vec<serde_json::Value> = p
+                .outputs
                 .iter()
                 .map(|(output, m)| {
                     let q = |w: usize, q: usize| {
@@ -127,7 +136,7 @@ async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
                     })
                 })
                 .collect();
-            serde_json::json!({"name": name, "type": kind, "outputs": outputs})
+            serde_json::json!({"name": p.name, "type": p.kind, "outputs": outputs})
         })
         .collect();
     let slos = s
@@ -143,6 +152,7 @@ async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
         "waiting_for": waiting,
         "probes": probes,
         "slos": slos,
+        "recent_losses": s.status.losses.list(),
     }))
 }
 

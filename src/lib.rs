@@ -18,6 +18,7 @@ pub mod kafka;
 pub mod latency;
 pub mod metrics;
 pub mod probe;
+pub mod rules;
 pub mod sim;
 pub mod slo;
 pub mod template;

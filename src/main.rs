@@ -3,7 +3,7 @@
 //! 2 usage or configuration error). Everything else is in the library.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -53,6 +53,18 @@ enum Command {
         #[arg(short = 'c', long = "config", default_value = "probes/", num_args = 1..)]
         config: Vec<PathBuf>,
     },
+    /// Write Prometheus recording and alerting rules, an Alertmanager
+    /// routing example and a Grafana dashboard for the configured SLOs.
+    Rules {
+        #[arg(short = 'c', long = "config", default_value = "probes/", num_args = 1..)]
+        config: Vec<PathBuf>,
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Write nothing; exit 1 if any file in --out is missing or stale.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +82,10 @@ fn main() -> ExitCode {
                 print!("{}", config::plan(&cfg));
                 ExitCode::SUCCESS
             }
+            Err(code) => code,
+        },
+        Command::Rules { config, out, check } => match load(&config) {
+            Ok(cfg) => rules(&cfg, &config, &out, check),
             Err(code) => code,
         },
         Command::Run { config, listen } => {
@@ -101,6 +117,42 @@ fn load(paths: &[PathBuf]) -> Result<config::Config, ExitCode> {
         eprintln!("configuration error:\n{e}");
         ExitCode::from(2)
     })
+}
+
+/// `slaprobe rules`: writes the generated files, or with `check` only
+/// compares them, so CI can fail when committed rules lag the config.
+fn rules(cfg: &config::Config, paths: &[PathBuf], out: &Path, check: bool) -> ExitCode {
+    let files = slaprobe::rules::render(cfg);
+    if check {
+        let stale = slaprobe::rules::stale(out, &files);
+        for name in &stale {
+            let path = out.join(name);
+            let why = if path.exists() { "stale" } else { "missing" };
+            eprintln!("{why}: {}", path.display());
+        }
+        if stale.is_empty() {
+            println!("{}: up to date", out.display());
+            return ExitCode::SUCCESS;
+        }
+        eprintln!(
+            "regenerate with: slaprobe rules -c {} --out {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            out.display()
+        );
+        return ExitCode::from(1);
+    }
+    if let Err(e) = slaprobe::rules::write(out, &files) {
+        eprintln!("slaprobe: cannot write to {}: {e}", out.display());
+        return ExitCode::from(1);
+    }
+    for f in &files {
+        println!("wrote {}", out.join(f.name).display());
+    }
+    ExitCode::SUCCESS
 }
 
 /// Runs `f` on a multi-threaded runtime with SIGINT/SIGTERM wired to its

@@ -26,7 +26,7 @@ pub enum Outcome {
         out_of_order: bool,
     },
     /// Acked, and not seen by the deadline.
-    Lost { partition: i32 },
+    Lost { partition: i32, seq: u64 },
     /// Arrived after having been declared lost.
     Late { partition: i32 },
     /// Arrived again after its first arrival.
@@ -185,14 +185,14 @@ impl Tracker {
             Some((latency, out_of_order)) => {
                 entry.state = State::Arrived;
                 self.in_flight -= 1;
-                first_arrival(deadline, partition, latency, out_of_order, out);
+                first_arrival(deadline, partition, seq, latency, out_of_order, out);
             }
             None if age >= deadline => {
                 // Acked after its deadline without having arrived: lost now;
                 // waiting for the expiry tick would only delay the news.
                 entry.state = State::Lost;
                 self.in_flight -= 1;
-                out(Outcome::Lost { partition });
+                out(Outcome::Lost { partition, seq });
             }
             None => entry.state = State::Acked,
         }
@@ -260,7 +260,7 @@ impl Tracker {
         }
         entry.state = State::Arrived;
         self.in_flight -= 1;
-        first_arrival(deadline, partition, latency, out_of_order, out);
+        first_arrival(deadline, partition, seq, latency, out_of_order, out);
         Arrival::Counted
     }
 
@@ -279,7 +279,10 @@ impl Tracker {
                     // per partition, so nothing behind it is waiting long.
                     State::Pending => break,
                     State::Acked => {
-                        out(Outcome::Lost { partition });
+                        out(Outcome::Lost {
+                            partition,
+                            seq: p.base,
+                        });
                         self.in_flight -= 1;
                         Some(Resolved::Lost)
                     }
@@ -308,6 +311,7 @@ impl Tracker {
 fn first_arrival(
     deadline: Duration,
     partition: i32,
+    seq: u64,
     latency: Duration,
     out_of_order: bool,
     out: &mut impl FnMut(Outcome),
@@ -319,7 +323,7 @@ fn first_arrival(
             out_of_order,
         });
     } else {
-        out(Outcome::Lost { partition });
+        out(Outcome::Lost { partition, seq });
         out(Outcome::Late { partition });
     }
 }
@@ -399,7 +403,10 @@ mod tests {
         assert!(collect(|o| t.expire(t0 + DEADLINE - ms(1), &mut |x| o(x))).is_empty());
         assert_eq!(
             collect(|o| t.expire(t0 + DEADLINE, &mut |x| o(x))),
-            vec![Outcome::Lost { partition: 0 }]
+            vec![Outcome::Lost {
+                partition: 0,
+                seq: 0
+            }]
         );
         assert_eq!(t.in_flight(), 0);
         assert_eq!(t.entries(), 0);
@@ -434,7 +441,10 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                Outcome::Lost { partition: 0 },
+                Outcome::Lost {
+                    partition: 0,
+                    seq: 0
+                },
                 Outcome::Late { partition: 0 }
             ]
         );
@@ -531,7 +541,13 @@ mod tests {
         assert_eq!(t.in_flight(), 1);
         // Acked late and never seen: lost right away.
         let out = collect(|o| t.on_ack(0, seq, true, t0 + DEADLINE + ms(1), &mut |x| o(x)));
-        assert_eq!(out, vec![Outcome::Lost { partition: 0 }]);
+        assert_eq!(
+            out,
+            vec![Outcome::Lost {
+                partition: 0,
+                seq: 0
+            }]
+        );
         assert_eq!(t.in_flight(), 0);
         t.expire(t0 + DEADLINE * 2, &mut |_| panic!("already reported"));
         assert_eq!(t.entries(), 0);

@@ -146,10 +146,22 @@ async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
         "the page reaches Alertmanager:\n{}",
         String::from_utf8_lossy(&r.metrics.render())
     );
+    let fast_page = |a: &serde_json::Value| {
+        a["labels"]["severity"] == "page" && a["labels"]["long_window"] == "1h"
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || am_alerts(&am, slo)
+            .iter()
+            .any(fast_page))
+        .await,
+        "{:?}",
+        am_alerts(&am, slo)
+    );
     let alert = am_alerts(&am, slo)
         .into_iter()
-        .find(|a| a["labels"]["severity"] == "page")
-        .expect("page");
+        .find(fast_page)
+        .expect("fast page");
+    assert_eq!(alert["labels"]["short_window"], "5m");
     assert_eq!(alert["labels"]["probe"], "orders-enrichment");
     assert_eq!(alert["labels"]["output"], "enriched");
     assert_eq!(alert["labels"]["sli"], "delivery");
@@ -162,7 +174,7 @@ async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
     assert!(
         alert["annotations"]["burn_rates"]
             .as_str()
-            .is_some_and(|s| s.contains("over 1h")),
+            .is_some_and(|s| s.contains("x over 1h and")),
         "{alert}"
     );
     assert_eq!(

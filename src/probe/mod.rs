@@ -132,9 +132,50 @@ struct OutputState {
     assigned: BTreeSet<i32>,
 }
 
+/// How many recent losses the status API shows.
+const RECENT_LOSSES: usize = 50;
+
+/// One lost canary, as the status API shows it: the id lets a person find
+/// it in the pipeline's own logs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Loss {
+    pub probe: String,
+    pub output: String,
+    pub id: String,
+    /// RFC 3339, when it was declared lost (its send time + the deadline,
+    /// within one expiry tick).
+    pub declared_at: String,
+}
+
+/// The last [`RECENT_LOSSES`] losses of every probe, oldest first.
+#[derive(Debug, Default)]
+pub struct RecentLosses(Mutex<std::collections::VecDeque<Loss>>);
+
+impl RecentLosses {
+    fn push(&self, loss: Loss) {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= RECENT_LOSSES {
+            q.pop_front();
+        }
+        q.push_back(loss);
+    }
+
+    pub fn list(&self) -> Vec<Loss> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
 /// Turns one output's outcomes into metrics, by what the output expects.
 struct Recorder {
     probe: String,
+    output: String,
+    run: RunId,
+    losses: Arc<RecentLosses>,
     expect: Expect,
     metrics: OutputMetrics,
     window: LatencyWindow,
@@ -171,7 +212,22 @@ impl Recorder {
                 }
                 self.readiness.probe_matched(&self.probe);
             }
-            (_, Outcome::Lost { .. }) => m.lost(),
+            (_, Outcome::Lost { partition, seq }) => {
+                m.lost();
+                self.losses.push(Loss {
+                    probe: self.probe.clone(),
+                    output: self.output.clone(),
+                    id: crate::canary::CanaryId {
+                        probe: &self.probe,
+                        run: self.run,
+                        partition,
+                        seq,
+                    }
+                    .to_string(),
+                    declared_at: humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                        .to_string(),
+                });
+            }
             (_, Outcome::Late { .. }) => m.late.inc(),
             // Exactly-once outputs: a repeat is a delivery error too.
             (Expect::ExactlyOnce, Outcome::Duplicate { .. }) => {
@@ -312,6 +368,7 @@ impl ProbeRunner {
         run: RunId,
         metrics: &Metrics,
         readiness: Arc<Readiness>,
+        losses: Arc<RecentLosses>,
     ) -> Result<ProbeRunner, ProbeError> {
         let cluster = |name: &str| -> Result<&Cluster, ProbeError> {
             config
@@ -353,6 +410,9 @@ impl ProbeRunner {
                 tracker: Tracker::new(probe.deadline),
                 rec: Recorder {
                     probe: probe.name.clone(),
+                    output: name.clone(),
+                    run,
+                    losses: losses.clone(),
                     expect: *expect,
                     metrics: metrics.output(probe, name),
                     window: LatencyWindow::new(origin, probe.deadline),

@@ -441,45 +441,18 @@ fn a_real_prometheus_scrapes_the_exposition() {
         s.log()
     );
 
-    let prom_addr = free_addr();
-    let prom_config = dir.join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: slaprobe\n    static_configs:\n      - targets: ['{}']\n",
-            s.addr
-        ),
-    )
-    .expect("prometheus config");
-    let prom_log = dir.join("prometheus.log");
-    let mut prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address={prom_addr}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&prom_log).expect("log"))
-        .spawn()
-        .expect("start prometheus (Debian package `prometheus`)");
-    let query = "/api/v1/query?query=slaprobe_canaries_delivered_total%7Bprobe%3D%22it-prom%22%7D";
-    let mut last = String::new();
-    let found = poll_until(Duration::from_secs(60), || {
-        match http_get(prom_addr, query) {
-            Ok((200, body)) => {
-                last = body;
-                last.contains("\"probe\":\"it-prom\"") && last.contains("\"result\":[{")
-            }
-            _ => false,
-        }
-    });
-    let _ = prom.kill();
-    let _ = prom.wait();
+    let Some(prom) = common::Prometheus::start(&dir, s.addr, &[]) else {
+        panic!("the real-broker tier needs prometheus (apt-get install prometheus)");
+    };
+    let found = prom.query_until(
+        r#"slaprobe_canaries_delivered_total{probe="it-prom"}"#,
+        Duration::from_secs(60),
+        |v| v["data"]["result"][0]["metric"]["probe"] == "it-prom",
+    );
     assert!(
-        found,
-        "Prometheus returns the series; last answer: {last}\nprometheus log:\n{}",
-        std::fs::read_to_string(&prom_log).unwrap_or_default()
+        found.is_ok(),
+        "Prometheus returns the series: {}",
+        found.unwrap_err()
     );
     // The target is up: Prometheus accepted the exposition format.
     assert!(s.stop().success());

@@ -237,3 +237,102 @@ pub fn median_from_buckets(
         .find(|(_, c)| *c >= total / 2.0)
         .map(|(bound, _)| *bound)
 }
+
+/// A real Prometheus (Debian's `prometheus`) on a free loopback port,
+/// scraping `target` every second under job `slaprobe`, with `rule_files`
+/// evaluated every second; killed when dropped.
+pub struct Prometheus {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Prometheus {
+    /// `None` (and a printed note) when Prometheus is not installed.
+    pub fn start(
+        dir: &std::path::Path,
+        target: SocketAddr,
+        rule_files: &[std::path::PathBuf],
+    ) -> Option<Prometheus> {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port");
+        let rules: String = rule_files
+            .iter()
+            .map(|f| format!("  - '{}'\n", f.display()))
+            .collect();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rules}scrape_configs:\n  - job_name: slaprobe\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("prometheus config");
+        let log = dir.join("prometheus.log");
+        let spawned = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn();
+        match spawned {
+            Ok(child) => Some(Prometheus { child, addr, log }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("skipped: prometheus not found (apt-get install prometheus)");
+                None
+            }
+            Err(e) => panic!("starting prometheus: {e}"),
+        }
+    }
+
+    /// Polls an instant query until `accept` likes the JSON answer; returns
+    /// the last answer on timeout as the error.
+    pub fn query_until(
+        &self,
+        query: &str,
+        timeout: Duration,
+        accept: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value, String> {
+        let path = format!("/api/v1/query?query={}", urlencode(query));
+        let end = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < end {
+            if let Ok((200, body)) = http_get(self.addr, &path) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+                    if accept(&v) {
+                        return Ok(v);
+                    }
+                }
+                last = body;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(format!(
+            "last answer to {query}: {last}\nprometheus log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        ))
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -288,3 +288,76 @@ fn alert(t: &Tracked, tier: &BurnTier, starts_at: u64, burn: String) -> Alert {
         starts_at,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Manual(AtomicU64);
+
+    impl Clock for Manual {
+        fn now(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn ticks_read_counter_deltas_and_raise_one_alert_per_firing_tier() {
+        let config = crate::config::load_str(
+            "t.yaml",
+            "clusters: { c: { bootstrap: 'k:9092' } }\nprobes:\n  - { name: p, type: heartbeat, cluster: c, topic: t, slos: [ { sli: delivery, objective: 99.9% } ] }\n",
+            &|_| None,
+        )
+        .expect("config");
+        let metrics = Metrics::new(&[]).expect("metrics");
+        let clock = Arc::new(Manual(AtomicU64::new(1_800_000_000)));
+        let good = metrics.sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "good");
+        let bad = metrics.sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "bad");
+        // Counts from before the evaluator existed are not events of its windows.
+        good.inc_by(5);
+        let mut ev = Evaluator::new(&config, &metrics, clock.clone());
+        let alerts = ev.alerts();
+        ev.tick();
+        assert_eq!(
+            ev.status.read().map(|s| s[0].windows[0].total).unwrap_or(9),
+            0
+        );
+        assert!(alerts.borrow().is_empty());
+
+        good.inc_by(900);
+        bad.inc_by(100);
+        ev.tick();
+        let status = ev.status.read().map(|s| s[0].clone()).expect("status");
+        assert_eq!(status.slo, "p:heartbeat:delivery");
+        assert_eq!(
+            (status.windows[0].good, status.windows[0].total),
+            (900, 1000)
+        );
+        assert!((status.windows[0].burn_rate.unwrap_or(0.0) - 100.0).abs() < 1e-6);
+        // 10% errors burns every tier.
+        let firing = alerts.borrow().clone();
+        assert_eq!(firing.len(), 4);
+        assert!(firing
+            .iter()
+            .all(|a| a.labels["slo"] == "p:heartbeat:delivery"));
+        let windows: Vec<_> = firing
+            .iter()
+            .map(|a| a.labels["long_window"].as_str())
+            .collect();
+        assert_eq!(windows, ["1h", "6h", "1d", "3d"]);
+        assert_eq!(firing[0].starts_at, 1_800_000_000);
+
+        // Ten clean minutes later the 5m window is clean (the 30m one still
+        // holds the errors): the fast page resolves, the others keep firing.
+        clock.0.fetch_add(600, Ordering::Relaxed);
+        good.inc_by(10_000);
+        ev.tick();
+        let windows: Vec<String> = alerts
+            .borrow()
+            .iter()
+            .map(|a| a.labels["long_window"].clone())
+            .collect();
+        assert_eq!(windows, ["6h", "1d", "3d"]);
+    }
+}

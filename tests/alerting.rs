@@ -234,3 +234,58 @@ async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
     drop(pipeline);
     drop(cluster);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_alertmanager_never_stalls_probing_or_evaluation() {
+    // A port nothing listens on.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let cluster =
+        DemoCluster::start(&demo::config("127.0.0.1:9092").expect("demo config")).expect("cluster");
+    let bootstrap = cluster.bootstrap();
+    let mut config = demo::config(&bootstrap).expect("demo config");
+    config.alertmanager = Some(Alertmanager {
+        url: format!("http://{closed}/"),
+    });
+    let cancel = CancellationToken::new();
+    let pipeline = DemoPipeline::start(&bootstrap, &cancel).expect("pipeline");
+    pipeline.enrich.control().update(|f| f.drop_every = 1);
+    let clock = Arc::new(Fast {
+        start: Instant::now(),
+        base: slaprobe::evaluator::SystemClock.now(),
+        scale: 60.0,
+    });
+    let mut app = App::build_with_clock(&config, clock).expect("app");
+    app.eval_tick = Duration::from_millis(250);
+    let r = Running::start_app(app).await;
+    let slo = "orders-enrichment:enriched:delivery";
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            r.metric(
+                "slaprobe_slo_alert_firing",
+                &[("slo", slo), ("severity", "page")],
+            ) == 1.0
+        })
+        .await,
+        "the evaluator pages although nothing receives it"
+    );
+    let delivered = r.metric(
+        "slaprobe_canaries_delivered_total",
+        &[("output", "heartbeat")],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            r.metric(
+                "slaprobe_canaries_delivered_total",
+                &[("output", "heartbeat")],
+            ) > delivered + 10.0
+        })
+        .await,
+        "probing goes on"
+    );
+    r.stop().await;
+    cancel.cancel();
+    drop(pipeline);
+    drop(cluster);
+}

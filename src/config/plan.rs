@@ -213,7 +213,11 @@ fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {
         if let Some(t) = slo.threshold {
             write!(out, ", threshold {}", format_duration(t))?;
         }
-        writeln!(out)?;
+        writeln!(
+            out,
+            ", alerts need >= {} events per window",
+            slo.min_events.max(1)
+        )?;
         for t in burn_tiers(slo.period) {
             writeln!(
                 out,

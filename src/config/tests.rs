@@ -459,7 +459,7 @@ fn plan_of_spec_example_redacts_and_shows_tiers() {
     assert!(plan.contains("alertmanager: https://<redacted>@alertmanager:9093\n"));
     assert!(
         plan.contains(
-            "      primary-heartbeat:heartbeat:availability: objective 99.95%, period 30d\n\
+            "      primary-heartbeat:heartbeat:availability: objective 99.95%, period 30d, alerts need >= 10 events per window\n\
          \x20       page   burn rate >= 14.4 over 1h and 5m\n\
          \x20       page   burn rate >= 6 over 6h and 30m\n\
          \x20       ticket burn rate >= 3 over 1d and 2h\n\
@@ -468,7 +468,7 @@ fn plan_of_spec_example_redacts_and_shows_tiers() {
         "{plan}"
     );
     assert!(plan.contains(
-        "      orders-enrichment:enriched:latency: objective 99%, period 30d, threshold 5s\n"
+        "      orders-enrichment:enriched:latency: objective 99%, period 30d, threshold 5s, alerts need >= 10 events per window\n"
     ));
     assert!(plan.contains(
         "      enriched: cluster primary, topic orders.enriched, match json /order_id, expect exactly_once\n"

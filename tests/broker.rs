@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http_get, metric};
+use common::{http_get, metric, poll_until};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -29,20 +29,6 @@ fn bootstrap() -> Option<String> {
         eprintln!("skipped: set {BOOTSTRAP_VAR} to a broker address to run the real-broker tests");
     }
     b
-}
-
-/// Polls `cond` every 100 ms until it holds or `timeout` passes.
-fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A free loopback port (bound and released; the window for a race is tiny).

@@ -148,20 +148,10 @@ impl Input {
     pub(crate) async fn fetch_layout(&self) -> Result<TopicLayout, MetadataError> {
         let producer = self.producer.clone();
         let topic = self.topic.clone();
-        let result =
-            tokio::task::spawn_blocking(move || kafka::fetch_layout(producer.client(), &topic))
-                .await
-                .unwrap_or_else(|e| Err(MetadataError::Task(e.to_string())));
-        if result
-            .as_ref()
-            .err()
-            .is_none_or(MetadataError::cluster_answered)
-        {
-            self.shared
-                .readiness
-                .cluster_has_metadata(&self.cluster.name);
-        }
-        result
+        super::fetch_layout(&self.shared, &self.cluster.name, move || {
+            kafka::fetch_layout(producer.client(), &topic)
+        })
+        .await
     }
 
     /// Waits until the topic exists (creating or growing it when

@@ -30,7 +30,7 @@ use tracing::{info, warn};
 use crate::canary::{Matched, RunId, ID_HEADER};
 use crate::config::{Cluster, Config, Expect, MatchRule, Probe, ProbeKind, HEARTBEAT_OUTPUT};
 use crate::http::Readiness;
-use crate::kafka::TopicLayout;
+use crate::kafka::{MetadataError, TopicLayout};
 use crate::latency::{LatencyWindow, WINDOWS};
 use crate::metrics::{InputMetrics, Metrics, OutputMetrics};
 use crate::tracker::{Arrival, Outcome, Tracker};
@@ -88,6 +88,27 @@ impl Backoff {
         self.attempt = self.attempt.saturating_add(1);
         cap.mul_f64(0.5 + rand::random::<f64>() * 0.5)
     }
+}
+
+/// Reads a topic's layout with `fetch` (which owns its client) off the
+/// async runtime, and marks `cluster` as answering when it did — even if
+/// the topic does not exist.
+async fn fetch_layout(
+    shared: &Shared,
+    cluster: &str,
+    fetch: impl FnOnce() -> Result<TopicLayout, MetadataError> + Send + 'static,
+) -> Result<TopicLayout, MetadataError> {
+    let result = tokio::task::spawn_blocking(fetch)
+        .await
+        .unwrap_or_else(|e| Err(MetadataError::Task(e.to_string())));
+    if result
+        .as_ref()
+        .err()
+        .is_none_or(MetadataError::cluster_answered)
+    {
+        shared.readiness.cluster_has_metadata(cluster);
+    }
+    result
 }
 
 /// Sleeps `d` unless cancelled first; true when cancelled.

@@ -65,18 +65,10 @@ impl Output {
     pub(crate) async fn fetch_layout(&self, shared: &Shared) -> Result<TopicLayout, MetadataError> {
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
-        let result =
-            tokio::task::spawn_blocking(move || kafka::fetch_layout(consumer.client(), &topic))
-                .await
-                .unwrap_or_else(|e| Err(MetadataError::Task(e.to_string())));
-        if result
-            .as_ref()
-            .err()
-            .is_none_or(MetadataError::cluster_answered)
-        {
-            shared.readiness.cluster_has_metadata(&self.cluster);
-        }
-        result
+        super::fetch_layout(shared, &self.cluster, move || {
+            kafka::fetch_layout(consumer.client(), &topic)
+        })
+        .await
     }
 
     /// Waits until the output topic exists (slaprobe never creates a

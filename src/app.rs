@@ -96,6 +96,9 @@ impl App {
                 ProbeRunner::build(p, config, run, &metrics, readiness.clone(), losses.clone())
             })
             .collect::<Result<_, _>>()?;
+        if let Some(dir) = &config.state_dir {
+            warn!(state_dir = %dir.display(), "state_dir is not used by this version: restarts lose in-flight canaries (their late arrivals count as foreign) and SLO windows");
+        }
         let evaluator = Evaluator::new(config, &metrics, clock);
         let pusher = config
             .alertmanager

@@ -247,6 +247,21 @@ pub async fn ensure_topic(
     }
 }
 
+/// A delivery report for a message purged by the producer's own shutdown.
+pub fn is_purge(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+    )
+}
+
+/// Whether the client is unusable for good (idempotent producers can hit
+/// such errors, e.g. after an unclean leader election); only a new client
+/// recovers.
+pub fn is_fatal(error: &KafkaError) -> bool {
+    matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal))
+}
+
 /// Maps a produce error onto the fixed `error` label set.
 pub fn classify(error: &KafkaError) -> ProduceError {
     use RDKafkaErrorCode as C;
@@ -264,6 +279,7 @@ pub fn classify(error: &KafkaError) -> ProduceError {
             ProduceError::Transport
         }
         Some(C::MessageSizeTooLarge) => ProduceError::MessageTooLarge,
+        Some(C::Fatal) => ProduceError::Fatal,
         _ => ProduceError::Other,
     }
 }

@@ -39,11 +39,13 @@ pub enum ProduceError {
     /// Brokers unreachable.
     Transport,
     MessageTooLarge,
+    /// The producer hit a fatal error and is being replaced.
+    Fatal,
     Other,
 }
 
 impl ProduceError {
-    pub const ALL: [ProduceError; 8] = [
+    pub const ALL: [ProduceError; 9] = [
         ProduceError::Timeout,
         ProduceError::QueueFull,
         ProduceError::UnknownPartition,
@@ -51,6 +53,7 @@ impl ProduceError {
         ProduceError::Authorization,
         ProduceError::Transport,
         ProduceError::MessageTooLarge,
+        ProduceError::Fatal,
         ProduceError::Other,
     ];
 
@@ -63,6 +66,7 @@ impl ProduceError {
             ProduceError::Authorization => "authorization",
             ProduceError::Transport => "transport",
             ProduceError::MessageTooLarge => "message_too_large",
+            ProduceError::Fatal => "fatal",
             ProduceError::Other => "other",
         }
     }

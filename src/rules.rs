@@ -130,7 +130,7 @@ pub fn burn_expr(probe: &str, slo: &Slo, tier: &BurnTier) -> String {
 pub fn no_canaries_expr(probe: &str) -> String {
     let sel = format!("{{probe={}}}", promql_str(probe));
     format!(
-        "absent(slaprobe_canaries_sent_total{sel}) or sum by (probe) \
+        "absent(slaprobe_canaries_sent_total{sel}) or sum without (cluster, topic) \
          (increase(slaprobe_canaries_sent_total{sel}[{NO_CANARIES_WINDOW}])) == 0"
     )
 }
@@ -164,8 +164,11 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
     let all = "slaprobe_sli_events_total";
     let bad = "slaprobe_sli_events_total{outcome=\"bad\"}";
     for (w, _) in WINDOWS {
-        let events = format!("sum by (probe, output, sli) (increase({all}[{w}]))");
-        let bad_events = format!("sum by (probe, output, sli) (increase({bad}[{w}]))");
+        // `without (outcome)`, not `by (probe, output, sli)`: each prober
+        // instance (job, instance) keeps its own series, so a region's
+        // outage is not diluted by the healthy probers of other regions.
+        let events = format!("sum without (outcome) (increase({all}[{w}]))");
+        let bad_events = format!("sum without (outcome) (increase({bad}[{w}]))");
         writeln!(out, "      - record: slaprobe:sli_events:increase{w}")?;
         writeln!(out, "        expr: {}", yaml_str(&events))?;
         writeln!(out, "      - record: slaprobe:sli_error:ratio_rate{w}")?;

@@ -316,3 +316,50 @@ async fn brokers_leading_no_probed_partition_are_uncovered() {
     assert_eq!(r.metric("slaprobe_cluster_brokers_uncovered", &labels), 2.0);
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_idempotent_producer_error_is_recovered_without_a_restart() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("slaprobe=warn")
+        .try_init();
+    let mock = cluster();
+    let config = heartbeat_config(
+        &mock.bootstrap_servers(),
+        TOPIC,
+        Duration::from_millis(100),
+        Duration::from_secs(3),
+    );
+    let r = Running::start(&config).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            r.metric("slaprobe_canaries_delivered_total", &[]) > 10.0
+        })
+        .await
+    );
+    // The broker says the head-of-line batch is out of sequence: librdkafka
+    // declares the idempotent producer's state lost — a fatal error.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            r.metric("slaprobe_produce_errors_total", &[("error", "fatal")]) > 0.0
+        })
+        .await,
+        "the fatal error is counted:\n{}",
+        String::from_utf8_lossy(&r.metrics.render())
+    );
+    let delivered = r.metric("slaprobe_canaries_delivered_total", &[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            r.metric("slaprobe_canaries_delivered_total", &[]) > delivered + 20.0
+        })
+        .await,
+        "a new producer delivers again:\n{}",
+        String::from_utf8_lossy(&r.metrics.render())
+    );
+    r.stop().await;
+}

@@ -94,7 +94,11 @@ fn write_plan(out: &mut String, c: &Config) -> std::fmt::Result {
     }
     writeln!(out, "server: listen {}", c.server.listen)?;
     match &c.state_dir {
-        Some(d) => writeln!(out, "state_dir: {}", d.display())?,
+        Some(d) => writeln!(
+            out,
+            "state_dir: {} (not used by this version: restarts still lose in-flight canaries and SLO windows)",
+            d.display()
+        )?,
         None => writeln!(
             out,
             "state_dir: none (restarts lose in-flight canaries and SLO windows)"

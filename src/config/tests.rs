@@ -1074,3 +1074,17 @@ probes:
         "test.yaml:13:64: probes[0].slos[1].output: output `audit` expects `none` (a filter drops the canary): it has no latency to measure"
     );
 }
+
+#[test]
+fn huge_durations_are_refused() {
+    assert_eq!(
+        err(&format!("{HB}    deadline: 100000y\n")),
+        "test.yaml:9:15: probes[0].deadline: must be at most 1d (slaprobe probes streams), got 36525000d"
+    );
+    assert_eq!(
+        err(&format!(
+            "{HB}    slos:\n      - {{ sli: delivery, objective: 99%, period: 400d }}\n"
+        )),
+        "test.yaml:10:50: probes[0].slos[0].period: must be at most 365d, got 400d"
+    );
+}

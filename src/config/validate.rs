@@ -28,6 +28,11 @@ pub(crate) const MAX_PAYLOAD_BYTES: u64 = 1_048_576;
 pub(crate) const DEFAULT_PERIOD: Duration = Duration::from_secs(30 * 86_400);
 /// Shorter periods make the 1d and 3d burn-rate windows meaningless.
 pub(crate) const MIN_PERIOD: Duration = Duration::from_secs(86_400);
+/// Longest SLO period: the evaluator keeps an hour bucket per hour of it.
+const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
+/// Longest interval or deadline: slaprobe probes streams, and the clocks
+/// and queues it sizes from them stay sane.
+const MAX_PROBE_DURATION: Duration = Duration::from_secs(86_400);
 /// Kafka's limit on topic name length.
 const MAX_TOPIC_LEN: usize = 249;
 /// Headers slaprobe itself sets on every canary (SPEC §3).
@@ -324,6 +329,16 @@ impl<'a> Validator<'a> {
         match self.duration(at, key, s) {
             Some(d) if d.is_zero() => {
                 self.err(at.at_val(key, "must be greater than 0"));
+                fallback
+            }
+            Some(d) if d > MAX_PROBE_DURATION => {
+                self.err(at.at_val(
+                    key,
+                    format!(
+                        "must be at most 1d (slaprobe probes streams), got {}",
+                        format_duration(d)
+                    ),
+                ));
                 fallback
             }
             Some(d) => d,
@@ -854,6 +869,13 @@ impl<'a> Validator<'a> {
             let period = match &rs.period {
                 None => DEFAULT_PERIOD,
                 Some(s) => match self.duration(&sat, "period", s) {
+                    Some(p) if p > MAX_PERIOD => {
+                        self.err(sat.at_val(
+                            "period",
+                            format!("must be at most 365d, got {}", format_duration(p)),
+                        ));
+                        DEFAULT_PERIOD
+                    }
                     Some(p) if p < MIN_PERIOD => {
                         self.err(sat.at_val(
                             "period",

@@ -3,6 +3,7 @@
 //! management.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -51,9 +52,19 @@ impl Payload {
 /// Receives librdkafka's delivery reports on its producer thread.
 pub(crate) struct ProduceContext {
     shared: Arc<Shared>,
+    /// Set when librdkafka reports a fatal error: the producer must be
+    /// replaced (see [`ProducerSlot`]).
+    fatal: Arc<AtomicBool>,
 }
 
-impl ClientContext for ProduceContext {}
+impl ClientContext for ProduceContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if kafka::is_fatal(&error) {
+            self.fatal.store(true, Ordering::Relaxed);
+        }
+        tracing::error!(probe = %self.shared.name, error = %error, reason, "producer error");
+    }
+}
 
 impl ProducerContext for ProduceContext {
     /// (partition, seq, send time) of the canary.
@@ -61,12 +72,71 @@ impl ProducerContext for ProduceContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
         let (partition, seq, sent) = *opaque;
+        if let Err((e, _)) = result {
+            if kafka::is_fatal(e) {
+                self.fatal.store(true, Ordering::Relaxed);
+            }
+        }
         self.shared.ack(
             partition,
             seq,
             sent,
             result.as_ref().map(|_| ()).map_err(|(e, _)| e),
         );
+    }
+}
+
+type Client = ThreadedProducer<ProduceContext>;
+
+/// The producer, replaceable: an idempotent producer that hits a fatal
+/// error fails every produce until it is recreated, and the prober must
+/// recover by itself (SPEC §6).
+pub(crate) struct ProducerSlot {
+    current: RwLock<Arc<Client>>,
+    fatal: Arc<AtomicBool>,
+    config: rdkafka::config::ClientConfig,
+    shared: Arc<Shared>,
+}
+
+impl ProducerSlot {
+    fn create(
+        config: &rdkafka::config::ClientConfig,
+        shared: &Arc<Shared>,
+        fatal: &Arc<AtomicBool>,
+    ) -> rdkafka::error::KafkaResult<Client> {
+        config.create_with_context(ProduceContext {
+            shared: shared.clone(),
+            fatal: fatal.clone(),
+        })
+    }
+
+    pub(crate) fn get(&self) -> Arc<Client> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the producer after a fatal error; the old one is dropped
+    /// off the async runtime (dropping purges and joins its thread).
+    async fn recover(&self) {
+        if !self.fatal.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        match Self::create(&self.config, &self.shared, &self.fatal) {
+            Ok(fresh) => {
+                let old = std::mem::replace(
+                    &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
+                    Arc::new(fresh),
+                );
+                warn!(probe = %self.shared.name, "producer hit a fatal error; replaced it");
+                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+            }
+            Err(e) => {
+                self.fatal.store(true, Ordering::Relaxed);
+                warn!(probe = %self.shared.name, error = %e, "recreating the producer failed; retrying");
+            }
+        }
     }
 }
 
@@ -82,7 +152,7 @@ pub(crate) struct Input {
     /// are produced to, so no canary is sent where nobody looks yet.
     same_topic_outputs: Vec<usize>,
     shared: Arc<Shared>,
-    producer: Arc<ThreadedProducer<ProduceContext>>,
+    producer: Arc<ProducerSlot>,
     admin: Option<AdminClient<DefaultClientContext>>,
     /// Partitions canaries go to.
     partitions: Arc<RwLock<Arc<Vec<i32>>>>,
@@ -115,12 +185,16 @@ impl Input {
             .as_nanos()
             .div_ceil(probe.interval.as_nanos().max(1));
         let queue_bound = per_partition.saturating_mul(1024).clamp(1_000, 1_000_000) as usize;
-        let producer: ThreadedProducer<ProduceContext> =
-            kafka::producer_config(cluster, probe.deadline, queue_bound)
-                .create_with_context(ProduceContext {
-                    shared: shared.clone(),
-                })
-                .map_err(client_err("producer"))?;
+        let config = kafka::producer_config(cluster, probe.deadline, queue_bound);
+        let fatal = Arc::new(AtomicBool::new(false));
+        let producer =
+            ProducerSlot::create(&config, &shared, &fatal).map_err(client_err("producer"))?;
+        let producer = ProducerSlot {
+            current: RwLock::new(Arc::new(producer)),
+            fatal,
+            config,
+            shared: shared.clone(),
+        };
         let admin = match topic_management {
             Some(_) => Some(
                 kafka::admin_config(cluster)
@@ -146,7 +220,7 @@ impl Input {
     }
 
     pub(crate) async fn fetch_layout(&self) -> Result<TopicLayout, MetadataError> {
-        let producer = self.producer.clone();
+        let producer = self.producer.get();
         let topic = self.topic.clone();
         super::fetch_layout(&self.shared, &self.cluster.name, move || {
             kafka::fetch_layout(producer.client(), &topic)
@@ -218,7 +292,7 @@ impl Input {
             // The producer's own metadata cache must know new partitions, or
             // librdkafka rejects produces to them (unknown partition) until
             // its next periodic refresh.
-            let producer = self.producer.clone();
+            let producer = self.producer.get();
             let topic = self.topic.clone();
             let refreshed = tokio::task::spawn_blocking(move || {
                 producer
@@ -283,6 +357,8 @@ impl Input {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep_until(next) => {}
                 }
+                producer.recover().await;
+                let client = producer.get();
                 let parts = partitions.read().unwrap_or_else(|e| e.into_inner()).clone();
                 if parts.is_empty() {
                     next += interval;
@@ -296,7 +372,7 @@ impl Input {
                     rr = rr.wrapping_add(1);
                     send_one(
                         &shared,
-                        &producer,
+                        &client,
                         &payload,
                         &topic,
                         partition,
@@ -314,14 +390,14 @@ impl Input {
     }
 
     pub(crate) async fn flush(&self, grace: Duration) {
-        let producer = self.producer.clone();
+        let producer = self.producer.get();
         let _ = tokio::task::spawn_blocking(move || producer.flush(grace)).await;
     }
 }
 
 fn send_one(
     shared: &Shared,
-    producer: &ThreadedProducer<ProduceContext>,
+    producer: &Client,
     payload: &Payload,
     topic: &str,
     partition: i32,
@@ -386,6 +462,9 @@ fn send_one(
         .timestamp((sent_ns / 1_000_000) as i64)
         .headers(headers);
     if let Err((e, _)) = producer.send(record) {
+        if kafka::is_fatal(&e) {
+            producer.context().fatal.store(true, Ordering::Relaxed);
+        }
         shared.ack(partition, seq, now, Err(&e));
     }
 }

@@ -217,6 +217,11 @@ impl Recorder {
                 m.delivery_good.inc();
                 self.readiness.probe_matched(&self.probe);
             }
+            // It leaked after all, only slowly: still a leak.
+            (Expect::None, Outcome::Late { .. }) => {
+                m.late.inc();
+                m.delivery_bad.inc();
+            }
             (
                 _,
                 Outcome::Delivered {
@@ -309,6 +314,8 @@ impl Shared {
                     .metrics
                     .acked(leader, now.saturating_duration_since(sent));
             }
+            // Purged by our own shutdown: not the cluster's failure.
+            Err(e) if crate::kafka::is_purge(e) => {}
             Err(e) => {
                 input.metrics.produce_failed(crate::kafka::classify(e));
                 tracing::debug!(probe = %self.name, partition, seq, error = %e, "produce failed");
@@ -360,6 +367,15 @@ impl Shared {
             }
         }
         input.metrics.in_flight.set(in_flight as i64);
+    }
+
+    /// Output `index`'s foreign-record counter (a handle: incrementing it
+    /// needs no lock).
+    fn foreign_counter(&self, index: usize) -> Option<prometheus::IntCounter> {
+        self.lock()
+            .outputs
+            .get(index)
+            .map(|o| o.rec.metrics.foreign.clone())
     }
 
     /// Partitions of output `index` its consumer is assigned.
@@ -544,17 +560,25 @@ impl ProbeRunner {
                 _ = cancel.cancelled() => break,
                 _ = refresh.tick() => {}
             }
-            for o in &self.outputs {
-                match o.fetch_layout(&self.shared).await {
-                    Ok(layout) => o.follow(layout, &self.shared).await,
-                    Err(e) => warn!(probe = %name, output = %o.name, error = %e,
-                        "refreshing output topic metadata failed; keeping the last known layout"),
+            // Metadata calls against a dead cluster can take a while; a
+            // shutdown does not wait for the round to finish.
+            let round = async {
+                for o in &self.outputs {
+                    match o.fetch_layout(&self.shared).await {
+                        Ok(layout) => o.follow(layout, &self.shared).await,
+                        Err(e) => warn!(probe = %name, output = %o.name, error = %e,
+                            "refreshing output topic metadata failed; keeping the last known layout"),
+                    }
                 }
-            }
-            match self.input.fetch_layout().await {
-                Ok(layout) => self.input.follow(layout).await,
-                Err(e) => warn!(probe = %name, error = %e,
-                    "refreshing input topic metadata failed; keeping the last known layout"),
+                match self.input.fetch_layout().await {
+                    Ok(layout) => self.input.follow(layout).await,
+                    Err(e) => warn!(probe = %name, error = %e,
+                        "refreshing input topic metadata failed; keeping the last known layout"),
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = round => {}
             }
         }
 

@@ -3,7 +3,8 @@
 //! thread that classifies every record it reads.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::canary::{Matched, Matcher, RunId};
+use crate::canary::{Foreign, Matched, Matcher, RunId};
 use crate::config::{Cluster, MatchRule, Probe};
 use crate::kafka::{self, MetadataError, TopicLayout};
 
@@ -30,6 +31,8 @@ pub(crate) struct Output {
     topic: String,
     matcher: Arc<Matcher>,
     consumer: Arc<BaseConsumer>,
+    /// The output topic's partitions when first seen.
+    first_layout: OnceLock<BTreeSet<i32>>,
 }
 
 impl Output {
@@ -59,6 +62,7 @@ impl Output {
             topic,
             matcher: Arc::new(Matcher::new(rule, &probe.name, run)),
             consumer: Arc::new(consumer),
+            first_layout: OnceLock::new(),
         })
     }
 
@@ -94,6 +98,12 @@ impl Output {
     /// Assigns partitions not yet assigned, from their current end offsets.
     pub(crate) async fn follow(&self, layout: TopicLayout, shared: &Shared) {
         let assigned = shared.assigned(self.index);
+        let current: BTreeSet<i32> = layout.partitions.iter().map(|(p, _)| *p).collect();
+        // Partitions that appeared after start are read from their
+        // beginning: the pipeline may have written canaries to them before
+        // this refresh found them (they are new, so that is little data).
+        // Those present at start are read from their end.
+        let at_start = self.first_layout.get_or_init(|| current.clone());
         let new: Vec<i32> = layout
             .partitions
             .iter()
@@ -105,9 +115,15 @@ impl Output {
         }
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
-        let added = tokio::task::spawn_blocking(move || assign_from_end(&consumer, &topic, &new))
-            .await
-            .unwrap_or_default();
+        let from_beginning: BTreeSet<i32> = new
+            .iter()
+            .copied()
+            .filter(|p| !at_start.contains(p))
+            .collect();
+        let added =
+            tokio::task::spawn_blocking(move || assign(&consumer, &topic, &new, &from_beginning))
+                .await
+                .unwrap_or_default();
         if !added.is_empty() {
             info!(probe = %self.probe, output = %self.name, topic = %self.topic, partitions = ?added, "consuming partitions");
             let mut st = shared.lock();
@@ -125,6 +141,9 @@ impl Output {
         let consumer = self.consumer.clone();
         let matcher = self.matcher.clone();
         let index = self.index;
+        // Foreign records (possibly most of a busy topic) are counted here,
+        // without taking the probe's lock.
+        let foreign = shared.foreign_counter(index);
         let spawned = std::thread::Builder::new()
             .name(format!("consume-{}-{}", self.probe, self.name))
             .spawn(move || {
@@ -133,14 +152,27 @@ impl Output {
                         None => {}
                         Some(Ok(msg)) => {
                             let now = Instant::now();
-                            let matched: Matched = matcher.classify(
-                                msg.key(),
-                                msg.payload(),
-                                msg.headers()
-                                    .into_iter()
-                                    .flat_map(|h| h.iter().map(|h| (h.key, h.value))),
-                            );
-                            shared.arrival(index, matched, now);
+                            // rdkafka's header iterator panics on a header
+                            // name that is not UTF-8; such a record is
+                            // foreign, and must not take the thread down.
+                            let matched = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                matcher.classify(
+                                    msg.key(),
+                                    msg.payload(),
+                                    msg.headers()
+                                        .into_iter()
+                                        .flat_map(|h| h.iter().map(|h| (h.key, h.value))),
+                                )
+                            }))
+                            .unwrap_or(Matched::Foreign(Foreign::Malformed));
+                            match matched {
+                                Matched::Foreign(_) => {
+                                    if let Some(c) = &foreign {
+                                        c.inc();
+                                    }
+                                }
+                                ours => shared.arrival(index, ours, now),
+                            }
                         }
                         Some(Err(e)) => debug!(probe = %shared.name, error = %e, "consume error"),
                     }
@@ -156,13 +188,28 @@ impl Output {
     }
 }
 
-/// Assigns `partitions` from their current end offsets; returns those that
-/// were assigned (a partition whose offsets cannot be read now is retried
-/// at the next layout refresh rather than guessed at).
-fn assign_from_end(consumer: &BaseConsumer, topic: &str, partitions: &[i32]) -> BTreeSet<i32> {
+/// Assigns `partitions`, those in `from_beginning` from their first offset
+/// and the others from their current end; returns those that were assigned
+/// (a partition whose end cannot be read now is retried at the next layout
+/// refresh rather than guessed at).
+fn assign(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    from_beginning: &BTreeSet<i32>,
+) -> BTreeSet<i32> {
     let mut tpl = TopicPartitionList::new();
     let mut added = BTreeSet::new();
     for &p in partitions {
+        if from_beginning.contains(&p) {
+            if tpl
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .is_ok()
+            {
+                added.insert(p);
+            }
+            continue;
+        }
         match consumer.fetch_watermarks(topic, p, kafka::METADATA_TIMEOUT) {
             Ok((_, high)) => {
                 if tpl

@@ -99,6 +99,33 @@ fn am_alerts(am: &Alertmanager_, slo: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The demo (cluster, simulated pipeline, its config) with the enrichment
+/// job dropping everything, alerts pushed to `alertmanager`, and SLO time
+/// running 60x with a 250 ms evaluation tick.
+async fn dropping_demo(
+    alertmanager: &str,
+) -> (DemoCluster, DemoPipeline, CancellationToken, Running) {
+    let cluster =
+        DemoCluster::start(&demo::config("127.0.0.1:9092").expect("demo config")).expect("cluster");
+    let bootstrap = cluster.bootstrap();
+    let mut config = demo::config(&bootstrap).expect("demo config");
+    config.alertmanager = Some(Alertmanager {
+        url: alertmanager.to_string(),
+    });
+    let cancel = CancellationToken::new();
+    let pipeline = DemoPipeline::start(&bootstrap, &cancel).expect("pipeline");
+    pipeline.enrich.control().update(|f| f.drop_every = 1);
+    let clock = Arc::new(Fast {
+        start: Instant::now(),
+        base: slaprobe::evaluator::SystemClock.now(),
+        scale: 60.0,
+    });
+    let mut app = App::build_with_clock(&config, clock).expect("app");
+    app.eval_tick = Duration::from_millis(250);
+    let r = Running::start_app(app).await;
+    (cluster, pipeline, cancel, r)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
     let _ = tracing_subscriber::fmt()
@@ -114,25 +141,7 @@ async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
         .await,
         "alertmanager ready"
     );
-    let cluster =
-        DemoCluster::start(&demo::config("127.0.0.1:9092").expect("demo config")).expect("cluster");
-    let bootstrap = cluster.bootstrap();
-    let mut config = demo::config(&bootstrap).expect("demo config");
-    config.alertmanager = Some(Alertmanager {
-        url: format!("http://{}/", am.addr),
-    });
-    let cancel = CancellationToken::new();
-    let pipeline = DemoPipeline::start(&bootstrap, &cancel).expect("pipeline");
-    pipeline.enrich.control().update(|f| f.drop_every = 1);
-
-    let clock = Arc::new(Fast {
-        start: Instant::now(),
-        base: slaprobe::evaluator::SystemClock.now(),
-        scale: 60.0,
-    });
-    let mut app = App::build_with_clock(&config, clock).expect("app");
-    app.eval_tick = Duration::from_millis(250);
-    let r = Running::start_app(app).await;
+    let (cluster, pipeline, cancel, r) = dropping_demo(&format!("http://{}/", am.addr)).await;
 
     let slo = "orders-enrichment:enriched:delivery";
     let paged = wait_until(Duration::from_secs(60), || {
@@ -241,24 +250,7 @@ async fn an_unreachable_alertmanager_never_stalls_probing_or_evaluation() {
     let closed = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port");
-    let cluster =
-        DemoCluster::start(&demo::config("127.0.0.1:9092").expect("demo config")).expect("cluster");
-    let bootstrap = cluster.bootstrap();
-    let mut config = demo::config(&bootstrap).expect("demo config");
-    config.alertmanager = Some(Alertmanager {
-        url: format!("http://{closed}/"),
-    });
-    let cancel = CancellationToken::new();
-    let pipeline = DemoPipeline::start(&bootstrap, &cancel).expect("pipeline");
-    pipeline.enrich.control().update(|f| f.drop_every = 1);
-    let clock = Arc::new(Fast {
-        start: Instant::now(),
-        base: slaprobe::evaluator::SystemClock.now(),
-        scale: 60.0,
-    });
-    let mut app = App::build_with_clock(&config, clock).expect("app");
-    app.eval_tick = Duration::from_millis(250);
-    let r = Running::start_app(app).await;
+    let (cluster, pipeline, cancel, r) = dropping_demo(&format!("http://{closed}/")).await;
     let slo = "orders-enrichment:enriched:delivery";
     assert!(
         wait_until(Duration::from_secs(60), || {

@@ -88,7 +88,7 @@ fn main() {
         ));
     }
     let cfg: Config = config::load_str("bench.yaml", &yaml, &|_| None).expect("config");
-    let metrics = Metrics::new(&[Duration::from_millis(100)]).expect("metrics");
+    let metrics = Metrics::new(&[Duration::from_millis(100)]);
     let mut handles = Vec::new();
     for p in &cfg.probes {
         let out = metrics.output(p, "heartbeat");

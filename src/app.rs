@@ -15,7 +15,7 @@ use crate::canary::RunId;
 use crate::config::{Config, Sli};
 use crate::evaluator::{Clock, Evaluator, SystemClock, EVAL_TICK};
 use crate::http::{self, ProbeHandles, Readiness, StatusSources};
-use crate::metrics::{Metrics, MetricsError};
+use crate::metrics::Metrics;
 use crate::probe::{ProbeError, ProbeRunner, RecentLosses};
 
 /// How long probes get to stop (flush, join threads) after cancellation.
@@ -25,8 +25,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub enum RunError {
     #[error(transparent)]
     Probe(#[from] ProbeError),
-    #[error(transparent)]
-    Metrics(#[from] MetricsError),
     #[error("cannot listen on {addr}: {error}")]
     Listen {
         addr: SocketAddr,
@@ -76,7 +74,7 @@ impl App {
             .filter(|s| s.sli == Sli::Latency)
             .filter_map(|s| s.threshold)
             .collect();
-        let metrics = Metrics::new(&thresholds)?;
+        let metrics = Metrics::new(&thresholds);
         let used_clusters: Vec<&str> = config
             .clusters
             .keys()

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::IntCounter;
+use crate::metrics::IntCounter;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -310,7 +310,7 @@ mod tests {
             &|_| None,
         )
         .expect("config");
-        let metrics = Metrics::new(&[]).expect("metrics");
+        let metrics = Metrics::new(&[]);
         let clock = Arc::new(Manual(AtomicU64::new(1_800_000_000)));
         let good = metrics.sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "good");
         let bad = metrics.sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "bad");

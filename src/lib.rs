@@ -13,6 +13,7 @@ pub mod canary;
 pub mod config;
 pub mod demo;
 pub mod evaluator;
+pub mod exposition;
 pub mod http;
 pub mod kafka;
 pub mod latency;

@@ -1,6 +1,6 @@
 //! Prometheus metrics (SPEC §4): the families, registered once, and the
 //! per-probe handles the hot paths hold so they never look a series up by
-//! string.
+//! string. Storage and text exposition are in `exposition`.
 //!
 //! Label values are bounded by construction: probe, output, cluster and topic
 //! names come from the configuration; `broker` and `partition` from cluster
@@ -9,10 +9,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+pub use crate::exposition::{Gauge, Histogram, IntCounter, IntGauge};
+use crate::exposition::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 use crate::config::{Expect, Probe, Sli};
 use crate::latency::{QUANTILES, WINDOWS};
@@ -98,114 +96,63 @@ pub struct Metrics {
     slo_firing: IntGaugeVec,
 }
 
-fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, MetricsError> {
-    let g = GaugeVec::new(Opts::new(name, help).namespace("slaprobe"), labels)?;
-    r.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("registering metrics: {0}")]
-pub struct MetricsError(#[from] prometheus::Error);
-
-fn counter(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntCounterVec, MetricsError> {
-    let c = IntCounterVec::new(Opts::new(name, help).namespace("slaprobe"), labels)?;
-    r.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
-fn histogram(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    buckets: Vec<f64>,
-) -> Result<HistogramVec, MetricsError> {
-    let h = HistogramVec::new(
-        HistogramOpts::new(name, help)
-            .namespace("slaprobe")
-            .buckets(buckets),
-        labels,
-    )?;
-    r.register(Box::new(h.clone()))?;
-    Ok(h)
+/// Every family's name starts with `slaprobe_`.
+fn name(n: &str) -> String {
+    format!("slaprobe_{n}")
 }
 
 impl Metrics {
     /// Registers every family. `thresholds` are the configured SLO latency
     /// thresholds; each becomes a bucket bound so latency SLIs can be computed
     /// exactly from the histograms.
-    pub fn new(thresholds: &[Duration]) -> Result<Metrics, MetricsError> {
-        let r = Registry::new();
+    pub fn new(thresholds: &[Duration]) -> Metrics {
+        let r = Registry::default();
         let mut buckets: Vec<f64> = LATENCY_BUCKETS.to_vec();
         buckets.extend(thresholds.iter().map(Duration::as_secs_f64));
+        buckets.retain(|b| b.is_finite() && *b > 0.0);
         buckets.sort_by(f64::total_cmp);
         buckets.dedup();
-        let outcome = |name: &str, help: &str| counter(&r, name, help, &["probe", "output"]);
-        let m = Metrics {
-            canaries_sent: counter(&r, "canaries_sent_total", "Canaries handed to the producer (produce attempted).", &["probe", "cluster", "topic"])?,
-            produce_errors: counter(&r, "produce_errors_total", "Canaries whose produce failed, by error class.", &["probe", "cluster", "topic", "error"])?,
-            delivered: outcome("canaries_delivered_total", "Acked canaries whose first arrival was before the deadline.")?,
-            lost: outcome("canaries_lost_total", "Acked canaries not seen by the deadline.")?,
-            late: outcome("canaries_late_total", "Canaries that arrived after being declared lost.")?,
-            duplicate: outcome("canaries_duplicate_total", "Canary arrivals after the first.")?,
-            out_of_order: outcome("canaries_out_of_order_total", "First arrivals with a lower seq than an earlier arrival from the same input partition.")?,
-            foreign: outcome("records_foreign_total", "Records on probed topics that are not this run's canaries (other traffic, other probers, earlier runs, malformed).")?,
-            in_flight: {
-                let g = IntGaugeVec::new(Opts::new("canaries_in_flight", "Canaries sent whose outcome is not known yet.").namespace("slaprobe"), &["probe"])?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
-            produce_latency: histogram(&r, "produce_latency_seconds", "Send to broker ack, by the partition's leader broker.", &["probe", "cluster", "broker"], buckets.clone())?,
-            e2e_latency: histogram(&r, "e2e_latency_seconds", "Send to first arrival at the output (monotonic clock).", &["probe", "output"], buckets)?,
-            e2e_quantile: {
-                let g = GaugeVec::new(Opts::new("e2e_latency_quantile_seconds", "End-to-end latency quantiles over a sliding window (HDR histogram).").namespace("slaprobe"), &["probe", "output", "quantile", "window"])?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
-            sli_events: counter(&r, "sli_events_total", "SLI events: good and bad, per SLI (SPEC §4).", &["probe", "output", "sli", "outcome"])?,
-            partition_delivered: counter(&r, "heartbeat_partition_delivered_total", "Heartbeat canaries delivered, per partition and its leader broker.", &["probe", "partition", "broker"])?,
-            brokers_uncovered: {
-                let g = IntGaugeVec::new(Opts::new("cluster_brokers_uncovered", "Brokers that lead no partition of the probe's topic, so no canary exercises them.").namespace("slaprobe"), &["cluster", "probe"])?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
-            slo_objective: gauge(&r, "slo_objective_ratio", "The SLO's objective, as a ratio.", &["slo"])?,
-            slo_error_ratio: gauge(&r, "slo_error_ratio", "Bad/total SLI events over the window (in-process evaluator).", &["slo", "window"])?,
-            slo_burn_rate: gauge(&r, "slo_burn_rate", "Error ratio over the window / (1 - objective).", &["slo", "window"])?,
-            slo_budget: gauge(&r, "slo_error_budget_remaining_ratio", "Share of the period's error budget left; negative when overspent.", &["slo"])?,
-            slo_firing: {
-                let g = IntGaugeVec::new(Opts::new("slo_alert_firing", "1 while a burn-rate alert of this severity fires for the SLO.").namespace("slaprobe"), &["slo", "severity"])?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
-            registry: r,
-        };
-        let build = IntGaugeVec::new(
-            Opts::new(
-                "build_info",
-                "Always 1; the version label says which build runs.",
-            )
-            .namespace("slaprobe"),
+        let counter =
+            |n: &str, help: &str, labels: &[&'static str]| r.counter_vec(&name(n), help, labels);
+        let gauge =
+            |n: &str, help: &str, labels: &[&'static str]| r.gauge_vec(&name(n), help, labels);
+        let int_gauge =
+            |n: &str, help: &str, labels: &[&'static str]| r.int_gauge_vec(&name(n), help, labels);
+        let outcome = |n: &str, help: &str| counter(n, help, &["probe", "output"]);
+        let build = int_gauge(
+            "build_info",
+            "Always 1; the version label says which build runs.",
             &["version"],
-        )?;
-        m.registry.register(Box::new(build.clone()))?;
+        );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        Ok(m)
+        Metrics {
+            canaries_sent: counter("canaries_sent_total", "Canaries handed to the producer (produce attempted).", &["probe", "cluster", "topic"]),
+            produce_errors: counter("produce_errors_total", "Canaries whose produce failed, by error class.", &["probe", "cluster", "topic", "error"]),
+            delivered: outcome("canaries_delivered_total", "Acked canaries whose first arrival was before the deadline."),
+            lost: outcome("canaries_lost_total", "Acked canaries not seen by the deadline."),
+            late: outcome("canaries_late_total", "Canaries that arrived after being declared lost."),
+            duplicate: outcome("canaries_duplicate_total", "Canary arrivals after the first."),
+            out_of_order: outcome("canaries_out_of_order_total", "First arrivals with a lower seq than an earlier arrival from the same input partition."),
+            foreign: outcome("records_foreign_total", "Records on probed topics that are not this run's canaries (other traffic, other probers, earlier runs, malformed)."),
+            in_flight: int_gauge("canaries_in_flight", "Canaries sent whose outcome is not known yet.", &["probe"]),
+            produce_latency: r.histogram_vec(&name("produce_latency_seconds"), "Send to broker ack, by the partition's leader broker.", &["probe", "cluster", "broker"], buckets.clone()),
+            e2e_latency: r.histogram_vec(&name("e2e_latency_seconds"), "Send to first arrival at the output (monotonic clock).", &["probe", "output"], buckets),
+            e2e_quantile: gauge("e2e_latency_quantile_seconds", "End-to-end latency quantiles over a sliding window (HDR histogram).", &["probe", "output", "quantile", "window"]),
+            sli_events: counter("sli_events_total", "SLI events: good and bad, per SLI (SPEC §4).", &["probe", "output", "sli", "outcome"]),
+            partition_delivered: counter("heartbeat_partition_delivered_total", "Heartbeat canaries delivered, per partition and its leader broker.", &["probe", "partition", "broker"]),
+            brokers_uncovered: int_gauge("cluster_brokers_uncovered", "Brokers that lead no partition of the probe's topic, so no canary exercises them.", &["cluster", "probe"]),
+            slo_objective: gauge("slo_objective_ratio", "The SLO's objective, as a ratio.", &["slo"]),
+            slo_error_ratio: gauge("slo_error_ratio", "Bad/total SLI events over the window (in-process evaluator).", &["slo", "window"]),
+            slo_burn_rate: gauge("slo_burn_rate", "Error ratio over the window / (1 - objective).", &["slo", "window"]),
+            slo_budget: gauge("slo_error_budget_remaining_ratio", "Share of the period's error budget left; negative when overspent.", &["slo"]),
+            slo_firing: int_gauge("slo_alert_firing", "1 while a burn-rate alert of this severity fires for the SLO.", &["slo", "severity"]),
+            registry: r.clone(),
+        }
     }
 
     /// The text exposition of every family.
     pub fn render(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(16 * 1024);
-        // Encoding into a Vec only fails on invalid metric families, which
-        // registration already ruled out.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        buf
+        self.registry.render().into_bytes()
     }
 
     /// The SLI counter the probes increment for (probe, output, sli,

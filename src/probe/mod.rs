@@ -371,7 +371,7 @@ impl Shared {
 
     /// Output `index`'s foreign-record counter (a handle: incrementing it
     /// needs no lock).
-    fn foreign_counter(&self, index: usize) -> Option<prometheus::IntCounter> {
+    fn foreign_counter(&self, index: usize) -> Option<crate::metrics::IntCounter> {
         self.lock()
             .outputs
             .get(index)

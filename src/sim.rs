@@ -19,6 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -96,6 +97,8 @@ pub struct SimStats {
     /// Records emitted after a later record of the same input partition.
     pub reordered: u64,
     pub filtered: u64,
+    /// Records the stage's producer refused (not a fault it was told to play).
+    pub failed: u64,
 }
 
 /// Run-time control of a stage.
@@ -480,9 +483,14 @@ impl Worker {
         while let Some(r) = record.take() {
             match self.producer.send(r) {
                 Ok(()) => lock(&self.control.stats).produced += 1,
-                Err((_, r)) => {
+                Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     self.producer.poll(Duration::from_millis(10));
                     record = Some(r);
+                }
+                // Anything else will not get better by retrying here.
+                Err((e, _)) => {
+                    lock(&self.control.stats).failed += 1;
+                    tracing::warn!(stage = %self.spec.name, error = %e, "simulator could not produce a record");
                 }
             }
         }

@@ -273,6 +273,36 @@ impl Input {
         }
     }
 
+    /// With `topic_management.create`, grows the topic when the cluster has
+    /// gained brokers (or had some down when the topic was created), so
+    /// every broker keeps leading a probed partition. The new partitions are
+    /// picked up at the next refresh.
+    pub(crate) async fn grow_if_needed(&self, layout: &TopicLayout) {
+        let (Some(admin), Some(tm)) = (&self.admin, &self.topic_management) else {
+            return;
+        };
+        let brokers = layout.brokers.len();
+        if layout.partitions.len() >= kafka::wanted_partitions(tm, brokers) {
+            return;
+        }
+        match kafka::ensure_topic(
+            admin,
+            &self.topic,
+            tm,
+            brokers,
+            Some(layout.partitions.len()),
+        )
+        .await
+        {
+            Ok(true) => info!(probe = %self.probe, topic = %self.topic,
+                partitions = kafka::wanted_partitions(tm, brokers), "topic grown to cover every broker"),
+            Ok(false) => {}
+            Err(e) => {
+                warn!(probe = %self.probe, error = %e, "growing the topic failed; retrying at the next refresh")
+            }
+        }
+    }
+
     /// Adopts a new layout of the input topic: leaders for labels, the
     /// coverage gauge, and the partitions canaries go to.
     pub(crate) async fn follow(&self, layout: TopicLayout) {

@@ -571,7 +571,10 @@ impl ProbeRunner {
                     }
                 }
                 match self.input.fetch_layout().await {
-                    Ok(layout) => self.input.follow(layout).await,
+                    Ok(layout) => {
+                        self.input.grow_if_needed(&layout).await;
+                        self.input.follow(layout).await
+                    }
                     Err(e) => warn!(probe = %name, error = %e,
                         "refreshing input topic metadata failed; keeping the last known layout"),
                 }

@@ -101,7 +101,14 @@ impl App {
         let pusher = config
             .alertmanager
             .as_ref()
-            .map(|am| Pusher::new(&am.url, None))
+            .map(|am| {
+                let generator = config
+                    .server
+                    .external_url
+                    .as_ref()
+                    .map(|_| config.server.status_link());
+                Pusher::new(&am.url, generator)
+            })
             .transpose()?;
         let status = StatusSources {
             run: run.to_string(),

@@ -90,6 +90,8 @@ pub const BURN_RATE_ALERT: &str = "SlaprobeSLOBurnRate";
 
 struct Tracked {
     slo: Slo,
+    /// Where a person reads more (the status API).
+    status_link: String,
     probe: String,
     name: String,
     good: IntCounter,
@@ -125,6 +127,7 @@ impl Evaluator {
                 let bad = metrics.sli_counter(&p.name, &s.output, s.sli, "bad");
                 Tracked {
                     slo: s.clone(),
+                    status_link: config.server.status_link(),
                     probe: p.name.clone(),
                     seen: (good.get(), bad.get()),
                     good,
@@ -274,7 +277,7 @@ fn alert(t: &Tracked, tier: &BurnTier, starts_at: u64, burn: String) -> Alert {
             ),
         ),
         ("burn_rates", burn),
-        ("status_api", "/api/v1/status".to_string()),
+        ("status_api", t.status_link.clone()),
     ];
     Alert {
         labels: labels

@@ -48,7 +48,6 @@ const DOWN_FOR: &str = "5m";
 
 /// The prober's own status endpoint (SPEC §7). Prometheus does not know the
 /// prober's address, so the annotation carries only the path.
-const STATUS_API: &str = "/api/v1/status";
 
 /// One generated file: a name relative to the output directory, and its
 /// complete content.
@@ -181,7 +180,7 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
     for probe in &config.probes {
         for slo in &probe.slos {
             for tier in burn_tiers(slo.period) {
-                write_burn_alert(out, probe, slo, &tier)?;
+                write_burn_alert(out, config, probe, slo, &tier)?;
             }
         }
     }
@@ -207,7 +206,11 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
         );
         writeln!(out, "          summary: {}", yaml_str(&summary))?;
         writeln!(out, "          description: {}", yaml_str(&description))?;
-        writeln!(out, "          status_api: {}", yaml_str(STATUS_API))?;
+        writeln!(
+            out,
+            "          status_api: {}",
+            yaml_str(&config.server.status_link())
+        )?;
     }
     writeln!(out, "      - alert: SlaprobeDown")?;
     writeln!(out, "        expr: {}", yaml_str(&down_expr()))?;
@@ -226,12 +229,17 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
          {DOWN_FOR}: no canaries are measured and no SLO alert can fire."
     );
     writeln!(out, "          description: {}", yaml_str(&description))?;
-    writeln!(out, "          status_api: {}", yaml_str(STATUS_API))?;
+    writeln!(
+        out,
+        "          status_api: {}",
+        yaml_str(&config.server.status_link())
+    )?;
     Ok(())
 }
 
 fn write_burn_alert(
     out: &mut String,
+    config: &Config,
     probe: &Probe,
     slo: &Slo,
     tier: &BurnTier,
@@ -275,7 +283,11 @@ fn write_burn_alert(
     );
     writeln!(out, "          summary: {}", yaml_str(&summary))?;
     writeln!(out, "          description: {}", yaml_str(&description))?;
-    writeln!(out, "          status_api: {}", yaml_str(STATUS_API))?;
+    writeln!(
+        out,
+        "          status_api: {}",
+        yaml_str(&config.server.status_link())
+    )?;
     Ok(())
 }
 

@@ -112,6 +112,7 @@ async fn dropping_demo(
     config.alertmanager = Some(Alertmanager {
         url: alertmanager.to_string(),
     });
+    config.server.external_url = Some("http://slaprobe.test:9464".into());
     let cancel = CancellationToken::new();
     let pipeline = DemoPipeline::start(&bootstrap, &cancel).expect("pipeline");
     pipeline.enrich.control().update(|f| f.drop_every = 1);
@@ -171,6 +172,14 @@ async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
         .find(fast_page)
         .expect("fast page");
     assert_eq!(alert["labels"]["short_window"], "5m");
+    assert_eq!(
+        alert["annotations"]["status_api"],
+        "http://slaprobe.test:9464/api/v1/status"
+    );
+    assert_eq!(
+        alert["generatorURL"],
+        "http://slaprobe.test:9464/api/v1/status"
+    );
     assert_eq!(alert["labels"]["probe"], "orders-enrichment");
     assert_eq!(alert["labels"]["output"], "enriched");
     assert_eq!(alert["labels"]["sli"], "delivery");

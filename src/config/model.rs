@@ -30,6 +30,9 @@ pub struct Server {
     /// (9464 is the port Prometheus' exporter registry has for slaprobe-like
     /// OpenTelemetry/Prometheus exporters, and what SPEC shows).
     pub listen: SocketAddr,
+    /// Where people reach this slaprobe (e.g. `https://slaprobe.example`),
+    /// for links in alerts; `None`: alerts carry only paths.
+    pub external_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -141,6 +144,20 @@ impl Probe {
         match &self.kind {
             ProbeKind::Heartbeat(_) => vec![HEARTBEAT_OUTPUT],
             ProbeKind::Pipeline(p) => p.outputs.iter().map(|o| o.name.as_str()).collect(),
+        }
+    }
+}
+
+/// The path of the status API (SPEC §7).
+pub const STATUS_PATH: &str = "/api/v1/status";
+
+impl Server {
+    /// The status API as people reach it: a full URL with `external_url`,
+    /// else the path.
+    pub fn status_link(&self) -> String {
+        match &self.external_url {
+            Some(u) => format!("{u}{STATUS_PATH}"),
+            None => STATUS_PATH.to_string(),
         }
     }
 }

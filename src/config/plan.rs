@@ -92,7 +92,11 @@ fn write_plan(out: &mut String, c: &Config) -> std::fmt::Result {
     for s in &c.sources {
         writeln!(out, "  {}", s.display())?;
     }
-    writeln!(out, "server: listen {}", c.server.listen)?;
+    write!(out, "server: listen {}", c.server.listen)?;
+    match &c.server.external_url {
+        Some(u) => writeln!(out, ", external URL {}", redact_url(u))?,
+        None => writeln!(out)?,
+    }
     match &c.state_dir {
         Some(d) => writeln!(
             out,

@@ -25,6 +25,7 @@ pub(crate) struct RawFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServer {
     pub listen: Option<String>,
+    pub external_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

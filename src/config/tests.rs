@@ -1088,3 +1088,23 @@ fn huge_durations_are_refused() {
         "test.yaml:10:50: probes[0].slos[0].period: must be at most 365d, got 400d"
     );
 }
+
+#[test]
+fn external_url_links_alerts_to_the_status_api() {
+    let c = ok(&format!(
+        "server:\n  external_url: https://slaprobe.example/\n{HB}"
+    ));
+    assert_eq!(
+        c.server.external_url.as_deref(),
+        Some("https://slaprobe.example")
+    );
+    assert_eq!(
+        c.server.status_link(),
+        "https://slaprobe.example/api/v1/status"
+    );
+    assert_eq!(ok(HB).server.status_link(), "/api/v1/status");
+    assert_eq!(
+        err(&format!("server:\n  external_url: slaprobe.example\n{HB}")),
+        "test.yaml:2:17: server.external_url: must be an http:// or https:// URL with a host, e.g. `https://slaprobe.example`; got `slaprobe.example`"
+    );
+}

@@ -215,25 +215,42 @@ impl<'a> Validator<'a> {
     fn server(&mut self) -> Server {
         let fallback: SocketAddr = ([0, 0, 0, 0], 9464).into();
         let Some(f) = self.singleton("server") else {
-            return Server { listen: fallback };
+            return Server {
+                listen: fallback,
+                external_url: None,
+            };
         };
-        let listen = f
-            .raw
-            .server
-            .as_ref()
+        let raw = f.raw.server.as_ref();
+        let listen = raw
             .and_then(|s| s.listen.as_deref())
             .unwrap_or(DEFAULT_LISTEN);
-        match listen.parse() {
-            Ok(listen) => Server { listen },
+        let at = At::root(f).child("server");
+        let listen = match listen.parse() {
+            Ok(listen) => listen,
             Err(_) => {
-                self.err(At::root(f).child("server").at_val(
+                self.err(at.at_val(
                     "listen",
                     format!(
                         "`{listen}` is not a socket address; use IP:port, e.g. `0.0.0.0:9464` or `[::]:9464`"
                     ),
                 ));
-                Server { listen: fallback }
+                fallback
             }
+        };
+        let external_url = raw.and_then(|s| s.external_url.as_deref()).and_then(|u| {
+            if is_http_url(u) {
+                Some(u.trim_end_matches('/').to_string())
+            } else {
+                self.err(at.at_val(
+                    "external_url",
+                    format!("must be an http:// or https:// URL with a host, e.g. `https://slaprobe.example`; got `{}`", redact_url(u)),
+                ));
+                None
+            }
+        });
+        Server {
+            listen,
+            external_url,
         }
     }
 
@@ -253,10 +270,7 @@ impl<'a> Validator<'a> {
     fn alertmanager(&mut self) -> Option<Alertmanager> {
         let f = self.singleton("alertmanager")?;
         let url = &f.raw.alertmanager.as_ref()?.url;
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+        if !is_http_url(url) {
             self.err(At::root(f).child("alertmanager").at_val(
                 "url",
                 format!(
@@ -989,6 +1003,13 @@ impl<'a> Validator<'a> {
         }
         slos
     }
+}
+
+/// `http://` or `https://` followed by a host.
+fn is_http_url(url: &str) -> bool {
+    url.strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
 }
 
 /// `host:port[,host:port...]`, numeric port.

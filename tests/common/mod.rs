@@ -40,6 +40,7 @@ pub fn heartbeat_config(
         sources: vec![],
         server: Server {
             listen: "127.0.0.1:0".parse().expect("addr"),
+            external_url: None,
         },
         state_dir: None,
         alertmanager: None,

@@ -46,9 +46,6 @@ const NO_CANARIES_WINDOW: &str = "10m";
 /// `SlaprobeDown`'s `for:`: one failed scrape is not an outage.
 const DOWN_FOR: &str = "5m";
 
-/// The prober's own status endpoint (SPEC §7). Prometheus does not know the
-/// prober's address, so the annotation carries only the path.
-
 /// One generated file: a name relative to the output directory, and its
 /// complete content.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -306,13 +306,18 @@ impl Worker {
             };
             let now = Instant::now();
             let in_partition = msg.partition();
-            let headers: Vec<(String, Option<Vec<u8>>)> = msg
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                })
+            // rdkafka's header iterator panics on a header name that is not
+            // UTF-8: such a record loses its headers here, nothing more.
+            let headers: Vec<(String, Option<Vec<u8>>)> =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    msg.headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                }))
                 .unwrap_or_default();
             let key = msg.key().map(<[u8]>::to_vec);
             let value = msg.payload().map(<[u8]>::to_vec);

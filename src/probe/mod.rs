@@ -592,6 +592,9 @@ impl ProbeRunner {
         for t in consumers {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+        // Dropping the clients purges, flushes and joins librdkafka threads:
+        // blocking work, kept off the async runtime.
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
         info!(probe = %name, "probe stopped");
     }
 }

@@ -16,7 +16,7 @@ use crate::config::{Config, Sli};
 use crate::evaluator::{Clock, Evaluator, SystemClock, EVAL_TICK};
 use crate::http::{self, ProbeHandles, Readiness, StatusSources};
 use crate::metrics::Metrics;
-use crate::probe::{ProbeError, ProbeRunner, RecentLosses};
+use crate::probe::{Journal, ProbeError, ProbeRunner};
 
 /// How long probes get to stop (flush, join threads) after cancellation.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -86,12 +86,12 @@ impl App {
             config.probes.iter().map(|p| p.name.as_str()),
         ));
         let run = RunId::random();
-        let losses = Arc::new(RecentLosses::default());
+        let journal = Arc::new(Journal::default());
         let probes = config
             .probes
             .iter()
             .map(|p| {
-                ProbeRunner::build(p, config, run, &metrics, readiness.clone(), losses.clone())
+                ProbeRunner::build(p, config, run, &metrics, readiness.clone(), journal.clone())
             })
             .collect::<Result<_, _>>()?;
         if let Some(dir) = &config.state_dir {
@@ -129,7 +129,7 @@ impl App {
                 })
                 .collect(),
             slos: evaluator.status(),
-            losses,
+            journal,
         };
         Ok(App {
             metrics,

@@ -271,6 +271,7 @@ pub async fn run(
         );
     }
     println!("  pipeline  orders.raw -> enrich -> orders.enriched; orders.raw -> filter -> orders.public");
+    println!("  status    http://{listen}/");
     println!("  metrics   http://{listen}/metrics");
     println!("  readiness http://{listen}/readyz");
     match duration {

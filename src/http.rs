@@ -1,5 +1,5 @@
 //! The HTTP endpoints (SPEC §7): `/metrics`, `/healthz`, `/readyz`,
-//! `/api/v1/status`.
+//! `/api/v1/status` and the status page `/`.
 //!
 //! Thin: handlers read shared state, they never block on Kafka.
 
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::evaluator::SloStatus;
 use crate::metrics::{Metrics, OutputMetrics};
-use crate::probe::RecentLosses;
+use crate::probe::Journal;
 
 /// What `/readyz` waits for: every cluster has answered a metadata request
 /// and every probe has matched a canary.
@@ -82,7 +82,7 @@ pub struct StatusSources {
     pub run: String,
     pub probes: Vec<ProbeHandles>,
     pub slos: Arc<RwLock<Vec<SloStatus>>>,
-    pub losses: Arc<RecentLosses>,
+    pub journal: Arc<Journal>,
 }
 
 #[derive(Clone)]
@@ -98,11 +98,23 @@ pub fn router(metrics: Metrics, readiness: Arc<Readiness>, status: StatusSources
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status_handler))
+        .route("/", get(status_page))
         .with_state(AppState {
             metrics,
             readiness,
             status: Arc::new(status),
         })
+}
+
+/// The status page for people (SPEC §7): one self-contained HTML file that
+/// polls `/api/v1/status`; no external asset.
+const STATUS_PAGE: &str = include_str!("status.html");
+
+async fn status_page() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        STATUS_PAGE,
+    )
 }
 
 async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
@@ -133,6 +145,8 @@ async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
                         "foreign": m.foreign.get(),
                         "latency_seconds_1m": {"p50": q(0, 0), "p90": q(0, 1), "p99": q(0, 2), "p999": q(0, 3)},
                         "latency_seconds_5m": {"p50": q(1, 0), "p90": q(1, 1), "p99": q(1, 2), "p999": q(1, 3)},
+                        // [unix seconds, p50, p99] over the last minute, every 5 s, for an hour.
+                        "latency_history": s.status.journal.latency(&p.name, output),
                     })
                 })
                 .collect();
@@ -152,7 +166,7 @@ async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
         "waiting_for": waiting,
         "probes": probes,
         "slos": slos,
-        "recent_losses": s.status.losses.list(),
+        "recent_losses": s.status.journal.losses(),
     }))
 }
 

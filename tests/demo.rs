@@ -32,6 +32,7 @@ fn the_demo_probes_its_cluster_and_pipeline_and_ends_on_time() {
 
     let mut ready = false;
     let mut text = String::new();
+    let mut history = false;
     while started.elapsed() < Duration::from_secs(18) {
         if http_get(addr, "/readyz").is_ok_and(|r| r.0 == 200) {
             text = http_get(addr, "/metrics").map(|r| r.1).unwrap_or_default();
@@ -42,8 +43,27 @@ fn the_demo_probes_its_cluster_and_pipeline_and_ends_on_time() {
                     &[("output", output), ("sli", "delivery"), ("outcome", "good")],
                 )
             };
-            if good("heartbeat") > 0.0 && good("enriched") > 0.0 && good("public") > 0.0 {
+            let status: serde_json::Value = http_get(addr, "/api/v1/status")
+                .ok()
+                .and_then(|r| serde_json::from_str(&r.1).ok())
+                .unwrap_or_default();
+            history = status["probes"][0]["outputs"][0]["latency_history"]
+                .as_array()
+                .is_some_and(|h| !h.is_empty());
+            if good("heartbeat") > 0.0 && good("enriched") > 0.0 && good("public") > 0.0 && history
+            {
                 ready = true;
+                // The status page: served, self-contained.
+                let (status, page) = http_get(addr, "/").expect("GET /");
+                assert_eq!(status, 200);
+                assert!(
+                    page.contains("api/v1/status") && page.contains("<svg"),
+                    "{page}"
+                );
+                assert!(
+                    !page.contains("http://") && !page.contains("https://"),
+                    "no external asset"
+                );
                 break;
             }
         }
@@ -60,6 +80,10 @@ fn the_demo_probes_its_cluster_and_pipeline_and_ends_on_time() {
     );
     assert!(status.success(), "exit status {status}");
     assert!(out.contains(&format!("http://{addr}/metrics")), "{out}");
+    assert!(
+        out.contains(&format!("status    http://{addr}/\n")),
+        "{out}"
+    );
     assert!(out.contains("[faults 00:00] steady state"), "{out}");
     assert_eq!(
         metric(&text, "slaprobe_canaries_lost_total", &[]),

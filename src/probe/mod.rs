@@ -168,26 +168,61 @@ pub struct Loss {
     pub declared_at: String,
 }
 
-/// The last [`RECENT_LOSSES`] losses of every probe, oldest first.
-#[derive(Debug, Default)]
-pub struct RecentLosses(Mutex<std::collections::VecDeque<Loss>>);
+/// How much latency history the status page shows: one point per quantile
+/// refresh (5 s) for an hour.
+const HISTORY_POINTS: usize = 720;
 
-impl RecentLosses {
-    fn push(&self, loss: Loss) {
-        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+/// One point of an output's latency history: Unix seconds, and p50 and p99
+/// over the last minute (seconds).
+pub type LatencyPoint = (u64, f64, f64);
+
+/// What the status API shows beyond counters: the last [`RECENT_LOSSES`]
+/// losses of every probe (oldest first) and each output's recent latency.
+#[derive(Debug, Default)]
+pub struct Journal {
+    losses: Mutex<std::collections::VecDeque<Loss>>,
+    /// (probe, output) -> points, oldest first.
+    history: Mutex<
+        std::collections::BTreeMap<(String, String), std::collections::VecDeque<LatencyPoint>>,
+    >,
+}
+
+impl Journal {
+    fn push_loss(&self, loss: Loss) {
+        let mut q = self.losses.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= RECENT_LOSSES {
             q.pop_front();
         }
         q.push_back(loss);
     }
 
-    pub fn list(&self) -> Vec<Loss> {
-        self.0
+    fn push_latency(&self, probe: &str, output: &str, point: LatencyPoint) {
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let q = h
+            .entry((probe.to_string(), output.to_string()))
+            .or_default();
+        if q.len() >= HISTORY_POINTS {
+            q.pop_front();
+        }
+        q.push_back(point);
+    }
+
+    pub fn losses(&self) -> Vec<Loss> {
+        self.losses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .cloned()
             .collect()
+    }
+
+    pub fn latency(&self, probe: &str, output: &str) -> Vec<LatencyPoint> {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(probe.to_string(), output.to_string()))
+            .map(|q| q.iter().copied().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -196,7 +231,7 @@ struct Recorder {
     probe: String,
     output: String,
     run: RunId,
-    losses: Arc<RecentLosses>,
+    journal: Arc<Journal>,
     expect: Expect,
     metrics: OutputMetrics,
     window: LatencyWindow,
@@ -240,7 +275,7 @@ impl Recorder {
             }
             (_, Outcome::Lost { partition, seq }) => {
                 m.lost();
-                self.losses.push(Loss {
+                self.journal.push_loss(Loss {
                     probe: self.probe.clone(),
                     output: self.output.clone(),
                     id: crate::canary::CanaryId {
@@ -267,6 +302,13 @@ impl Recorder {
     fn refresh_quantiles(&mut self, now: Instant) {
         for (w, (_, length)) in WINDOWS.iter().enumerate() {
             let values = self.window.quantiles(*length, now);
+            if let (0, Some(v)) = (w, values) {
+                let unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                self.journal
+                    .push_latency(&self.probe, &self.output, (unix, v[0], v[2]));
+            }
             // Empty for outputs without latency (`expect: none`).
             for (q, gauge) in self.metrics.quantiles[w].iter().enumerate() {
                 // No data in the window: NaN, which Prometheus shows as a gap
@@ -405,7 +447,7 @@ impl ProbeRunner {
         run: RunId,
         metrics: &Metrics,
         readiness: Arc<Readiness>,
-        losses: Arc<RecentLosses>,
+        journal: Arc<Journal>,
     ) -> Result<ProbeRunner, ProbeError> {
         let cluster = |name: &str| -> Result<&Cluster, ProbeError> {
             config
@@ -449,7 +491,7 @@ impl ProbeRunner {
                     probe: probe.name.clone(),
                     output: name.clone(),
                     run,
-                    losses: losses.clone(),
+                    journal: journal.clone(),
                     expect: *expect,
                     metrics: metrics.output(probe, name),
                     window: LatencyWindow::new(origin, probe.deadline),

@@ -32,7 +32,6 @@ fn the_demo_probes_its_cluster_and_pipeline_and_ends_on_time() {
 
     let mut ready = false;
     let mut text = String::new();
-    let mut history = false;
     while started.elapsed() < Duration::from_secs(18) {
         if http_get(addr, "/readyz").is_ok_and(|r| r.0 == 200) {
             text = http_get(addr, "/metrics").map(|r| r.1).unwrap_or_default();
@@ -47,7 +46,7 @@ fn the_demo_probes_its_cluster_and_pipeline_and_ends_on_time() {
                 .ok()
                 .and_then(|r| serde_json::from_str(&r.1).ok())
                 .unwrap_or_default();
-            history = status["probes"][0]["outputs"][0]["latency_history"]
+            let history = status["probes"][0]["outputs"][0]["latency_history"]
                 .as_array()
                 .is_some_and(|h| !h.is_empty());
             if good("heartbeat") > 0.0 && good("enriched") > 0.0 && good("public") > 0.0 && history

@@ -194,20 +194,13 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
         // absent() carries only the matchers' labels; set it explicitly so
         // routing never depends on which branch of the `or` fired.
         writeln!(out, "          probe: {}", yaml_str(p))?;
-        writeln!(out, "        annotations:")?;
         let summary = format!("slaprobe produces no canaries for probe {p}");
         let description = format!(
             "slaprobe_canaries_sent_total{{probe=\"{p}\"}} is absent or has not increased \
              in {NO_CANARIES_WINDOW}: the prober is down, stuck, or cannot produce (e.g. its \
              topic does not exist). Its SLIs get no events, so no burn-rate alert can fire."
         );
-        writeln!(out, "          summary: {}", yaml_str(&summary))?;
-        writeln!(out, "          description: {}", yaml_str(&description))?;
-        writeln!(
-            out,
-            "          status_api: {}",
-            yaml_str(&config.server.status_link())
-        )?;
+        write_annotations(out, config, &summary, &description)?;
     }
     writeln!(out, "      - alert: SlaprobeDown")?;
     writeln!(out, "        expr: {}", yaml_str(&down_expr()))?;
@@ -215,22 +208,11 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
     writeln!(out, "        labels:")?;
     // A dead prober silences every SLO alert it owns: page.
     writeln!(out, "          severity: 'page'")?;
-    writeln!(out, "        annotations:")?;
-    writeln!(
-        out,
-        "          summary: {}",
-        yaml_str("slaprobe is down or not scraped")
-    )?;
     let description = format!(
         "Prometheus cannot scrape job=\"{SCRAPE_JOB}\" (up == 0, or no such target) for \
          {DOWN_FOR}: no canaries are measured and no SLO alert can fire."
     );
-    writeln!(out, "          description: {}", yaml_str(&description))?;
-    writeln!(
-        out,
-        "          status_api: {}",
-        yaml_str(&config.server.status_link())
-    )?;
+    write_annotations(out, config, "slaprobe is down or not scraped", &description)?;
     Ok(())
 }
 
@@ -269,7 +251,6 @@ fn write_burn_alert(
     writeln!(out, "          sli: {}", yaml_str(&slo.sli.to_string()))?;
     writeln!(out, "          long_window: {}", yaml_str(long))?;
     writeln!(out, "          short_window: {}", yaml_str(short))?;
-    writeln!(out, "        annotations:")?;
     let summary = format!(
         "SLO {name} is burning its error budget at >= {factor}x over the last {long} and {short}"
     );
@@ -278,14 +259,24 @@ fn write_burn_alert(
          ({factor}x the {budget} error budget) in both the {long} and the {short} window, \
          each with at least {min} events. At this rate the {period} budget is spent in {exhausted}."
     );
-    writeln!(out, "          summary: {}", yaml_str(&summary))?;
-    writeln!(out, "          description: {}", yaml_str(&description))?;
+    write_annotations(out, config, &summary, &description)
+}
+
+/// The annotations every generated alert carries.
+fn write_annotations(
+    out: &mut String,
+    config: &Config,
+    summary: &str,
+    description: &str,
+) -> std::fmt::Result {
+    writeln!(out, "        annotations:")?;
+    writeln!(out, "          summary: {}", yaml_str(summary))?;
+    writeln!(out, "          description: {}", yaml_str(description))?;
     writeln!(
         out,
         "          status_api: {}",
         yaml_str(&config.server.status_link())
-    )?;
-    Ok(())
+    )
 }
 
 fn alertmanager_yaml(sources: &str) -> String {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use slaprobe::config::{self, Config};
 use slaprobe::metrics::Metrics;
-use slaprobe::tracker::Tracker;
+use slaprobe::probe::tracker::Tracker;
 
 /// Counts live heap bytes.
 struct Counting;
@@ -100,10 +100,10 @@ fn main() {
         }
         handles.push((out, input));
     }
-    let _ev = slaprobe::evaluator::Evaluator::new(
+    let _ev = slaprobe::slo::evaluator::Evaluator::new(
         &cfg,
         &metrics,
-        std::sync::Arc::new(slaprobe::evaluator::SystemClock),
+        std::sync::Arc::new(slaprobe::slo::evaluator::SystemClock),
     );
     let mut times: Vec<Duration> = (0..200)
         .map(|_| {

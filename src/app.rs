@@ -10,13 +10,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::alertmanager::{PushError, Pusher};
 use crate::canary::RunId;
 use crate::config::{Config, Sli};
-use crate::evaluator::{Clock, Evaluator, SystemClock, EVAL_TICK};
-use crate::http::{self, ProbeHandles, Readiness, StatusSources};
 use crate::metrics::Metrics;
-use crate::probe::{Journal, ProbeError, ProbeRunner};
+use crate::probe::{Journal, ProbeError, ProbeRunner, Readiness};
+use crate::serve::{self as http, ProbeHandles, StatusSources};
+use crate::slo::alertmanager::{PushError, Pusher};
+use crate::slo::evaluator::{Clock, Evaluator, SystemClock, EVAL_TICK};
 
 /// How long probes get to stop (flush, join threads) after cancellation.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match load(&config) {
             Ok(cfg) => {
-                print!("{}", config::plan(&cfg));
+                print!("{}", slaprobe::generate::plan(&cfg));
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -122,9 +122,9 @@ fn load(paths: &[PathBuf]) -> Result<config::Config, ExitCode> {
 /// `slaprobe rules`: writes the generated files, or with `check` only
 /// compares them, so CI can fail when committed rules lag the config.
 fn rules(cfg: &config::Config, paths: &[PathBuf], out: &Path, check: bool) -> ExitCode {
-    let files = slaprobe::rules::render(cfg);
+    let files = slaprobe::generate::render(cfg);
     if check {
-        let stale = slaprobe::rules::stale(out, &files);
+        let stale = slaprobe::generate::stale(out, &files);
         for name in &stale {
             let path = out.join(name);
             let why = if path.exists() { "stale" } else { "missing" };
@@ -145,7 +145,7 @@ fn rules(cfg: &config::Config, paths: &[PathBuf], out: &Path, check: bool) -> Ex
         );
         return ExitCode::from(1);
     }
-    if let Err(e) = slaprobe::rules::write(out, &files) {
+    if let Err(e) = slaprobe::generate::write(out, &files) {
         eprintln!("slaprobe: cannot write to {}: {e}", out.display());
         return ExitCode::from(1);
     }

@@ -85,7 +85,7 @@ fn evaluator_and_prometheus_rules_agree() {
     let mut tests = String::new();
     for (m, got) in &states {
         for (tier, firing) in tiers.iter().zip(got) {
-            let expr = slaprobe::rules::burn_expr(&probe.name, slo, tier);
+            let expr = slaprobe::generate::burn_expr(&probe.name, slo, tier);
             let samples = if *firing {
                 "\n          - labels: '{}'\n            value: 1"
             } else {
@@ -98,7 +98,7 @@ fn evaluator_and_prometheus_rules_agree() {
     }
     let dir = std::env::temp_dir().join(format!("slaprobe-parity-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    for f in slaprobe::rules::render(&config) {
+    for f in slaprobe::generate::render(&config) {
         std::fs::write(dir.join(f.name), f.content).expect("write rules");
     }
     let test_file: PathBuf = dir.join("parity.yml");

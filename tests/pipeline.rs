@@ -11,7 +11,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use slaprobe::config;
-use slaprobe::sim::{Faults, KeyRewrite, SimStats, Stage, StageSpec, Transform};
+use slaprobe::demo::sim::{Faults, KeyRewrite, SimStats, Stage, StageSpec, Transform};
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 3;

@@ -12,13 +12,13 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn render() -> Vec<slaprobe::rules::GeneratedFile> {
+fn render() -> Vec<slaprobe::generate::GeneratedFile> {
     // Relative, as CI runs `slaprobe rules -c probes/`: the generated headers
     // name the configuration files (cargo runs tests in the package root).
     // probes/demo.yaml only uses variables with defaults: no environment.
     let config = slaprobe::config::load(&["probes".into()], &|_| None)
         .unwrap_or_else(|e| panic!("probes/ is valid: {e}"));
-    slaprobe::rules::render(&config)
+    slaprobe::generate::render(&config)
 }
 
 /// Runs `tool args…` in the repository root; `None` when the tool is not
@@ -44,7 +44,7 @@ fn assert_success(what: &str, out: &std::process::Output) {
 #[test]
 fn committed_files_are_up_to_date() {
     let files = render();
-    let stale = slaprobe::rules::stale(&root().join("alerts"), &files);
+    let stale = slaprobe::generate::stale(&root().join("alerts"), &files);
     assert!(
         stale.is_empty(),
         "alerts/ is stale ({stale:?}): run `cargo run -- rules -c probes/ --out alerts/`"
@@ -59,7 +59,7 @@ fn dashboard_is_valid_json() {
     let files = render();
     let dash = files
         .iter()
-        .find(|f| f.name == slaprobe::rules::DASHBOARD_FILE)
+        .find(|f| f.name == slaprobe::generate::DASHBOARD_FILE)
         .expect("dashboard rendered");
     let v: serde_json::Value = serde_json::from_str(&dash.content).expect("valid JSON");
     assert!(v["schemaVersion"].as_u64().unwrap_or(0) >= 36);

@@ -2,31 +2,32 @@
 //! problem found, each with file, line, column and key) out.
 //!
 //! The pipeline per file is: YAML events -> a position-carrying node tree
-//! ([`yaml`]; anchors, aliases and `<<` merge keys resolved, duplicate keys
-//! rejected) -> `${VAR}` expansion and `<key>_file` secret reading on that
-//! tree -> serde deserialization into the strict raw structs ([`raw`], via the
-//! node deserializer in [`de`]) -> cross-file validation into the model
-//! ([`validate`]). Keeping the node tree around after deserialization is what
+//! ([`crate::yaml`]; anchors, aliases and `<<` merge keys resolved, duplicate
+//! keys rejected) -> `${VAR}` expansion and `<key>_file` secret reading on
+//! that tree ([`interpolate`]) -> serde deserialization into the strict raw
+//! structs ([`raw`], via [`crate::yaml::de`]) -> cross-file validation into
+//! the model ([`validate`]). Keeping the node tree around after deserialization is what
 //! lets semantic errors ("deadline must be greater than interval") point at a
 //! line and column, which is the whole point of a config loader an operator
 //! can fix at 3 a.m.
 
 pub mod model;
-pub mod plan;
 
-mod de;
+mod interpolate;
+mod librdkafka;
 mod raw;
 mod validate;
-mod yaml;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
+pub use librdkafka::check_option;
 pub use model::*;
-pub use plan::{format_duration, plan};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use crate::yaml;
 
 /// One problem in the configuration, located as precisely as we can.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +57,11 @@ impl ConfigError {
             key: key.into(),
             message: message.into(),
         }
+    }
+
+    /// A problem the YAML layer found in `file`.
+    pub(crate) fn in_file(file: &Path, e: yaml::Error) -> Self {
+        ConfigError::new(file, e.pos, e.key, e.message)
     }
 
     /// A problem with a whole file or path, without a position.
@@ -223,14 +229,19 @@ fn load_file(
     base_dir: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadedFile, Vec<ConfigError>> {
-    let mut root = yaml::parse(path, text)?;
+    let mut root = yaml::parse(text).map_err(|es| {
+        es.into_iter()
+            .map(|e| ConfigError::in_file(path, e))
+            .collect::<Vec<_>>()
+    })?;
     let mut errors = Vec::new();
-    yaml::expand_env(&mut root, "", env, path, &mut errors);
-    yaml::read_secret_files(&mut root, "", base_dir, path, &mut errors);
+    interpolate::expand_env(&mut root, "", env, path, &mut errors);
+    interpolate::read_secret_files(&mut root, "", base_dir, path, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
-    let raw: raw::RawFile = de::from_node(&root).map_err(|e| vec![e.into_config_error(path)])?;
+    let raw: raw::RawFile =
+        yaml::de::from_node(&root).map_err(|e| vec![ConfigError::in_file(path, e.located())])?;
     Ok(LoadedFile {
         path: path.to_path_buf(),
         root,

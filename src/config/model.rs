@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::canary::MatchRule;
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -228,17 +230,6 @@ pub struct PipelineOutput {
     pub expect: Expect,
 }
 
-/// Where the canary id is found on an output record.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MatchRule {
-    /// A header of this name holds the id.
-    Header(String),
-    /// The record key is the id.
-    Key,
-    /// A JSON pointer (RFC 6901) into the value.
-    Json(String),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
     ExactlyOnce,
@@ -278,7 +269,7 @@ pub struct Slo {
     /// Latency SLI only: a canary delivered within this is good.
     pub threshold: Option<Duration>,
     /// A window with fewer events than this never alerts (default
-    /// `slo::DEFAULT_MIN_EVENTS`).
+    /// [`DEFAULT_MIN_EVENTS`]).
     pub min_events: u64,
 }
 
@@ -288,6 +279,11 @@ impl Slo {
         format!("{probe}:{}:{}", self.output, self.sli)
     }
 }
+
+/// Default minimum number of events a window must hold before it may alert:
+/// with fewer, one bad event is a huge error ratio and the page would be
+/// noise. Set per SLO with `min_events`.
+pub const DEFAULT_MIN_EVENTS: u64 = 10;
 
 /// librdkafka keys whose values must never be shown or logged.
 pub fn is_secret_key(key: &str) -> bool {

@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::model::*;
-use super::plan::{format_duration, redact_url};
 use super::raw::{RawExpect, RawProbe, RawProbeType, RawSli};
-use super::yaml::{join_index, join_key, Node, Pos, Value};
 use super::{ConfigError, LoadedFile};
-use crate::template::{Placeholder, Template};
+use crate::canary::template::{Placeholder, Template};
+use crate::util::format::{duration as format_duration, redact_url};
+use crate::yaml::{join_index, join_key, Node, Pos, Value};
 
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:9464";
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -421,7 +421,7 @@ impl<'a> Validator<'a> {
                     if key.is_empty() || key == "bootstrap.servers" {
                         continue;
                     }
-                    if let Err(msg) = crate::kafka::check_option(key, value) {
+                    if let Err(msg) = super::check_option(key, value) {
                         // librdkafka may echo the value; never a secret's.
                         let msg = if is_secret_key(key) || secret_keys.contains(key) {
                             "librdkafka rejects this option's value (not shown: secret)".to_string()
@@ -997,7 +997,7 @@ impl<'a> Validator<'a> {
                     objective,
                     period,
                     threshold,
-                    min_events: rs.min_events.unwrap_or(crate::slo::DEFAULT_MIN_EVENTS),
+                    min_events: rs.min_events.unwrap_or(DEFAULT_MIN_EVENTS),
                 });
             }
         }

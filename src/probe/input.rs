@@ -15,12 +15,13 @@ use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::canary::template::{Template, Values};
 use crate::canary::{self, Canary, ID_HEADER, SENT_HEADER};
 use crate::config::{Cluster, PipelineInput, Probe, TopicManagement};
 use crate::kafka::{self, MetadataError, TopicLayout};
-use crate::template::{Template, Values};
 
-use super::{sleep_or_cancel, Backoff, ProbeError, Shared};
+use super::{sleep_or_cancel, ProbeError, Shared};
+use crate::util::Backoff;
 
 /// What a canary's key, value and extra headers are.
 pub(crate) enum Payload {
@@ -170,11 +171,11 @@ impl Input {
         let client_err = |role: &'static str| {
             let probe = probe.name.clone();
             let cluster = cluster.name.clone();
-            move |e: rdkafka::error::KafkaError| ProbeError::Client {
+            move |error: rdkafka::error::KafkaError| ProbeError::Client {
                 probe,
                 role,
                 cluster,
-                error: e.to_string(),
+                error: Box::new(error),
             }
         };
         // Canaries in flight per partition are at most deadline/interval;

@@ -18,7 +18,11 @@
 //! few microseconds per canary.
 
 mod input;
+mod journal;
 mod output;
+mod readiness;
+mod recorder;
+pub mod tracker;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,14 +33,16 @@ use tracing::{info, warn};
 
 use crate::canary::{Matched, RunId, ID_HEADER};
 use crate::config::{Cluster, Config, Expect, MatchRule, Probe, ProbeKind, HEARTBEAT_OUTPUT};
-use crate::http::Readiness;
 use crate::kafka::{MetadataError, TopicLayout};
-use crate::latency::{LatencyWindow, WINDOWS};
-use crate::metrics::{InputMetrics, Metrics, OutputMetrics};
-use crate::tracker::{Arrival, Outcome, Tracker};
+use crate::metrics::latency::LatencyWindow;
+use crate::metrics::{InputMetrics, Metrics};
 
 use input::{Input, Payload};
+pub use journal::{Journal, LatencyPoint, Loss};
 use output::Output;
+pub use readiness::Readiness;
+use recorder::Recorder;
+use tracker::{Arrival, Tracker};
 
 /// How often deadlines are checked: a loss is reported at most this late.
 pub const EXPIRY_TICK: Duration = Duration::from_millis(100);
@@ -49,45 +55,18 @@ const FLUSH_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("probe {probe}: creating the Kafka {role} client for cluster {cluster}: {error}")]
+    #[error("probe {probe}: creating the Kafka {role} client for cluster {cluster}")]
     Client {
         probe: String,
         role: &'static str,
         cluster: String,
-        error: String,
+        #[source]
+        error: Box<rdkafka::error::KafkaError>,
     },
     #[error("probe {probe}: template: {error}")]
     Template { probe: String, error: String },
     #[error("probe {probe}: cluster {cluster} is not configured")]
     NoCluster { probe: String, cluster: String },
-}
-
-/// Exponential backoff with full jitter, for retries against a cluster that
-/// is not answering: spreads many probers' retries instead of syncing them.
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Backoff {
-        Backoff {
-            base,
-            max,
-            attempt: 0,
-        }
-    }
-
-    /// The next wait: uniform in [cap/2, cap], cap = min(max, base × 2^attempt).
-    pub fn next_wait(&mut self) -> Duration {
-        let cap = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        cap.mul_f64(0.5 + rand::random::<f64>() * 0.5)
-    }
 }
 
 /// Reads a topic's layout with `fetch` (which owns its client) off the
@@ -151,172 +130,6 @@ struct OutputState {
     rec: Recorder,
     /// Partitions of the output topic its consumer is assigned.
     assigned: BTreeSet<i32>,
-}
-
-/// How many recent losses the status API shows.
-const RECENT_LOSSES: usize = 50;
-
-/// One lost canary, as the status API shows it: the id lets a person find
-/// it in the pipeline's own logs.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Loss {
-    pub probe: String,
-    pub output: String,
-    pub id: String,
-    /// RFC 3339, when it was declared lost (its send time + the deadline,
-    /// within one expiry tick).
-    pub declared_at: String,
-}
-
-/// How much latency history the status page shows: one point per quantile
-/// refresh (5 s) for an hour.
-const HISTORY_POINTS: usize = 720;
-
-/// One point of an output's latency history: Unix seconds, and p50 and p99
-/// over the last minute (seconds).
-pub type LatencyPoint = (u64, f64, f64);
-
-/// What the status API shows beyond counters: the last [`RECENT_LOSSES`]
-/// losses of every probe (oldest first) and each output's recent latency.
-#[derive(Debug, Default)]
-pub struct Journal {
-    losses: Mutex<std::collections::VecDeque<Loss>>,
-    /// (probe, output) -> points, oldest first.
-    history: Mutex<
-        std::collections::BTreeMap<(String, String), std::collections::VecDeque<LatencyPoint>>,
-    >,
-}
-
-impl Journal {
-    fn push_loss(&self, loss: Loss) {
-        let mut q = self.losses.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() >= RECENT_LOSSES {
-            q.pop_front();
-        }
-        q.push_back(loss);
-    }
-
-    fn push_latency(&self, probe: &str, output: &str, point: LatencyPoint) {
-        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        let q = h
-            .entry((probe.to_string(), output.to_string()))
-            .or_default();
-        if q.len() >= HISTORY_POINTS {
-            q.pop_front();
-        }
-        q.push_back(point);
-    }
-
-    pub fn losses(&self) -> Vec<Loss> {
-        self.losses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
-    }
-
-    pub fn latency(&self, probe: &str, output: &str) -> Vec<LatencyPoint> {
-        self.history
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(probe.to_string(), output.to_string()))
-            .map(|q| q.iter().copied().collect())
-            .unwrap_or_default()
-    }
-}
-
-/// Turns one output's outcomes into metrics, by what the output expects.
-struct Recorder {
-    probe: String,
-    output: String,
-    run: RunId,
-    journal: Arc<Journal>,
-    expect: Expect,
-    metrics: OutputMetrics,
-    window: LatencyWindow,
-    readiness: Arc<Readiness>,
-}
-
-impl Recorder {
-    fn apply(&mut self, outcome: Outcome, now: Instant, input: &mut InputState) {
-        let m = &self.metrics;
-        match (self.expect, outcome) {
-            // A filter must drop the canary: its arrival is the failure, its
-            // absence by the deadline the success.
-            (Expect::None, Outcome::Delivered { .. }) => {
-                m.delivered.inc();
-                m.delivery_bad.inc();
-            }
-            (Expect::None, Outcome::Lost { .. }) => {
-                m.delivery_good.inc();
-                self.readiness.probe_matched(&self.probe);
-            }
-            // It leaked after all, only slowly: still a leak.
-            (Expect::None, Outcome::Late { .. }) => {
-                m.late.inc();
-                m.delivery_bad.inc();
-            }
-            (
-                _,
-                Outcome::Delivered {
-                    partition,
-                    latency,
-                    out_of_order,
-                },
-            ) => {
-                m.delivered(latency, out_of_order);
-                self.window.record(latency, now);
-                if input.per_partition {
-                    let leader = input.leader(partition);
-                    input.metrics.partition_delivered(partition, leader);
-                }
-                self.readiness.probe_matched(&self.probe);
-            }
-            (_, Outcome::Lost { partition, seq }) => {
-                m.lost();
-                self.journal.push_loss(Loss {
-                    probe: self.probe.clone(),
-                    output: self.output.clone(),
-                    id: crate::canary::CanaryId {
-                        probe: &self.probe,
-                        run: self.run,
-                        partition,
-                        seq,
-                    }
-                    .to_string(),
-                    declared_at: humantime::format_rfc3339_millis(std::time::SystemTime::now())
-                        .to_string(),
-                });
-            }
-            (_, Outcome::Late { .. }) => m.late.inc(),
-            // Exactly-once outputs: a repeat is a delivery error too.
-            (Expect::ExactlyOnce, Outcome::Duplicate { .. }) => {
-                m.duplicate.inc();
-                m.delivery_bad.inc();
-            }
-            (_, Outcome::Duplicate { .. }) => m.duplicate.inc(),
-        }
-    }
-
-    fn refresh_quantiles(&mut self, now: Instant) {
-        for (w, (_, length)) in WINDOWS.iter().enumerate() {
-            let values = self.window.quantiles(*length, now);
-            if let (0, Some(v)) = (w, values) {
-                let unix = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                self.journal
-                    .push_latency(&self.probe, &self.output, (unix, v[0], v[2]));
-            }
-            // Empty for outputs without latency (`expect: none`).
-            for (q, gauge) in self.metrics.quantiles[w].iter().enumerate() {
-                // No data in the window: NaN, which Prometheus shows as a gap
-                // rather than a misleading zero.
-                gauge.set(values.map_or(f64::NAN, |v| v[q]));
-            }
-        }
-    }
 }
 
 impl Shared {
@@ -430,6 +243,16 @@ impl Shared {
     }
 }
 
+/// One output of a probe as configured: a heartbeat probe's single output
+/// reads its own topic for the id header.
+struct OutputSpec<'a> {
+    name: String,
+    cluster: &'a Cluster,
+    topic: String,
+    rule: MatchRule,
+    expect: Expect,
+}
+
 /// A probe with its clients created and its metrics registered;
 /// [`ProbeRunner::run`] drives it.
 pub struct ProbeRunner {
@@ -458,26 +281,25 @@ impl ProbeRunner {
                     cluster: name.to_string(),
                 })
         };
-        // (name, cluster, topic, match rule, expect) of every output.
-        let outputs: Vec<(String, &Cluster, String, MatchRule, Expect)> = match &probe.kind {
-            ProbeKind::Heartbeat(hb) => vec![(
-                HEARTBEAT_OUTPUT.to_string(),
-                cluster(&hb.cluster)?,
-                hb.topic.clone(),
-                MatchRule::Header(ID_HEADER.to_string()),
-                Expect::ExactlyOnce,
-            )],
+        let outputs: Vec<OutputSpec<'_>> = match &probe.kind {
+            ProbeKind::Heartbeat(hb) => vec![OutputSpec {
+                name: HEARTBEAT_OUTPUT.to_string(),
+                cluster: cluster(&hb.cluster)?,
+                topic: hb.topic.clone(),
+                rule: MatchRule::Header(ID_HEADER.to_string()),
+                expect: Expect::ExactlyOnce,
+            }],
             ProbeKind::Pipeline(p) => p
                 .outputs
                 .iter()
                 .map(|o| {
-                    Ok((
-                        o.name.clone(),
-                        cluster(&o.cluster)?,
-                        o.topic.clone(),
-                        o.match_rule.clone(),
-                        o.expect,
-                    ))
+                    Ok(OutputSpec {
+                        name: o.name.clone(),
+                        cluster: cluster(&o.cluster)?,
+                        topic: o.topic.clone(),
+                        rule: o.match_rule.clone(),
+                        expect: o.expect,
+                    })
                 })
                 .collect::<Result<_, ProbeError>>()?,
         };
@@ -485,15 +307,15 @@ impl ProbeRunner {
         let origin = Instant::now();
         let output_states = outputs
             .iter()
-            .map(|(name, _, _, _, expect)| OutputState {
+            .map(|o| OutputState {
                 tracker: Tracker::new(probe.deadline),
                 rec: Recorder {
                     probe: probe.name.clone(),
-                    output: name.clone(),
+                    output: o.name.clone(),
                     run,
                     journal: journal.clone(),
-                    expect: *expect,
-                    metrics: metrics.output(probe, name),
+                    expect: o.expect,
+                    metrics: metrics.output(probe, &o.name),
                     window: LatencyWindow::new(origin, probe.deadline),
                     readiness: readiness.clone(),
                 },
@@ -538,7 +360,7 @@ impl ProbeRunner {
         let same_topic: Vec<usize> = outputs
             .iter()
             .enumerate()
-            .filter(|(_, o)| o.1.name == input_cluster.name && o.2 == probe.input_topic())
+            .filter(|(_, o)| o.cluster.name == input_cluster.name && o.topic == probe.input_topic())
             .map(|(i, _)| i)
             .collect();
         let input = Input::build(
@@ -552,9 +374,7 @@ impl ProbeRunner {
         let outputs = outputs
             .into_iter()
             .enumerate()
-            .map(|(index, (name, cluster, topic, rule, _))| {
-                Output::build(probe, index, name, cluster, topic, rule, run)
-            })
+            .map(|(index, o)| Output::build(probe, index, o, run))
             .collect::<Result<_, _>>()?;
         Ok(ProbeRunner {
             name: probe.name.clone(),
@@ -665,23 +485,5 @@ async fn expiry(shared: Arc<Shared>, cancel: CancellationToken) {
             last_quantiles = now;
         }
         shared.expire(now, refresh);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_jitter() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let first = b.next_wait();
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        for _ in 0..30 {
-            let d = b.next_wait();
-            assert!(d <= Duration::from_secs(2), "{d:?}");
-        }
-        let d = b.next_wait();
-        assert!(d >= Duration::from_secs(1), "{d:?}");
     }
 }

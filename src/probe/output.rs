@@ -15,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::canary::{Foreign, Matched, Matcher, RunId};
-use crate::config::{Cluster, MatchRule, Probe};
+use crate::config::Probe;
 use crate::kafka::{self, MetadataError, TopicLayout};
 
-use super::{sleep_or_cancel, Backoff, ProbeError, Shared};
+use super::{sleep_or_cancel, OutputSpec, ProbeError, Shared};
+use crate::util::Backoff;
 
 /// Consumer poll timeout: also how quickly the thread notices shutdown.
 const POLL: Duration = Duration::from_millis(100);
@@ -36,31 +37,28 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    pub(crate) fn build(
+    pub(super) fn build(
         probe: &Probe,
         index: usize,
-        name: String,
-        cluster: &Cluster,
-        topic: String,
-        rule: MatchRule,
+        spec: OutputSpec<'_>,
         run: RunId,
     ) -> Result<Output, ProbeError> {
         let consumer: BaseConsumer =
-            kafka::consumer_config(cluster)
+            kafka::consumer_config(spec.cluster)
                 .create()
-                .map_err(|e| ProbeError::Client {
+                .map_err(|error| ProbeError::Client {
                     probe: probe.name.clone(),
                     role: "consumer",
-                    cluster: cluster.name.clone(),
-                    error: e.to_string(),
+                    cluster: spec.cluster.name.clone(),
+                    error: Box::new(error),
                 })?;
         Ok(Output {
             index,
             probe: probe.name.clone(),
-            name,
-            cluster: cluster.name.clone(),
-            topic,
-            matcher: Arc::new(Matcher::new(rule, &probe.name, run)),
+            name: spec.name,
+            cluster: spec.cluster.name.clone(),
+            topic: spec.topic,
+            matcher: Arc::new(Matcher::new(spec.rule, &probe.name, run)),
             consumer: Arc::new(consumer),
             first_layout: OnceLock::new(),
         })

@@ -3,21 +3,68 @@
 //!
 //! yaml-rust2's own `Yaml` tree drops positions, and positions are what make
 //! configuration errors actionable. This module also resolves anchors,
-//! aliases and `<<` merge keys, rejects duplicate keys, and implements the
-//! two tree rewrites that must happen before typing: `${VAR}` expansion and
-//! `<key>_file` secret reading.
+//! aliases and `<<` merge keys, rejects duplicate keys and bounds the tree
+//! (nodes, depth). [`de`] deserializes a tree with serde, every error
+//! located at a node. The module knows nothing of slaprobe's configuration:
+//! `config` adds the file name to its [`Error`]s and rewrites the tree
+//! (`${VAR}`, `<key>_file`) before deserializing it.
+//!
+//! Why not a crate: no maintained YAML crate gives both line:column for
+//! every semantic error found after deserialization and a tree that can be
+//! rewritten (environment expansion, secret files) keeping positions; see
+//! ARCHITECTURE.md.
+
+pub mod de;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::fmt;
 
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-use super::ConfigError;
+/// A problem in one document, at a node (or, with a default [`Pos`], in
+/// the document as a whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub pos: Pos,
+    /// Dotted path of the offending key, e.g. `probes[1].slos[0]`; empty
+    /// for syntax errors.
+    pub key: String,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(pos: Pos, key: impl Into<String>, message: impl Into<String>) -> Error {
+        Error {
+            pos,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A problem with the document as a whole.
+    pub fn whole(message: impl Into<String>) -> Error {
+        Error::new(Pos::default(), "", message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.pos.line > 0 {
+            write!(f, "{}:{}: ", self.pos.line, self.pos.column)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
 
 /// A 1-based source position (0/0 means "no position").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Pos {
+pub struct Pos {
     pub line: usize,
     pub column: usize,
     /// Character offset, used only to order positions.
@@ -36,20 +83,20 @@ impl From<Marker> for Pos {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Node {
+pub struct Node {
     pub pos: Pos,
     pub value: Value,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) enum Value {
+pub enum Value {
     Scalar(Scalar),
     Seq(Vec<Node>),
     Map(Vec<Entry>),
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Scalar {
+pub struct Scalar {
     pub text: String,
     /// Plain (unquoted) scalars are type-resolved when a visitor asks for
     /// "anything"; quoted, block and file-read scalars are always strings.
@@ -59,7 +106,7 @@ pub(crate) struct Scalar {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Entry {
+pub struct Entry {
     pub key: String,
     pub key_pos: Pos,
     pub value: Node,
@@ -98,12 +145,12 @@ impl Node {
 }
 
 /// YAML 1.2 core-schema null.
-pub(crate) fn is_null(s: &str) -> bool {
+pub fn is_null(s: &str) -> bool {
     matches!(s, "" | "~" | "null" | "Null" | "NULL")
 }
 
 /// `a` + `b` -> `a.b`; top-level keys have no leading dot.
-pub(crate) fn join_key(path: &str, key: &str) -> String {
+pub fn join_key(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
@@ -111,7 +158,7 @@ pub(crate) fn join_key(path: &str, key: &str) -> String {
     }
 }
 
-pub(crate) fn join_index(path: &str, i: usize) -> String {
+pub fn join_index(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
@@ -136,22 +183,20 @@ enum Frame {
     },
 }
 
-struct Builder<'a> {
-    file: &'a Path,
+struct Builder {
     stack: Vec<Frame>,
     anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
     nodes: usize,
-    errors: Vec<ConfigError>,
+    errors: Vec<Error>,
 }
 
 /// Parse one YAML document into a node tree. An empty document is an empty
 /// mapping. Syntax errors are fatal (one per file); duplicate keys and bad
 /// merge keys are all collected.
-pub(crate) fn parse(file: &Path, text: &str) -> Result<Node, Vec<ConfigError>> {
+pub fn parse(text: &str) -> Result<Node, Vec<Error>> {
     let mut parser = Parser::new_from_str(text);
     let mut b = Builder {
-        file,
         stack: Vec::new(),
         anchors: HashMap::new(),
         root: None,
@@ -163,8 +208,7 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Node, Vec<ConfigError>> {
         let (event, marker) = match parser.next_token() {
             Ok(x) => x,
             Err(e) => {
-                return Err(vec![ConfigError::new(
-                    file,
+                return Err(vec![Error::new(
                     Pos::from(*e.marker()),
                     "",
                     format!("YAML syntax error: {}", e.info()),
@@ -177,8 +221,7 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Node, Vec<ConfigError>> {
             Event::DocumentStart => {
                 documents += 1;
                 if documents > 1 {
-                    Err(ConfigError::new(
-                        file,
+                    Err(Error::new(
                         pos,
                         "",
                         "a file may hold only one YAML document (found a second `---`); \
@@ -194,12 +237,7 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Node, Vec<ConfigError>> {
                     let (node, size) = (node.clone(), *size);
                     b.count(size, pos).map(|()| b.push(node))
                 }
-                None => Err(ConfigError::new(
-                    file,
-                    pos,
-                    "",
-                    "YAML alias to an unknown anchor",
-                )),
+                None => Err(Error::new(pos, "", "YAML alias to an unknown anchor")),
             },
             Event::Scalar(text, style, anchor, tag) => {
                 b.scalar(text, style, anchor, tag.as_ref(), pos)
@@ -243,12 +281,11 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Node, Vec<ConfigError>> {
     }))
 }
 
-impl Builder<'_> {
-    fn count(&mut self, n: usize, pos: Pos) -> Result<(), ConfigError> {
+impl Builder {
+    fn count(&mut self, n: usize, pos: Pos) -> Result<(), Error> {
         self.nodes += n;
         if self.nodes > MAX_NODES {
-            return Err(ConfigError::new(
-                self.file,
+            return Err(Error::new(
                 pos,
                 "",
                 format!("document too large: more than {MAX_NODES} nodes after alias expansion"),
@@ -257,15 +294,14 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn check_tag(&self, tag: Option<&Tag>, pos: Pos) -> Result<bool, ConfigError> {
+    fn check_tag(&self, tag: Option<&Tag>, pos: Pos) -> Result<bool, Error> {
         match tag {
             None => Ok(false),
             // `!!str 123` forces a string; nothing else is meaningful here.
             Some(t) if t.suffix == "str" && (t.handle == "!!" || t.handle.starts_with("tag:")) => {
                 Ok(true)
             }
-            Some(t) => Err(ConfigError::new(
-                self.file,
+            Some(t) => Err(Error::new(
                 pos,
                 self.path(),
                 format!(
@@ -283,7 +319,7 @@ impl Builder<'_> {
         anchor: usize,
         tag: Option<&Tag>,
         pos: Pos,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<(), Error> {
         let forced_str = self.check_tag(tag, pos)?;
         self.count(1, pos)?;
         let node = Node {
@@ -301,18 +337,16 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn open(&mut self, frame: Frame, tag: Option<&Tag>, pos: Pos) -> Result<(), ConfigError> {
+    fn open(&mut self, frame: Frame, tag: Option<&Tag>, pos: Pos) -> Result<(), Error> {
         if self.check_tag(tag, pos)? {
-            return Err(ConfigError::new(
-                self.file,
+            return Err(Error::new(
                 pos,
                 self.path(),
                 "`!!str` can only tag a scalar",
             ));
         }
         if self.stack.len() >= MAX_DEPTH {
-            return Err(ConfigError::new(
-                self.file,
+            return Err(Error::new(
                 pos,
                 self.path(),
                 format!("nesting deeper than {MAX_DEPTH} levels"),
@@ -323,7 +357,7 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn close(&mut self) -> Result<(), ConfigError> {
+    fn close(&mut self) -> Result<(), Error> {
         let (node, anchor) = match self.stack.pop() {
             Some(Frame::Seq { pos, anchor, items }) => (
                 Node {
@@ -336,8 +370,7 @@ impl Builder<'_> {
                 pos, anchor, pairs, ..
             }) => (self.finish_map(pos, pairs), anchor),
             None => {
-                return Err(ConfigError::file_level(
-                    self.file,
+                return Err(Error::whole(
                     "YAML parser produced an unbalanced event stream",
                 ))
             }
@@ -399,8 +432,7 @@ impl Builder<'_> {
             let (text, plain) = match key.value {
                 Value::Scalar(s) => (s.text, s.plain),
                 _ => {
-                    self.errors.push(ConfigError::new(
-                        self.file,
+                    self.errors.push(Error::new(
                         key.pos,
                         path.clone(),
                         "mapping keys must be strings, not lists or mappings (a value starting \
@@ -414,8 +446,7 @@ impl Builder<'_> {
                 continue;
             }
             if let Some(first) = entries.iter().find(|e| e.key == text) {
-                self.errors.push(ConfigError::new(
-                    self.file,
+                self.errors.push(Error::new(
                     key.pos,
                     join_key(&path, &text),
                     format!(
@@ -439,9 +470,7 @@ impl Builder<'_> {
                     for item in items {
                         match item.value {
                             Value::Map(m) => maps.push(m),
-                            _ => self.errors.push(ConfigError::new(
-                                self.file,
-                                item.pos,
+                            _ => self.errors.push(Error::new(item.pos,
                                 join_key(&path, "<<"),
                                 "a merge key takes a mapping or a list of mappings (e.g. `<<: *defaults`)",
                             )),
@@ -450,8 +479,7 @@ impl Builder<'_> {
                     maps
                 }
                 Value::Scalar(_) => {
-                    self.errors.push(ConfigError::new(
-                        self.file,
+                    self.errors.push(Error::new(
                         merge.pos,
                         join_key(&path, "<<"),
                         "a merge key takes a mapping or a list of mappings (e.g. `<<: *defaults`)",
@@ -470,190 +498,6 @@ impl Builder<'_> {
         Node {
             pos,
             value: Value::Map(entries),
-        }
-    }
-}
-
-/// Expand `${VAR}`, `${VAR:-default}` and `$$` in every scalar value (keys
-/// are left alone). Expansion happens before typing, so `${N:-2}` can be an
-/// integer.
-pub(crate) fn expand_env(
-    node: &mut Node,
-    path: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    file: &Path,
-    errors: &mut Vec<ConfigError>,
-) {
-    match &mut node.value {
-        Value::Scalar(s) => {
-            if s.from_file || !s.text.contains('$') {
-                return;
-            }
-            // `'${N}'` is quoted only because `{` is special in flow
-            // context; type it like the plain scalar it stands for.
-            let whole_reference =
-                !s.plain && s.text.starts_with("${") && s.text.find('}') == Some(s.text.len() - 1);
-            match expand_str(&s.text, env) {
-                Ok(t) => {
-                    s.text = t;
-                    s.plain |= whole_reference;
-                }
-                Err(msg) => errors.push(ConfigError::new(file, node.pos, path, msg)),
-            }
-        }
-        Value::Seq(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                expand_env(item, &join_index(path, i), env, file, errors);
-            }
-        }
-        Value::Map(entries) => {
-            for e in entries {
-                let p = join_key(path, &e.key);
-                expand_env(&mut e.value, &p, env, file, errors);
-            }
-        }
-    }
-}
-
-/// Shell-like semantics: `${VAR:-default}` uses the default when VAR is
-/// unset *or empty*, as `sh` does, because an empty secret or address is
-/// never what was meant.
-pub(crate) fn expand_str(
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(r) = after.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let Some(close) = body.find('}') else {
-                return Err("unterminated `${` (write `$$` for a literal `$`)".to_string());
-            };
-            let inner = &body[..close];
-            let (name, default) = match inner.find(":-") {
-                Some(j) => (&inner[..j], Some(&inner[j + 2..])),
-                None => (inner, None),
-            };
-            let valid_name = name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid_name {
-                return Err(format!(
-                    "invalid environment variable reference `${{{inner}}}`: use `${{NAME}}` or \
-                     `${{NAME:-default}}` with NAME made of letters, digits and `_` \
-                     (write `$$` for a literal `$`)"
-                ));
-            }
-            match (env(name), default) {
-                (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(format!(
-                        "environment variable {name} is not set (use ${{{name}:-default}} for a default)"
-                    ))
-                }
-            }
-            rest = &body[close + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// Replace every `<key>_file: /path` entry by `<key>: <contents>` (one
-/// trailing newline trimmed, as written by `echo` or most secret stores).
-/// Relative paths resolve against `base_dir` (the config file's directory)
-/// when given, like docker-compose does.
-pub(crate) fn read_secret_files(
-    node: &mut Node,
-    path: &str,
-    base_dir: Option<&Path>,
-    file: &Path,
-    errors: &mut Vec<ConfigError>,
-) {
-    match &mut node.value {
-        Value::Scalar(_) => {}
-        Value::Seq(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                read_secret_files(item, &join_index(path, i), base_dir, file, errors);
-            }
-        }
-        Value::Map(entries) => {
-            let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
-            for e in entries.iter_mut() {
-                let key_path = join_key(path, &e.key);
-                // Only a scalar value makes `x_file` a file reference, so a
-                // cluster or header that happens to be named `x_file` still works.
-                let is_scalar = matches!(e.value.value, Value::Scalar(_));
-                let base = match e.key.strip_suffix("_file") {
-                    Some(b) if !b.is_empty() && is_scalar => b.to_string(),
-                    _ => {
-                        read_secret_files(&mut e.value, &key_path, base_dir, file, errors);
-                        continue;
-                    }
-                };
-                if keys.contains(&base) {
-                    errors.push(ConfigError::new(
-                        file,
-                        e.key_pos,
-                        key_path,
-                        format!("both `{base}` and `{}` are given; use only one", e.key),
-                    ));
-                    continue;
-                }
-                let secret_path = match &e.value.value {
-                    Value::Scalar(s) if !s.text.is_empty() && !e.value.is_null() => s.text.clone(),
-                    _ => {
-                        errors.push(ConfigError::new(
-                            file,
-                            e.value.pos,
-                            key_path,
-                            "must be the path of a file to read the value from",
-                        ));
-                        continue;
-                    }
-                };
-                let full = match base_dir {
-                    Some(dir) if Path::new(&secret_path).is_relative() => dir.join(&secret_path),
-                    _ => Path::new(&secret_path).to_path_buf(),
-                };
-                match std::fs::read_to_string(&full) {
-                    Ok(mut contents) => {
-                        if contents.ends_with('\n') {
-                            contents.pop();
-                            if contents.ends_with('\r') {
-                                contents.pop();
-                            }
-                        }
-                        e.key = base;
-                        e.value = Node {
-                            pos: e.value.pos,
-                            value: Value::Scalar(Scalar {
-                                text: contents,
-                                plain: false,
-                                from_file: true,
-                            }),
-                        };
-                    }
-                    Err(err) => errors.push(ConfigError::new(
-                        file,
-                        e.value.pos,
-                        key_path,
-                        format!("cannot read {}: {err}", full.display()),
-                    )),
-                }
-            }
         }
     }
 }

@@ -9,12 +9,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-pub use crate::exposition::{Gauge, Histogram, IntCounter, IntGauge};
-use crate::exposition::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+pub mod exposition;
+pub mod latency;
+
+pub use exposition::{Gauge, Histogram, IntCounter, IntGauge};
+use exposition::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 use crate::config::{Expect, Probe, Sli};
-use crate::latency::{QUANTILES, WINDOWS};
-use crate::slo::{Severity, WINDOWS as WINDOWS_SLO};
+use crate::kafka::ProduceError;
+use latency::{QUANTILES, WINDOWS};
 
 /// Default latency buckets (seconds): from a fast in-rack round trip to the
 /// longest deadline people set; every SLO threshold is added to these.
@@ -22,53 +25,6 @@ const LATENCY_BUCKETS: [f64; 17] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     120.0, 300.0,
 ];
-
-/// Produce failures, classified into a fixed small set (the `error` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProduceError {
-    /// Not acked within the deadline (librdkafka's message timeout).
-    Timeout,
-    /// librdkafka's local queue is full: slaprobe skips rather than buffers.
-    QueueFull,
-    /// The topic or partition does not exist (any more).
-    UnknownPartition,
-    NotLeader,
-    Authorization,
-    /// Brokers unreachable.
-    Transport,
-    MessageTooLarge,
-    /// The producer hit a fatal error and is being replaced.
-    Fatal,
-    Other,
-}
-
-impl ProduceError {
-    pub const ALL: [ProduceError; 9] = [
-        ProduceError::Timeout,
-        ProduceError::QueueFull,
-        ProduceError::UnknownPartition,
-        ProduceError::NotLeader,
-        ProduceError::Authorization,
-        ProduceError::Transport,
-        ProduceError::MessageTooLarge,
-        ProduceError::Fatal,
-        ProduceError::Other,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            ProduceError::Timeout => "timeout",
-            ProduceError::QueueFull => "queue_full",
-            ProduceError::UnknownPartition => "unknown_partition",
-            ProduceError::NotLeader => "not_leader",
-            ProduceError::Authorization => "authorization",
-            ProduceError::Transport => "transport",
-            ProduceError::MessageTooLarge => "message_too_large",
-            ProduceError::Fatal => "fatal",
-            ProduceError::Other => "other",
-        }
-    }
-}
 
 /// Every metric family slaprobe exports, registered in one registry.
 #[derive(Clone)]
@@ -162,22 +118,23 @@ impl Metrics {
             .with_label_values(&[probe, output, &sli.to_string(), outcome])
     }
 
-    /// Gauges of one SLO (`slo` is `<probe>:<output>:<sli>`).
-    pub fn slo(&self, slo: &str) -> SloMetrics {
+    /// Gauges of one SLO (`slo` is `<probe>:<output>:<sli>`), one per
+    /// window and one per severity, in the order given.
+    pub fn slo(&self, slo: &str, windows: &[&str], severities: &[&str]) -> SloMetrics {
         SloMetrics {
             objective: self.slo_objective.with_label_values(&[slo]),
-            error_ratio: WINDOWS_SLO
+            error_ratio: windows
                 .iter()
-                .map(|(w, _)| self.slo_error_ratio.with_label_values(&[slo, w]))
+                .map(|w| self.slo_error_ratio.with_label_values(&[slo, w]))
                 .collect(),
-            burn_rate: WINDOWS_SLO
+            burn_rate: windows
                 .iter()
-                .map(|(w, _)| self.slo_burn_rate.with_label_values(&[slo, w]))
+                .map(|w| self.slo_burn_rate.with_label_values(&[slo, w]))
                 .collect(),
             budget: self.slo_budget.with_label_values(&[slo]),
-            firing: Severity::ALL
+            firing: severities
                 .iter()
-                .map(|s| (*s, self.slo_firing.with_label_values(&[slo, s.as_str()])))
+                .map(|s| self.slo_firing.with_label_values(&[slo, s]))
                 .collect(),
         }
     }
@@ -271,13 +228,14 @@ impl Metrics {
     }
 }
 
-/// One SLO's gauges, in `slo::WINDOWS` order.
+/// One SLO's gauges, per window and per severity in the order
+/// [`Metrics::slo`] was given them.
 pub struct SloMetrics {
     pub objective: Gauge,
     pub error_ratio: Vec<Gauge>,
     pub burn_rate: Vec<Gauge>,
     pub budget: Gauge,
-    pub firing: Vec<(Severity, IntGauge)>,
+    pub firing: Vec<IntGauge>,
 }
 
 /// Per-output handles (outcomes, latency, SLIs).

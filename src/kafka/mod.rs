@@ -11,7 +11,6 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientContext;
 
 use crate::config::{Cluster, TopicManagement};
-use crate::metrics::ProduceError;
 
 /// The consumer's default fetch wait. Real Kafka answers a waiting fetch as
 /// soon as data arrives, but librdkafka's mock cluster and some
@@ -74,20 +73,6 @@ pub fn consumer_config(cluster: &Cluster) -> ClientConfig {
 
 pub fn admin_config(cluster: &Cluster) -> ClientConfig {
     base_config(cluster, &[])
-}
-
-/// Checks one passthrough option the way librdkafka will, without
-/// connecting: unknown properties and invalid values are configuration
-/// errors, found by `slaprobe check` rather than at start-up.
-pub fn check_option(key: &str, value: &str) -> Result<(), String> {
-    ClientConfig::new()
-        .set(key, value)
-        .create_native_config()
-        .map(|_| ())
-        .map_err(|e| match e {
-            KafkaError::ClientConfig(_, msg, _, _) => msg,
-            other => other.to_string(),
-        })
 }
 
 /// A topic's partitions and their leaders, and the cluster's brokers.
@@ -244,6 +229,53 @@ pub async fn ensure_topic(
             Ok(true)
         }
         Some(_) => Ok(false),
+    }
+}
+
+/// Produce failures, classified into a fixed small set (the `error` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProduceError {
+    /// Not acked within the deadline (librdkafka's message timeout).
+    Timeout,
+    /// librdkafka's local queue is full: slaprobe skips rather than buffers.
+    QueueFull,
+    /// The topic or partition does not exist (any more).
+    UnknownPartition,
+    NotLeader,
+    Authorization,
+    /// Brokers unreachable.
+    Transport,
+    MessageTooLarge,
+    /// The producer hit a fatal error and is being replaced.
+    Fatal,
+    Other,
+}
+
+impl ProduceError {
+    pub const ALL: [ProduceError; 9] = [
+        ProduceError::Timeout,
+        ProduceError::QueueFull,
+        ProduceError::UnknownPartition,
+        ProduceError::NotLeader,
+        ProduceError::Authorization,
+        ProduceError::Transport,
+        ProduceError::MessageTooLarge,
+        ProduceError::Fatal,
+        ProduceError::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ProduceError::Timeout => "timeout",
+            ProduceError::QueueFull => "queue_full",
+            ProduceError::UnknownPartition => "unknown_partition",
+            ProduceError::NotLeader => "not_leader",
+            ProduceError::Authorization => "authorization",
+            ProduceError::Transport => "transport",
+            ProduceError::MessageTooLarge => "message_too_large",
+            ProduceError::Fatal => "fatal",
+            ProduceError::Other => "other",
+        }
     }
 }
 

@@ -12,72 +12,10 @@
 //! and the generated Prometheus rules.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
-use super::model::*;
+use crate::config::*;
 use crate::slo::burn_tiers;
-
-/// Compact duration: `250ms`, `30s`, `1h30m`, `30d`. (humantime's own
-/// formatter writes `30days`, and `d` is what people type in the config.)
-pub fn format_duration(d: Duration) -> String {
-    if d.is_zero() {
-        return "0s".to_string();
-    }
-    const UNITS: [(&str, u128); 7] = [
-        ("d", 86_400_000_000_000),
-        ("h", 3_600_000_000_000),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-        ("ns", 1),
-    ];
-    let mut ns = d.as_nanos();
-    let mut out = String::new();
-    for (unit, size) in UNITS {
-        let q = ns / size;
-        if q > 0 {
-            let _ = write!(out, "{q}{unit}");
-            ns %= size;
-        }
-    }
-    out
-}
-
-/// `user:pass@` in a URL's authority becomes `<redacted>@`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let authority_start = scheme_end + 3;
-    let rest = &url[authority_start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_len].rfind('@') {
-        Some(at) => format!(
-            "{}<redacted>{}",
-            &url[..authority_start],
-            &url[authority_start + at..]
-        ),
-        None => url.to_string(),
-    }
-}
-
-/// A number without float noise or trailing zeros: `14.4`, `6`, `0.23`.
-fn format_number(v: f64, decimals: usize) -> String {
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
-/// `0.9995` -> `99.95%`.
-pub fn format_objective(ratio: f64) -> String {
-    format!("{}%", format_number(ratio * 100.0, 6))
-}
-
-const REDACTED: &str = "<redacted>";
+use crate::util::format::{self, redact_url, REDACTED};
 
 /// The plan printed by `slaprobe check`.
 pub fn plan(config: &Config) -> String {
@@ -182,8 +120,8 @@ fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {
     writeln!(
         out,
         "    interval: {}, deadline: {}, payload_bytes: {}",
-        format_duration(p.interval),
-        format_duration(p.deadline),
+        format::duration(p.interval),
+        format::duration(p.deadline),
         p.payload_bytes
     )?;
     if let ProbeKind::Heartbeat(h) = &p.kind {
@@ -215,11 +153,11 @@ fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {
             out,
             "      {}: objective {}, period {}",
             slo.name(&p.name),
-            format_objective(slo.objective),
-            format_duration(slo.period)
+            format::percent(slo.objective),
+            format::duration(slo.period)
         )?;
         if let Some(t) = slo.threshold {
-            write!(out, ", threshold {}", format_duration(t))?;
+            write!(out, ", threshold {}", format::duration(t))?;
         }
         writeln!(
             out,
@@ -231,7 +169,7 @@ fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {
                 out,
                 "        {:<6} burn rate >= {} over {} and {}",
                 t.severity.as_str(),
-                format_number(t.factor, 2),
+                format::number(t.factor, 2),
                 t.long_label(),
                 t.short_label()
             )?;
@@ -243,27 +181,69 @@ fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::SPEC_EXAMPLE;
 
     #[test]
-    fn durations_are_compact() {
-        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(format_duration(Duration::from_secs(30 * 86_400)), "30d");
-        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
+    fn empty_config_says_nothing_is_probed() {
+        let c = load_str("empty.yaml", "# nothing yet\n", &|_| None).expect("valid");
+        assert!(plan(&c).contains("probes: none (nothing will be probed)"));
     }
 
     #[test]
-    fn url_userinfo_is_redacted() {
-        assert_eq!(
-            redact_url("https://bob:s3cr@t@am:9093/path@x"),
-            "https://<redacted>@am:9093/path@x"
+    fn secrets_read_from_files_are_redacted() {
+        let dir = std::env::temp_dir().join(format!("slaprobe-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let secret = dir.join("token");
+        std::fs::write(&secret, "s3cret\n").expect("write");
+        let yaml = format!(
+            "clusters:\n  c1:\n    bootstrap: k:9092\n    librdkafka:\n      sasl.oauthbearer.config_file: {}\n",
+            secret.display()
         );
-        assert_eq!(redact_url("http://am:9093"), "http://am:9093");
+        let c = load_str("test.yaml", &yaml, &|_| None).expect("valid");
+        let text = plan(&c);
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("      sasl.oauthbearer.config: <redacted>\n"),
+            "{text}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
-    fn objective_formatting() {
-        assert_eq!(format_objective(0.9995), "99.95%");
-        assert_eq!(format_objective(0.99), "99%");
+    fn plan_of_the_readme_example_redacts_and_shows_tiers() {
+        let env = |k: &str| (k == "KAFKA_PASSWORD").then(|| "hunter2".to_string());
+        let yaml = SPEC_EXAMPLE.replace(
+            "http://alertmanager:9093",
+            "https://am-user:am-pass@alertmanager:9093",
+        );
+        let c = load_str("spec.yaml", &yaml, &env).expect("valid");
+        let text = plan(&c);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("am-pass"), "{text}");
+        assert!(text.contains("      sasl.password: <redacted>\n"), "{text}");
+        assert!(text.contains("      sasl.username: slaprobe\n"), "{text}");
+        assert!(text.contains("alertmanager: https://<redacted>@alertmanager:9093\n"));
+        assert!(
+            text.contains(
+                "      primary-heartbeat:heartbeat:availability: objective 99.95%, period 30d, alerts need >= 10 events per window\n\
+             \x20       page   burn rate >= 14.4 over 1h and 5m\n\
+             \x20       page   burn rate >= 6 over 6h and 30m\n\
+             \x20       ticket burn rate >= 3 over 1d and 2h\n\
+             \x20       ticket burn rate >= 1 over 3d and 6h\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "      orders-enrichment:enriched:latency: objective 99%, period 30d, threshold 5s, alerts need >= 10 events per window\n"
+        ));
+        assert!(text.contains(
+            "      enriched: cluster primary, topic orders.enriched, match json /order_id, expect exactly_once\n"
+        ));
+        assert!(text.contains("    interval: 1s, deadline: 10s, payload_bytes: 256\n"));
+        assert!(text.contains(
+            "    topic_management: create (1 partition(s) per broker, replication factor 3)\n"
+        ));
+        // Stable: same config, same text.
+        assert_eq!(text, plan(&c));
     }
 }

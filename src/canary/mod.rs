@@ -1,5 +1,6 @@
-//! The canary codec (SPEC §3): identity, headers and heartbeat payloads
-//! (pipeline payload templates are in `template`).
+//! The canary codec: identity, headers, heartbeat payloads and the matcher
+//! that finds a canary id in an output record (pipeline payload templates
+//! are in [`template`]).
 //!
 //! Encoding happens once per canary on the produce path and decoding once per
 //! record on every consumed topic, most of which may be foreign traffic; the
@@ -9,7 +10,18 @@
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::MatchRule;
+pub mod template;
+
+/// Where the canary id is found on an output record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MatchRule {
+    /// A header of this name holds the id.
+    Header(String),
+    /// The record key is the id.
+    Key,
+    /// A JSON pointer (RFC 6901) into the value.
+    Json(String),
+}
 
 /// Header carrying the canary id.
 pub const ID_HEADER: &str = "slaprobe-id";

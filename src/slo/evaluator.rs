@@ -6,17 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::metrics::IntCounter;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::plan::format_objective;
-use crate::config::{format_duration, Config, Slo};
-use crate::metrics::{Metrics, SloMetrics};
-use crate::slo::{BurnTier, SloWindows, WINDOWS};
+use super::alert::{burn_rate_alert, BURN_RATE_ALERT};
+use super::{BurnTier, Severity, SloWindows, WINDOWS};
+use crate::config::{Config, Slo};
+use crate::metrics::{IntCounter, Metrics, SloMetrics};
+use crate::util::format;
 
 /// How often SLOs are evaluated: an alert fires at most this long after its
 /// condition starts to hold.
@@ -33,9 +33,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        format::unix_now()
     }
 }
 
@@ -85,9 +83,6 @@ pub struct Alert {
     pub starts_at: u64,
 }
 
-/// The alert name of burn-rate alerts, here and in the generated rules.
-pub const BURN_RATE_ALERT: &str = "SlaprobeSLOBurnRate";
-
 struct Tracked {
     slo: Slo,
     /// Where a person reads more (the status API).
@@ -109,10 +104,6 @@ pub struct Evaluator {
     alerts: watch::Sender<Vec<Alert>>,
 }
 
-fn rfc3339(t: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
-}
-
 impl Evaluator {
     pub fn new(config: &Config, metrics: &Metrics, clock: Arc<dyn Clock>) -> Evaluator {
         let slos = config
@@ -121,7 +112,9 @@ impl Evaluator {
             .flat_map(|p| p.slos.iter().map(move |s| (p, s)))
             .map(|(p, s)| {
                 let name = s.name(&p.name);
-                let m = metrics.slo(&name);
+                let windows: Vec<&str> = WINDOWS.iter().map(|(w, _)| *w).collect();
+                let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+                let m = metrics.slo(&name, &windows, &severities);
                 m.objective.set(s.objective);
                 let good = metrics.sli_counter(&p.name, &s.output, s.sli, "good");
                 let bad = metrics.sli_counter(&p.name, &s.output, s.sli, "bad");
@@ -175,21 +168,13 @@ impl Evaluator {
                 t.metrics.burn_rate[i].set(burn.unwrap_or(f64::NAN));
             }
             t.metrics.budget.set(e.budget_remaining);
-            for (severity, gauge) in &t.metrics.firing {
+            for (severity, gauge) in Severity::ALL.iter().zip(&t.metrics.firing) {
                 gauge.set(i64::from(t.windows.firing(*severity)));
             }
-            // One alert per firing tier, labelled like the generated rules'
-            // (so the two agree and Alertmanager deduplicates them).
+            // One alert per firing tier, exactly as the generated rules
+            // raise it (so Alertmanager deduplicates the two).
             for (tier, state) in e.tiers.iter().filter(|(_, s)| s.firing) {
-                let burn = format!(
-                    "{:.1}x over {} and {:.1}x over {} (fires at {}x)",
-                    e.windows[tier.long].2.unwrap_or(0.0),
-                    tier.long_label(),
-                    e.windows[tier.short].2.unwrap_or(0.0),
-                    tier.short_label(),
-                    tier.factor
-                );
-                firing.push(alert(t, tier, state.since.unwrap_or(now), burn));
+                firing.push(alert(t, tier, state.since.unwrap_or(now)));
             }
             status.push(SloStatus {
                 slo: t.name.clone(),
@@ -197,8 +182,8 @@ impl Evaluator {
                 output: t.slo.output.clone(),
                 sli: t.slo.sli.to_string(),
                 objective: t.slo.objective,
-                period: format_duration(t.slo.period),
-                threshold: t.slo.threshold.map(format_duration),
+                period: format::duration(t.slo.period),
+                threshold: t.slo.threshold.map(format::duration),
                 min_events: t.slo.min_events,
                 windows: WINDOWS
                     .iter()
@@ -221,7 +206,7 @@ impl Evaluator {
                         short_window: tier.short_label(),
                         factor: tier.factor,
                         firing: s.firing,
-                        since: s.since.map(rfc3339),
+                        since: s.since.map(format::rfc3339),
                     })
                     .collect(),
             });
@@ -254,40 +239,16 @@ impl Evaluator {
     }
 }
 
-fn alert(t: &Tracked, tier: &BurnTier, starts_at: u64, burn: String) -> Alert {
-    let labels = [
-        ("alertname", BURN_RATE_ALERT.to_string()),
-        ("slo", t.name.clone()),
-        ("probe", t.probe.clone()),
-        ("output", t.slo.output.clone()),
-        ("sli", t.slo.sli.to_string()),
-        ("severity", tier.severity.as_str().to_string()),
-        ("long_window", tier.long_label().to_string()),
-        ("short_window", tier.short_label().to_string()),
-    ];
-    let annotations = [
-        (
-            "summary",
-            format!(
-                "SLO {} ({} {} over {}) is burning its error budget too fast",
-                t.name,
-                format_objective(t.slo.objective),
-                t.slo.sli,
-                format_duration(t.slo.period)
-            ),
-        ),
-        ("burn_rates", burn),
-        ("status_api", t.status_link.clone()),
-    ];
+fn alert(t: &Tracked, tier: &BurnTier, starts_at: u64) -> Alert {
+    let a = burn_rate_alert(&t.probe, &t.slo, tier, &t.status_link);
+    let owned = |kv: Vec<(&str, String)>| -> BTreeMap<String, String> {
+        kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    };
+    let mut labels = owned(a.labels);
+    labels.insert("alertname".to_string(), BURN_RATE_ALERT.to_string());
     Alert {
-        labels: labels
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        annotations: annotations
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+        labels,
+        annotations: owned(a.annotations),
         starts_at,
     }
 }

@@ -27,11 +27,6 @@ pub const WINDOWS: [(&str, Duration); 7] = [
     ("3d", Duration::from_secs(3 * DAY)),
 ];
 
-/// Default minimum number of events a window must hold before it may alert:
-/// with fewer, one bad event is a huge error ratio and the page would be
-/// noise. Set per SLO with `min_events`.
-pub const DEFAULT_MIN_EVENTS: u64 = 10;
-
 /// Alert severity of a tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {

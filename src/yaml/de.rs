@@ -9,28 +9,27 @@
 //! `topic: 123` and `linger.ms: 5` just work.
 
 use std::fmt;
-use std::path::Path;
 
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
     Unexpected, VariantAccess, Visitor,
 };
 
-use super::yaml::{is_null, join_index, join_key, Entry, Node, Pos, Value};
-use super::ConfigError;
+use super::{is_null, join_index, join_key, Entry, Error, Node, Pos, Value};
 
 /// A deserialization error; the location is attached by the innermost node
 /// deserializer that sees it fail.
 #[derive(Debug)]
-pub(crate) struct DeError {
+pub struct DeError {
     msg: String,
     at: Option<(Pos, String)>,
 }
 
 impl DeError {
-    pub fn into_config_error(self, file: &Path) -> ConfigError {
+    /// The error at the node it was found at.
+    pub fn located(self) -> Error {
         let (pos, key) = self.at.unwrap_or_default();
-        ConfigError::new(file, pos, key, self.msg)
+        Error::new(pos, key, self.msg)
     }
 
     fn locate(mut self, pos: Pos, path: &str, is_map: bool) -> Self {
@@ -73,7 +72,7 @@ impl de::Error for DeError {
     }
 }
 
-pub(crate) fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, DeError> {
+pub fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, DeError> {
     T::deserialize(NodeDe {
         node,
         path: String::new(),

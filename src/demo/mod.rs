@@ -4,6 +4,8 @@
 //! into `orders.public`), and the HTTP endpoints up. `--faults` plays a
 //! fault script so that every outcome can be seen. Needs nothing installed.
 
+pub mod sim;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, App, RunError};
 use crate::config::{self, Config, ConfigErrors, ProbeKind};
-use crate::sim::{self, Faults, KeyRewrite, Stage, StageSpec, Transform};
+use sim::{Faults, KeyRewrite, Stage, StageSpec, Transform};
 
 /// The demo's configuration, embedded so the binary needs no files.
-pub const DEMO_CONFIG: &str = include_str!("../probes/demo.yaml");
+pub const DEMO_CONFIG: &str = include_str!("../../probes/demo.yaml");
 /// The variable `probes/demo.yaml` takes its bootstrap address from.
 pub const BOOTSTRAP_VAR: &str = "SLAPROBE_DEMO_BOOTSTRAP";
 /// Brokers in the demo cluster.

@@ -16,8 +16,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::evaluator::Alert;
-use crate::probe::Backoff;
+use super::evaluator::Alert;
+use crate::util::format::{redact_url as redact, rfc3339_at as rfc3339};
+use crate::util::Backoff;
 
 /// How often firing alerts are re-sent.
 pub const RESEND: Duration = Duration::from_secs(60);
@@ -39,10 +40,6 @@ struct PostableAlert<'a> {
     ends_at: String,
     #[serde(rename = "generatorURL", skip_serializing_if = "Option::is_none")]
     generator_url: Option<&'a str>,
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn unix(t: u64) -> SystemTime {
@@ -150,7 +147,7 @@ impl Pusher {
                             info!(url = %redact(self.endpoint.as_str()), "Alertmanager reachable again");
                         }
                         failing = false;
-                        backoff = Backoff::new(Duration::from_secs(1), RESEND);
+                        backoff.reset();
                         resolved.clear();
                         RESEND
                     }
@@ -193,19 +190,6 @@ impl Pusher {
             ends_at,
             generator_url: self.generator_url.as_deref(),
         }
-    }
-}
-
-/// A URL with any user info replaced, for logs.
-fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("redacted");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "<unparsable URL>".to_string(),
     }
 }
 

@@ -3,7 +3,6 @@
 //!
 //! Thin: handlers read shared state, they never block on Kafka.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
@@ -14,61 +13,9 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::evaluator::SloStatus;
 use crate::metrics::{Metrics, OutputMetrics};
-use crate::probe::Journal;
-
-/// What `/readyz` waits for: every cluster has answered a metadata request
-/// and every probe has matched a canary.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    clusters: Vec<(String, AtomicBool)>,
-    probes: Vec<(String, AtomicBool)>,
-}
-
-impl Readiness {
-    pub fn new<'a>(
-        clusters: impl IntoIterator<Item = &'a str>,
-        probes: impl IntoIterator<Item = &'a str>,
-    ) -> Readiness {
-        let flags = |names: &mut dyn Iterator<Item = &'a str>| {
-            names
-                .map(|n| (n.to_string(), AtomicBool::new(false)))
-                .collect()
-        };
-        Readiness {
-            clusters: flags(&mut clusters.into_iter()),
-            probes: flags(&mut probes.into_iter()),
-        }
-    }
-
-    fn set(list: &[(String, AtomicBool)], name: &str) {
-        if let Some((_, flag)) = list.iter().find(|(n, _)| n == name) {
-            flag.store(true, Ordering::Relaxed);
-        }
-    }
-
-    pub fn cluster_has_metadata(&self, cluster: &str) {
-        Self::set(&self.clusters, cluster);
-    }
-
-    pub fn probe_matched(&self, probe: &str) {
-        Self::set(&self.probes, probe);
-    }
-
-    /// Names of what is not ready yet, as `cluster:NAME` / `probe:NAME`.
-    pub fn waiting_for(&self) -> Vec<String> {
-        let pending = |kind: &str, list: &[(String, AtomicBool)]| {
-            list.iter()
-                .filter(|(_, f)| !f.load(Ordering::Relaxed))
-                .map(|(n, _)| format!("{kind}:{n}"))
-                .collect::<Vec<_>>()
-        };
-        let mut v = pending("cluster", &self.clusters);
-        v.extend(pending("probe", &self.probes));
-        v
-    }
-}
+use crate::probe::{Journal, Readiness};
+use crate::slo::evaluator::SloStatus;
 
 /// A probe and its outputs' metric handles, for the status API.
 pub struct ProbeHandles {

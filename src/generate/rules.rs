@@ -1,0 +1,308 @@
+//! The Prometheus recording and alerting rules `slaprobe rules` writes.
+//!
+//! Teams that evaluate alerts in Prometheus rather than in slaprobe must get
+//! the same alerts, so the rules are rendered from the very definitions the
+//! in-process evaluator uses (`slo::WINDOWS`, `slo::burn_tiers`,
+//! `slo::error_threshold`, `Slo::min_events`, and the burn-rate alert's
+//! labels and annotations from `slo::alert`): the burn-rate expression is
+//! "error ratio >= threshold and events >= min_events" in both the long and
+//! the short window, with the threshold printed from the same `f64` the
+//! evaluator compares against.
+
+use std::fmt::Write as _;
+
+use super::{promql_str, write_header, yaml_str};
+use crate::config::{Config, Slo};
+use crate::slo::alert::{self, burn_rate_alert, BURN_RATE_ALERT};
+use crate::slo::{burn_tiers, error_threshold, BurnTier, WINDOWS};
+
+/// The `job` label Prometheus must scrape slaprobe under: `SlaprobeDown`
+/// can only notice a dead prober through its scrape target's `up` series,
+/// and that needs a name known when the rules are written.
+pub const SCRAPE_JOB: &str = "slaprobe";
+
+/// Window of `SlaprobeNoCanaries`' increase and its `for:`: long enough to
+/// ride out a producer reconnect, short enough that a silent prober (whose
+/// SLIs then have no events and so can never alert) is noticed the same
+/// hour.
+const NO_CANARIES_WINDOW: &str = "10m";
+
+/// `SlaprobeDown`'s `for:`: one failed scrape is not an outage.
+const DOWN_FOR: &str = "5m";
+
+/// The selector of one SLO's series: `{probe="P",output="O",sli="S"}`.
+fn selector(probe: &str, slo: &Slo) -> String {
+    format!(
+        "{{probe={},output={},sli={}}}",
+        promql_str(probe),
+        promql_str(&slo.output),
+        promql_str(&slo.sli.to_string())
+    )
+}
+
+/// The alert expression of one SLO tier. Mirrors `SloWindows::burning` for
+/// both windows: the error ratio reaches the threshold and the window holds
+/// at least `min_events` events (at least 1, as in the evaluator).
+pub fn burn_expr(probe: &str, slo: &Slo, tier: &BurnTier) -> String {
+    let sel = selector(probe, slo);
+    let threshold = error_threshold(tier.factor, slo.objective);
+    let min = slo.min_events.max(1);
+    let (long, short) = (tier.long_label(), tier.short_label());
+    format!(
+        "slaprobe:sli_error:ratio_rate{long}{sel} >= {threshold} \
+         and slaprobe:sli_error:ratio_rate{short}{sel} >= {threshold} \
+         and slaprobe:sli_events:increase{long}{sel} >= {min} \
+         and slaprobe:sli_events:increase{short}{sel} >= {min}"
+    )
+}
+
+/// `SlaprobeNoCanaries`' expression for one probe: the counter is missing
+/// (never produced, or the prober is gone) or flat.
+pub fn no_canaries_expr(probe: &str) -> String {
+    let sel = format!("{{probe={}}}", promql_str(probe));
+    format!(
+        "absent(slaprobe_canaries_sent_total{sel}) or sum without (cluster, topic) \
+         (increase(slaprobe_canaries_sent_total{sel}[{NO_CANARIES_WINDOW}])) == 0"
+    )
+}
+
+/// `SlaprobeDown`'s expression: the target is down, or not scraped at all
+/// (a prober removed from service discovery would otherwise be silent).
+pub fn down_expr() -> String {
+    let sel = format!("{{job={}}}", promql_str(SCRAPE_JOB));
+    format!("up{sel} == 0 or absent(up{sel})")
+}
+
+/// The rules file, with its header.
+pub fn render(config: &Config, sources: &str) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail; `let _` keeps that explicit.
+    let _ = write_rules(&mut out, config, sources);
+    out
+}
+
+fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Result {
+    write_header(out, sources)?;
+    writeln!(
+        out,
+        "# Scrape slaprobe under job=\"{SCRAPE_JOB}\": SlaprobeDown watches that job's `up`."
+    )?;
+    writeln!(out, "groups:")?;
+    // One group for the recording rules and the burn-rate alerts: rules of a
+    // group run in order at the same timestamp, so each alert reads ratios
+    // recorded at that very evaluation, not one interval old.
+    writeln!(out, "  - name: slaprobe-slo")?;
+    writeln!(out, "    rules:")?;
+    let all = "slaprobe_sli_events_total";
+    let bad = "slaprobe_sli_events_total{outcome=\"bad\"}";
+    for (w, _) in WINDOWS {
+        // `without (outcome)`, not `by (probe, output, sli)`: each prober
+        // instance (job, instance) keeps its own series, so a region's
+        // outage is not diluted by the healthy probers of other regions.
+        let events = format!("sum without (outcome) (increase({all}[{w}]))");
+        let bad_events = format!("sum without (outcome) (increase({bad}[{w}]))");
+        writeln!(out, "      - record: slaprobe:sli_events:increase{w}")?;
+        writeln!(out, "        expr: {}", yaml_str(&events))?;
+        writeln!(out, "      - record: slaprobe:sli_error:ratio_rate{w}")?;
+        writeln!(
+            out,
+            "        expr: {}",
+            yaml_str(&format!("{bad_events} / {events}"))
+        )?;
+    }
+    for probe in &config.probes {
+        for slo in &probe.slos {
+            for tier in burn_tiers(slo.period) {
+                write_burn_alert(out, config, &probe.name, slo, &tier)?;
+            }
+        }
+    }
+
+    writeln!(out, "  - name: slaprobe-health")?;
+    writeln!(out, "    rules:")?;
+    for probe in &config.probes {
+        let p = &probe.name;
+        writeln!(out, "      - alert: SlaprobeNoCanaries")?;
+        writeln!(out, "        expr: {}", yaml_str(&no_canaries_expr(p)))?;
+        writeln!(out, "        for: {NO_CANARIES_WINDOW}")?;
+        writeln!(out, "        labels:")?;
+        writeln!(out, "          severity: 'ticket'")?;
+        // absent() carries only the matchers' labels; set it explicitly so
+        // routing never depends on which branch of the `or` fired.
+        writeln!(out, "          probe: {}", yaml_str(p))?;
+        let summary = format!("slaprobe produces no canaries for probe {p}");
+        let description = format!(
+            "slaprobe_canaries_sent_total{{probe=\"{p}\"}} is absent or has not increased \
+             in {NO_CANARIES_WINDOW}: the prober is down, stuck, or cannot produce (e.g. its \
+             topic does not exist). Its SLIs get no events, so no burn-rate alert can fire."
+        );
+        let notes = alert::annotations(summary, description, &config.server.status_link());
+        write_annotations(out, &notes)?;
+    }
+    writeln!(out, "      - alert: SlaprobeDown")?;
+    writeln!(out, "        expr: {}", yaml_str(&down_expr()))?;
+    writeln!(out, "        for: {DOWN_FOR}")?;
+    writeln!(out, "        labels:")?;
+    // A dead prober silences every SLO alert it owns: page.
+    writeln!(out, "          severity: 'page'")?;
+    let description = format!(
+        "Prometheus cannot scrape job=\"{SCRAPE_JOB}\" (up == 0, or no such target) for \
+         {DOWN_FOR}: no canaries are measured and no SLO alert can fire."
+    );
+    let notes = alert::annotations(
+        "slaprobe is down or not scraped".to_string(),
+        description,
+        &config.server.status_link(),
+    );
+    write_annotations(out, &notes)?;
+    Ok(())
+}
+
+fn write_burn_alert(
+    out: &mut String,
+    config: &Config,
+    probe: &str,
+    slo: &Slo,
+    tier: &BurnTier,
+) -> std::fmt::Result {
+    let a = burn_rate_alert(probe, slo, tier, &config.server.status_link());
+    writeln!(out, "      - alert: {BURN_RATE_ALERT}")?;
+    writeln!(
+        out,
+        "        expr: {}",
+        yaml_str(&burn_expr(probe, slo, tier))
+    )?;
+    writeln!(out, "        labels:")?;
+    for (k, v) in &a.labels {
+        writeln!(out, "          {k}: {}", yaml_str(v))?;
+    }
+    write_annotations(out, &a.annotations)
+}
+
+/// An alert's annotations block.
+fn write_annotations(out: &mut String, annotations: &[(&str, String)]) -> std::fmt::Result {
+    writeln!(out, "        annotations:")?;
+    for (k, v) in annotations {
+        writeln!(out, "          {k}: {}", yaml_str(v))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::super::tests::config;
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::slo::evaluator::{Clock, Evaluator};
+    use crate::yaml::{Node, Value};
+
+    #[test]
+    fn burn_expression_of_the_fast_page_tier() {
+        let c = config();
+        let p = &c.probes[0];
+        let slo = &p.slos[0];
+        let tier = &burn_tiers(slo.period)[0];
+        assert_eq!(
+            burn_expr(&p.name, slo, tier),
+            "slaprobe:sli_error:ratio_rate1h{probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 0.0144 \
+             and slaprobe:sli_error:ratio_rate5m{probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 0.0144 \
+             and slaprobe:sli_events:increase1h{probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 10 \
+             and slaprobe:sli_events:increase5m{probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 10"
+        );
+    }
+
+    #[test]
+    fn thresholds_and_min_events_come_from_the_slo() {
+        let c = config();
+        let p = &c.probes[0];
+        let slo = &p.slos[1];
+        // 7d: 0.1 x 7/3 = 0.2333.. x 1% budget; printed as the evaluator's f64.
+        let tier = &burn_tiers(slo.period)[3];
+        let t = error_threshold(tier.factor, slo.objective);
+        let e = burn_expr(&p.name, slo, tier);
+        assert!(
+            e.contains(&format!(
+                "ratio_rate3d{{probe=\"hb\",output=\"heartbeat\",sli=\"latency\"}} >= {t} "
+            )),
+            "{e}"
+        );
+        assert_eq!(t.to_string().parse::<f64>().ok(), Some(t), "round-trips");
+        assert!(
+            e.ends_with("increase6h{probe=\"hb\",output=\"heartbeat\",sli=\"latency\"} >= 50"),
+            "{e}"
+        );
+    }
+
+    /// The (labels, annotations) of every burn-rate alert in a rules file,
+    /// read back with the YAML parser, `alertname` among the labels.
+    fn rule_alerts(rules: &str) -> Vec<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+        let root = crate::yaml::parse(rules).expect("rules parse");
+        let strings = |n: Option<&Node>| -> BTreeMap<String, String> {
+            match n.map(|n| &n.value) {
+                Some(Value::Map(entries)) => entries
+                    .iter()
+                    .filter_map(|e| match &e.value.value {
+                        Value::Scalar(s) => Some((e.key.clone(), s.text.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => BTreeMap::new(),
+            }
+        };
+        let mut out = Vec::new();
+        let groups = root.get("groups").expect("groups");
+        for g in 0.. {
+            let Some(group) = groups.index(g) else { break };
+            let rules = group.get("rules").expect("rules");
+            for r in 0.. {
+                let Some(rule) = rules.index(r) else { break };
+                let name = strings(Some(rule)).get("alert").cloned();
+                if name.as_deref() != Some(BURN_RATE_ALERT) {
+                    continue;
+                }
+                let mut labels = strings(rule.get("labels"));
+                labels.insert("alertname".into(), BURN_RATE_ALERT.into());
+                out.push((labels, strings(rule.get("annotations"))));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pushed_burn_rate_alerts_equal_the_generated_rules() {
+        struct Fixed;
+        impl Clock for Fixed {
+            fn now(&self) -> u64 {
+                1_800_000_000
+            }
+        }
+        let c = config();
+        let metrics = Metrics::new(&[]);
+        let mut ev = Evaluator::new(&c, &metrics, Arc::new(Fixed));
+        let alerts = ev.alerts();
+        // Half of all events bad: every tier of both SLOs burns.
+        for slo in &c.probes[0].slos {
+            metrics
+                .sli_counter("hb", &slo.output, slo.sli, "good")
+                .inc_by(500);
+            metrics
+                .sli_counter("hb", &slo.output, slo.sli, "bad")
+                .inc_by(500);
+        }
+        ev.tick();
+        let pushed = alerts.borrow().clone();
+        assert_eq!(pushed.len(), 8, "4 tiers x 2 SLOs");
+        let generated = rule_alerts(&render(&c, "test.yaml"));
+        assert_eq!(generated.len(), 8);
+        for a in &pushed {
+            let rule = generated
+                .iter()
+                .find(|(labels, _)| *labels == a.labels)
+                .unwrap_or_else(|| panic!("no rule with the labels {:?}", a.labels));
+            assert_eq!(rule.1, a.annotations, "annotations of {:?}", a.labels);
+        }
+    }
+}

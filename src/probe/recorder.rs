@@ -1,0 +1,106 @@
+//! Turns one output's outcomes into metrics, by what the output expects:
+//! deliveries, losses and repeats become outcome counters, SLI events and
+//! latency observations; losses also go to the journal.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::journal::{Journal, Loss};
+use super::readiness::Readiness;
+use super::InputState;
+use crate::canary::{CanaryId, RunId};
+use crate::config::Expect;
+use crate::metrics::latency::{LatencyWindow, WINDOWS};
+use crate::metrics::OutputMetrics;
+use crate::probe::tracker::Outcome;
+use crate::util::format;
+
+/// Turns one output's outcomes into metrics, by what the output expects.
+pub(super) struct Recorder {
+    pub(super) probe: String,
+    pub(super) output: String,
+    pub(super) run: RunId,
+    pub(super) journal: Arc<Journal>,
+    pub(super) expect: Expect,
+    pub(super) metrics: OutputMetrics,
+    pub(super) window: LatencyWindow,
+    pub(super) readiness: Arc<Readiness>,
+}
+
+impl Recorder {
+    pub(super) fn apply(&mut self, outcome: Outcome, now: Instant, input: &mut InputState) {
+        let m = &self.metrics;
+        match (self.expect, outcome) {
+            // A filter must drop the canary: its arrival is the failure, its
+            // absence by the deadline the success.
+            (Expect::None, Outcome::Delivered { .. }) => {
+                m.delivered.inc();
+                m.delivery_bad.inc();
+            }
+            (Expect::None, Outcome::Lost { .. }) => {
+                m.delivery_good.inc();
+                self.readiness.probe_matched(&self.probe);
+            }
+            // It leaked after all, only slowly: still a leak.
+            (Expect::None, Outcome::Late { .. }) => {
+                m.late.inc();
+                m.delivery_bad.inc();
+            }
+            (
+                _,
+                Outcome::Delivered {
+                    partition,
+                    latency,
+                    out_of_order,
+                },
+            ) => {
+                m.delivered(latency, out_of_order);
+                self.window.record(latency, now);
+                if input.per_partition {
+                    let leader = input.leader(partition);
+                    input.metrics.partition_delivered(partition, leader);
+                }
+                self.readiness.probe_matched(&self.probe);
+            }
+            (_, Outcome::Lost { partition, seq }) => {
+                m.lost();
+                self.journal.push_loss(Loss {
+                    probe: self.probe.clone(),
+                    output: self.output.clone(),
+                    id: CanaryId {
+                        probe: &self.probe,
+                        run: self.run,
+                        partition,
+                        seq,
+                    }
+                    .to_string(),
+                    declared_at: format::rfc3339_millis_at(SystemTime::now()),
+                });
+            }
+            (_, Outcome::Late { .. }) => m.late.inc(),
+            // Exactly-once outputs: a repeat is a delivery error too.
+            (Expect::ExactlyOnce, Outcome::Duplicate { .. }) => {
+                m.duplicate.inc();
+                m.delivery_bad.inc();
+            }
+            (_, Outcome::Duplicate { .. }) => m.duplicate.inc(),
+        }
+    }
+
+    pub(super) fn refresh_quantiles(&mut self, now: Instant) {
+        for (w, (_, length)) in WINDOWS.iter().enumerate() {
+            let values = self.window.quantiles(*length, now);
+            if let (0, Some(v)) = (w, values) {
+                let unix = format::unix_now();
+                self.journal
+                    .push_latency(&self.probe, &self.output, (unix, v[0], v[2]));
+            }
+            // Empty for outputs without latency (`expect: none`).
+            for (q, gauge) in self.metrics.quantiles[w].iter().enumerate() {
+                // No data in the window: NaN, which Prometheus shows as a gap
+                // rather than a misleading zero.
+                gauge.set(values.map_or(f64::NAN, |v| v[q]));
+            }
+        }
+    }
+}

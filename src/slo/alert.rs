@@ -1,0 +1,81 @@
+//! The burn-rate alert's labels and annotations, built in one place for the
+//! alerts the evaluator pushes and for the alerting rules `slaprobe rules`
+//! writes. When both reach one Alertmanager they must be one alert: the same
+//! labels (so one fingerprint) and the same annotations (so notifications
+//! do not flip between two texts). Live figures (current burn rates) are
+//! therefore not annotations; the status API shows them.
+
+use std::time::Duration;
+
+use super::{error_threshold, BurnTier};
+use crate::config::Slo;
+use crate::util::format;
+
+/// The alert name of burn-rate alerts.
+pub const BURN_RATE_ALERT: &str = "SlaprobeSLOBurnRate";
+
+/// A burn-rate alert of one SLO tier, without `alertname` (the rules file
+/// names it in `alert:`, a pushed alert in its labels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BurnRateAlert {
+    /// In the order the rules file writes them.
+    pub labels: Vec<(&'static str, String)>,
+    pub annotations: Vec<(&'static str, String)>,
+}
+
+/// The alert of `tier` of `slo` on `probe`; `status_link` is where a person
+/// reads more (the status API).
+pub fn burn_rate_alert(
+    probe: &str,
+    slo: &Slo,
+    tier: &BurnTier,
+    status_link: &str,
+) -> BurnRateAlert {
+    let name = slo.name(probe);
+    let (long, short) = (tier.long_label(), tier.short_label());
+    let factor = format::number(tier.factor, 6);
+    let objective = format::percent(slo.objective);
+    let budget = format::percent(1.0 - slo.objective);
+    let period = format::duration(slo.period);
+    let threshold = error_threshold(tier.factor, slo.objective);
+    let min = slo.min_events.max(1);
+    // How long the whole budget lasts at this burn rate: the urgency in
+    // words an on-call reads at 4 a.m.
+    let exhausted = format::duration(Duration::from_secs(
+        ((slo.period.as_secs_f64() / tier.factor / 60.0).round() as u64) * 60,
+    ));
+    let labels = vec![
+        ("severity", tier.severity.as_str().to_string()),
+        ("slo", name.clone()),
+        ("probe", probe.to_string()),
+        ("output", slo.output.clone()),
+        ("sli", slo.sli.to_string()),
+        ("long_window", long.to_string()),
+        ("short_window", short.to_string()),
+    ];
+    let summary = format!(
+        "SLO {name} is burning its error budget at >= {factor}x over the last {long} and {short}"
+    );
+    let description = format!(
+        "Objective {objective} over {period}. The error ratio is >= {threshold} \
+         ({factor}x the {budget} error budget) in both the {long} and the {short} window, \
+         each with at least {min} events. At this rate the {period} budget is spent in {exhausted}."
+    );
+    BurnRateAlert {
+        labels,
+        annotations: annotations(summary, description, status_link),
+    }
+}
+
+/// The annotations every slaprobe alert carries, in this order.
+pub fn annotations(
+    summary: String,
+    description: String,
+    status_link: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("summary", summary),
+        ("description", description),
+        ("status_api", status_link.to_string()),
+    ]
+}

@@ -1,0 +1,11 @@
+//! SLOs: the window arithmetic and burn-rate tiers ([`windows`], pure, time
+//! passed in), the burn-rate alert every path raises ([`alert`]), the
+//! in-process [`evaluator`] that feeds both from the SLI counters, and the
+//! [`alertmanager`] pusher that delivers its alerts.
+
+pub mod alert;
+pub mod alertmanager;
+pub mod evaluator;
+pub mod windows;
+
+pub use windows::*;

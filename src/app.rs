@@ -25,14 +25,15 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub enum RunError {
     #[error(transparent)]
     Probe(#[from] ProbeError),
-    #[error("cannot listen on {addr}: {error}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
+        #[source]
         error: std::io::Error,
     },
-    #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
-    #[error("alertmanager: {0}")]
+    #[error("HTTP server failed")]
+    Serve(#[source] std::io::Error),
+    #[error("alertmanager")]
     Alertmanager(#[from] PushError),
 }
 

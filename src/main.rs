@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use slaprobe::app::{self, App};
 use slaprobe::config;
+use slaprobe::util::format::error_chain;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -95,9 +96,9 @@ fn main() -> ExitCode {
             };
             let listen = listen.unwrap_or(cfg.server.listen);
             runtime(|cancel| async move {
-                let listener = app::bind(listen).await.map_err(|e| e.to_string())?;
-                let app = App::build(&cfg).map_err(|e| e.to_string())?;
-                app.run(listener, cancel).await.map_err(|e| e.to_string())
+                let listener = app::bind(listen).await.map_err(|e| error_chain(&e))?;
+                let app = App::build(&cfg).map_err(|e| error_chain(&e))?;
+                app.run(listener, cancel).await.map_err(|e| error_chain(&e))
             })
         }
         Command::Demo {
@@ -107,7 +108,7 @@ fn main() -> ExitCode {
         } => runtime(|cancel| async move {
             slaprobe::demo::run(listen, duration, faults, cancel)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| error_chain(&e))
         }),
     }
 }

@@ -32,7 +32,9 @@ fn the_demo_probes_its_cluster_and_pipeline_and_ends_on_time() {
 
     let mut ready = false;
     let mut text = String::new();
-    while started.elapsed() < Duration::from_secs(18) {
+    // Until the demo ends by itself (--duration): readiness is an event, not
+    // a race against a timer on a loaded machine.
+    while child.try_wait().ok().flatten().is_none() {
         if http_get(addr, "/readyz").is_ok_and(|r| r.0 == 200) {
             text = http_get(addr, "/metrics").map(|r| r.1).unwrap_or_default();
             let good = |output: &str| {
@@ -89,8 +91,10 @@ fn the_demo_probes_its_cluster_and_pipeline_and_ends_on_time() {
         0.0,
         "{text}"
     );
+    // 20s of demo plus start-up and a bounded shutdown; a demo that ignored
+    // --duration would run for ever.
     assert!(
-        started.elapsed() < Duration::from_secs(40),
+        started.elapsed() < Duration::from_secs(90),
         "--duration ends it"
     );
 }

@@ -9,6 +9,8 @@
 //! sums whole minute buckets, so the two may legitimately differ for about
 //! a minute around a change of error rate.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -119,7 +121,7 @@ fn evaluator_and_prometheus_rules_agree() {
     {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("skipped: promtool not found (apt-get install prometheus)");
+            common::missing_prerequisite("promtool", "apt-get install prometheus");
             return;
         }
         Err(e) => panic!("promtool: {e}"),

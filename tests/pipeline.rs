@@ -344,7 +344,7 @@ async fn expect_none_counts_a_leak_as_the_error_and_absence_as_good() {
     // The filter leaks: each leaked canary is a bad event.
     filter.control().update(|f| f.leak = true);
     assert!(
-        wait_until(Duration::from_secs(10), || sli(
+        wait_until(Duration::from_secs(30), || sli(
             &r, "public", "delivery", "bad"
         ) >= 5.0)
         .await
@@ -386,9 +386,11 @@ async fn a_stalled_pipeline_loses_canaries_at_the_deadline_and_recovers() {
     let stalled_at = std::time::Instant::now();
     // The first canary the stall holds was sent at or after `stalled_at`
     // minus one fetch; it is declared lost one expiry tick (100 ms) after its
-    // deadline. The bound here is generous for a loaded machine.
+    // deadline. The wait returns as soon as it happens; its bound is only
+    // a limit for a loaded machine (how late losses may be reported is a
+    // benchmark figure, not a timed test).
     assert!(
-        wait_until(deadline + Duration::from_secs(3), || out(
+        wait_until(deadline + Duration::from_secs(15), || out(
             &r,
             "slaprobe_canaries_lost_total",
             "out"
@@ -410,7 +412,7 @@ async fn a_stalled_pipeline_loses_canaries_at_the_deadline_and_recovers() {
 
     sim.control().update(|f| f.stalled = false);
     assert!(
-        wait_until(Duration::from_secs(10), || out(
+        wait_until(Duration::from_secs(30), || out(
             &r,
             "slaprobe_canaries_delivered_total",
             "out"
@@ -491,7 +493,7 @@ async fn foreign_records_on_outputs_are_counted_and_never_matched() {
     ];
     assert!(results.iter().all(Result::is_ok));
     assert!(
-        wait_until(Duration::from_secs(10), || out(
+        wait_until(Duration::from_secs(30), || out(
             &r,
             "slaprobe_records_foreign_total",
             "out"

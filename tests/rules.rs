@@ -2,8 +2,10 @@
 //! repository's own configuration renders (as `--check` sees it), Prometheus
 //! accepts the rules and their unit tests pass (`alerts/tests/`), and
 //! Alertmanager accepts the routing example. The promtool and amtool parts
-//! print that they were skipped and pass when the tool is not installed, so
-//! `cargo test` works on a bare machine; `scripts/test.sh` installs both.
+//! print a SKIP line when the tool is not installed (and fail with
+//! `CI=true`); `scripts/test.sh` installs both.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -78,7 +80,7 @@ fn dashboard_is_valid_json() {
 #[test]
 fn promtool_accepts_the_rules_and_their_tests_pass() {
     let Some(out) = run("promtool", &["check", "rules", "alerts/slaprobe.rules.yml"]) else {
-        eprintln!("skipped: promtool not found (apt-get install prometheus)");
+        common::missing_prerequisite("promtool", "apt-get install prometheus");
         return;
     };
     assert_success("promtool check rules", &out);
@@ -100,7 +102,7 @@ fn promtool_accepts_the_rules_and_their_tests_pass() {
 #[test]
 fn amtool_accepts_the_alertmanager_example() {
     let Some(out) = run("amtool", &["check-config", "alerts/alertmanager.yml"]) else {
-        eprintln!("skipped: amtool not found (apt-get install prometheus-alertmanager)");
+        common::missing_prerequisite("amtool", "apt-get install prometheus-alertmanager");
         return;
     };
     assert_success("amtool check-config", &out);

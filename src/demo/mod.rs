@@ -29,8 +29,14 @@ pub const PARTITIONS_PER_BROKER: i32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("starting the in-process Kafka cluster: {0}")]
-    Cluster(String),
+    #[error("starting the in-process Kafka cluster")]
+    Cluster(#[source] rdkafka::error::KafkaError),
+    #[error("creating the demo topic {topic}")]
+    Topic {
+        topic: String,
+        #[source]
+        error: rdkafka::error::KafkaError,
+    },
     #[error("the embedded demo configuration is invalid:\n{0}")]
     Config(#[from] ConfigErrors),
     #[error(transparent)]
@@ -60,7 +66,7 @@ impl DemoCluster {
     /// Starts `BROKERS` brokers and creates each probe topic of `config`
     /// (the mock cluster does not implement the CreateTopics API).
     pub fn start(config: &Config) -> Result<DemoCluster, DemoError> {
-        let mock = MockCluster::new(BROKERS).map_err(|e| DemoError::Cluster(e.to_string()))?;
+        let mock = MockCluster::new(BROKERS).map_err(DemoError::Cluster)?;
         let mut topics: Vec<&str> = Vec::new();
         for probe in &config.probes {
             topics.push(probe.input_topic());
@@ -71,8 +77,9 @@ impl DemoCluster {
         topics.sort_unstable();
         topics.dedup();
         for topic in topics {
-            let err = |e: rdkafka::error::KafkaError| {
-                DemoError::Cluster(format!("creating {topic}: {e}"))
+            let err = |error| DemoError::Topic {
+                topic: topic.to_string(),
+                error,
             };
             mock.create_topic(topic, BROKERS * PARTITIONS_PER_BROKER, BROKERS)
                 .map_err(err)?;

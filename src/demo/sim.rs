@@ -146,8 +146,26 @@ impl Control {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("simulator stage {stage}: {error}")]
-    Kafka { stage: String, error: String },
+    #[error("simulator stage {stage}")]
+    Kafka {
+        stage: String,
+        #[source]
+        error: rdkafka::error::KafkaError,
+    },
+    #[error("simulator stage {stage}: starting its thread")]
+    Thread {
+        stage: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("simulator stage {stage}: topics {input} ({input_partitions} partitions) and {output} ({output_partitions} partitions) must exist")]
+    NoTopics {
+        stage: String,
+        input: String,
+        input_partitions: usize,
+        output: String,
+        output_partitions: i32,
+    },
 }
 
 /// A running stage; stops when its cancellation token is cancelled or it
@@ -163,9 +181,9 @@ impl Stage {
     /// stage's thread.
     pub fn start(spec: StageSpec, cancel: CancellationToken) -> Result<Stage, SimError> {
         let stop = cancel.child_token();
-        let err = |e: rdkafka::error::KafkaError| SimError::Kafka {
+        let err = |error| SimError::Kafka {
             stage: spec.name.clone(),
-            error: e.to_string(),
+            error,
         };
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &spec.input_bootstrap)
@@ -209,14 +227,12 @@ impl Stage {
             .find(|t| t.name() == spec.output_topic)
             .map_or(0, |t| t.partitions().len() as i32);
         if input_partitions.is_empty() || output_partitions == 0 {
-            return Err(SimError::Kafka {
+            return Err(SimError::NoTopics {
                 stage: spec.name.clone(),
-                error: format!(
-                    "topics {} ({} partitions) and {} ({output_partitions} partitions) must exist",
-                    spec.input_topic,
-                    input_partitions.len(),
-                    spec.output_topic
-                ),
+                input: spec.input_topic.clone(),
+                input_partitions: input_partitions.len(),
+                output: spec.output_topic.clone(),
+                output_partitions,
             });
         }
         let control = Arc::new(Control::new());
@@ -235,9 +251,9 @@ impl Stage {
                 let stop = stop.clone();
                 move || worker.run(stop)
             })
-            .map_err(|e| SimError::Kafka {
+            .map_err(|error| SimError::Thread {
                 stage: spec.name.clone(),
-                error: e.to_string(),
+                error,
             })?;
         Ok(Stage {
             control,

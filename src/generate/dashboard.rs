@@ -155,6 +155,14 @@ fn slo_panels(l: &mut Layout, p: &str, slo: &Slo) {
     let name = slo.name(p);
     let slo_sel = format!("slo={}", promql_str(&name));
     l.newline();
+    l.add(12, 7, burn_rate_panel(&name, &slo_sel, slo));
+    l.add(6, 7, budget_panel(&name, &slo_sel, slo));
+    l.add(6, 7, alert_state_panel(&name, &slo_sel));
+}
+
+/// Burn rate per window, with a threshold line at each tier's factor:
+/// where the curve crosses one, that tier's window is burning.
+fn burn_rate_panel(name: &str, slo_sel: &str, slo: &Slo) -> Value {
     // Threshold lines at each tier's burn factor: where the burn-rate
     // curve crosses one, that tier's window is burning.
     let mut steps = vec![json!({ "color": "green", "value": null })];
@@ -178,66 +186,66 @@ fn slo_panels(l: &mut Layout, p: &str, slo: &Slo) {
         json!({ "mode": "absolute", "steps": steps }),
     );
     burn["fieldConfig"]["defaults"]["custom"] = json!({ "thresholdsStyle": { "mode": "line" } });
-    l.add(12, 7, burn);
-    l.add(
-        6,
-        7,
-        json!({
-            "type": "stat",
-            "title": format!("{name}: error budget remaining ({})", format::duration(slo.period)),
-            "datasource": datasource(),
-            "fieldConfig": {
-                "defaults": {
-                    "unit": "percentunit",
-                    "thresholds": { "mode": "absolute", "steps": [
-                        { "color": "red", "value": null },
-                        { "color": "orange", "value": 0 },
-                        { "color": "green", "value": 0.25 },
-                    ] },
-                },
-                "overrides": [],
+    burn
+}
+
+/// The SLO's error budget left over its period.
+fn budget_panel(name: &str, slo_sel: &str, slo: &Slo) -> Value {
+    json!({
+        "type": "stat",
+        "title": format!("{name}: error budget remaining ({})", format::duration(slo.period)),
+        "datasource": datasource(),
+        "fieldConfig": {
+            "defaults": {
+                "unit": "percentunit",
+                "thresholds": { "mode": "absolute", "steps": [
+                    { "color": "red", "value": null },
+                    { "color": "orange", "value": 0 },
+                    { "color": "green", "value": 0.25 },
+                ] },
             },
-            "options": {
-                "reduceOptions": { "calcs": ["lastNotNull"], "fields": "", "values": false },
-                "colorMode": "background",
-                "graphMode": "area",
-                "textMode": "auto",
+            "overrides": [],
+        },
+        "options": {
+            "reduceOptions": { "calcs": ["lastNotNull"], "fields": "", "values": false },
+            "colorMode": "background",
+            "graphMode": "area",
+            "textMode": "auto",
+        },
+        "targets": [target(
+            "A",
+            format!("slaprobe_slo_error_budget_remaining_ratio{{{slo_sel}}}"),
+            "budget",
+        )],
+    })
+}
+
+/// Which severities fire, over time.
+fn alert_state_panel(name: &str, slo_sel: &str) -> Value {
+    json!({
+        "type": "state-timeline",
+        "title": format!("{name}: alert state"),
+        "datasource": datasource(),
+        "fieldConfig": {
+            "defaults": {
+                "thresholds": { "mode": "absolute", "steps": [
+                    { "color": "green", "value": null },
+                    { "color": "red", "value": 1 },
+                ] },
+                "mappings": [{ "type": "value", "options": {
+                    "0": { "text": "ok", "color": "green" },
+                    "1": { "text": "firing", "color": "red" },
+                } }],
             },
-            "targets": [target(
-                "A",
-                format!("slaprobe_slo_error_budget_remaining_ratio{{{slo_sel}}}"),
-                "budget",
-            )],
-        }),
-    );
-    l.add(
-        6,
-        7,
-        json!({
-            "type": "state-timeline",
-            "title": format!("{name}: alert state"),
-            "datasource": datasource(),
-            "fieldConfig": {
-                "defaults": {
-                    "thresholds": { "mode": "absolute", "steps": [
-                        { "color": "green", "value": null },
-                        { "color": "red", "value": 1 },
-                    ] },
-                    "mappings": [{ "type": "value", "options": {
-                        "0": { "text": "ok", "color": "green" },
-                        "1": { "text": "firing", "color": "red" },
-                    } }],
-                },
-                "overrides": [],
-            },
-            "options": { "showValue": "never", "legend": { "showLegend": false } },
-            "targets": [target(
-                "A",
-                format!("max by (severity) (slaprobe_slo_alert_firing{{{slo_sel}}})"),
-                "{{severity}}",
-            )],
-        }),
-    );
+            "overrides": [],
+        },
+        "options": { "showValue": "never", "legend": { "showLegend": false } },
+        "targets": [target(
+            "A",
+            format!("max by (severity) (slaprobe_slo_alert_firing{{{slo_sel}}})"),
+            "{{severity}}",
+        )],
+    })
 }
 
 /// The dashboard document around `panels`.

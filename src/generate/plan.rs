@@ -85,37 +85,7 @@ fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {
             writeln!(out, "    cluster: {}", h.cluster)?;
             writeln!(out, "    topic: {}", h.topic)?;
         }
-        ProbeKind::Pipeline(pl) => {
-            let i = &pl.input;
-            writeln!(out, "    input: cluster {}, topic {}", i.cluster, i.topic)?;
-            match &i.key {
-                Some(k) => writeln!(out, "      key: {k}")?,
-                None => writeln!(out, "      key: the canary id")?,
-            }
-            writeln!(out, "      payload: {}", i.payload)?;
-            for (k, v) in &i.headers {
-                let v = if is_secret_key(k) { REDACTED } else { v };
-                writeln!(out, "      header {k}: {v}")?;
-            }
-            writeln!(out, "    outputs:")?;
-            for o in &pl.outputs {
-                let m = match &o.match_rule {
-                    MatchRule::Json(ptr) => format!("json {ptr}"),
-                    MatchRule::Header(h) => format!("header {h}"),
-                    MatchRule::Key => "key".to_string(),
-                };
-                let expect = match o.expect {
-                    Expect::ExactlyOnce => "exactly_once",
-                    Expect::AtLeastOnce => "at_least_once",
-                    Expect::None => "none (the pipeline must drop canaries)",
-                };
-                writeln!(
-                    out,
-                    "      {}: cluster {}, topic {}, match {m}, expect {expect}",
-                    o.name, o.cluster, o.topic
-                )?;
-            }
-        }
+        ProbeKind::Pipeline(pl) => write_pipeline(out, pl)?,
     }
     writeln!(
         out,
@@ -143,6 +113,46 @@ fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {
             )?;
         }
     }
+    write_slos(out, p)
+}
+
+/// A pipeline's input (templates, headers with secrets redacted) and
+/// outputs.
+fn write_pipeline(out: &mut String, pl: &Pipeline) -> std::fmt::Result {
+    let i = &pl.input;
+    writeln!(out, "    input: cluster {}, topic {}", i.cluster, i.topic)?;
+    match &i.key {
+        Some(k) => writeln!(out, "      key: {k}")?,
+        None => writeln!(out, "      key: the canary id")?,
+    }
+    writeln!(out, "      payload: {}", i.payload)?;
+    for (k, v) in &i.headers {
+        let v = if is_secret_key(k) { REDACTED } else { v };
+        writeln!(out, "      header {k}: {v}")?;
+    }
+    writeln!(out, "    outputs:")?;
+    for o in &pl.outputs {
+        let m = match &o.match_rule {
+            MatchRule::Json(ptr) => format!("json {ptr}"),
+            MatchRule::Header(h) => format!("header {h}"),
+            MatchRule::Key => "key".to_string(),
+        };
+        let expect = match o.expect {
+            Expect::ExactlyOnce => "exactly_once",
+            Expect::AtLeastOnce => "at_least_once",
+            Expect::None => "none (the pipeline must drop canaries)",
+        };
+        writeln!(
+            out,
+            "      {}: cluster {}, topic {}, match {m}, expect {expect}",
+            o.name, o.cluster, o.topic
+        )?;
+    }
+    Ok(())
+}
+
+/// A probe's SLOs and the burn rates at which each tier alerts.
+fn write_slos(out: &mut String, p: &Probe) -> std::fmt::Result {
     if p.slos.is_empty() {
         writeln!(out, "    slos: none (metrics only, no alerts)")?;
     } else {

@@ -118,6 +118,11 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
         }
     }
 
+    write_health_rules(out, config)
+}
+
+/// The group that watches the prober itself: no canaries, not scraped.
+fn write_health_rules(out: &mut String, config: &Config) -> std::fmt::Result {
     writeln!(out, "  - name: slaprobe-health")?;
     writeln!(out, "    rules:")?;
     for probe in &config.probes {

@@ -102,10 +102,10 @@ impl TopicLayout {
 pub enum MetadataError {
     #[error("topic {topic} does not exist")]
     NoSuchTopic { topic: String, brokers: usize },
-    #[error("metadata request failed: {0}")]
+    #[error("metadata request failed")]
     Kafka(#[from] KafkaError),
-    #[error("metadata task failed: {0}")]
-    Task(String),
+    #[error("metadata task failed")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl MetadataError {
@@ -155,10 +155,24 @@ pub fn fetch_layout<C: ClientContext>(
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
-    #[error("creating topic {topic}: {error}")]
-    Create { topic: String, error: String },
-    #[error("adding partitions to topic {topic}: {error}")]
-    Grow { topic: String, error: String },
+    #[error(
+        "creating topic {topic} ({partitions} partitions, replication factor {replication_factor})"
+    )]
+    Create {
+        topic: String,
+        partitions: usize,
+        replication_factor: i32,
+        #[source]
+        error: KafkaError,
+    },
+    #[error("adding partitions to topic {topic} (from {from} to {to})")]
+    Grow {
+        topic: String,
+        from: usize,
+        to: usize,
+        #[source]
+        error: KafkaError,
+    },
 }
 
 /// The partition count `topic_management` asks for on a cluster of `brokers`.
@@ -183,46 +197,39 @@ pub async fn ensure_topic(
                 .replication_factor
                 .map_or_else(|| brokers.clamp(1, 3) as i32, i32::from);
             let new = NewTopic::new(topic, wanted as i32, TopicReplication::Fixed(rf));
-            let results =
-                admin
-                    .create_topics([&new], &opts)
-                    .await
-                    .map_err(|e| TopicError::Create {
-                        topic: topic.into(),
-                        error: e.to_string(),
-                    })?;
+            let failed = |error| TopicError::Create {
+                topic: topic.into(),
+                partitions: wanted,
+                replication_factor: rf,
+                error,
+            };
+            let results = admin.create_topics([&new], &opts).await.map_err(failed)?;
             for r in results {
                 match r {
                     Ok(_) => {}
                     // Someone else (another slaprobe) was quicker: fine.
                     Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
-                    Err((_, code)) => {
-                        return Err(TopicError::Create {
-                            topic: topic.into(),
-                            error: format!("{code} (partitions {wanted}, replication factor {rf})"),
-                        })
-                    }
+                    Err((_, code)) => return Err(failed(KafkaError::AdminOp(code))),
                 }
             }
             Ok(true)
         }
         Some(have) if have < wanted => {
             let grow = NewPartitions::new(topic, wanted);
-            let results =
-                admin
-                    .create_partitions([&grow], &opts)
-                    .await
-                    .map_err(|e| TopicError::Grow {
-                        topic: topic.into(),
-                        error: e.to_string(),
-                    })?;
+            let failed = |error| TopicError::Grow {
+                topic: topic.into(),
+                from: have,
+                to: wanted,
+                error,
+            };
+            let results = admin
+                .create_partitions([&grow], &opts)
+                .await
+                .map_err(failed)?;
             for r in results {
                 if let Err((_, code)) = r {
                     if code != RDKafkaErrorCode::InvalidPartitions {
-                        return Err(TopicError::Grow {
-                            topic: topic.into(),
-                            error: format!("{code} (from {have} to {wanted} partitions)"),
-                        });
+                        return Err(failed(KafkaError::AdminOp(code)));
                     }
                 }
             }

@@ -21,6 +21,7 @@ use crate::config::{Cluster, PipelineInput, Probe, TopicManagement};
 use crate::kafka::{self, MetadataError, TopicLayout};
 
 use super::{sleep_or_cancel, ProbeError, Shared};
+use crate::util::format::error_chain;
 use crate::util::Backoff;
 
 /// What a canary's key, value and extra headers are.
@@ -239,7 +240,7 @@ impl Input {
                 Ok(l) => (Some(l.partitions.len()), l.brokers.len()),
                 Err(MetadataError::NoSuchTopic { brokers, .. }) => (None, *brokers),
                 Err(e) => {
-                    warn!(probe = %self.probe, cluster = %self.cluster.name, error = %e,
+                    warn!(probe = %self.probe, cluster = %self.cluster.name, error = %error_chain(e),
                         "cannot read the input topic's metadata; retrying");
                     if sleep_or_cancel(backoff.next_wait(), cancel).await {
                         return None;
@@ -258,13 +259,13 @@ impl Input {
                         Ok(true) => info!(probe = %self.probe, topic = %self.topic,
                             partitions = kafka::wanted_partitions(tm, brokers), "topic created or grown"),
                         Err(e) => {
-                            warn!(probe = %self.probe, error = %e, "topic management failed; retrying")
+                            warn!(probe = %self.probe, error = %error_chain(&e), "topic management failed; retrying")
                         }
                     }
                 }
                 (_, _, Ok(l)) => return Some(l),
                 (_, _, Err(e)) => {
-                    warn!(probe = %self.probe, cluster = %self.cluster.name, error = %e,
+                    warn!(probe = %self.probe, cluster = %self.cluster.name, error = %error_chain(&e),
                     "waiting for the input topic (slaprobe only observes it: create it, or set topic_management.create: true on a heartbeat probe)")
                 }
             }
@@ -299,7 +300,7 @@ impl Input {
                 partitions = kafka::wanted_partitions(tm, brokers), "topic grown to cover every broker"),
             Ok(false) => {}
             Err(e) => {
-                warn!(probe = %self.probe, error = %e, "growing the topic failed; retrying at the next refresh")
+                warn!(probe = %self.probe, error = %error_chain(&e), "growing the topic failed; retrying at the next refresh")
             }
         }
     }

@@ -36,6 +36,7 @@ use crate::config::{Cluster, Config, Expect, MatchRule, Probe, ProbeKind, HEARTB
 use crate::kafka::{MetadataError, TopicLayout};
 use crate::metrics::latency::LatencyWindow;
 use crate::metrics::{InputMetrics, Metrics};
+use crate::util::format::error_chain;
 
 use input::{Input, Payload};
 pub use journal::{Journal, LatencyPoint, Loss};
@@ -63,6 +64,8 @@ pub enum ProbeError {
         #[source]
         error: Box<rdkafka::error::KafkaError>,
     },
+    /// Templates are checked when the configuration is loaded; this is a
+    /// configuration built by hand.
     #[error("probe {probe}: template: {error}")]
     Template { probe: String, error: String },
     #[error("probe {probe}: cluster {cluster} is not configured")]
@@ -79,7 +82,7 @@ async fn fetch_layout(
 ) -> Result<TopicLayout, MetadataError> {
     let result = tokio::task::spawn_blocking(fetch)
         .await
-        .unwrap_or_else(|e| Err(MetadataError::Task(e.to_string())));
+        .unwrap_or_else(|e| Err(MetadataError::Task(e)));
     if result
         .as_ref()
         .err()
@@ -253,6 +256,45 @@ struct OutputSpec<'a> {
     expect: Expect,
 }
 
+impl<'a> OutputSpec<'a> {
+    fn all(probe: &Probe, config: &'a Config) -> Result<Vec<OutputSpec<'a>>, ProbeError> {
+        match &probe.kind {
+            ProbeKind::Heartbeat(hb) => Ok(vec![OutputSpec {
+                name: HEARTBEAT_OUTPUT.to_string(),
+                cluster: cluster(probe, config, &hb.cluster)?,
+                topic: hb.topic.clone(),
+                rule: MatchRule::Header(ID_HEADER.to_string()),
+                expect: Expect::ExactlyOnce,
+            }]),
+            ProbeKind::Pipeline(p) => p
+                .outputs
+                .iter()
+                .map(|o| {
+                    Ok(OutputSpec {
+                        name: o.name.clone(),
+                        cluster: cluster(probe, config, &o.cluster)?,
+                        topic: o.topic.clone(),
+                        rule: o.match_rule.clone(),
+                        expect: o.expect,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The cluster `name` that `probe` uses (validation guarantees it exists;
+/// a hand-built config may not).
+fn cluster<'a>(probe: &Probe, config: &'a Config, name: &str) -> Result<&'a Cluster, ProbeError> {
+    config
+        .clusters
+        .get(name)
+        .ok_or_else(|| ProbeError::NoCluster {
+            probe: probe.name.clone(),
+            cluster: name.to_string(),
+        })
+}
+
 /// A probe with its clients created and its metrics registered;
 /// [`ProbeRunner::run`] drives it.
 pub struct ProbeRunner {
@@ -272,38 +314,8 @@ impl ProbeRunner {
         readiness: Arc<Readiness>,
         journal: Arc<Journal>,
     ) -> Result<ProbeRunner, ProbeError> {
-        let cluster = |name: &str| -> Result<&Cluster, ProbeError> {
-            config
-                .clusters
-                .get(name)
-                .ok_or_else(|| ProbeError::NoCluster {
-                    probe: probe.name.clone(),
-                    cluster: name.to_string(),
-                })
-        };
-        let outputs: Vec<OutputSpec<'_>> = match &probe.kind {
-            ProbeKind::Heartbeat(hb) => vec![OutputSpec {
-                name: HEARTBEAT_OUTPUT.to_string(),
-                cluster: cluster(&hb.cluster)?,
-                topic: hb.topic.clone(),
-                rule: MatchRule::Header(ID_HEADER.to_string()),
-                expect: Expect::ExactlyOnce,
-            }],
-            ProbeKind::Pipeline(p) => p
-                .outputs
-                .iter()
-                .map(|o| {
-                    Ok(OutputSpec {
-                        name: o.name.clone(),
-                        cluster: cluster(&o.cluster)?,
-                        topic: o.topic.clone(),
-                        rule: o.match_rule.clone(),
-                        expect: o.expect,
-                    })
-                })
-                .collect::<Result<_, ProbeError>>()?,
-        };
-        let input_cluster = cluster(probe.input_cluster())?;
+        let outputs = OutputSpec::all(probe, config)?;
+        let input_cluster = cluster(probe, config, probe.input_cluster())?;
         let origin = Instant::now();
         let output_states = outputs
             .iter()
@@ -428,7 +440,7 @@ impl ProbeRunner {
                 for o in &self.outputs {
                     match o.fetch_layout(&self.shared).await {
                         Ok(layout) => o.follow(layout, &self.shared).await,
-                        Err(e) => warn!(probe = %name, output = %o.name, error = %e,
+                        Err(e) => warn!(probe = %name, output = %o.name, error = %error_chain(&e),
                             "refreshing output topic metadata failed; keeping the last known layout"),
                     }
                 }
@@ -437,7 +449,7 @@ impl ProbeRunner {
                         self.input.grow_if_needed(&layout).await;
                         self.input.follow(layout).await
                     }
-                    Err(e) => warn!(probe = %name, error = %e,
+                    Err(e) => warn!(probe = %name, error = %error_chain(&e),
                         "refreshing input topic metadata failed; keeping the last known layout"),
                 }
             };

@@ -19,6 +19,7 @@ use crate::config::Probe;
 use crate::kafka::{self, MetadataError, TopicLayout};
 
 use super::{sleep_or_cancel, OutputSpec, ProbeError, Shared};
+use crate::util::format::error_chain;
 use crate::util::Backoff;
 
 /// Consumer poll timeout: also how quickly the thread notices shutdown.
@@ -85,7 +86,7 @@ impl Output {
             match self.fetch_layout(shared).await {
                 Ok(l) => return Some(l),
                 Err(e) => warn!(probe = %self.probe, output = %self.name, cluster = %self.cluster,
-                    topic = %self.topic, error = %e, "waiting for the output topic"),
+                    topic = %self.topic, error = %error_chain(&e), "waiting for the output topic"),
             }
             if sleep_or_cancel(backoff.next_wait(), cancel).await {
                 return None;

@@ -48,8 +48,8 @@ fn unix(t: u64) -> SystemTime {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
-    #[error("building the HTTP client: {0}")]
-    Client(String),
+    #[error("building the HTTP client")]
+    Client(#[source] reqwest::Error),
     #[error("invalid Alertmanager URL {0}")]
     Url(String),
 }
@@ -77,7 +77,7 @@ impl Pusher {
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
-            .map_err(|e| PushError::Client(e.to_string()))?;
+            .map_err(PushError::Client)?;
         Ok(Pusher {
             client,
             endpoint,

@@ -71,6 +71,18 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// An error and every cause under it, `outer: cause: root cause`: what a
+/// log line or an exit message shows, so the root cause is never lost.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let _ = write!(out, ": {c}");
+        cause = c.source();
+    }
+    out
+}
+
 /// What a redacted secret reads as wherever configuration is shown.
 pub const REDACTED: &str = "<redacted>";
 
@@ -123,5 +135,20 @@ mod tests {
         assert_eq!(number(14.4, 2), "14.4");
         assert_eq!(number(6.0, 2), "6");
         assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+    }
+
+    #[test]
+    fn error_chains_name_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot listen on 127.0.0.1:1")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "address in use",
+        ));
+        assert_eq!(
+            error_chain(&e),
+            "cannot listen on 127.0.0.1:1: address in use"
+        );
     }
 }

@@ -109,6 +109,15 @@ impl Running {
         )
     }
 
+    /// [`metric_if_present`] on this instance's exposition.
+    pub fn metric_if_present(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        metric_if_present(
+            &String::from_utf8_lossy(&self.metrics.render()),
+            name,
+            labels,
+        )
+    }
+
     pub async fn stop(self) {
         self.cancel.cancel();
         tokio::time::timeout(Duration::from_secs(15), self.task)
@@ -120,9 +129,18 @@ impl Running {
 }
 
 /// Sum of every sample of `name` in a text exposition whose labels include
-/// all of `labels`.
+/// all of `labels`. Panics when no sample matches: a renamed metric or label
+/// must fail the test, not read as 0.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples(text, name)
+    metric_if_present(text, name, labels)
+        .unwrap_or_else(|| panic!("no series {name} with labels {labels:?} in the exposition"))
+}
+
+/// [`metric`] for series that only appear with their first event (labels
+/// from cluster metadata, e.g. per partition): `None` until then. Only for
+/// polling until a value is positive, where a renamed series still fails.
+pub fn metric_if_present(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let matching: Vec<f64> = samples(text, name)
         .into_iter()
         .filter(|(l, _)| {
             labels
@@ -130,7 +148,19 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|(_, v)| v)
-        .sum()
+        .collect();
+    (!matching.is_empty()).then(|| matching.iter().sum())
+}
+
+/// A test tier's prerequisite (a broker, a binary) is missing. With
+/// `CI=true` that is a failure: CI installs everything, so a missing piece
+/// is a broken set-up, not a reason to pass. Elsewhere the test prints a
+/// visible SKIP line and the caller returns.
+pub fn missing_prerequisite(what: &str, how_to_get_it: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("prerequisite missing with CI=true: {what} ({how_to_get_it})");
+    }
+    eprintln!("SKIP: {what} is missing ({how_to_get_it}); this test did not run");
 }
 
 /// Every sample of `name`: (labels, value).
@@ -299,7 +329,7 @@ impl Prometheus {
         match spawned {
             Ok(child) => Some(Prometheus { child, addr, log }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!("skipped: prometheus not found (apt-get install prometheus)");
+                missing_prerequisite("prometheus", "apt-get install prometheus");
                 None
             }
             Err(e) => panic!("starting prometheus: {e}"),

@@ -115,6 +115,12 @@ fn main() {
         .collect();
     times.sort();
     let size = metrics.render().len();
+    // `--dump PATH` keeps the exposition, e.g. to rebuild the same series in
+    // another metrics library and compare render times.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(path) = args.windows(2).find(|w| w[0] == "--dump").map(|w| &w[1]) {
+        std::fs::write(path, metrics.render()).expect("write the exposition");
+    }
     println!(
         "/metrics with 100 probes: {} bytes, render p50 {:.2} ms, p99 {:.2} ms (target < 5 ms)",
         size,

@@ -181,7 +181,7 @@ pub enum Foreign {
 }
 
 /// Finds a probe's canaries among the records of one output, by that
-/// output's match rule (SPEC §2 `match`).
+/// output's match rule (the config's `match`).
 #[derive(Debug, Clone)]
 pub struct Matcher {
     rule: MatchRule,

@@ -1,4 +1,4 @@
-//! Canary key/payload templates (SPEC §3): parsing, validation and
+//! Canary key/payload templates: parsing, validation and
 //! rendering.
 //!
 //! The syntax lives here, next to the loader, so that what `check` accepts

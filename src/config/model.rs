@@ -17,7 +17,7 @@ pub struct Config {
     /// Files the configuration was read from, in merge order.
     pub sources: Vec<PathBuf>,
     pub server: Server,
-    /// Where restart-safe accounting lives (SPEC §6); `None` disables it.
+    /// Where restart-safe accounting lives; `None` disables it.
     pub state_dir: Option<PathBuf>,
     pub alertmanager: Option<Alertmanager>,
     /// Cluster name -> cluster. Ordered so that plans and metrics are stable.
@@ -30,7 +30,7 @@ pub struct Config {
 pub struct Server {
     /// HTTP listen address for /metrics, /healthz, /readyz. Default 0.0.0.0:9464
     /// (9464 is the port Prometheus' exporter registry has for slaprobe-like
-    /// OpenTelemetry/Prometheus exporters, and what SPEC shows).
+    /// OpenTelemetry/Prometheus exporters, and what the README shows).
     pub listen: SocketAddr,
     /// Where people reach this slaprobe (e.g. `https://slaprobe.example`),
     /// for links in alerts; `None`: alerts carry only paths.
@@ -150,7 +150,7 @@ impl Probe {
     }
 }
 
-/// The path of the status API (SPEC §7).
+/// The path of the status API.
 pub const STATUS_PATH: &str = "/api/v1/status";
 
 impl Server {
@@ -164,7 +164,7 @@ impl Server {
     }
 }
 
-/// The `output` label value of heartbeat probes (SPEC §4).
+/// The `output` label value of heartbeat probes.
 pub const HEARTBEAT_OUTPUT: &str = "heartbeat";
 
 /// The `output` label value of a pipeline probe's input-side series
@@ -216,7 +216,7 @@ pub struct PipelineInput {
     pub topic: String,
     /// Key template; `None` means the canary id.
     pub key: Option<String>,
-    /// Payload template (SPEC §3 placeholders).
+    /// Payload template (placeholders in `canary::template`).
     pub payload: String,
     pub headers: BTreeMap<String, String>,
 }

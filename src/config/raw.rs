@@ -1,4 +1,4 @@
-//! The YAML shape of SPEC §2, as strict serde structs.
+//! The configuration file's YAML shape, as strict serde structs.
 //!
 //! These describe what may be *written*; they are deliberately loose about
 //! values (durations and objectives are kept as text, most keys optional) so

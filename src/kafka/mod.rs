@@ -15,7 +15,7 @@ use crate::config::{Cluster, TopicManagement};
 /// The consumer's default fetch wait. Real Kafka answers a waiting fetch as
 /// soon as data arrives, but librdkafka's mock cluster and some
 /// Kafka-compatible brokers (tansu) answer only when the wait expires, which
-/// would add up to the whole wait to every measured latency (SPEC §8 note).
+/// would add up to the whole wait to every measured latency.
 /// 10 ms keeps that below the noise; override per cluster with
 /// `librdkafka: { fetch.wait.max.ms: … }`.
 pub const DEFAULT_FETCH_WAIT_MS: &str = "10";

@@ -1,6 +1,6 @@
 //! A small Prometheus metrics registry and text exposition.
 //!
-//! SPEC §8 asks `/metrics` to render in under 5 ms with 100 probes (some
+//! The performance target asks `/metrics` to render in under 5 ms with 100 probes (some
 //! 20,000 series). The `prometheus` crate gathers through protobuf
 //! structures and took ~15 ms for that here, so slaprobe keeps its own:
 //! series are atomics with their label text rendered once, at creation, and

@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §4): the families, registered once, and the
+//! Prometheus metrics: the families, registered once, and the
 //! per-probe handles the hot paths hold so they never look a series up by
 //! string. Storage and text exposition are in `exposition`.
 //!
@@ -94,7 +94,7 @@ impl Metrics {
             produce_latency: r.histogram_vec(&name("produce_latency_seconds"), "Send to broker ack, by the partition's leader broker.", &["probe", "cluster", "broker"], buckets.clone()),
             e2e_latency: r.histogram_vec(&name("e2e_latency_seconds"), "Send to first arrival at the output (monotonic clock).", &["probe", "output"], buckets),
             e2e_quantile: gauge("e2e_latency_quantile_seconds", "End-to-end latency quantiles over a sliding window (HDR histogram).", &["probe", "output", "quantile", "window"]),
-            sli_events: counter("sli_events_total", "SLI events: good and bad, per SLI (SPEC §4).", &["probe", "output", "sli", "outcome"]),
+            sli_events: counter("sli_events_total", "SLI events: good and bad, per SLI.", &["probe", "output", "sli", "outcome"]),
             partition_delivered: counter("heartbeat_partition_delivered_total", "Heartbeat canaries delivered, per partition and its leader broker.", &["probe", "partition", "broker"]),
             brokers_uncovered: int_gauge("cluster_brokers_uncovered", "Brokers that lead no partition of the probe's topic, so no canary exercises them.", &["cluster", "probe"]),
             slo_objective: gauge("slo_objective_ratio", "The SLO's objective, as a ratio.", &["slo"]),

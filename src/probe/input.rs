@@ -28,7 +28,7 @@ use crate::util::Backoff;
 pub(crate) enum Payload {
     /// The heartbeat JSON object, keyed by the id.
     Heartbeat,
-    /// A pipeline probe's templates (SPEC §3).
+    /// A pipeline probe's templates.
     Template {
         payload: Template,
         /// `None`: the id.
@@ -92,7 +92,7 @@ type Client = ThreadedProducer<ProduceContext>;
 
 /// The producer, replaceable: an idempotent producer that hits a fatal
 /// error fails every produce until it is recreated, and the prober must
-/// recover by itself (SPEC §6).
+/// recover by itself.
 pub(crate) struct ProducerSlot {
     current: RwLock<Arc<Client>>,
     fatal: Arc<AtomicBool>,

@@ -1,4 +1,4 @@
-//! The in-flight tracker: turns sends, acks and arrivals into outcomes (SPEC §4).
+//! The in-flight tracker: turns sends, acks and arrivals into outcomes.
 //!
 //! Pure and synchronous, with time passed in, so every outcome rule is unit
 //! tested without Kafka. One tracker serves one output of one probe; the

@@ -1,4 +1,4 @@
-//! The HTTP endpoints (SPEC §7): `/metrics`, `/healthz`, `/readyz`,
+//! The HTTP endpoints: `/metrics`, `/healthz`, `/readyz`,
 //! `/api/v1/status` and the status page `/`.
 //!
 //! Thin: handlers read shared state, they never block on Kafka.
@@ -53,7 +53,7 @@ pub fn router(metrics: Metrics, readiness: Arc<Readiness>, status: StatusSources
         })
 }
 
-/// The status page for people (SPEC §7): one self-contained HTML file that
+/// The status page for people: one self-contained HTML file that
 /// polls `/api/v1/status`; no external asset.
 const STATUS_PAGE: &str = include_str!("status.html");
 

@@ -1,4 +1,4 @@
-//! Pushes the evaluator's alerts to Alertmanager's v2 API (SPEC §5).
+//! Pushes the evaluator's alerts to Alertmanager's v2 API.
 //!
 //! Firing alerts are posted when the set changes and re-sent every
 //! [`RESEND`] while they fire, each time with an `endsAt` a few resends

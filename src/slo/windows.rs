@@ -1,4 +1,4 @@
-//! SLO arithmetic (SPEC §5): error-ratio windows, burn rates, the
+//! SLO arithmetic: error-ratio windows, burn rates, the
 //! multi-window multi-burn-rate alert tiers and the remaining error budget.
 //!
 //! Pure and synchronous with time passed in. The same constants render the

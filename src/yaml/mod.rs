@@ -501,3 +501,84 @@ impl Builder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The tree on its own; the configuration's error messages built on it
+    //! are pinned in `config`'s tests.
+    use super::*;
+
+    fn scalar(n: &Node) -> &str {
+        match &n.value {
+            Value::Scalar(s) => &s.text,
+            other => panic!("not a scalar: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nodes_and_keys_carry_their_positions() {
+        let root = parse("a:\n  b: [x, 'y']\n").expect("parses");
+        let a = root.entry("a").expect("a");
+        assert_eq!((a.key_pos.line, a.key_pos.column), (1, 1));
+        let b = root.get("a").and_then(|n| n.get("b")).expect("b");
+        let y = b.index(1).expect("y");
+        assert_eq!(scalar(y), "y");
+        assert_eq!((y.pos.line, y.pos.column), (2, 10));
+        match &y.value {
+            Value::Scalar(s) => assert!(!s.plain, "quoted"),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn aliases_and_merge_keys_resolve_and_local_keys_win() {
+        let root = parse("base: &b { x: 1, y: 2 }\nuse:\n  <<: *b\n  y: 3\n").expect("parses");
+        let used = root.get("use").expect("use");
+        assert_eq!(used.get("x").map(scalar), Some("1"));
+        assert_eq!(used.get("y").map(scalar), Some("3"));
+    }
+
+    #[test]
+    fn every_duplicate_key_is_reported_with_the_first_position() {
+        let errors = parse("a: 1\nb: 2\na: 3\nb: 4\n").expect_err("duplicates");
+        let shown: Vec<String> = errors.iter().map(Error::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "3:1: a: duplicate key (first given at line 1, column 1)",
+                "4:1: b: duplicate key (first given at line 2, column 1)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_an_error_not_an_allocation() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let prev = i - 1;
+            doc.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        let errors = parse(&doc).expect_err("too large");
+        assert!(errors[0].message.contains("too large"), "{:?}", errors[0]);
+    }
+
+    #[test]
+    fn deserialization_errors_point_at_the_node() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct S {
+            #[allow(dead_code)]
+            n: u64,
+        }
+        let root = parse("n: 1\nm: 2\n").expect("parses");
+        let e = de::from_node::<S>(&root)
+            .expect_err("unknown key")
+            .located();
+        assert_eq!((e.pos.line, e.pos.column, e.key.as_str()), (2, 1, "m"));
+        let root = parse("n: 'one'\n").expect("parses");
+        let e = de::from_node::<S>(&root).expect_err("wrong type").located();
+        assert_eq!((e.pos.line, e.pos.column, e.key.as_str()), (1, 4, "n"));
+    }
+}

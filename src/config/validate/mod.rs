@@ -37,7 +37,7 @@ const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
 const MAX_PROBE_DURATION: Duration = Duration::from_secs(86_400);
 /// Kafka's limit on topic name length.
 const MAX_TOPIC_LEN: usize = 249;
-/// Headers slaprobe itself sets on every canary (SPEC §3).
+/// Headers slaprobe itself sets on every canary.
 const RESERVED_HEADERS: [&str; 2] = ["slaprobe-id", "slaprobe-sent-ns"];
 
 const NAME_CHARS: &str = "use only letters, digits, `.`, `_` and `-`";

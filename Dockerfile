@@ -2,10 +2,14 @@
 # as an unprivileged user.
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        cmake pkg-config libssl-dev zlib1g-dev \
+        cmake pkg-config libssl-dev zlib1g-dev patch \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY scripts ./scripts
+COPY patches ./patches
+# librdkafka with patches/librdkafka/ applied (see Cargo.toml [patch]).
+RUN bash scripts/patch-rdkafka-sys.sh
 COPY src ./src
 COPY probes ./probes
 RUN cargo build --release --locked && strip target/release/slaprobe

@@ -10,6 +10,7 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 [ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+command -v patch >/dev/null 2>&1 || missing+=(patch)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing build prerequisites: ${missing[*]}"
@@ -18,3 +19,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
+
+bash "$(dirname "$0")/patch-rdkafka-sys.sh"

@@ -188,6 +188,11 @@ impl Slaprobe {
         metric(&self.metrics(), name, labels)
     }
 
+    /// The exit status if the process has ended (a crash included).
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     fn ready(&self) -> bool {
         http_get(self.addr, "/readyz").is_ok_and(|r| r.0 == 200)
     }
@@ -515,4 +520,133 @@ fn config_observing(bootstrap: &str, topic: &str, probe: &str) -> String {
         "    topic_management: { create: true, partitions_per_broker: 3, replication_factor: 1 }\n",
         "",
     )
+}
+
+/// A tansu broker of the test's own on a free loopback port, with memory
+/// storage: a restart brings it back empty, topics and offsets gone.
+struct Tansu {
+    child: Option<Child>,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Tansu {
+    /// `None` (SKIP, or a failure with CI=true) when tansu is not installed.
+    fn start(dir: &Path) -> Option<Tansu> {
+        let installed = Command::new("tansu")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            common::missing_prerequisite("tansu", "cargo install tansu --features dynostore");
+            return None;
+        }
+        let mut t = Tansu {
+            child: None,
+            addr: free_addr(),
+            log: dir.join("tansu.log"),
+        };
+        t.launch();
+        Some(t)
+    }
+
+    fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn launch(&mut self) {
+        let url = format!("tcp://{}", self.addr);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("tansu log");
+        let child = Command::new("tansu")
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let client: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .expect("metadata client");
+        assert!(
+            poll_until(Duration::from_secs(60), || client
+                .fetch_metadata(None, Duration::from_secs(1))
+                .is_ok()),
+            "tansu answers on {}; log:\n{}",
+            self.addr,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Killed (SIGKILL) and started again, empty, on the same port.
+    fn restart_empty(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.launch();
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The crash this guards against: librdkafka 2.12.1's consumer turned a
+/// Fetch answer for a topic the broker no longer knew (zero topic id, a
+/// KIP-951 leader tag) into a metadata update it looked up by a NULL name,
+/// and the process died with SIGSEGV within seconds of the broker coming
+/// back empty (see patches/librdkafka/).
+#[test]
+fn a_broker_that_comes_back_empty_does_not_kill_the_prober() {
+    if bootstrap().is_none() {
+        return;
+    }
+    let dir = scratch("empty");
+    let Some(mut tansu) = Tansu::start(&dir) else {
+        return;
+    };
+    let topic = format!("slaprobe-it-{:016x}", rand::random::<u64>());
+    let mut s = Slaprobe::start(
+        &dir,
+        "empty",
+        &config(&tansu.bootstrap(), &topic, "it-empty"),
+    );
+    // A dead process answers nothing: read that as no progress (the
+    // assertions below say whether it died).
+    let delivered_now = |s: &Slaprobe| {
+        common::metric_if_present(&s.metrics(), "slaprobe_canaries_delivered_total", &[])
+            .unwrap_or(0.0)
+    };
+    assert!(
+        poll_until(Duration::from_secs(60), || delivered_now(&s) >= 20.0),
+        "delivers before the restarts; log:\n{}",
+        s.log()
+    );
+    for round in 1..=2 {
+        tansu.restart_empty();
+        let before = delivered_now(&s);
+        // topic_management recreates the topic; delivery resumes without a
+        // restart of slaprobe.
+        let resumed = poll_until(Duration::from_secs(90), || {
+            delivered_now(&s) >= before + 20.0
+        });
+        let exited = s.exited();
+        assert!(
+            exited.is_none() && resumed,
+            "round {round}: exited {exited:?}, delivering again {resumed}; log:\n{}",
+            s.log()
+        );
+    }
+    assert!(s.stop().success());
 }

@@ -64,6 +64,12 @@ pub fn consumer_config(cluster: &Cluster) -> ClientConfig {
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("enable.partition.eof", "false"),
+            // Positions are explicit (assigned from the end, or from the
+            // beginning for new partitions); an offset out of range means
+            // the topic was deleted and created again (or retention passed
+            // the position), and everything in it now is newer than what
+            // was read: start from its beginning rather than skip it.
+            ("auto.offset.reset", "earliest"),
             // librdkafka's assign() needs a group id (without one it fails
             // with "Unknown group"); nothing ever joins or commits to it.
             ("group.id", "slaprobe"),

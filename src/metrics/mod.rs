@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-pub mod exposition;
 pub mod latency;
+pub mod registry;
 
-pub use exposition::{Gauge, Histogram, IntCounter, IntGauge};
-use exposition::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+pub use registry::{Gauge, Histogram, IntCounter, IntGauge, CONTENT_TYPE};
+use registry::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 use crate::config::{Expect, Probe, Sli};
 use crate::kafka::ProduceError;

@@ -3,12 +3,13 @@
 //! management.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -51,12 +52,57 @@ impl Payload {
     }
 }
 
+/// Whether the producer still gets canaries acked: the last ack, and how
+/// many produces failed since.
+pub(crate) struct AckWatch {
+    origin: Instant,
+    /// Milliseconds since `origin` of the last successful ack (or of the
+    /// producer's creation).
+    last_ok_ms: AtomicU64,
+    failed_since_ok: AtomicU64,
+}
+
+impl AckWatch {
+    fn new() -> AckWatch {
+        AckWatch {
+            origin: Instant::now(),
+            last_ok_ms: AtomicU64::new(0),
+            failed_since_ok: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    fn acked(&self) {
+        self.last_ok_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.failed_since_ok.store(0, Ordering::Relaxed);
+    }
+
+    fn failed(&self) {
+        self.failed_since_ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Nothing acked for `quiet` while produces keep failing.
+    fn stuck(&self, quiet: Duration) -> bool {
+        let since = self
+            .now_ms()
+            .saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
+        self.failed_since_ok.load(Ordering::Relaxed) > 0 && since >= quiet.as_millis() as u64
+    }
+}
+
 /// Receives librdkafka's delivery reports on its producer thread.
 pub(crate) struct ProduceContext {
     shared: Arc<Shared>,
     /// Set when librdkafka reports a fatal error: the producer must be
     /// replaced (see [`ProducerSlot`]).
     fatal: Arc<AtomicBool>,
+    acks: Arc<AckWatch>,
+    /// Set when this producer has been replaced: what its drop purges was
+    /// not the prober's own shutdown, and counts as failed produces.
+    retired: Arc<AtomicBool>,
 }
 
 impl ClientContext for ProduceContext {
@@ -74,17 +120,25 @@ impl ProducerContext for ProduceContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
         let (partition, seq, sent) = *opaque;
-        if let Err((e, _)) = result {
-            if kafka::is_fatal(e) {
-                self.fatal.store(true, Ordering::Relaxed);
+        let replaced = rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::Fatal);
+        let outcome = match result {
+            Ok(_) => {
+                self.acks.acked();
+                Ok(())
             }
-        }
-        self.shared.ack(
-            partition,
-            seq,
-            sent,
-            result.as_ref().map(|_| ()).map_err(|(e, _)| e),
-        );
+            Err((e, _)) => {
+                if kafka::is_fatal(e) {
+                    self.fatal.store(true, Ordering::Relaxed);
+                }
+                self.acks.failed();
+                if kafka::is_purge(e) && self.retired.load(Ordering::Relaxed) {
+                    Err(&replaced)
+                } else {
+                    Err(e)
+                }
+            }
+        };
+        self.shared.ack(partition, seq, sent, outcome);
     }
 }
 
@@ -98,6 +152,10 @@ pub(crate) struct ProducerSlot {
     fatal: Arc<AtomicBool>,
     config: rdkafka::config::ClientConfig,
     shared: Arc<Shared>,
+    /// A producer that gets nothing acked this long while the cluster
+    /// answers metadata is replaced: twice the deadline, at least 10 s (checked
+    /// at each layout refresh, so never more often than that).
+    stuck_after: Duration,
 }
 
 impl ProducerSlot {
@@ -109,7 +167,24 @@ impl ProducerSlot {
         config.create_with_context(ProduceContext {
             shared: shared.clone(),
             fatal: fatal.clone(),
+            acks: Arc::new(AckWatch::new()),
+            retired: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Marks the producer for replacement when nothing has been acked for
+    /// `stuck_after` while produces fail, although the cluster answers.
+    /// An idempotent producer can end up so: a broker that lost its state
+    /// (came back empty) answers every produce with UNKNOWN_PRODUCER_ID,
+    /// and librdkafka keeps bumping the epoch of an id the broker no longer
+    /// knows. Call it only after a successful metadata request.
+    pub(crate) fn replace_if_stuck(&self) {
+        if self.get().context().acks.stuck(self.stuck_after)
+            && !self.fatal.swap(true, Ordering::Relaxed)
+        {
+            warn!(probe = %self.shared.name, after = ?self.stuck_after,
+                "no canary acked for this long while the cluster answers metadata; replacing the producer");
+        }
     }
 
     pub(crate) fn get(&self) -> Arc<Client> {
@@ -131,7 +206,8 @@ impl ProducerSlot {
                     &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
                     Arc::new(fresh),
                 );
-                warn!(probe = %self.shared.name, "producer hit a fatal error; replaced it");
+                old.context().retired.store(true, Ordering::Relaxed);
+                warn!(probe = %self.shared.name, "replaced the producer (fatal error, or stuck); what it still held counts as failed produces");
                 let _ = tokio::task::spawn_blocking(move || drop(old)).await;
             }
             Err(e) => {
@@ -196,6 +272,7 @@ impl Input {
             fatal,
             config,
             shared: shared.clone(),
+            stuck_after: (probe.deadline * 2).max(Duration::from_secs(10)),
         };
         let admin = match topic_management {
             Some(_) => Some(
@@ -301,6 +378,29 @@ impl Input {
             Ok(false) => {}
             Err(e) => {
                 warn!(probe = %self.probe, error = %error_chain(&e), "growing the topic failed; retrying at the next refresh")
+            }
+        }
+    }
+
+    /// See [`ProducerSlot::replace_if_stuck`]; after a successful metadata
+    /// request for the input topic.
+    pub(crate) fn replace_producer_if_stuck(&self) {
+        self.producer.replace_if_stuck();
+    }
+
+    /// With `topic_management.create`, creates the topic again when it has
+    /// gone (deleted, or a broker came back empty): canaries sent meanwhile
+    /// fail as produce errors, and delivery resumes without a restart.
+    pub(crate) async fn recreate_if_gone(&self, brokers: usize) {
+        let (Some(admin), Some(tm)) = (&self.admin, &self.topic_management) else {
+            return;
+        };
+        match kafka::ensure_topic(admin, &self.topic, tm, brokers, None).await {
+            Ok(true) => warn!(probe = %self.probe, topic = %self.topic,
+                partitions = kafka::wanted_partitions(tm, brokers), "the topic had gone; created it again"),
+            Ok(false) => {}
+            Err(e) => {
+                warn!(probe = %self.probe, error = %error_chain(&e), "creating the gone topic again failed; retrying at the next refresh")
             }
         }
     }

@@ -446,8 +446,14 @@ impl ProbeRunner {
                 }
                 match self.input.fetch_layout().await {
                     Ok(layout) => {
+                        self.input.replace_producer_if_stuck();
                         self.input.grow_if_needed(&layout).await;
                         self.input.follow(layout).await
+                    }
+                    Err(MetadataError::NoSuchTopic { brokers, .. }) => {
+                        warn!(probe = %name,
+                            "the input topic does not exist any more; keeping the last known layout");
+                        self.input.recreate_if_gone(brokers).await;
                     }
                     Err(e) => warn!(probe = %name, error = %error_chain(&e),
                         "refreshing input topic metadata failed; keeping the last known layout"),

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prepares vendor/rdkafka-sys: the rdkafka-sys crate that Cargo.lock pins,
+# fetched with cargo from the registry, with patches/librdkafka/*.patch
+# applied to its bundled librdkafka. Cargo.toml's [patch.crates-io] builds
+# it instead of the registry copy. Idempotent: does nothing while the copy
+# matches the pinned version and the patches. Nothing of librdkafka is
+# committed; only our patches are.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version=$(awk '/^name = "rdkafka-sys"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+[ -n "$version" ] || { echo "patch-rdkafka-sys: no rdkafka-sys in Cargo.lock" >&2; exit 1; }
+dest=vendor/rdkafka-sys
+stamp="$version $(cat patches/librdkafka/*.patch | sha256sum | cut -c1-16)"
+if [ -f "$dest/.slaprobe-patched" ] && [ "$(cat "$dest/.slaprobe-patched")" = "$stamp" ]; then
+  exit 0
+fi
+
+echo "preparing $dest: rdkafka-sys $version with patches/librdkafka/*.patch"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/fetch/src"
+: > "$tmp/fetch/src/lib.rs"
+cat > "$tmp/fetch/Cargo.toml" <<TOML
+[package]
+name = "fetch-rdkafka-sys"
+version = "0.0.0"
+edition = "2021"
+
+[dependencies]
+rdkafka-sys = { version = "=${version%%+*}", default-features = false }
+TOML
+# `cargo vendor` copies the exact registry source (and its few small
+# dependencies, which are not used) without building anything.
+(cd "$tmp/fetch" && cargo vendor --quiet --versioned-dirs "$tmp/vendor" >/dev/null)
+src="$tmp/vendor/rdkafka-sys-$version"
+[ -d "$src/librdkafka" ] || { echo "patch-rdkafka-sys: $src has no librdkafka" >&2; exit 1; }
+rm -f "$src/.cargo-checksum.json"
+for p in patches/librdkafka/*.patch; do
+  patch --quiet --forward -p1 -d "$src/librdkafka" < "$p"
+done
+echo "$stamp" > "$src/.slaprobe-patched"
+mkdir -p vendor
+rm -rf "$dest"
+cp -a "$src" "$dest"

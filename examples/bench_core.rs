@@ -103,7 +103,7 @@ fn main() {
     let _ev = slaprobe::slo::evaluator::Evaluator::new(
         &cfg,
         &metrics,
-        std::sync::Arc::new(slaprobe::slo::evaluator::SystemClock),
+        std::sync::Arc::new(slaprobe::slo::evaluator::SystemClock::new()),
     );
     let mut times: Vec<Duration> = (0..200)
         .map(|_| {
@@ -127,4 +127,109 @@ fn main() {
         times[100].as_secs_f64() * 1e3,
         times[198].as_secs_f64() * 1e3
     );
+
+    state_file(&cfg);
+}
+
+/// A clock the bench moves by hand.
+struct Manual(std::sync::atomic::AtomicU64);
+
+impl slaprobe::slo::evaluator::Clock for Manual {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The state file of 100 probes × 3 SLOs whose windows are full (three
+/// days of minutes with events, the period's hours): its size, the time to
+/// write it (encode, write, fsync, rename) and to read and restore it.
+fn state_file(cfg: &Config) {
+    use slaprobe::slo::evaluator::{Clock, Evaluator};
+    use slaprobe::state::{State, StateDir};
+    use std::sync::Arc;
+
+    let metrics = Metrics::new(&[Duration::from_millis(100)]);
+    let clock = Arc::new(Manual(std::sync::atomic::AtomicU64::new(1_800_000_000)));
+    let mut ev = Evaluator::new(cfg, &metrics, clock.clone());
+    let counters: Vec<_> = cfg
+        .probes
+        .iter()
+        .flat_map(|p| p.slos.iter().map(move |s| (p, s)))
+        .map(|(p, s)| {
+            (
+                metrics.sli_counter(&p.name, &s.output, s.sli, "good"),
+                metrics.sli_counter(&p.name, &s.output, s.sli, "bad"),
+            )
+        })
+        .collect();
+    // 30 days of hours, then three days of minutes: every bucket full.
+    for minute in 0..(30 * 24 * 60u64) {
+        if minute < 27 * 24 * 60 && minute % 60 != 0 {
+            continue;
+        }
+        for (good, bad) in &counters {
+            good.inc_by(355 + minute % 10);
+            bad.inc_by(minute % 3);
+        }
+        clock.0.fetch_add(
+            if minute < 27 * 24 * 60 { 3600 } else { 60 },
+            Ordering::Relaxed,
+        );
+        ev.tick();
+    }
+    let dir = std::env::temp_dir().join(format!("slaprobe-bench-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state_dir = StateDir::open(&dir).expect("state dir");
+    let snapshot = |ev: &Evaluator, at| State {
+        written_at: at,
+        writer: "bench".into(),
+        base: None,
+        slos: ev.snapshot(),
+    };
+    let time = |state: &State| {
+        let mut times: Vec<Duration> = (0..10)
+            .map(|_| {
+                let start = Instant::now();
+                state_dir.save(state).expect("save");
+                start.elapsed()
+            })
+            .collect();
+        times.sort();
+        (slaprobe::state::encode(state).len(), times[5], times[9])
+    };
+    let base = clock.now();
+    let start = Instant::now();
+    let full = snapshot(&ev, base);
+    let taken = start.elapsed();
+    let (full_size, full_p50, full_max) = time(&full);
+    // Ten minutes of evaluations later: what the recent file holds then.
+    for _ in 0..60 {
+        for (good, bad) in &counters {
+            good.inc_by(60);
+            bad.inc_by(1);
+        }
+        clock.0.fetch_add(10, Ordering::Relaxed);
+        ev.tick();
+    }
+    let recent = snapshot(&ev, clock.now()).since(base, base);
+    let (recent_size, recent_p50, recent_max) = time(&recent);
+    let start = Instant::now();
+    let loaded = state_dir.load().expect("load").expect("a state");
+    let mut fresh = Evaluator::new(
+        cfg,
+        &Metrics::new(&[Duration::from_millis(100)]),
+        clock.clone(),
+    );
+    fresh.restore(&loaded.slos);
+    let restore = start.elapsed();
+    println!(
+        "state, 100 probes x 3 SLOs with full windows: full file {full_size} bytes (snapshot {:.1} ms, write p50 {:.1} ms, max {:.1} ms; hourly and at shutdown), recent file after 10 min {recent_size} bytes (write p50 {:.1} ms, max {:.1} ms; every 10 s); read both and restore {:.1} ms",
+        taken.as_secs_f64() * 1e3,
+        full_p50.as_secs_f64() * 1e3,
+        full_max.as_secs_f64() * 1e3,
+        recent_p50.as_secs_f64() * 1e3,
+        recent_max.as_secs_f64() * 1e3,
+        restore.as_secs_f64() * 1e3
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

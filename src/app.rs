@@ -16,7 +16,8 @@ use crate::metrics::Metrics;
 use crate::probe::{Journal, ProbeError, ProbeRunner, Readiness};
 use crate::serve::{self as http, ProbeHandles, StatusSources};
 use crate::slo::alertmanager::{PushError, Pusher};
-use crate::slo::evaluator::{Clock, Evaluator, SystemClock, EVAL_TICK};
+use crate::slo::evaluator::{Alert, Clock, Evaluator, SystemClock, EVAL_TICK};
+use crate::state::{StateDir, StateError};
 
 /// How long probes get to stop (flush, join threads) after cancellation.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -35,6 +36,8 @@ pub enum RunError {
     Serve(#[source] std::io::Error),
     #[error("alertmanager")]
     Alertmanager(#[from] PushError),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Binds the HTTP listener first, so a port conflict is reported before
@@ -56,18 +59,33 @@ pub struct App {
     pub eval_tick: Duration,
     pusher: Option<Pusher>,
     status: StatusSources,
+    /// Where SLO windows and alert state are saved, when configured.
+    state_dir: Option<Arc<StateDir>>,
+    /// Alerts firing when the restored state was saved.
+    was_firing: Vec<Alert>,
 }
 
 impl App {
     /// Creates every client and registers every metric; fails before
     /// anything runs when a probe cannot be built.
     pub fn build(config: &Config) -> Result<App, RunError> {
-        Self::build_with_clock(config, Arc::new(SystemClock))
+        Self::build_with_clock(config, Arc::new(SystemClock::new()))
     }
 
     /// [`App::build`] with the SLO evaluator reading time from `clock`
     /// (tests run SLO time faster than real time).
     pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<App, RunError> {
+        // First: a second instance on the same state_dir must not create a
+        // single client.
+        let state_dir = config
+            .state_dir
+            .as_deref()
+            .map(StateDir::open)
+            .transpose()?;
+        let saved = match &state_dir {
+            Some(d) => d.load()?,
+            None => None,
+        };
         let thresholds: Vec<Duration> = config
             .probes
             .iter()
@@ -95,10 +113,15 @@ impl App {
                 ProbeRunner::build(p, config, run, &metrics, readiness.clone(), journal.clone())
             })
             .collect::<Result<_, _>>()?;
-        if let Some(dir) = &config.state_dir {
-            warn!(state_dir = %dir.display(), "state_dir is not used by this version: restarts lose in-flight canaries (their late arrivals count as foreign) and SLO windows");
-        }
-        let evaluator = Evaluator::new(config, &metrics, clock);
+        let mut evaluator = Evaluator::new(config, &metrics, clock);
+        let was_firing = match (&saved, &state_dir) {
+            (Some(s), Some(d)) => {
+                info!(file = %d.file().display(), slos = s.slos.len(), written_at = s.written_at,
+                    "restoring SLO windows and alert state");
+                evaluator.restore(&s.slos)
+            }
+            _ => Vec::new(),
+        };
         let pusher = config
             .alertmanager
             .as_ref()
@@ -141,6 +164,8 @@ impl App {
             eval_tick: EVAL_TICK,
             pusher,
             status,
+            state_dir: state_dir.map(Arc::new),
+            was_firing,
         })
     }
 
@@ -174,9 +199,19 @@ impl App {
             tasks.spawn(probe.run(stop_input.clone(), cancel.clone()));
         }
         let alerts = self.evaluator.alerts();
-        tasks.spawn(self.evaluator.run(self.eval_tick, cancel.clone()));
+        let snapshots = self.state_dir.map(|dir| {
+            // One snapshot waiting at most: the evaluator never queues
+            // state behind a slow disk.
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tasks.spawn(crate::state::saver(dir, rx));
+            tx
+        });
+        tasks.spawn(
+            self.evaluator
+                .run(self.eval_tick, cancel.clone(), snapshots),
+        );
         if let Some(pusher) = self.pusher {
-            tasks.spawn(pusher.run(alerts, cancel.clone()));
+            tasks.spawn(pusher.run(alerts, self.was_firing, cancel.clone()));
         }
         tasks.close();
 

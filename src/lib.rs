@@ -16,6 +16,8 @@
 //! - [`probe`]: produce, consume, match and track canaries into outcomes.
 //! - [`slo`]: SLO windows and burn-rate tiers, the evaluator, the alert it
 //!   raises, the Alertmanager pusher.
+//! - [`state`]: restart-safe accounting: the locked `state_dir` and its
+//!   atomically written state file.
 //! - [`serve`]: HTTP: `/metrics`, health, the status API and page.
 //! - [`generate`]: what is generated from a config: the plan, Prometheus
 //!   rules, the Alertmanager example, the Grafana dashboard.
@@ -35,6 +37,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod probe;
 pub mod slo;
+pub mod state;
 
 pub mod serve;
 

@@ -81,6 +81,9 @@ fn main() -> ExitCode {
         Command::Check { config } => match load(&config) {
             Ok(cfg) => {
                 print!("{}", slaprobe::generate::plan(&cfg));
+                if let Some(dir) = &cfg.state_dir {
+                    println!("{}", slaprobe::state::describe(dir));
+                }
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -96,9 +99,9 @@ fn main() -> ExitCode {
             };
             let listen = listen.unwrap_or(cfg.server.listen);
             runtime(|cancel| async move {
-                let listener = app::bind(listen).await.map_err(|e| error_chain(&e))?;
-                let app = App::build(&cfg).map_err(|e| error_chain(&e))?;
-                app.run(listener, cancel).await.map_err(|e| error_chain(&e))
+                let listener = app::bind(listen).await.map_err(failure)?;
+                let app = App::build(&cfg).map_err(failure)?;
+                app.run(listener, cancel).await.map_err(failure)
             })
         }
         Command::Demo {
@@ -108,7 +111,7 @@ fn main() -> ExitCode {
         } => runtime(|cancel| async move {
             slaprobe::demo::run(listen, duration, faults, cancel)
                 .await
-                .map_err(|e| error_chain(&e))
+                .map_err(|e| (ExitCode::from(1), error_chain(&e)))
         }),
     }
 }
@@ -156,12 +159,23 @@ fn rules(cfg: &config::Config, paths: &[PathBuf], out: &Path, check: bool) -> Ex
     ExitCode::SUCCESS
 }
 
+/// A run's error as (exit code, message with its causes): a state file
+/// from a newer slaprobe is a configuration problem (2); anything else a
+/// runtime failure (1).
+fn failure(e: app::RunError) -> (ExitCode, String) {
+    let code = match &e {
+        app::RunError::State(slaprobe::state::StateError::Newer { .. }) => 2,
+        _ => 1,
+    };
+    (ExitCode::from(code), error_chain(&e))
+}
+
 /// Runs `f` on a multi-threaded runtime with SIGINT/SIGTERM wired to its
 /// cancellation token.
 fn runtime<F, Fut>(f: F) -> ExitCode
 where
     F: FnOnce(CancellationToken) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), (ExitCode, String)>>,
 {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -180,9 +194,9 @@ where
     rt.shutdown_timeout(Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err((code, e)) => {
             eprintln!("slaprobe: {e}");
-            ExitCode::from(1)
+            code
         }
     }
 }

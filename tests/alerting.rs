@@ -8,8 +8,7 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,75 +32,6 @@ impl Clock for Fast {
     }
 }
 
-struct Alertmanager_ {
-    child: Child,
-    addr: std::net::SocketAddr,
-    dir: PathBuf,
-}
-
-impl Drop for Alertmanager_ {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_alertmanager() -> Option<Alertmanager_> {
-    let bin = ["prometheus-alertmanager", "alertmanager"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    let Some(bin) = bin else {
-        common::missing_prerequisite(
-            "an Alertmanager binary",
-            "apt-get install prometheus-alertmanager",
-        );
-        return None;
-    };
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port");
-    let dir = std::env::temp_dir().join(format!(
-        "slaprobe-am-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let config = dir.join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        "route:\n  receiver: 'null'\n  group_wait: 0s\nreceivers:\n  - name: 'null'\n",
-    )
-    .expect("config");
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    Some(Alertmanager_ { child, addr, dir })
-}
-
-/// The burn-rate alerts Alertmanager holds for `slo` (active ones only:
-/// resolved alerts leave the list).
-fn am_alerts(am: &Alertmanager_, slo: &str) -> Vec<serde_json::Value> {
-    let Ok((200, body)) = http_get(am.addr, "/api/v2/alerts") else {
-        return Vec::new();
-    };
-    let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
-    all.into_iter()
-        .filter(|a| a["labels"]["alertname"] == "SlaprobeSLOBurnRate" && a["labels"]["slo"] == slo)
-        .collect()
-}
-
 /// The demo (cluster, simulated pipeline, its config) with the enrichment
 /// job dropping everything, alerts pushed to `alertmanager`, and SLO time
 /// running 60x with a 250 ms evaluation tick.
@@ -121,7 +51,7 @@ async fn dropping_demo(
     pipeline.enrich.control().update(|f| f.drop_every = 1);
     let clock = Arc::new(Fast {
         start: Instant::now(),
-        base: slaprobe::slo::evaluator::SystemClock.now(),
+        base: slaprobe::slo::evaluator::SystemClock::new().now(),
         scale: 60.0,
     });
     let mut app = App::build_with_clock(&config, clock).expect("app");
@@ -136,7 +66,7 @@ async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
         .with_test_writer()
         .with_env_filter("slaprobe=info")
         .try_init();
-    let Some(am) = start_alertmanager() else {
+    let Some(am) = common::Alertmanager::start() else {
         return;
     };
     assert!(
@@ -149,7 +79,7 @@ async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
 
     let slo = "orders-enrichment:enriched:delivery";
     let paged = wait_until(Duration::from_secs(60), || {
-        am_alerts(&am, slo)
+        common::am_alerts(&am, slo)
             .iter()
             .any(|a| a["labels"]["severity"] == "page" && a["status"]["state"] == "active")
     })
@@ -163,14 +93,14 @@ async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
         a["labels"]["severity"] == "page" && a["labels"]["long_window"] == "1h"
     };
     assert!(
-        wait_until(Duration::from_secs(30), || am_alerts(&am, slo)
+        wait_until(Duration::from_secs(30), || common::am_alerts(&am, slo)
             .iter()
             .any(fast_page))
         .await,
         "{:?}",
-        am_alerts(&am, slo)
+        common::am_alerts(&am, slo)
     );
-    let alert = am_alerts(&am, slo)
+    let alert = common::am_alerts(&am, slo)
         .into_iter()
         .find(fast_page)
         .expect("fast page");
@@ -236,7 +166,7 @@ async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
     // resolves and Alertmanager drops it from its active alerts.
     pipeline.enrich.control().update(|f| f.drop_every = 0);
     let resolved = wait_until(Duration::from_secs(90), || {
-        !am_alerts(&am, slo)
+        !common::am_alerts(&am, slo)
             .iter()
             .any(|a| a["labels"]["severity"] == "page")
     })
@@ -244,7 +174,7 @@ async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
     assert!(
         resolved,
         "resolved in Alertmanager: {:?}",
-        am_alerts(&am, slo)
+        common::am_alerts(&am, slo)
     );
     assert_eq!(
         r.metric(

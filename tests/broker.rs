@@ -10,12 +10,12 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-use common::{http_get, metric, poll_until};
+use common::{free_addr, metric, poll_until, scratch, Slaprobe};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -32,24 +32,6 @@ fn bootstrap() -> Option<String> {
         );
     }
     b
-}
-
-/// A free loopback port (bound and released; the window for a race is tiny).
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
-
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "slaprobe-it-{}-{name}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
 }
 
 /// A random topic, deleted when dropped.
@@ -142,90 +124,6 @@ probes:
     )
 }
 
-/// A `slaprobe run` process, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Slaprobe {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Slaprobe {
-    fn start(dir: &Path, name: &str, yaml: &str) -> Slaprobe {
-        let file = dir.join(format!("{name}.yaml"));
-        std::fs::write(&file, yaml).expect("write config");
-        let log = dir.join(format!("{name}.log"));
-        let addr = free_addr();
-        let child = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
-            .args(["run", "-c"])
-            .arg(&file)
-            .args(["--listen", &addr.to_string()])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start slaprobe");
-        let s = Slaprobe { child, addr, log };
-        assert!(
-            poll_until(Duration::from_secs(15), || http_get(addr, "/healthz")
-                .is_ok()),
-            "slaprobe answers /healthz; log:\n{}",
-            s.log()
-        );
-        s
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn metrics(&self) -> String {
-        http_get(self.addr, "/metrics")
-            .map(|r| r.1)
-            .unwrap_or_default()
-    }
-
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        metric(&self.metrics(), name, labels)
-    }
-
-    /// The exit status if the process has ended (a crash included).
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    fn ready(&self) -> bool {
-        http_get(self.addr, "/readyz").is_ok_and(|r| r.0 == 200)
-    }
-
-    /// SIGTERM, then wait for a graceful exit.
-    fn stop(mut self) -> ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let end = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            assert!(
-                Instant::now() < end,
-                "slaprobe did not stop on SIGTERM; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Slaprobe {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 fn delivered(s: &Slaprobe) -> f64 {
     s.value("slaprobe_canaries_delivered_total", &[])
 }
@@ -260,10 +158,13 @@ fn creates_the_topic_and_every_partition_delivers() {
     );
     let all = poll_until(Duration::from_secs(30), || {
         (0..topic.partitions()).all(|p| {
-            s.value(
+            // A partition's series appears with its first delivery.
+            common::metric_if_present(
+                &s.metrics(),
                 "slaprobe_heartbeat_partition_delivered_total",
                 &[("partition", &p.to_string())],
-            ) > 0.0
+            )
+            .is_some_and(|v| v > 0.0)
         })
     });
     assert!(all, "every partition delivers:\n{}", s.metrics());
@@ -493,10 +394,13 @@ fn partitions_added_while_running_are_probed() {
     // probed.
     let all = poll_until(Duration::from_secs(30), || {
         (1..3).all(|p| {
-            s.value(
+            // A partition's series appears with its first delivery.
+            common::metric_if_present(
+                &s.metrics(),
                 "slaprobe_heartbeat_partition_delivered_total",
                 &[("partition", &p.to_string())],
-            ) > 0.0
+            )
+            .is_some_and(|v| v > 0.0)
         })
     });
     assert!(

@@ -1,7 +1,8 @@
 //! Parity: for one synthetic event sequence, slaprobe's in-process
 //! evaluator (`slo::SloWindows`, as the evaluator runs it) and the generated
 //! Prometheus rules (evaluated by `promtool test rules`) reach the same alert
-//! state for every tier at every checkpoint.
+//! state for every tier at every checkpoint, with a restart of slaprobe
+//! (windows saved and restored, counters reset) in the middle.
 //!
 //! Checkpoints sit where every window has seen a steady regime for at least
 //! a minute: Prometheus' `increase()` covers the samples inside its range
@@ -32,6 +33,10 @@ probes:
 const RATE: u64 = 1000;
 const PHASES: [(u64, f64); 4] = [(0, 0.0), (90, 0.02), (150, 0.0), (220, 0.0)];
 const END: u64 = 600;
+/// slaprobe restarts after this minute: the evaluator's windows are saved
+/// and restored (through the state file's JSON) and its counters start
+/// again from zero, as Prometheus sees them.
+const RESTART: u64 = 180;
 /// (minute, expected firing state of the four tiers) — also checked against
 /// the evaluator so the scenario cannot silently become trivial.
 const CHECKPOINTS: [(u64, [bool; 4]); 4] = [
@@ -68,6 +73,12 @@ fn evaluator_and_prometheus_rules_agree() {
     for m in 1..=END {
         let bad = bad_in_minute(m);
         w.record(t0 + m * 60, RATE - bad, bad);
+        if m == RESTART {
+            let saved = serde_json::to_string(&w.snapshot()).expect("snapshot");
+            w = SloWindows::new(slo.objective, slo.period, slo.min_events);
+            let shift = w.restore(&serde_json::from_str(&saved).expect("parse"), t0 + m * 60);
+            assert_eq!(shift, 0);
+        }
         if let Some((_, want)) = CHECKPOINTS.iter().find(|c| c.0 == m) {
             let e = w.evaluate(t0 + m * 60);
             let got: Vec<bool> = e.tiers.iter().map(|(_, s)| s.firing).collect();
@@ -76,12 +87,18 @@ fn evaluator_and_prometheus_rules_agree() {
         }
     }
 
-    // The same sequence as Prometheus counters sampled every minute.
+    // The same sequence as Prometheus counters sampled every minute; the
+    // restarted process counts from zero again (a counter reset).
     let (mut good, mut bad) = (vec![0u64], vec![0u64]);
     for m in 1..=END {
         let b = bad_in_minute(m);
-        good.push(good[good.len() - 1] + RATE - b);
-        bad.push(bad[bad.len() - 1] + b);
+        let (g0, b0) = if m == RESTART + 1 {
+            (0, 0)
+        } else {
+            (good[good.len() - 1], bad[bad.len() - 1])
+        };
+        good.push(g0 + RATE - b);
+        bad.push(b0 + b);
     }
     let series = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
     let mut tests = String::new();

@@ -38,12 +38,12 @@ fn write_plan(out: &mut String, c: &Config) -> std::fmt::Result {
     match &c.state_dir {
         Some(d) => writeln!(
             out,
-            "state_dir: {} (not used by this version: restarts still lose in-flight canaries and SLO windows)",
+            "state_dir: {} (SLO windows and alert state survive restarts; saved every 10s and at shutdown)",
             d.display()
         )?,
         None => writeln!(
             out,
-            "state_dir: none (restarts lose in-flight canaries and SLO windows)"
+            "state_dir: none (a restart empties the SLO windows and loses in-flight canaries)"
         )?,
     }
     match &c.alertmanager {

@@ -107,8 +107,25 @@ impl Pusher {
 
     /// Sends until `cancel`: on every change of the firing set, and every
     /// `RESEND` while anything fires; failed sends are retried with backoff.
-    pub async fn run(self, mut alerts: watch::Receiver<Vec<Alert>>, cancel: CancellationToken) {
-        let mut firing: Vec<Alert> = Vec::new();
+    /// `was_firing`: alerts an earlier run had pushed as firing (restored
+    /// state); those no longer firing are sent as resolved.
+    pub async fn run(
+        self,
+        mut alerts: watch::Receiver<Vec<Alert>>,
+        was_firing: Vec<Alert>,
+        cancel: CancellationToken,
+    ) {
+        let mut firing: Vec<Alert> = was_firing;
+        // Nothing is sent before the first evaluation: until then the
+        // channel says nothing fires, which would resolve restored alerts.
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = alerts.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
         // Resolved but not yet delivered: (alert, when it resolved).
         let mut resolved: Vec<(Alert, SystemTime)> = Vec::new();
         let mut backoff = Backoff::new(Duration::from_secs(1), RESEND);

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::alert::{burn_rate_alert, BURN_RATE_ALERT};
-use super::{BurnTier, Severity, SloWindows, WINDOWS};
+use super::{BurnTier, Severity, SloWindows, WindowsSnapshot, WINDOWS};
 use crate::config::{Config, Slo};
 use crate::metrics::{IntCounter, Metrics, SloMetrics};
 use crate::util::format;
@@ -22,19 +22,77 @@ use crate::util::format;
 /// condition starts to hold.
 pub const EVAL_TICK: Duration = Duration::from_secs(10);
 
-/// Where the evaluator gets the time from: the wall clock in production;
-/// tests may run SLO time faster than real time.
+/// Where the evaluator gets the time from; tests may run SLO time faster
+/// than real time.
 pub trait Clock: Send + Sync {
     /// Unix seconds.
     fn now(&self) -> u64;
 }
 
-pub struct SystemClock;
+/// Unix time as the wall clock read at start plus the monotonic time since:
+/// the wall clock places the windows (and what a restart restores into
+/// them) once, and a step of the wall clock while running (NTP, a VM
+/// resumed) neither freezes the windows (stepped back) nor empties them
+/// (stepped forward).
+pub struct SystemClock {
+    wall_at_start: u64,
+    start: std::time::Instant,
+}
+
+impl SystemClock {
+    pub fn new() -> SystemClock {
+        SystemClock {
+            wall_at_start: format::unix_now(),
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock::new()
+    }
+}
 
 impl Clock for SystemClock {
     fn now(&self) -> u64 {
-        format::unix_now()
+        self.wall_at_start + self.start.elapsed().as_secs()
     }
+}
+
+/// One SLO's windows and alert state as saved across restarts, valid for
+/// its definition only.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SloState {
+    /// `<probe>:<output>:<sli>`.
+    pub slo: String,
+    /// What the windows were counted against ([`definition`]): a changed
+    /// SLO starts empty.
+    pub definition: String,
+    pub windows: WindowsSnapshot,
+}
+
+/// What the evaluator hands the state saver after an evaluation.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The evaluator's time of the evaluation (Unix seconds).
+    pub at: u64,
+    pub slos: Vec<SloState>,
+    /// The last one, taken at shutdown.
+    pub last: bool,
+}
+
+/// What an SLO's windows mean: objective, period, threshold and SLI. The
+/// minimum number of events only gates alerting, so it may change freely.
+pub fn definition(slo: &Slo) -> String {
+    format!(
+        "sli={} objective={} period={}s threshold={}",
+        slo.sli,
+        slo.objective,
+        slo.period.as_secs(),
+        slo.threshold
+            .map_or_else(|| "none".to_string(), |t| format!("{}ns", t.as_nanos()))
+    )
 }
 
 /// One SLO as the status API shows it.
@@ -102,6 +160,8 @@ pub struct Evaluator {
     clock: Arc<dyn Clock>,
     status: Arc<RwLock<Vec<SloStatus>>>,
     alerts: watch::Sender<Vec<Alert>>,
+    /// Whether [`Evaluator::tick`] has run once.
+    evaluated: bool,
 }
 
 impl Evaluator {
@@ -137,7 +197,52 @@ impl Evaluator {
             clock,
             status: Arc::new(RwLock::new(Vec::new())),
             alerts,
+            evaluated: false,
         }
+    }
+
+    /// Restores windows and alert state saved by an earlier run. An SLO
+    /// whose definition changed starts empty (said once in the log); SLOs
+    /// no longer configured are dropped. Returns the alerts that were
+    /// firing when the state was saved, so that those that resolved while
+    /// slaprobe was down are sent as resolved.
+    pub fn restore(&mut self, saved: &[SloState]) -> Vec<Alert> {
+        let now = self.clock.now();
+        let mut was_firing = Vec::new();
+        for t in &mut self.slos {
+            let Some(s) = saved.iter().find(|s| s.slo == t.name) else {
+                continue;
+            };
+            if s.definition != definition(&t.slo) {
+                tracing::warn!(slo = %t.name, saved = %s.definition, now = %definition(&t.slo),
+                    "the SLO's definition changed since the state was saved; its windows start empty");
+                continue;
+            }
+            let shift = t.windows.restore(&s.windows, now);
+            if shift > 0 {
+                tracing::warn!(slo = %t.name, behind = %format::duration(Duration::from_secs(shift)),
+                    "the wall clock is behind the clock that saved the state; restored windows were moved back by the difference");
+            }
+            let tiers = super::burn_tiers(t.slo.period);
+            for (tier, (firing, since)) in tiers.iter().zip(&s.windows.tiers) {
+                if *firing {
+                    was_firing.push(alert(t, tier, since.unwrap_or(0)));
+                }
+            }
+        }
+        was_firing
+    }
+
+    /// Every SLO's windows and alert state, to be saved.
+    pub fn snapshot(&self) -> Vec<SloState> {
+        self.slos
+            .iter()
+            .map(|t| SloState {
+                slo: t.name.clone(),
+                definition: definition(&t.slo),
+                windows: t.windows.snapshot(),
+            })
+            .collect()
     }
 
     /// The SLO section of `/api/v1/status`, updated every tick.
@@ -212,9 +317,11 @@ impl Evaluator {
             });
         }
         *self.status.write().unwrap_or_else(|e| e.into_inner()) = status;
+        let first = !self.evaluated;
+        self.evaluated = true;
         self.alerts.send_if_modified(|current| {
-            // Annotations carry live burn rates; only a change in which
-            // alerts fire (or since when) is news for the pusher.
+            // Only a change in which alerts fire (or since when) is news for
+            // the pusher, and the first evaluation: the pusher waits for it.
             let key = |a: &Vec<Alert>| {
                 a.iter()
                     .map(|a| (a.labels.clone(), a.starts_at))
@@ -222,19 +329,44 @@ impl Evaluator {
             };
             let changed = key(current) != key(&firing);
             *current = firing;
-            changed
+            changed || first
         });
     }
 
-    /// Evaluates every `EVAL_TICK` until `cancel`.
-    pub async fn run(mut self, tick: Duration, cancel: CancellationToken) {
+    /// Evaluates every `tick` until `cancel`. With `snapshots`, sends the
+    /// state after every evaluation (dropped when the saver is still busy
+    /// with the previous one) and a last one when cancelled.
+    pub async fn run(
+        mut self,
+        tick: Duration,
+        cancel: CancellationToken,
+        snapshots: Option<tokio::sync::mpsc::Sender<Snapshot>>,
+    ) {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => break,
                 _ = interval.tick() => self.tick(),
             }
+            if let Some(tx) = &snapshots {
+                if let Ok(permit) = tx.try_reserve() {
+                    permit.send(Snapshot {
+                        at: self.clock.now(),
+                        slos: self.snapshot(),
+                        last: false,
+                    });
+                }
+            }
+        }
+        if let Some(tx) = snapshots {
+            self.tick();
+            let last = Snapshot {
+                at: self.clock.now(),
+                slos: self.snapshot(),
+                last: true,
+            };
+            let _ = tx.send(last).await;
         }
     }
 }
@@ -323,5 +455,80 @@ mod tests {
             .map(|a| a.labels["long_window"].clone())
             .collect();
         assert_eq!(windows, ["6h", "1d", "3d"]);
+    }
+
+    fn config_with(objective: &str) -> Config {
+        crate::config::load_str(
+            "t.yaml",
+            &format!("clusters: {{ c: {{ bootstrap: 'k:9092' }} }}\nprobes:\n  - {{ name: p, type: heartbeat, cluster: c, topic: t, slos: [ {{ sli: delivery, objective: {objective} }} ] }}\n"),
+            &|_| None,
+        )
+        .expect("config")
+    }
+
+    #[test]
+    fn a_restart_restores_the_budget_and_the_firing_alerts_with_their_start() {
+        let config = config_with("99.9%");
+        let clock = Arc::new(Manual(AtomicU64::new(1_800_000_000)));
+        let metrics = Metrics::new(&[]);
+        let mut ev = Evaluator::new(&config, &metrics, clock.clone());
+        let alerts = ev.alerts();
+        metrics
+            .sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "good")
+            .inc_by(900);
+        metrics
+            .sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "bad")
+            .inc_by(100);
+        ev.tick();
+        let before = alerts.borrow().clone();
+        assert_eq!(before.len(), 4);
+        let budget = ev
+            .status
+            .read()
+            .map(|s| s[0].budget_remaining)
+            .expect("status");
+        let saved = ev.snapshot();
+
+        // A new process, a minute later: fresh counters, restored windows.
+        clock.0.fetch_add(60, Ordering::Relaxed);
+        let metrics = Metrics::new(&[]);
+        let mut ev = Evaluator::new(&config, &metrics, clock.clone());
+        let was_firing = ev.restore(&saved);
+        assert_eq!(was_firing, before, "what the pusher had sent");
+        let alerts = ev.alerts();
+        ev.tick();
+        let status = ev.status.read().map(|s| s[0].clone()).expect("status");
+        assert_eq!(status.budget_remaining, budget, "not back to 100%");
+        let after = alerts.borrow().clone();
+        assert_eq!(
+            after
+                .iter()
+                .map(|a| (&a.labels, a.starts_at))
+                .collect::<Vec<_>>(),
+            before
+                .iter()
+                .map(|a| (&a.labels, a.starts_at))
+                .collect::<Vec<_>>(),
+            "one continuous alert per tier: same labels, same start"
+        );
+    }
+
+    #[test]
+    fn an_slo_whose_definition_changed_starts_empty() {
+        let clock = Arc::new(Manual(AtomicU64::new(1_800_000_000)));
+        let metrics = Metrics::new(&[]);
+        let mut ev = Evaluator::new(&config_with("99.9%"), &metrics, clock.clone());
+        metrics
+            .sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "bad")
+            .inc_by(100);
+        ev.tick();
+        let saved = ev.snapshot();
+        let metrics = Metrics::new(&[]);
+        let mut ev = Evaluator::new(&config_with("99%"), &metrics, clock);
+        assert!(ev.restore(&saved).is_empty());
+        ev.tick();
+        let status = ev.status.read().map(|s| s[0].clone()).expect("status");
+        assert_eq!(status.budget_remaining, 1.0);
+        assert_eq!(status.windows[0].total, 0);
     }
 }

@@ -193,6 +193,130 @@ impl Ring {
             sum.add(c);
         }
     }
+
+    /// The stored buckets, oldest first, as (first bucket number, goods,
+    /// totals); empty when nothing was ever recorded.
+    fn snapshot(&self) -> RingSnapshot {
+        let len = self.buckets.len() as u64;
+        let first = (self.head + 1).saturating_sub(len);
+        let mut good = Vec::with_capacity(len as usize);
+        let mut total = Vec::with_capacity(len as usize);
+        for b in first..=self.head {
+            let c = self.buckets[self.slot(b)];
+            good.push(c.good);
+            total.push(c.total);
+        }
+        // Leading empty buckets carry nothing.
+        let skip = total.iter().take_while(|t| **t == 0).count();
+        if skip == total.len() {
+            return RingSnapshot::default();
+        }
+        RingSnapshot {
+            first: first + skip as u64,
+            good: good.split_off(skip),
+            total: total.split_off(skip),
+        }
+    }
+
+    /// Replays `s` in bucket order: the same sums as if the events had been
+    /// recorded live. Buckets the ring cannot hold any more age out as they
+    /// would have.
+    fn restore(&mut self, s: &RingSnapshot) {
+        for (i, (good, total)) in s.good.iter().zip(&s.total).enumerate() {
+            self.advance((s.first + i as u64) * self.width);
+            if *total > 0 {
+                self.add(Counts {
+                    good: (*good).min(*total),
+                    total: *total,
+                });
+            }
+        }
+    }
+}
+
+/// A ring's buckets for the state file: consecutive buckets from `first`
+/// (bucket number, i.e. Unix time / bucket width), goods and totals as two
+/// columns (compact in JSON: small numbers, no keys).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RingSnapshot {
+    pub first: u64,
+    pub good: Vec<u64>,
+    pub total: Vec<u64>,
+}
+
+impl RingSnapshot {
+    /// One past the newest bucket.
+    fn end(&self) -> u64 {
+        self.first + self.total.len() as u64
+    }
+
+    /// Only the buckets from bucket `from` on.
+    pub fn since(&self, from: u64) -> RingSnapshot {
+        let skip = from.saturating_sub(self.first).min(self.total.len() as u64) as usize;
+        RingSnapshot {
+            first: self.first.max(from).min(self.end()),
+            good: self.good[skip..].to_vec(),
+            total: self.total[skip..].to_vec(),
+        }
+    }
+
+    /// These buckets with `newer`'s laid over them (a bucket in both takes
+    /// `newer`'s value: it is the same bucket, counted for longer).
+    pub fn overlay(&self, newer: &RingSnapshot) -> RingSnapshot {
+        if newer.total.is_empty() {
+            return self.clone();
+        }
+        if self.total.is_empty() {
+            return newer.clone();
+        }
+        let first = self.first.min(newer.first);
+        let end = self.end().max(newer.end());
+        let mut out = RingSnapshot {
+            first,
+            good: vec![0; (end - first) as usize],
+            total: vec![0; (end - first) as usize],
+        };
+        for src in [self, newer] {
+            for (i, (g, t)) in src.good.iter().zip(&src.total).enumerate() {
+                let at = (src.first - first) as usize + i;
+                out.good[at] = *g;
+                out.total[at] = *t;
+            }
+        }
+        out
+    }
+}
+
+/// Everything [`SloWindows`] needs to go on after a restart: both rings
+/// and each tier's alert state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WindowsSnapshot {
+    pub minutes: RingSnapshot,
+    pub hours: RingSnapshot,
+    /// Per tier, in [`burn_tiers`] order: firing, and since when (Unix s).
+    pub tiers: Vec<(bool, Option<u64>)>,
+}
+
+impl WindowsSnapshot {
+    /// Only what changed at or after `t` (Unix seconds): the buckets from
+    /// the ones holding `t` on, and the tier states.
+    pub fn since(&self, t: u64) -> WindowsSnapshot {
+        WindowsSnapshot {
+            minutes: self.minutes.since(t / MINUTE),
+            hours: self.hours.since(t / HOUR),
+            tiers: self.tiers.clone(),
+        }
+    }
+
+    /// This snapshot completed by `newer`, taken later of the same SLO
+    /// (typically with [`WindowsSnapshot::since`]).
+    pub fn overlay(&self, newer: &WindowsSnapshot) -> WindowsSnapshot {
+        WindowsSnapshot {
+            minutes: self.minutes.overlay(&newer.minutes),
+            hours: self.hours.overlay(&newer.hours),
+            tiers: newer.tiers.clone(),
+        }
+    }
 }
 
 /// The state of one tier.
@@ -321,6 +445,54 @@ impl SloWindows {
                 .zip(self.state.iter().copied())
                 .collect(),
         }
+    }
+
+    /// The rings and tier states, to be saved.
+    pub fn snapshot(&self) -> WindowsSnapshot {
+        WindowsSnapshot {
+            minutes: self.minutes.snapshot(),
+            hours: self.hours.snapshot(),
+            tiers: self.state.iter().map(|t| (t.firing, t.since)).collect(),
+        }
+    }
+
+    /// Windows restored from `s`, saved by an earlier run of the same SLO
+    /// (same objective and period), at `now` (Unix seconds): the time in
+    /// between counts as no events. A tier firing at the save keeps its
+    /// `since` (its alert stays one alert); the next
+    /// [`SloWindows::evaluate`] resolves it if the windows no longer burn.
+    ///
+    /// Saved data newer than `now` means the wall clock is behind the one
+    /// that saved it (stepped back across the restart): the data is moved
+    /// back by the difference, keeping its age, so that new events are not
+    /// all heaped into one future bucket. Returns that shift in seconds.
+    pub fn restore(&mut self, s: &WindowsSnapshot, now: u64) -> u64 {
+        let newest = |r: &RingSnapshot, width: u64| {
+            (!r.total.is_empty()).then(|| (r.first + r.total.len() as u64 - 1) * width)
+        };
+        let newest = newest(&s.minutes, MINUTE)
+            .into_iter()
+            .chain(newest(&s.hours, HOUR))
+            .chain(s.tiers.iter().filter_map(|t| t.1))
+            .max()
+            .unwrap_or(0);
+        let shift = newest.saturating_sub(now);
+        let moved = |r: &RingSnapshot, width: u64| RingSnapshot {
+            first: r.first.saturating_sub(shift.div_ceil(width)),
+            good: r.good.clone(),
+            total: r.total.clone(),
+        };
+        self.minutes.restore(&moved(&s.minutes, MINUTE));
+        self.hours.restore(&moved(&s.hours, HOUR));
+        if s.tiers.len() == self.state.len() {
+            for (state, (firing, since)) in self.state.iter_mut().zip(&s.tiers) {
+                *state = TierState {
+                    firing: *firing,
+                    since: since.map(|t| t.saturating_sub(shift)),
+                };
+            }
+        }
+        shift
     }
 
     /// Whether any tier of `severity` fires (as of the last evaluation).
@@ -482,5 +654,114 @@ mod tests {
             w.firing(Severity::Page),
             "five events are enough when min_events is 5"
         );
+    }
+
+    #[test]
+    fn a_restored_snapshot_continues_every_window_the_budget_and_the_alerts() {
+        let period = Duration::from_secs(30 * DAY);
+        let mut live = SloWindows::new(0.999, period, 10);
+        // Two days of 0.1% errors, then an hour at 20x: the fast page fires.
+        let mut t = run(&mut live, T0, 2 * 24 * 60, 1000, 0.001);
+        t = run(&mut live, t + 1, 60, 1000, 0.02);
+        assert!(live.firing(Severity::Page));
+        let saved = live.snapshot();
+        let json = serde_json::to_string(&saved).expect("serializes");
+        let back: WindowsSnapshot = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, saved);
+
+        let mut restored = SloWindows::new(0.999, period, 10);
+        assert_eq!(restored.restore(&back, t), 0);
+        // Same instant: same evaluation, same alert since-times.
+        assert_eq!(restored.evaluate(t), live.evaluate(t));
+        // Ten minutes of downtime count as no events, in both.
+        let later = t + 10 * MINUTE;
+        let (a, b) = (restored.evaluate(later), live.evaluate(later));
+        assert_eq!(a, b);
+        assert!(a.budget_remaining < 1.0);
+        // 5m is empty now: the fast page resolved, at the first evaluation.
+        assert_eq!(
+            a.tiers[0].1,
+            TierState {
+                firing: false,
+                since: Some(later)
+            }
+        );
+    }
+
+    #[test]
+    fn a_snapshot_of_nothing_is_empty_and_restores_to_nothing() {
+        let w = SloWindows::new(0.99, Duration::from_secs(7 * DAY), 10);
+        let s = w.snapshot();
+        assert!(s.minutes.total.is_empty() && s.hours.total.is_empty());
+        let mut r = SloWindows::new(0.99, Duration::from_secs(7 * DAY), 10);
+        r.restore(&s, T0);
+        assert_eq!(r.evaluate(T0).budget_remaining, 1.0);
+    }
+
+    #[test]
+    fn a_snapshot_older_than_every_window_restores_as_empty_windows() {
+        let period = Duration::from_secs(30 * DAY);
+        let mut w = SloWindows::new(0.999, period, 10);
+        let t = run(&mut w, T0, 60, 1000, 0.5);
+        let mut r = SloWindows::new(0.999, period, 10);
+        r.restore(&w.snapshot(), t + 4 * DAY);
+        // Four days later the minute windows are empty; the period still
+        // holds the hour of errors.
+        let e = r.evaluate(t + 4 * DAY);
+        assert!(e.windows.iter().all(|(c, _, _)| c.total == 0));
+        assert!(e.budget_remaining < 0.0);
+        assert!(e.tiers.iter().all(|(_, s)| !s.firing));
+    }
+
+    #[test]
+    fn a_wall_clock_stepped_back_across_a_restart_shifts_the_restored_data() {
+        let period = Duration::from_secs(30 * DAY);
+        let mut w = SloWindows::new(0.999, period, 10);
+        let t = run(&mut w, T0, 120, 1000, 0.02);
+        assert!(w.firing(Severity::Page));
+        let mut r = SloWindows::new(0.999, period, 10);
+        // The new run's clock reads an hour earlier than the saver's.
+        let now = t - HOUR;
+        assert_eq!(r.restore(&w.snapshot(), now), HOUR);
+        let e = r.evaluate(now);
+        assert_eq!(
+            e.windows,
+            w.evaluate(t).windows,
+            "the same windows, an hour earlier"
+        );
+        assert!(e.tiers[0].1.firing);
+        assert!(e.tiers[0].1.since.is_some_and(|s| s <= now));
+        // New events land in the present minute, not in one an hour ahead:
+        // five clean minutes later the 5m window holds only them.
+        for m in 1..=5 {
+            r.record(now + m * MINUTE, 1000, 0);
+        }
+        let e = r.evaluate(now + 5 * MINUTE);
+        assert_eq!(
+            e.windows[0].0,
+            Counts {
+                good: 5000,
+                total: 5000
+            }
+        );
+        assert!(!e.tiers[0].1.firing, "the fast page resolves");
+    }
+
+    #[test]
+    fn a_full_snapshot_overlaid_with_a_later_partial_one_equals_a_later_full_one() {
+        let period = Duration::from_secs(30 * DAY);
+        let mut w = SloWindows::new(0.999, period, 10);
+        let t = run(&mut w, T0, 3 * 60, 1000, 0.001);
+        let full = w.snapshot();
+        // 100 more minutes (a bucket that was current at `t` grows too).
+        w.record(t, 7, 1);
+        let t2 = run(&mut w, t + 1, 100, 1000, 0.02);
+        let later = w.snapshot();
+        let partial = later.since(t);
+        assert!(partial.minutes.total.len() <= 101 && partial.hours.total.len() <= 3);
+        assert_eq!(full.overlay(&partial), later);
+        let mut r = SloWindows::new(0.999, period, 10);
+        r.restore(&full.overlay(&partial), t2);
+        assert_eq!(r.evaluate(t2), w.evaluate(t2));
     }
 }

@@ -382,3 +382,185 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A real Alertmanager (Debian's `prometheus-alertmanager`) on a free
+/// loopback port, with a receiver that drops everything; killed when dropped.
+pub struct Alertmanager {
+    pub addr: std::net::SocketAddr,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Alertmanager {
+    /// `None` (SKIP, or a failure with CI=true) when it is not installed.
+    pub fn start() -> Option<Alertmanager> {
+        let bin = ["prometheus-alertmanager", "alertmanager"]
+            .into_iter()
+            .find(|b| {
+                std::process::Command::new(b)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            });
+        let Some(bin) = bin else {
+            missing_prerequisite(
+                "an Alertmanager binary",
+                "apt-get install prometheus-alertmanager",
+            );
+            return None;
+        };
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port");
+        let dir = std::env::temp_dir().join(format!(
+            "slaprobe-am-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            "route:\n  receiver: 'null'\n  group_wait: 0s\nreceivers:\n  - name: 'null'\n",
+        )
+        .expect("config");
+        let child = std::process::Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start alertmanager");
+        Some(Alertmanager { child, addr, dir })
+    }
+}
+
+/// The burn-rate alerts Alertmanager holds for `slo` (active ones only:
+/// resolved alerts leave the list).
+pub fn am_alerts(am: &Alertmanager, slo: &str) -> Vec<serde_json::Value> {
+    let Ok((200, body)) = http_get(am.addr, "/api/v2/alerts") else {
+        return Vec::new();
+    };
+    let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
+    all.into_iter()
+        .filter(|a| a["labels"]["alertname"] == "SlaprobeSLOBurnRate" && a["labels"]["slo"] == slo)
+        .collect()
+}
+
+/// A free loopback port (bound and released; the window for a race is tiny).
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "slaprobe-it-{}-{name}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A `slaprobe run` process, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Slaprobe {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub log: std::path::PathBuf,
+}
+
+impl Slaprobe {
+    pub fn start(dir: &std::path::Path, name: &str, yaml: &str) -> Slaprobe {
+        let file = dir.join(format!("{name}.yaml"));
+        std::fs::write(&file, yaml).expect("write config");
+        let log = dir.join(format!("{name}.log"));
+        let addr = free_addr();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+            .args(["run", "-c"])
+            .arg(&file)
+            .args(["--listen", &addr.to_string()])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start slaprobe");
+        let s = Slaprobe { child, addr, log };
+        assert!(
+            poll_until(Duration::from_secs(15), || http_get(addr, "/healthz")
+                .is_ok()),
+            "slaprobe answers /healthz; log:\n{}",
+            s.log()
+        );
+        s
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exposition; empty if the process does not answer three times in
+    /// a row (a loaded machine may drop one request, not three).
+    pub fn metrics(&self) -> String {
+        for _ in 0..3 {
+            if let Ok((200, body)) = http_get(self.addr, "/metrics") {
+                return body;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        String::new()
+    }
+
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(&self.metrics(), name, labels)
+    }
+
+    /// The exit status if the process has ended (a crash included).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn ready(&self) -> bool {
+        http_get(self.addr, "/readyz").is_ok_and(|r| r.0 == 200)
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < end,
+                "slaprobe did not stop on SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Slaprobe {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

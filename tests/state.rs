@@ -1,0 +1,219 @@
+//! `state_dir` end to end, with `slaprobe` as a process: a restart (kill -9
+//! or SIGTERM) keeps the error budget and every firing alert, which a real
+//! Alertmanager sees as one continuous alert; a second instance on the same
+//! directory, and a state file from a newer slaprobe, are refused.
+//!
+//! The refusals need nothing but the binary. The restarts need a broker
+//! (`SLAPROBE_TEST_BOOTSTRAP`, as the real-broker tier) and Alertmanager.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{http_get, poll_until, scratch, Slaprobe};
+
+/// A heartbeat probe whose latency SLO nothing can meet (1 ms, against a
+/// broker that answers fetches every 10 ms): every tier burns from the
+/// first evaluation with events.
+fn config(bootstrap: &str, topic: &str, state_dir: &Path, alertmanager: Option<&str>) -> String {
+    let am = alertmanager
+        .map(|a| format!("alertmanager: {{ url: 'http://{a}' }}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"state_dir: {}
+{am}clusters:
+  it: {{ bootstrap: '{bootstrap}' }}
+probes:
+  - name: it-state
+    type: heartbeat
+    cluster: it
+    topic: {topic}
+    interval: 100ms
+    deadline: 5s
+    topic_management: {{ create: true, partitions_per_broker: 2, replication_factor: 1 }}
+    slos:
+      - {{ sli: latency, threshold: 1ms, objective: 99% }}
+"#,
+        state_dir.display()
+    )
+}
+
+/// `slaprobe run` that is expected to exit by itself: (exit code, stderr).
+fn run_expecting_exit(dir: &Path, yaml: &str) -> (Option<i32>, String) {
+    let file = dir.join("refused.yaml");
+    std::fs::write(&file, yaml).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+        .args(["run", "-c"])
+        .arg(&file)
+        .args(["--listen", &common::free_addr().to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run slaprobe");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn a_second_instance_on_one_state_dir_is_refused_naming_the_holder() {
+    let dir = scratch("state-lock");
+    let state = dir.join("state");
+    // No broker needed: the first instance keeps running while it waits
+    // for one, holding the directory.
+    let yaml = config("127.0.0.1:1", "t", &state, None);
+    let first = Slaprobe::start(&dir, "first", &yaml);
+    let (code, stderr) = run_expecting_exit(&dir, &yaml);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.child.id())) && stderr.contains("slaprobe.lock"),
+        "{stderr}"
+    );
+    assert!(first.stop().success());
+    // Its lock is gone with it.
+    let second = Slaprobe::start(&dir, "second", &yaml);
+    assert!(second.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_state_file_from_a_newer_slaprobe_is_refused_with_exit_2() {
+    let dir = scratch("state-newer");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).expect("dir");
+    std::fs::write(
+        state.join("slaprobe.state"),
+        "slaprobe-state 99 0000000000000000\n{}",
+    )
+    .expect("write");
+    let yaml = config("127.0.0.1:1", "t", &state, None);
+    let (code, stderr) = run_expecting_exit(&dir, &yaml);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("state format 99") && stderr.contains("reads up to 1"),
+        "{stderr}"
+    );
+    // `check` says so too, and the file is left alone.
+    let file = dir.join("refused.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+        .args(["check", "-c"])
+        .arg(&file)
+        .output()
+        .expect("check");
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("is from a newer slaprobe (format 99"),
+        "{plan}"
+    );
+    assert!(state.join("slaprobe.state").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The fast page as the status API shows it: (firing, since), and the
+/// budget left.
+fn page_and_budget(s: &Slaprobe) -> Option<(bool, Option<String>, f64)> {
+    let (status, body) = http_get(s.addr, "/api/v1/status").ok()?;
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let slo = &v["slos"][0];
+    let page = &slo["alerts"][0];
+    Some((
+        page["firing"].as_bool()?,
+        page["since"].as_str().map(str::to_string),
+        slo["budget_remaining"].as_f64()?,
+    ))
+}
+
+/// The fast page's `startsAt` as Alertmanager holds it.
+fn am_page_start(am: &common::Alertmanager) -> Option<String> {
+    common::am_alerts(am, "it-state:heartbeat:latency")
+        .into_iter()
+        .find(|a| a["labels"]["long_window"] == "1h")
+        .and_then(|a| a["startsAt"].as_str().map(str::to_string))
+}
+
+fn restart_keeps_budget_and_alerts(signal: &str) {
+    let Ok(bootstrap) = std::env::var("SLAPROBE_TEST_BOOTSTRAP") else {
+        common::missing_prerequisite(
+            "a Kafka-compatible broker",
+            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
+        );
+        return;
+    };
+    let Some(am) = common::Alertmanager::start() else {
+        return;
+    };
+    let dir = scratch(&format!("state-{signal}"));
+    let topic = format!("slaprobe-it-{:016x}", rand::random::<u64>());
+    let yaml = config(
+        &bootstrap,
+        &topic,
+        &dir.join("state"),
+        Some(&am.addr.to_string()),
+    );
+    let mut s = Slaprobe::start(&dir, "before", &yaml);
+    // Evaluations run every 10 s: the page fires at the first one that sees
+    // events.
+    assert!(
+        poll_until(Duration::from_secs(60), || page_and_budget(&s)
+            .is_some_and(|p| p.0)),
+        "the page fires; log:\n{}",
+        s.log()
+    );
+    assert!(
+        poll_until(Duration::from_secs(30), || am_page_start(&am).is_some()),
+        "Alertmanager has the page"
+    );
+    let started = am_page_start(&am);
+    // One more evaluation, so the saved state holds the firing page.
+    std::thread::sleep(Duration::from_secs(11));
+    let (_, since, budget) = page_and_budget(&s).expect("status");
+    assert!(budget < 1.0);
+
+    match signal {
+        "kill" => {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+        _ => assert!(s.stop().success()),
+    }
+    let after = Slaprobe::start(&dir, "after", &yaml);
+    // The first evaluation, at start: restored before anything new counts.
+    assert!(
+        poll_until(Duration::from_secs(20), || page_and_budget(&after)
+            .is_some()),
+        "status after restart; log:\n{}",
+        after.log()
+    );
+    let (firing, since_after, budget_after) = page_and_budget(&after).expect("status");
+    assert!(firing, "the page still fires");
+    assert_eq!(since_after, since, "since the same instant");
+    assert!(
+        budget_after < 1.0 && budget_after <= budget + 1e-9,
+        "the budget continues ({budget} before, {budget_after} after), not back at 100%"
+    );
+    // Alertmanager still holds one page, started when it first fired.
+    std::thread::sleep(Duration::from_secs(2));
+    let pages: Vec<_> = common::am_alerts(&am, "it-state:heartbeat:latency")
+        .into_iter()
+        .filter(|a| a["labels"]["long_window"] == "1h")
+        .collect();
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert_eq!(pages[0]["startsAt"].as_str().map(str::to_string), started);
+    assert!(after.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kill_9_keeps_the_error_budget_and_the_page() {
+    restart_keeps_budget_and_alerts("kill");
+}
+
+#[test]
+fn sigterm_keeps_the_error_budget_and_the_page() {
+    restart_keeps_budget_and_alerts("term");
+}

@@ -184,7 +184,9 @@ fn state_file(cfg: &Config) {
         written_at: at,
         writer: "bench".into(),
         base: None,
+        run: None,
         slos: ev.snapshot(),
+        probes: Vec::new(),
     };
     let time = |state: &State| {
         let mut times: Vec<Duration> = (0..10)

@@ -13,14 +13,17 @@ use tracing::{info, warn};
 use crate::canary::RunId;
 use crate::config::{Config, Sli};
 use crate::metrics::Metrics;
-use crate::probe::{Journal, ProbeError, ProbeRunner, Readiness};
+use crate::probe::{self, Journal, ProbeError, ProbeRunner, Readiness};
 use crate::serve::{self as http, ProbeHandles, StatusSources};
 use crate::slo::alertmanager::{PushError, Pusher};
 use crate::slo::evaluator::{Alert, Clock, Evaluator, SystemClock, EVAL_TICK};
 use crate::state::{StateDir, StateError};
 
-/// How long probes get to stop (flush, join threads) after cancellation.
+/// How long shutdown takes at most after cancellation.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Of that, how long probes get to stop (flush, join threads); the rest is
+/// for the last evaluation and state save.
+const PROBES_GRACE: Duration = Duration::from_secs(8);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -104,14 +107,26 @@ impl App {
             used_clusters,
             config.probes.iter().map(|p| p.name.as_str()),
         ));
-        let run = RunId::random();
+        // The saved run id goes on, so that canaries sent before the
+        // restart are this run's own when they arrive.
+        let run = saved
+            .as_ref()
+            .and_then(|s| s.run.as_deref())
+            .and_then(|r| u64::from_str_radix(r, 16).ok())
+            .map_or_else(RunId::random, RunId);
         let journal = Arc::new(Journal::default());
-        let probes = config
+        let ctx = probe::Context {
+            run,
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            journal: journal.clone(),
+            saved: saved.as_ref().map(|s| s.probes.clone()).unwrap_or_default(),
+            save_every: EVAL_TICK,
+        };
+        let probes: Vec<ProbeRunner> = config
             .probes
             .iter()
-            .map(|p| {
-                ProbeRunner::build(p, config, run, &metrics, readiness.clone(), journal.clone())
-            })
+            .map(|p| ProbeRunner::build(p, config, &ctx))
             .collect::<Result<_, _>>()?;
         let mut evaluator = Evaluator::new(config, &metrics, clock);
         let was_firing = match (&saved, &state_dir) {
@@ -194,21 +209,27 @@ impl App {
         let server_cancel = CancellationToken::new();
         let mut server = tokio::spawn(http::serve(listener, router, server_cancel.clone()));
 
-        let tasks = TaskTracker::new();
+        let probe_tasks = TaskTracker::new();
+        let probe_states: Vec<probe::ProbeState> = self.probes.iter().map(|p| p.state()).collect();
         for probe in self.probes {
-            tasks.spawn(probe.run(stop_input.clone(), cancel.clone()));
+            probe_tasks.spawn(probe.run(stop_input.clone(), cancel.clone()));
         }
+        probe_tasks.close();
+        // The evaluator (and with it the last state save) stops after the
+        // probes, so the state saved at shutdown has every settled canary.
+        let tasks = TaskTracker::new();
+        let eval_cancel = CancellationToken::new();
         let alerts = self.evaluator.alerts();
         let snapshots = self.state_dir.map(|dir| {
             // One snapshot waiting at most: the evaluator never queues
             // state behind a slow disk.
             let (tx, rx) = tokio::sync::mpsc::channel(1);
-            tasks.spawn(crate::state::saver(dir, rx));
+            tasks.spawn(crate::state::saver(dir, rx, probe_states, self.run));
             tx
         });
         tasks.spawn(
             self.evaluator
-                .run(self.eval_tick, cancel.clone(), snapshots),
+                .run(self.eval_tick, eval_cancel.clone(), snapshots),
         );
         if let Some(pusher) = self.pusher {
             tasks.spawn(pusher.run(alerts, self.was_firing, cancel.clone()));
@@ -221,11 +242,18 @@ impl App {
         };
         cancel.cancel();
         // /metrics keeps answering while probes drain.
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        if tokio::time::timeout(PROBES_GRACE, probe_tasks.wait())
             .await
             .is_err()
         {
-            warn!("probes did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
+            warn!("probes did not stop within {PROBES_GRACE:?}; saving state and exiting anyway");
+        }
+        eval_cancel.cancel();
+        if tokio::time::timeout(SHUTDOWN_GRACE - PROBES_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("the last evaluation and state save did not finish in time; exiting anyway");
         }
         server_cancel.cancel();
         if server_failed.is_none() {

@@ -554,3 +554,109 @@ fn a_broker_that_comes_back_empty_does_not_kill_the_prober() {
     }
     assert!(s.stop().success());
 }
+
+/// Records whose header names are not UTF-8 (rdkafka's header accessor
+/// panics on them): 10,000 of them are counted as foreign without a line of
+/// panic output, and a canary id in a header after such a header is still
+/// read (here an id already delivered, so it counts as a duplicate).
+#[test]
+fn header_names_that_are_not_utf8_are_foreign_quietly_and_hide_no_canary() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let topic = Topic::new(&bootstrap);
+    let dir = scratch("hostile");
+    let s = Slaprobe::start(&dir, "a", &config(&bootstrap, &topic.name, "it-hostile"));
+    let first_delivered = || {
+        common::metric_if_present(
+            &s.metrics(),
+            "slaprobe_heartbeat_partition_delivered_total",
+            &[("partition", "0")],
+        )
+        .is_some_and(|v| v > 0.0)
+    };
+    assert!(
+        poll_until(Duration::from_secs(30), first_delivered),
+        "partition 0 delivers; log:\n{}",
+        s.log()
+    );
+    let status: serde_json::Value = serde_json::from_str(
+        &common::http_get(s.addr, "/api/v1/status")
+            .expect("status")
+            .1,
+    )
+    .expect("json");
+    let run = status["run"].as_str().expect("run id").to_string();
+    let log_lines_before = s.log().lines().count();
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/produce_bad_headers.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([
+            &bootstrap,
+            &topic.name,
+            "10000",
+            &format!("it-hostile/{run}/0/0"),
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "the Python producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        poll_until(Duration::from_secs(60), || {
+            s.value("slaprobe_records_foreign_total", &[]) >= 10_000.0
+                && s.value("slaprobe_canaries_duplicate_total", &[]) >= 1.0
+        }),
+        "10,000 foreign records and the canary behind a bad header:\n{}",
+        s.metrics()
+    );
+    let log = s.log();
+    assert!(!log.contains("panicked"), "no panic output:\n{log}");
+    let new_lines = log.lines().count() - log_lines_before;
+    assert!(new_lines < 50, "{new_lines} new log lines:\n{log}");
+    assert_eq!(s.value("slaprobe_canaries_lost_total", &[]), 0.0);
+    assert!(s.stop().success());
+}
+
+/// Records the consumer cannot decode (zstd: this librdkafka is built
+/// without it) are consume errors, counted by class and logged, never
+/// silently lost canaries nor a crash.
+#[test]
+fn records_the_consumer_cannot_decode_are_counted_consume_errors() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let topic = Topic::new(&bootstrap);
+    let dir = scratch("codec");
+    let s = Slaprobe::start(&dir, "a", &config(&bootstrap, &topic.name, "it-codec"));
+    assert!(
+        poll_until(Duration::from_secs(30), || s.ready()),
+        "ready; log:\n{}",
+        s.log()
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys; from confluent_kafka import Producer\n\
+             p = Producer({'bootstrap.servers': sys.argv[1], 'compression.type': 'zstd'})\n\
+             [p.produce(sys.argv[2], value=b'x' * 100, partition=i % 3) for i in range(30)]\n\
+             sys.exit(1 if p.flush(30) else 0)",
+        )
+        .args([&bootstrap, &topic.name])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "the Python zstd producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        poll_until(Duration::from_secs(30), || s
+            .value("slaprobe_consume_errors_total", &[("error", "decode")])
+            > 0.0),
+        "decode errors counted:\n{}\nlog:\n{}",
+        s.metrics(),
+        s.log()
+    );
+    assert!(s.log().contains("consume errors"), "logged:\n{}", s.log());
+    assert!(s.stop().success());
+}

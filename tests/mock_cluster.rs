@@ -365,3 +365,65 @@ async fn a_fatal_idempotent_producer_error_is_recovered_without_a_restart() {
     );
     r.stop().await;
 }
+
+/// A fatal error with tens of thousands of canaries queued: the producer is
+/// replaced, and every queued canary is settled — its report counted as a
+/// failed produce, or, if no report ever comes, given up at deadline +
+/// grace — so nothing stays in flight for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_error_with_50000_canaries_queued_leaves_none_in_flight() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let mock = cluster();
+    let deadline = Duration::from_secs(12);
+    let config = heartbeat_config(
+        &mock.bootstrap_servers(),
+        TOPIC,
+        Duration::from_millis(1),
+        deadline,
+    );
+    let r = Running::start(&config).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            r.metric("slaprobe_canaries_delivered_total", &[]) > 10.0
+        })
+        .await
+    );
+    // Acks stop coming: canaries pile up in the producer.
+    for b in 1..=BROKERS {
+        mock.broker_round_trip_time(b, Duration::from_secs(11))
+            .expect("rtt");
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            r.metric("slaprobe_canaries_in_flight", &[]) >= 50_000.0
+        })
+        .await,
+        "50,000 in flight:\n{}",
+        String::from_utf8_lossy(&r.metrics.render())
+    );
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    r.stop_input.cancel();
+    for b in 1..=BROKERS {
+        mock.broker_round_trip_time(b, Duration::ZERO).expect("rtt");
+    }
+    assert!(
+        wait_until(deadline + tracker_grace() + Duration::from_secs(30), || {
+            r.metric("slaprobe_canaries_in_flight", &[]) == 0.0
+        })
+        .await,
+        "nothing stays in flight:\n{}",
+        String::from_utf8_lossy(&r.metrics.render())
+    );
+    // Every canary ended somewhere: delivered, lost, or a failed produce.
+    let sent = r.metric("slaprobe_canaries_sent_total", &[]);
+    let ended = r.metric("slaprobe_sli_events_total", &[("sli", "availability")]);
+    assert_eq!(ended, sent, "every send has its availability event");
+    r.stop().await;
+}
+
+fn tracker_grace() -> Duration {
+    slaprobe::probe::tracker::ACK_GRACE
+}

@@ -217,3 +217,73 @@ fn kill_9_keeps_the_error_budget_and_the_page() {
 fn sigterm_keeps_the_error_budget_and_the_page() {
     restart_keeps_budget_and_alerts("term");
 }
+
+/// Canaries in flight when slaprobe stops: the next run takes over the run
+/// id, the unresolved canaries and the consumer offsets, so each ends as
+/// delivered (or, after kill -9, abandoned when the killed run sent it
+/// after its last save) — never lost, duplicate nor foreign.
+fn in_flight_canaries_survive(signal: &str) {
+    let Ok(bootstrap) = std::env::var("SLAPROBE_TEST_BOOTSTRAP") else {
+        common::missing_prerequisite(
+            "a Kafka-compatible broker",
+            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
+        );
+        return;
+    };
+    let dir = scratch(&format!("inflight-{signal}"));
+    let topic = format!("slaprobe-it-{:016x}", rand::random::<u64>());
+    let yaml = config(&bootstrap, &topic, &dir.join("state"), None);
+    let mut s = Slaprobe::start(&dir, "before", &yaml);
+    assert!(
+        poll_until(Duration::from_secs(60), || common::metric_if_present(
+            &s.metrics(),
+            "slaprobe_canaries_delivered_total",
+            &[]
+        )
+        .is_some_and(|d| d > 50.0)),
+        "delivers; log:\n{}",
+        s.log()
+    );
+    // Let a save happen with canaries in flight, then stop mid-stream.
+    std::thread::sleep(Duration::from_secs(11));
+    match signal {
+        "kill" => {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+        _ => assert!(s.stop().success()),
+    }
+    let after = Slaprobe::start(&dir, "after", &yaml);
+    let status: serde_json::Value =
+        serde_json::from_str(&http_get(after.addr, "/api/v1/status").expect("status").1)
+            .expect("json");
+    let log = std::fs::read_to_string(dir.join("before.log")).unwrap_or_default();
+    assert!(
+        log.contains(status["run"].as_str().expect("run")),
+        "the run id goes on"
+    );
+    // Everything restored settles within its deadline (5 s).
+    std::thread::sleep(Duration::from_secs(8));
+    let m = after.metrics();
+    let value = |name: &str| common::metric(&m, name, &[]);
+    assert!(value("slaprobe_canaries_delivered_total") > 0.0, "{m}");
+    assert_eq!(value("slaprobe_canaries_lost_total"), 0.0, "{m}");
+    assert_eq!(value("slaprobe_canaries_duplicate_total"), 0.0, "{m}");
+    assert_eq!(value("slaprobe_records_foreign_total"), 0.0, "{m}");
+    if signal == "term" {
+        // A clean stop saves after the last ack: nothing is unknown.
+        assert_eq!(value("slaprobe_canaries_abandoned_total"), 0.0, "{m}");
+    }
+    assert!(after.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kill_9_loses_no_canary_in_flight() {
+    in_flight_canaries_survive("kill");
+}
+
+#[test]
+fn sigterm_loses_no_canary_in_flight() {
+    in_flight_canaries_survive("term");
+}

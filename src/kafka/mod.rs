@@ -292,6 +292,71 @@ impl ProduceError {
     }
 }
 
+/// Consume failures, classified into a fixed small set (the `error` label
+/// of `slaprobe_consume_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsumeError {
+    /// Records the client cannot decode: a codec it was built without, a
+    /// corrupt batch. Canaries in them are not seen: never silent.
+    Decode,
+    /// The position is gone (retention, a recreated topic).
+    OffsetOutOfRange,
+    /// The topic or partition does not exist (any more).
+    UnknownPartition,
+    Authorization,
+    /// Brokers unreachable.
+    Transport,
+    Other,
+}
+
+impl ConsumeError {
+    pub const ALL: [ConsumeError; 6] = [
+        ConsumeError::Decode,
+        ConsumeError::OffsetOutOfRange,
+        ConsumeError::UnknownPartition,
+        ConsumeError::Authorization,
+        ConsumeError::Transport,
+        ConsumeError::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ConsumeError::Decode => "decode",
+            ConsumeError::OffsetOutOfRange => "offset_out_of_range",
+            ConsumeError::UnknownPartition => "unknown_partition",
+            ConsumeError::Authorization => "authorization",
+            ConsumeError::Transport => "transport",
+            ConsumeError::Other => "other",
+        }
+    }
+
+    /// The class of a consume error.
+    pub fn of(error: &KafkaError) -> ConsumeError {
+        use RDKafkaErrorCode as C;
+        match error.rdkafka_error_code() {
+            Some(
+                C::BadMessage
+                | C::BadCompression
+                | C::InvalidMessage
+                | C::InvalidRecord
+                | C::NotImplemented
+                | C::UnsupportedCompressionType,
+            ) => ConsumeError::Decode,
+            Some(C::OffsetOutOfRange | C::AutoOffsetReset) => ConsumeError::OffsetOutOfRange,
+            Some(C::UnknownPartition | C::UnknownTopic | C::UnknownTopicOrPartition) => {
+                ConsumeError::UnknownPartition
+            }
+            Some(C::TopicAuthorizationFailed | C::GroupAuthorizationFailed) => {
+                ConsumeError::Authorization
+            }
+            Some(C::BrokerTransportFailure | C::AllBrokersDown | C::NetworkException) => {
+                ConsumeError::Transport
+            }
+            _ => ConsumeError::Other,
+        }
+    }
+}
+
 /// A delivery report for a message purged by the producer's own shutdown.
 pub fn is_purge(error: &KafkaError) -> bool {
     matches!(
@@ -327,4 +392,43 @@ pub fn classify(error: &KafkaError) -> ProduceError {
         Some(C::Fatal) => ProduceError::Fatal,
         _ => ProduceError::Other,
     }
+}
+
+/// A record's headers as (name, value), skipping any whose name is not
+/// UTF-8: rdkafka's header accessor panics on such a name, so each header
+/// is read on its own and a bad one costs only itself, and the headers
+/// after it (the canary id among them) are still read. Installs
+/// [`silence_header_name_panics`] on first use.
+pub fn headers(
+    h: Option<&rdkafka::message::BorrowedHeaders>,
+) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+    use rdkafka::message::Headers;
+    silence_header_name_panics();
+    let count = h.map_or(0, |h| h.count());
+    (0..count).filter_map(move |i| {
+        let h = h?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.try_get(i)))
+            .ok()
+            .flatten()
+            .map(|header| (header.key, header.value))
+    })
+}
+
+/// Keeps the panic that rdkafka's header accessor raises on a header name
+/// that is not UTF-8 (caught in [`headers`]) out of stderr: a topic full of
+/// such records would otherwise print a panic message per record. Every
+/// other panic reaches the previous hook unchanged. Process-wide, set once.
+pub fn silence_header_name_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let from_headers = info
+                .location()
+                .is_some_and(|l| l.file().contains("rdkafka") && l.file().ends_with("message.rs"));
+            if !from_headers {
+                previous(info);
+            }
+        }));
+    });
 }

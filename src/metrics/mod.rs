@@ -16,7 +16,7 @@ pub use registry::{Gauge, Histogram, IntCounter, IntGauge, CONTENT_TYPE};
 use registry::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 use crate::config::{Expect, Probe, Sli};
-use crate::kafka::ProduceError;
+use crate::kafka::{ConsumeError, ProduceError};
 use latency::{QUANTILES, WINDOWS};
 
 /// Default latency buckets (seconds): from a fast in-rack round trip to the
@@ -38,6 +38,8 @@ pub struct Metrics {
     duplicate: IntCounterVec,
     out_of_order: IntCounterVec,
     foreign: IntCounterVec,
+    consume_errors: IntCounterVec,
+    abandoned: IntCounterVec,
     in_flight: IntGaugeVec,
     produce_latency: HistogramVec,
     e2e_latency: HistogramVec,
@@ -89,6 +91,8 @@ impl Metrics {
             late: outcome("canaries_late_total", "Canaries that arrived after being declared lost."),
             duplicate: outcome("canaries_duplicate_total", "Canary arrivals after the first."),
             out_of_order: outcome("canaries_out_of_order_total", "First arrivals with a lower seq than an earlier arrival from the same input partition."),
+            abandoned: counter("canaries_abandoned_total", "Canaries restored after a restart that could not be accounted for (their output partition could not be resumed, or their delivery report went with the old process and they never arrived): neither delivered nor lost.", &["probe", "output", "reason"]),
+            consume_errors: counter("consume_errors_total", "Errors the output's consumer reported, by error class (records it could not decode are canaries it cannot see).", &["probe", "output", "error"]),
             foreign: outcome("records_foreign_total", "Records on probed topics that are not this run's canaries (other traffic, other probers, earlier runs, malformed)."),
             in_flight: int_gauge("canaries_in_flight", "Canaries sent whose outcome is not known yet.", &["probe"]),
             produce_latency: r.histogram_vec(&name("produce_latency_seconds"), "Send to broker ack, by the partition's leader broker.", &["probe", "cluster", "broker"], buckets.clone()),
@@ -177,6 +181,19 @@ impl Metrics {
             duplicate: self.duplicate.with_label_values(&l),
             out_of_order: self.out_of_order.with_label_values(&l),
             foreign: self.foreign.with_label_values(&l),
+            consume_errors: ConsumeError::ALL
+                .iter()
+                .map(|e| {
+                    (
+                        *e,
+                        self.consume_errors.with_label_values(&[
+                            probe.name.as_str(),
+                            output,
+                            e.label(),
+                        ]),
+                    )
+                })
+                .collect(),
             e2e: self.e2e_latency.with_label_values(&l),
             quantiles,
             delivery_good: sli(Sli::Delivery, "good"),
@@ -184,6 +201,11 @@ impl Metrics {
             latency: latency_threshold
                 .map(|t| (t, sli(Sli::Latency, "good"), sli(Sli::Latency, "bad"))),
         }
+    }
+
+    /// The abandoned-canaries counter of one output and reason.
+    pub fn abandoned(&self, probe: &str, output: &str, reason: &str) -> IntCounter {
+        self.abandoned.with_label_values(&[probe, output, reason])
     }
 
     /// Handles for a probe's input side (produce) on `cluster`/`topic`;
@@ -246,6 +268,8 @@ pub struct OutputMetrics {
     pub duplicate: IntCounter,
     pub out_of_order: IntCounter,
     pub foreign: IntCounter,
+    /// Per consume error class, every class present (at 0).
+    pub consume_errors: Vec<(ConsumeError, IntCounter)>,
     pub e2e: Histogram,
     /// `[window][quantile]`, in `latency::WINDOWS` × `latency::QUANTILES` order.
     pub quantiles: Vec<Vec<Gauge>>,

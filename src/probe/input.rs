@@ -100,9 +100,11 @@ pub(crate) struct ProduceContext {
     /// replaced (see [`ProducerSlot`]).
     fatal: Arc<AtomicBool>,
     acks: Arc<AckWatch>,
-    /// Set when this producer has been replaced: what its drop purges was
-    /// not the prober's own shutdown, and counts as failed produces.
-    retired: Arc<AtomicBool>,
+    /// Set when slaprobe shuts down: what is purged then is not the
+    /// cluster's failure. Any other purge (librdkafka failing its queue
+    /// after a fatal error, a replaced producer dropped) counts as failed
+    /// produces, so no canary ends without its availability event.
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl ClientContext for ProduceContext {
@@ -120,7 +122,7 @@ impl ProducerContext for ProduceContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
         let (partition, seq, sent) = *opaque;
-        let replaced = rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::Fatal);
+        let failed_queue = rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::Fatal);
         let outcome = match result {
             Ok(_) => {
                 self.acks.acked();
@@ -131,8 +133,8 @@ impl ProducerContext for ProduceContext {
                     self.fatal.store(true, Ordering::Relaxed);
                 }
                 self.acks.failed();
-                if kafka::is_purge(e) && self.retired.load(Ordering::Relaxed) {
-                    Err(&replaced)
+                if kafka::is_purge(e) && !self.shutting_down.load(Ordering::Relaxed) {
+                    Err(&failed_queue)
                 } else {
                     Err(e)
                 }
@@ -168,7 +170,7 @@ impl ProducerSlot {
             shared: shared.clone(),
             fatal: fatal.clone(),
             acks: Arc::new(AckWatch::new()),
-            retired: Arc::new(AtomicBool::new(false)),
+            shutting_down: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -206,7 +208,6 @@ impl ProducerSlot {
                     &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
                     Arc::new(fresh),
                 );
-                old.context().retired.store(true, Ordering::Relaxed);
                 warn!(probe = %self.shared.name, "replaced the producer (fatal error, or stuck); what it still held counts as failed produces");
                 let _ = tokio::task::spawn_blocking(move || drop(old)).await;
             }
@@ -523,6 +524,10 @@ impl Input {
 
     pub(crate) async fn flush(&self, grace: Duration) {
         let producer = self.producer.get();
+        producer
+            .context()
+            .shutting_down
+            .store(true, Ordering::Relaxed);
         let _ = tokio::task::spawn_blocking(move || producer.flush(grace)).await;
     }
 }

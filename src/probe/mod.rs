@@ -43,7 +43,7 @@ pub use journal::{Journal, LatencyPoint, Loss};
 use output::Output;
 pub use readiness::Readiness;
 use recorder::Recorder;
-use tracker::{Arrival, Tracker};
+use tracker::{Arrival, Outcome, Tracker};
 
 /// How often deadlines are checked: a loss is reported at most this late.
 pub const EXPIRY_TICK: Duration = Duration::from_millis(100);
@@ -120,6 +120,10 @@ struct InputState {
     layout: Option<TopicLayout>,
     /// Heartbeat probes also count deliveries per partition and leader.
     per_partition: bool,
+    /// Canaries given up as unacknowledged since the last log line about
+    /// them, and when that line was written.
+    unacknowledged: u64,
+    unacknowledged_logged: Option<Instant>,
 }
 
 impl InputState {
@@ -133,6 +137,55 @@ struct OutputState {
     rec: Recorder,
     /// Partitions of the output topic its consumer is assigned.
     assigned: BTreeSet<i32>,
+    /// Per output partition, the offset after the last canary record
+    /// applied to the tracker: saved with the tracker under one lock, so a
+    /// restart resumes exactly after what the saved tracker has seen.
+    offsets: std::collections::BTreeMap<i32, i64>,
+    /// The output topic (saved offsets are only valid for it).
+    topic: String,
+}
+
+/// One probe's canary accounting across a restart.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProbeSaved {
+    pub probe: String,
+    pub outputs: Vec<OutputSaved>,
+}
+
+/// One output's tracker and where its consumer was.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutputSaved {
+    pub output: String,
+    pub topic: String,
+    /// (partition, next offset to read).
+    pub offsets: Vec<(i32, i64)>,
+    pub tracker: tracker::TrackerSnapshot,
+}
+
+/// A handle on a running probe's accounting, for the state saver.
+#[derive(Clone)]
+pub struct ProbeState(Arc<Shared>);
+
+impl ProbeState {
+    /// The probe's trackers and offsets, consistent with each other.
+    pub fn save(&self) -> ProbeSaved {
+        let now = Instant::now();
+        let now_unix_ns = crate::canary::unix_ns(std::time::SystemTime::now());
+        let st = self.0.lock();
+        ProbeSaved {
+            probe: self.0.name.clone(),
+            outputs: st
+                .outputs
+                .iter()
+                .map(|o| OutputSaved {
+                    output: o.rec.output.clone(),
+                    topic: o.topic.clone(),
+                    offsets: o.offsets.iter().map(|(p, off)| (*p, *off)).collect(),
+                    tracker: o.tracker.snapshot(now, now_unix_ns),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Shared {
@@ -165,6 +218,19 @@ impl Shared {
         let now = Instant::now();
         let mut st = self.lock();
         let State { input, outputs } = &mut *st;
+        // Every tracker saw the send; the first one says whether this report
+        // is news (not for a canary already given up as unacknowledged).
+        let mut news = outputs.is_empty();
+        for (i, o) in outputs.iter_mut().enumerate() {
+            let OutputState { tracker, rec, .. } = o;
+            let settled = tracker.on_ack(partition, seq, result.is_ok(), now, &mut |out| {
+                rec.apply(out, now, input)
+            });
+            news |= i == 0 && settled;
+        }
+        if !news {
+            return;
+        }
         match result {
             Ok(()) => {
                 let leader = input.leader(partition);
@@ -179,23 +245,25 @@ impl Shared {
                 tracing::debug!(probe = %self.name, partition, seq, error = %e, "produce failed");
             }
         }
-        for o in outputs.iter_mut() {
-            let OutputState { tracker, rec, .. } = o;
-            tracker.on_ack(partition, seq, result.is_ok(), now, &mut |out| {
-                rec.apply(out, now, input)
-            });
-        }
     }
 
-    /// One consumed record of output `index`, already classified.
-    fn arrival(&self, index: usize, matched: Matched, now: Instant) {
+    /// A consumed record of output `index` (at `at`: its partition and
+    /// offset), already classified.
+    fn arrival(&self, index: usize, matched: Matched, at: (i32, i64), now: Instant) {
         let mut st = self.lock();
         let State { input, outputs } = &mut *st;
-        let Some(OutputState { tracker, rec, .. }) = outputs.get_mut(index) else {
+        let Some(OutputState {
+            tracker,
+            rec,
+            offsets,
+            ..
+        }) = outputs.get_mut(index)
+        else {
             return;
         };
         match matched {
             Matched::Ours { partition, seq } => {
+                offsets.insert(at.0, at.1 + 1);
                 match tracker.on_arrival(partition, seq, now, &mut |out| rec.apply(out, now, input))
                 {
                     // Our run, but an id we never sent: someone forged or
@@ -212,19 +280,58 @@ impl Shared {
         }
     }
 
+    /// Gives up the restored canaries of output `index` sent to input
+    /// `partition` (all of them with `None`): an output partition could not
+    /// be resumed.
+    fn abandon(&self, index: usize, partition: Option<i32>) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let State { input, outputs } = &mut *st;
+        if let Some(OutputState { tracker, rec, .. }) = outputs.get_mut(index) {
+            tracker.abandon(partition, tracker::Abandon::OffsetInvalid, &mut |out| {
+                rec.apply(out, now, input)
+            });
+        }
+    }
+
     fn expire(&self, now: Instant, refresh_quantiles: bool) {
         let mut st = self.lock();
         let State { input, outputs } = &mut *st;
         let mut in_flight = 0;
-        for o in outputs.iter_mut() {
+        let mut unacknowledged = 0u64;
+        for (i, o) in outputs.iter_mut().enumerate() {
             let OutputState { tracker, rec, .. } = o;
-            tracker.expire(now, &mut |out| rec.apply(out, now, input));
+            tracker.expire(now, &mut |out| {
+                if i == 0 && matches!(out, Outcome::Unacknowledged { .. }) {
+                    unacknowledged += 1;
+                }
+                rec.apply(out, now, input)
+            });
             in_flight = in_flight.max(tracker.in_flight());
             if refresh_quantiles {
                 rec.refresh_quantiles(now);
             }
         }
         input.metrics.in_flight.set(in_flight as i64);
+        if unacknowledged > 0 {
+            for _ in 0..unacknowledged {
+                input
+                    .metrics
+                    .produce_failed(crate::kafka::ProduceError::Timeout);
+            }
+            input.unacknowledged += unacknowledged;
+        }
+        // Logged at most every 10 s, with the count since the last line.
+        if input.unacknowledged > 0
+            && input
+                .unacknowledged_logged
+                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(10))
+        {
+            warn!(probe = %self.name, canaries = input.unacknowledged, grace = ?tracker::ACK_GRACE,
+                "no delivery report by the deadline + grace; counted as failed produces (timeout)");
+            input.unacknowledged = 0;
+            input.unacknowledged_logged = Some(now);
+        }
     }
 
     /// Output `index`'s foreign-record counter (a handle: incrementing it
@@ -234,6 +341,18 @@ impl Shared {
             .outputs
             .get(index)
             .map(|o| o.rec.metrics.foreign.clone())
+    }
+
+    /// Output `index`'s consume error counters (handles, no lock needed).
+    fn consume_error_counters(
+        &self,
+        index: usize,
+    ) -> Vec<(crate::kafka::ConsumeError, crate::metrics::IntCounter)> {
+        self.lock()
+            .outputs
+            .get(index)
+            .map(|o| o.rec.metrics.consume_errors.clone())
+            .unwrap_or_default()
     }
 
     /// Partitions of output `index` its consumer is assigned.
@@ -254,6 +373,21 @@ struct OutputSpec<'a> {
     topic: String,
     rule: MatchRule,
     expect: Expect,
+    /// Saved offsets to resume from (restored state), by partition.
+    resume: std::collections::BTreeMap<i32, i64>,
+}
+
+/// What every probe of one process shares when built.
+pub struct Context {
+    pub run: RunId,
+    pub metrics: Metrics,
+    pub readiness: Arc<Readiness>,
+    pub journal: Arc<Journal>,
+    /// Accounting saved by an earlier run with the same run id.
+    pub saved: Vec<ProbeSaved>,
+    /// How often that accounting is saved (bounds what a run killed
+    /// between two saves can have sent unsaved).
+    pub save_every: Duration,
 }
 
 impl<'a> OutputSpec<'a> {
@@ -265,6 +399,7 @@ impl<'a> OutputSpec<'a> {
                 topic: hb.topic.clone(),
                 rule: MatchRule::Header(ID_HEADER.to_string()),
                 expect: Expect::ExactlyOnce,
+                resume: Default::default(),
             }]),
             ProbeKind::Pipeline(p) => p
                 .outputs
@@ -276,6 +411,7 @@ impl<'a> OutputSpec<'a> {
                         topic: o.topic.clone(),
                         rule: o.match_rule.clone(),
                         expect: o.expect,
+                        resume: Default::default(),
                     })
                 })
                 .collect(),
@@ -306,21 +442,50 @@ pub struct ProbeRunner {
 }
 
 impl ProbeRunner {
-    pub fn build(
-        probe: &Probe,
-        config: &Config,
-        run: RunId,
-        metrics: &Metrics,
-        readiness: Arc<Readiness>,
-        journal: Arc<Journal>,
-    ) -> Result<ProbeRunner, ProbeError> {
-        let outputs = OutputSpec::all(probe, config)?;
+    /// A handle on this probe's accounting, for the state saver.
+    pub fn state(&self) -> ProbeState {
+        ProbeState(self.shared.clone())
+    }
+
+    pub fn build(probe: &Probe, config: &Config, ctx: &Context) -> Result<ProbeRunner, ProbeError> {
+        let Context {
+            run,
+            metrics,
+            readiness,
+            journal,
+            ..
+        } = ctx;
+        let run = *run;
+        let mut outputs = OutputSpec::all(probe, config)?;
+        let saved = ctx.saved.iter().find(|s| s.probe == probe.name);
+        let now = Instant::now();
+        let now_unix_ns = crate::canary::unix_ns(std::time::SystemTime::now());
         let input_cluster = cluster(probe, config, probe.input_cluster())?;
         let origin = Instant::now();
         let output_states = outputs
-            .iter()
+            .iter_mut()
             .map(|o| OutputState {
-                tracker: Tracker::new(probe.deadline),
+                tracker: {
+                    let mut t = Tracker::new(probe.deadline);
+                    // An output of the same name reading the same topic
+                    // goes on where the saved one stopped.
+                    if let Some(so) = saved.and_then(|s| {
+                        s.outputs
+                            .iter()
+                            .find(|so| so.output == o.name && so.topic == o.topic)
+                    }) {
+                        // Seqs the earlier run may have sent after its last
+                        // save: two save intervals' worth.
+                        let unsaved = (ctx.save_every * 2)
+                            .as_nanos()
+                            .div_ceil(probe.interval.as_nanos().max(1))
+                            as u64
+                            + 1;
+                        t.restore(&so.tracker, unsaved, now, now_unix_ns);
+                        o.resume = so.offsets.iter().copied().collect();
+                    }
+                    t
+                },
                 rec: Recorder {
                     probe: probe.name.clone(),
                     output: o.name.clone(),
@@ -330,8 +495,14 @@ impl ProbeRunner {
                     metrics: metrics.output(probe, &o.name),
                     window: LatencyWindow::new(origin, probe.deadline),
                     readiness: readiness.clone(),
+                    abandoned: tracker::Abandon::ALL
+                        .iter()
+                        .map(|r| (*r, metrics.abandoned(&probe.name, &o.name, r.label())))
+                        .collect(),
                 },
                 assigned: BTreeSet::new(),
+                offsets: o.resume.clone(),
+                topic: o.topic.clone(),
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -348,6 +519,8 @@ impl ProbeRunner {
                     ),
                     layout: None,
                     per_partition: matches!(probe.kind, ProbeKind::Heartbeat(_)),
+                    unacknowledged: 0,
+                    unacknowledged_logged: None,
                 },
                 outputs: output_states,
             }),
@@ -380,13 +553,16 @@ impl ProbeRunner {
             input_cluster,
             payload,
             topic_management,
-            same_topic,
+            same_topic.clone(),
             shared.clone(),
         )?;
         let outputs = outputs
             .into_iter()
             .enumerate()
-            .map(|(index, o)| Output::build(probe, index, o, run))
+            .map(|(index, o)| {
+                let same = same_topic.contains(&index);
+                Output::build(probe, index, o, run, same)
+            })
             .collect::<Result<_, _>>()?;
         Ok(ProbeRunner {
             name: probe.name.clone(),

@@ -2,19 +2,18 @@
 //! assignment from the end offsets, following partition changes, and the
 //! thread that classifies every record it reads.
 
-use std::collections::BTreeSet;
-use std::panic::AssertUnwindSafe;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::canary::{Foreign, Matched, Matcher, RunId};
+use crate::canary::{Matched, Matcher, RunId};
 use crate::config::Probe;
 use crate::kafka::{self, MetadataError, TopicLayout};
 
@@ -35,6 +34,12 @@ pub(crate) struct Output {
     consumer: Arc<BaseConsumer>,
     /// The output topic's partitions when first seen.
     first_layout: OnceLock<BTreeSet<i32>>,
+    /// Saved offsets to resume from after a restart (partition -> next
+    /// offset), used by each partition's first assignment.
+    resume: std::sync::Mutex<std::collections::BTreeMap<i32, i64>>,
+    /// It reads the input topic itself (heartbeat): its partitions are the
+    /// canaries' partitions.
+    reads_input: bool,
 }
 
 impl Output {
@@ -43,6 +48,7 @@ impl Output {
         index: usize,
         spec: OutputSpec<'_>,
         run: RunId,
+        reads_input: bool,
     ) -> Result<Output, ProbeError> {
         let consumer: BaseConsumer =
             kafka::consumer_config(spec.cluster)
@@ -62,6 +68,8 @@ impl Output {
             matcher: Arc::new(Matcher::new(spec.rule, &probe.name, run)),
             consumer: Arc::new(consumer),
             first_layout: OnceLock::new(),
+            resume: std::sync::Mutex::new(spec.resume),
+            reads_input,
         })
     }
 
@@ -119,10 +127,30 @@ impl Output {
             .copied()
             .filter(|p| !at_start.contains(p))
             .collect();
-        let added =
-            tokio::task::spawn_blocking(move || assign(&consumer, &topic, &new, &from_beginning))
-                .await
-                .unwrap_or_default();
+        let resume: BTreeMap<i32, i64> = {
+            let r = self.resume.lock().unwrap_or_else(|e| e.into_inner());
+            new.iter()
+                .filter_map(|p| r.get(p).map(|o| (*p, *o)))
+                .collect()
+        };
+        let (added, invalid) = tokio::task::spawn_blocking(move || {
+            assign(&consumer, &topic, &new, &from_beginning, &resume)
+        })
+        .await
+        .unwrap_or_default();
+        {
+            // Resumed (or found invalid) once; a partition whose offsets
+            // could not be read keeps its saved offset for the next try.
+            let mut r = self.resume.lock().unwrap_or_else(|e| e.into_inner());
+            for p in added.iter().chain(&invalid) {
+                r.remove(p);
+            }
+        }
+        for p in invalid {
+            warn!(probe = %self.probe, output = %self.name, topic = %self.topic, partition = p,
+                "the saved offset is no longer valid (topic recreated, or retention passed it): reading from the end; its restored canaries are abandoned");
+            shared.abandon(self.index, self.reads_input.then_some(p));
+        }
         if !added.is_empty() {
             info!(probe = %self.probe, output = %self.name, topic = %self.topic, partitions = ?added, "consuming partitions");
             let mut st = shared.lock();
@@ -143,37 +171,43 @@ impl Output {
         // Foreign records (possibly most of a busy topic) are counted here,
         // without taking the probe's lock.
         let foreign = shared.foreign_counter(index);
+        let errors = shared.consume_error_counters(index);
+        let output = self.name.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("consume-{}-{}", self.probe, self.name))
             .spawn(move || {
+                let mut log = ErrorLog::default();
                 while !cancel.is_cancelled() {
                     match consumer.poll(POLL) {
                         None => {}
                         Some(Ok(msg)) => {
                             let now = Instant::now();
-                            // rdkafka's header iterator panics on a header
-                            // name that is not UTF-8; such a record is
-                            // foreign, and must not take the thread down.
-                            let matched = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                                matcher.classify(
-                                    msg.key(),
-                                    msg.payload(),
-                                    msg.headers()
-                                        .into_iter()
-                                        .flat_map(|h| h.iter().map(|h| (h.key, h.value))),
-                                )
-                            }))
-                            .unwrap_or(Matched::Foreign(Foreign::Malformed));
+                            let matched = matcher.classify(
+                                msg.key(),
+                                msg.payload(),
+                                kafka::headers(msg.headers()),
+                            );
                             match matched {
                                 Matched::Foreign(_) => {
                                     if let Some(c) = &foreign {
                                         c.inc();
                                     }
                                 }
-                                ours => shared.arrival(index, ours, now),
+                                ours => shared.arrival(
+                                    index,
+                                    ours,
+                                    (msg.partition(), msg.offset()),
+                                    now,
+                                ),
                             }
                         }
-                        Some(Err(e)) => debug!(probe = %shared.name, error = %e, "consume error"),
+                        Some(Err(e)) => {
+                            let class = kafka::ConsumeError::of(&e);
+                            if let Some((_, c)) = errors.iter().find(|(k, _)| *k == class) {
+                                c.inc();
+                            }
+                            log.error(&shared.name, &output, class, &e);
+                        }
                     }
                 }
             });
@@ -187,19 +221,77 @@ impl Output {
     }
 }
 
-/// Assigns `partitions`, those in `from_beginning` from their first offset
-/// and the others from their current end; returns those that were assigned
-/// (a partition whose end cannot be read now is retried at the next layout
-/// refresh rather than guessed at).
+/// Consume errors go to the log at most every [`ErrorLog::EVERY`], with the
+/// count since the last line: a topic of records the client cannot decode
+/// must not flood the log, nor be silent.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    since_last: u64,
+}
+
+impl ErrorLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn error(
+        &mut self,
+        probe: &str,
+        output: &str,
+        class: kafka::ConsumeError,
+        e: &rdkafka::error::KafkaError,
+    ) {
+        self.since_last += 1;
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            return;
+        }
+        warn!(probe, output, class = class.label(), error = %e, errors = self.since_last,
+            "consume errors (counted in slaprobe_consume_errors_total; canaries in undecodable records cannot be seen)");
+        self.last = Some(now);
+        self.since_last = 0;
+    }
+}
+
+/// Assigns `partitions`: those in `resume` from their saved offset when it
+/// is still within the partition, those in `from_beginning` from their
+/// first offset, the others (and those whose saved offset is no longer
+/// valid) from their current end. Returns those that were assigned (a
+/// partition whose offsets cannot be read now is retried at the next
+/// layout refresh rather than guessed at), and those whose saved offset
+/// was invalid.
 fn assign(
     consumer: &BaseConsumer,
     topic: &str,
     partitions: &[i32],
     from_beginning: &BTreeSet<i32>,
-) -> BTreeSet<i32> {
+    resume: &BTreeMap<i32, i64>,
+) -> (BTreeSet<i32>, Vec<i32>) {
     let mut tpl = TopicPartitionList::new();
     let mut added = BTreeSet::new();
+    let mut invalid = Vec::new();
     for &p in partitions {
+        if let Some(&saved) = resume.get(&p) {
+            match consumer.fetch_watermarks(topic, p, kafka::METADATA_TIMEOUT) {
+                Ok((low, high)) if (low..=high).contains(&saved) => {
+                    if tpl
+                        .add_partition_offset(topic, p, Offset::Offset(saved))
+                        .is_ok()
+                    {
+                        added.insert(p);
+                    }
+                    continue;
+                }
+                Ok(_) => invalid.push(p),
+                Err(e) => {
+                    warn!(topic, partition = p, error = %e,
+                        "cannot read the offsets to resume from; partition not consumed until the next refresh");
+                    continue;
+                }
+            }
+        }
         if from_beginning.contains(&p) {
             if tpl
                 .add_partition_offset(topic, p, Offset::Beginning)
@@ -223,13 +315,13 @@ fn assign(
         }
     }
     if added.is_empty() {
-        return added;
+        return (added, invalid);
     }
     match consumer.incremental_assign(&tpl) {
-        Ok(()) => added,
+        Ok(()) => (added, invalid),
         Err(e) => {
             warn!(topic, error = %e, "assigning partitions failed; retrying at the next refresh");
-            BTreeSet::new()
+            (BTreeSet::new(), invalid)
         }
     }
 }

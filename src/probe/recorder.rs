@@ -11,8 +11,9 @@ use super::InputState;
 use crate::canary::{CanaryId, RunId};
 use crate::config::Expect;
 use crate::metrics::latency::{LatencyWindow, WINDOWS};
+use crate::metrics::IntCounter;
 use crate::metrics::OutputMetrics;
-use crate::probe::tracker::Outcome;
+use crate::probe::tracker::{Abandon, Outcome};
 use crate::util::format;
 
 /// Turns one output's outcomes into metrics, by what the output expects.
@@ -25,6 +26,8 @@ pub(super) struct Recorder {
     pub(super) metrics: OutputMetrics,
     pub(super) window: LatencyWindow,
     pub(super) readiness: Arc<Readiness>,
+    /// Per reason, every reason present (at 0).
+    pub(super) abandoned: Vec<(Abandon, IntCounter)>,
 }
 
 impl Recorder {
@@ -84,6 +87,14 @@ impl Recorder {
                 m.delivery_bad.inc();
             }
             (_, Outcome::Duplicate { .. }) => m.duplicate.inc(),
+            // A produce failure: the input side counts it (once per canary,
+            // not per output).
+            (_, Outcome::Unacknowledged { .. }) => {}
+            (_, Outcome::Abandoned { reason, .. }) => {
+                if let Some((_, c)) = self.abandoned.iter().find(|(r, _)| *r == reason) {
+                    c.inc();
+                }
+            }
         }
     }
 

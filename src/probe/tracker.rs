@@ -31,7 +31,78 @@ pub enum Outcome {
     Late { partition: i32 },
     /// Arrived again after its first arrival.
     Duplicate { partition: i32 },
+    /// No delivery report by the deadline + [`ACK_GRACE`] (the producer was
+    /// replaced, or its thread is gone): a failed produce, never a loss.
+    Unacknowledged { partition: i32, seq: u64 },
+    /// A canary restored after a restart that cannot be accounted for:
+    /// neither delivered, lost nor a failed produce.
+    Abandoned {
+        partition: i32,
+        seq: u64,
+        reason: Abandon,
+    },
 }
+
+/// Why a restored canary was abandoned (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abandon {
+    /// Its output partition could not be resumed from the saved offset
+    /// (topic recreated, retention passed): it was read from its end.
+    OffsetInvalid,
+    /// Sent just before the restart, its delivery report went with the old
+    /// process, and it never arrived: maybe never written at all.
+    UnacknowledgedAtRestart,
+    /// Sent by the earlier run after its last save (it was killed before
+    /// the next): it arrived, but its send time and ack are unknown.
+    SentAfterLastSave,
+}
+
+impl Abandon {
+    pub const ALL: [Abandon; 3] = [
+        Abandon::OffsetInvalid,
+        Abandon::UnacknowledgedAtRestart,
+        Abandon::SentAfterLastSave,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Abandon::OffsetInvalid => "offset_invalid",
+            Abandon::UnacknowledgedAtRestart => "unacknowledged_at_restart",
+            Abandon::SentAfterLastSave => "sent_after_last_save",
+        }
+    }
+}
+
+/// One unresolved canary, as saved across a restart.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedCanary {
+    pub partition: i32,
+    pub seq: u64,
+    /// Send time, Unix nanoseconds (wall clock; latency after a restart is
+    /// measured from it).
+    pub sent_unix_ns: u64,
+    pub acked: bool,
+}
+
+/// A tracker's state across a restart: each partition's next seq and every
+/// canary not yet resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrackerSnapshot {
+    pub next_seq: Vec<(i32, u64)>,
+    pub unresolved: Vec<SavedCanary>,
+}
+
+/// A restored partition holding more seqs than this between its oldest
+/// unresolved canary and its next seq is not restored (a rate × deadline
+/// that large is no heartbeat; the bound keeps a bad file from allocating
+/// without limit).
+const MAX_RESTORED_SPAN: u64 = 1_000_000;
+
+/// How long past its deadline a canary may wait for its delivery report.
+/// librdkafka's message timeout is the deadline, so a report comes by then
+/// plus scheduling; one that has not come 5 s later never will, and the
+/// canary must not hold its partition's expiry for ever.
+pub const ACK_GRACE: Duration = Duration::from_secs(5);
 
 /// How an arrival that produced no outcome (yet) was classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +124,12 @@ enum State {
     Pending,
     /// Acked, not arrived yet.
     Acked,
+    /// Sent before a restart, unacknowledged then: its report will never
+    /// come, an arrival proves it was written (see [`Abandon`]).
+    Restored,
+    /// A seq the earlier run may have used after its last save (it died
+    /// before the next): nothing is known of it but that it is ours.
+    Unsaved,
     /// Acked after its deadline without having arrived: already reported
     /// lost, kept only until it leaves the front of the deque.
     Lost,
@@ -157,7 +234,9 @@ impl Tracker {
 
     /// The delivery report for a canary: `ok` when the broker acked it.
     /// Produce latency and failures are the input side's business; this
-    /// only settles what the ack means for the output.
+    /// only settles what the ack means for the output. Returns whether the
+    /// report was for a canary still waiting for it (not one already given
+    /// up as [`Outcome::Unacknowledged`], nor one it does not know).
     pub fn on_ack(
         &mut self,
         partition: i32,
@@ -165,20 +244,20 @@ impl Tracker {
         ok: bool,
         now: Instant,
         out: &mut impl FnMut(Outcome),
-    ) {
+    ) -> bool {
         let deadline = self.deadline;
         let Some(entry) = self.entry(partition, seq) else {
-            return;
+            return false;
         };
         if entry.state != State::Pending {
-            return;
+            return false;
         }
         if !ok {
             // An availability error (counted by the producer side), never a
             // loss: no outcome here.
             entry.state = State::Failed;
             self.in_flight -= 1;
-            return;
+            return true;
         }
         let age = now.saturating_duration_since(entry.sent);
         match entry.early {
@@ -196,6 +275,7 @@ impl Tracker {
             }
             None => entry.state = State::Acked,
         }
+        true
     }
 
     /// An arrival of one of this tracker's canaries.
@@ -250,7 +330,16 @@ impl Tracker {
                 out(Outcome::Late { partition });
                 return Arrival::Counted;
             }
-            State::Pending | State::Acked => {}
+            State::Unsaved => {
+                entry.state = State::Arrived;
+                out(Outcome::Abandoned {
+                    partition,
+                    seq,
+                    reason: Abandon::SentAfterLastSave,
+                });
+                return Arrival::Counted;
+            }
+            State::Pending | State::Acked | State::Restored => {}
         }
         let out_of_order = max_arrived.is_some_and(|m| m > seq);
         p.max_arrived = Some(max_arrived.map_or(seq, |m| m.max(seq)));
@@ -266,6 +355,113 @@ impl Tracker {
 
     /// Resolves every canary whose deadline has passed: acked and unseen ones
     /// are lost. Call it periodically; it only looks at partition fronts.
+    /// What a restart needs: next seqs and unresolved canaries, their send
+    /// times as wall-clock Unix nanoseconds (`now` is `now_unix_ns`).
+    pub fn snapshot(&self, now: Instant, now_unix_ns: u64) -> TrackerSnapshot {
+        let mut snap = TrackerSnapshot::default();
+        for (index, p) in self.partitions.iter().enumerate() {
+            let partition = index as i32;
+            snap.next_seq.push((partition, p.next_seq()));
+            for (i, e) in p.entries.iter().enumerate() {
+                let acked = match e.state {
+                    State::Acked => true,
+                    State::Pending | State::Restored => false,
+                    State::Lost | State::Failed | State::Arrived | State::Unsaved => continue,
+                };
+                let age = now.saturating_duration_since(e.sent).as_nanos() as u64;
+                snap.unresolved.push(SavedCanary {
+                    partition,
+                    seq: p.base + i as u64,
+                    sent_unix_ns: now_unix_ns.saturating_sub(age),
+                    acked,
+                });
+            }
+        }
+        snap
+    }
+
+    /// A tracker continuing `s`, saved by an earlier run (same run id): seqs
+    /// go on where they stopped, unresolved canaries keep their wall-clock
+    /// send times (clamped to now if the clock stepped back), and an
+    /// arrival of any other seq below the saved next one is a duplicate.
+    /// The earlier run may have sent up to `unsaved` more per partition
+    /// after its last save: those seqs are skipped, and one of them that
+    /// arrives is abandoned (its send time is unknown), never foreign nor
+    /// mistaken for a new canary with the same seq.
+    pub fn restore(&mut self, s: &TrackerSnapshot, unsaved: u64, now: Instant, now_unix_ns: u64) {
+        for &(partition, next) in &s.next_seq {
+            let Ok(index) = usize::try_from(partition) else {
+                continue;
+            };
+            let mine: Vec<&SavedCanary> = s
+                .unresolved
+                .iter()
+                .filter(|c| c.partition == partition && c.seq < next)
+                .collect();
+            let base = mine.iter().map(|c| c.seq).min().unwrap_or(next);
+            if next - base > MAX_RESTORED_SPAN {
+                continue;
+            }
+            if self.partitions.len() <= index {
+                self.partitions
+                    .resize_with(index + 1, PartitionState::default);
+            }
+            let p = &mut self.partitions[index];
+            p.base = base;
+            p.entries = (base..next + unsaved.min(MAX_RESTORED_SPAN))
+                .map(|seq| Entry {
+                    sent: now,
+                    state: if seq < next {
+                        State::Arrived
+                    } else {
+                        State::Unsaved
+                    },
+                    early: None,
+                })
+                .collect();
+            for c in mine {
+                let age = Duration::from_nanos(now_unix_ns.saturating_sub(c.sent_unix_ns));
+                let e = &mut p.entries[(c.seq - base) as usize];
+                e.sent = now.checked_sub(age).unwrap_or(now);
+                e.state = if c.acked {
+                    State::Acked
+                } else {
+                    State::Restored
+                };
+                self.in_flight += 1;
+            }
+        }
+    }
+
+    /// Gives up every unresolved canary sent to input `partition`, or to
+    /// any partition with `None` (an output partition could not be resumed
+    /// where the restart left it; when the output is another topic, which
+    /// canaries its records held is unknown).
+    pub fn abandon(
+        &mut self,
+        partition: Option<i32>,
+        reason: Abandon,
+        out: &mut impl FnMut(Outcome),
+    ) {
+        for (index, p) in self.partitions.iter_mut().enumerate() {
+            let this = index as i32;
+            if partition.is_some_and(|want| want != this) {
+                continue;
+            }
+            for (i, e) in p.entries.iter_mut().enumerate() {
+                if matches!(e.state, State::Pending | State::Acked | State::Restored) {
+                    e.state = State::Failed;
+                    self.in_flight -= 1;
+                    out(Outcome::Abandoned {
+                        partition: this,
+                        seq: p.base + i as u64,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
     pub fn expire(&mut self, now: Instant, out: &mut impl FnMut(Outcome)) {
         for (index, p) in self.partitions.iter_mut().enumerate() {
             let partition = index as i32;
@@ -277,7 +473,20 @@ impl Tracker {
                     // The producer's message timeout equals the deadline, so
                     // its report is imminent and decides; acks come in order
                     // per partition, so nothing behind it is waiting long.
-                    State::Pending => break,
+                    State::Pending
+                        if now.saturating_duration_since(front.sent)
+                            < self.deadline + ACK_GRACE =>
+                    {
+                        break
+                    }
+                    State::Pending => {
+                        out(Outcome::Unacknowledged {
+                            partition,
+                            seq: p.base,
+                        });
+                        self.in_flight -= 1;
+                        Some(Resolved::Failed)
+                    }
                     State::Acked => {
                         out(Outcome::Lost {
                             partition,
@@ -286,9 +495,19 @@ impl Tracker {
                         self.in_flight -= 1;
                         Some(Resolved::Lost)
                     }
+                    State::Restored => {
+                        out(Outcome::Abandoned {
+                            partition,
+                            seq: p.base,
+                            reason: Abandon::UnacknowledgedAtRestart,
+                        });
+                        self.in_flight -= 1;
+                        Some(Resolved::Failed)
+                    }
                     State::Lost => Some(Resolved::Lost),
                     State::Failed => Some(Resolved::Failed),
-                    State::Arrived => None,
+                    // Maybe never sent: nothing to report.
+                    State::Arrived | State::Unsaved => None,
                 };
                 if let Some(kind) = resolved {
                     remember(
@@ -354,7 +573,7 @@ mod tests {
     }
 
     /// Runs `f` against the tracker and returns the outcomes it emitted.
-    fn collect(f: impl FnOnce(&mut dyn FnMut(Outcome))) -> Vec<Outcome> {
+    fn collect<R>(f: impl FnOnce(&mut dyn FnMut(Outcome)) -> R) -> Vec<Outcome> {
         let mut v = Vec::new();
         f(&mut |o| v.push(o));
         v
@@ -537,7 +756,8 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Tracker::new(DEADLINE);
         let seq = t.on_send(0, t0);
-        assert!(collect(|o| t.expire(t0 + DEADLINE * 2, &mut |x| o(x))).is_empty());
+        // Until deadline + grace, the report is awaited.
+        assert!(collect(|o| t.expire(t0 + DEADLINE + ACK_GRACE - ms(1), &mut |x| o(x))).is_empty());
         assert_eq!(t.in_flight(), 1);
         // Acked late and never seen: lost right away.
         let out = collect(|o| t.on_ack(0, seq, true, t0 + DEADLINE + ms(1), &mut |x| o(x)));
@@ -556,6 +776,152 @@ mod tests {
             t.on_arrival(0, seq, t0 + DEADLINE * 3, &mut |x| o(x));
         });
         assert_eq!(out, vec![Outcome::Late { partition: 0 }]);
+    }
+
+    #[test]
+    fn a_delivery_report_that_never_comes_is_a_failed_produce_and_unblocks_expiry() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let stuck = t.on_send(0, t0);
+        let behind = acked(&mut t, 0, t0 + ms(10), ms(1));
+        // At the deadline it still waits for the report...
+        assert!(collect(|o| t.expire(t0 + DEADLINE + ms(20), &mut |x| o(x))).is_empty());
+        assert_eq!(t.in_flight(), 2);
+        // ...and at deadline + grace gives up on it; the one behind it is
+        // declared lost at last instead of waiting for ever.
+        let out = collect(|o| t.expire(t0 + DEADLINE + ACK_GRACE + ms(20), &mut |x| o(x)));
+        assert_eq!(
+            out,
+            vec![
+                Outcome::Unacknowledged {
+                    partition: 0,
+                    seq: stuck
+                },
+                Outcome::Lost {
+                    partition: 0,
+                    seq: behind
+                },
+            ]
+        );
+        assert_eq!((t.in_flight(), t.entries()), (0, 0));
+        // A report that turns up after all settles nothing.
+        let mut none = |_| panic!("no outcome");
+        assert!(!t.on_ack(0, stuck, true, t0 + DEADLINE * 2, &mut none));
+        // Nor does its canary arriving: its produce counts as failed.
+        assert_eq!(
+            t.on_arrival(0, stuck, t0 + DEADLINE * 2, &mut none),
+            Arrival::AfterFailedProduce
+        );
+    }
+
+    #[test]
+    fn a_restored_tracker_continues_seqs_and_settles_what_was_in_flight() {
+        let t0 = Instant::now();
+        let unix0: u64 = 1_800_000_000_000_000_000;
+        let mut t = Tracker::new(DEADLINE);
+        let delivered = acked(&mut t, 0, t0, ms(1));
+        t.on_arrival(0, delivered, t0 + ms(5), &mut |_| {});
+        let inside = acked(&mut t, 0, t0 + ms(100), ms(1));
+        let unsure = t.on_send(0, t0 + ms(200));
+        let other = acked(&mut t, 2, t0 + ms(300), ms(1));
+        let saved = t.snapshot(t0 + ms(400), unix0);
+        assert_eq!(saved.unresolved.len(), 3);
+        assert_eq!(saved.unresolved[0].sent_unix_ns, unix0 - 300_000_000);
+
+        // The new process, two seconds later by both clocks.
+        let t1 = t0 + Duration::from_secs(2);
+        let mut r = Tracker::new(DEADLINE);
+        r.restore(&saved, 0, t1, unix0 + 1_600_000_000);
+        assert_eq!(r.in_flight(), 3);
+        assert_eq!(r.on_send(0, t1), unsure + 1, "seqs go on");
+        // The acked one arrives: delivered, its latency from its send.
+        let out = collect(|o| r.on_arrival(0, inside, t1 + ms(100), &mut |x| o(x)));
+        assert_eq!(
+            out,
+            vec![Outcome::Delivered {
+                partition: 0,
+                latency: ms(2000),
+                out_of_order: false
+            }]
+        );
+        // The one delivered before the restart would be a duplicate.
+        let out = collect(|o| r.on_arrival(0, delivered, t1, &mut |x| o(x)));
+        assert_eq!(out, vec![Outcome::Duplicate { partition: 0 }]);
+        // The unacknowledged one is abandoned at its deadline, the one of
+        // partition 2 lost, and the new send waits for its own report.
+        let out = collect(|o| r.expire(t0 + DEADLINE + ms(350), &mut |x| o(x)));
+        assert_eq!(
+            out,
+            vec![
+                Outcome::Abandoned {
+                    partition: 0,
+                    seq: unsure,
+                    reason: Abandon::UnacknowledgedAtRestart
+                },
+                Outcome::Lost {
+                    partition: 2,
+                    seq: other
+                },
+            ]
+        );
+        assert_eq!(r.in_flight(), 1);
+    }
+
+    #[test]
+    fn seqs_the_earlier_run_may_have_sent_after_its_last_save_are_skipped() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let last_saved = acked(&mut t, 0, t0, ms(1));
+        let saved = t.snapshot(t0, 1_000_000_000);
+        let mut r = Tracker::new(DEADLINE);
+        r.restore(&saved, 10, t0, 1_000_000_000);
+        assert_eq!(r.in_flight(), 1);
+        // The new run's first canary does not reuse a seq the old one may
+        // have used.
+        assert_eq!(r.on_send(0, t0), last_saved + 11);
+        // One the old run did send after its save turns up: abandoned once,
+        // then a duplicate.
+        let out = collect(|o| r.on_arrival(0, last_saved + 3, t0 + ms(5), &mut |x| o(x)));
+        assert_eq!(
+            out,
+            vec![Outcome::Abandoned {
+                partition: 0,
+                seq: last_saved + 3,
+                reason: Abandon::SentAfterLastSave
+            }]
+        );
+        let out = collect(|o| r.on_arrival(0, last_saved + 3, t0 + ms(6), &mut |x| o(x)));
+        assert_eq!(out, vec![Outcome::Duplicate { partition: 0 }]);
+        // The others were maybe never sent: they expire without a word.
+        let out = collect(|o| r.expire(t0 + DEADLINE + ms(10), &mut |x| o(x)));
+        assert_eq!(
+            out,
+            vec![Outcome::Lost {
+                partition: 0,
+                seq: last_saved
+            }]
+        );
+        assert_eq!(r.in_flight(), 1, "the new canary");
+    }
+
+    #[test]
+    fn a_partition_that_cannot_be_resumed_abandons_its_canaries() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let a = acked(&mut t, 1, t0, ms(1));
+        let mut r = Tracker::new(DEADLINE);
+        r.restore(&t.snapshot(t0, 1_000_000_000), 0, t0, 1_000_000_000);
+        let out = collect(|o| r.abandon(Some(1), Abandon::OffsetInvalid, &mut |x| o(x)));
+        assert_eq!(
+            out,
+            vec![Outcome::Abandoned {
+                partition: 1,
+                seq: a,
+                reason: Abandon::OffsetInvalid
+            }]
+        );
+        assert_eq!(r.in_flight(), 0);
+        r.expire(t0 + DEADLINE * 3, &mut |o| panic!("settled already: {o:?}"));
     }
 
     #[test]

@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use crate::canary::RunId;
+use crate::probe::{ProbeSaved, ProbeState};
 use crate::slo::evaluator::{SloState, Snapshot};
 use crate::util::format;
 
@@ -53,7 +55,14 @@ pub struct State {
     /// For a recent file: the `written_at` of the full file it completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<u64>,
+    /// The run id (hex), which the next run takes over so that canaries in
+    /// flight stay its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     pub slos: Vec<SloState>,
+    /// Canaries in flight and consumer offsets, per probe.
+    #[serde(default)]
+    pub probes: Vec<ProbeSaved>,
 }
 
 impl State {
@@ -70,6 +79,9 @@ impl State {
             }
         }
         self.written_at = recent.written_at;
+        // Probe state is small and always whole in the recent file.
+        self.probes = recent.probes;
+        self.run = recent.run.or(self.run);
         self
     }
 
@@ -80,6 +92,8 @@ impl State {
             written_at: self.written_at,
             writer: self.writer.clone(),
             base: Some(base),
+            run: self.run.clone(),
+            probes: self.probes.clone(),
             slos: self
                 .slos
                 .iter()
@@ -298,6 +312,8 @@ impl StateDir {
 pub async fn saver(
     dir: std::sync::Arc<StateDir>,
     mut snapshots: tokio::sync::mpsc::Receiver<Snapshot>,
+    probes: Vec<ProbeState>,
+    run: RunId,
 ) {
     let mut failing = false;
     // (written_at, when) of the last full file this run wrote.
@@ -307,7 +323,9 @@ pub async fn saver(
             written_at: snap.at,
             writer: env!("CARGO_PKG_VERSION").to_string(),
             base: None,
+            run: Some(run.to_string()),
             slos: snap.slos,
+            probes: probes.iter().map(ProbeState::save).collect(),
         };
         let state = match base {
             Some((at, when)) if !snap.last && when.elapsed() < FULL_EVERY => full.since(at, at),

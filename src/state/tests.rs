@@ -17,6 +17,8 @@ fn state() -> State {
         written_at: 1_800_000_000,
         writer: "0.1.0".into(),
         base: None,
+        run: Some("00000000000000ff".into()),
+        probes: Vec::new(),
         slos: vec![SloState {
             slo: "p:heartbeat:delivery".into(),
             definition: "objective=0.999 period=30d sli=delivery".into(),

@@ -121,7 +121,7 @@ impl App {
             readiness: readiness.clone(),
             journal: journal.clone(),
             saved: saved.as_ref().map(|s| s.probes.clone()).unwrap_or_default(),
-            save_every: EVAL_TICK,
+            save_every: crate::state::INFLIGHT_EVERY,
         };
         let probes: Vec<ProbeRunner> = config
             .probes

@@ -287,3 +287,102 @@ fn kill_9_loses_no_canary_in_flight() {
 fn sigterm_loses_no_canary_in_flight() {
     in_flight_canaries_survive("term");
 }
+
+/// A pipeline whose stage (an independent Python client) holds every
+/// record 5 s: slaprobe stops while seconds of canaries are inside it.
+/// After a restart within 2 s, every one of them is delivered — none lost,
+/// duplicate, foreign nor abandoned.
+fn canaries_inside_a_slow_stage_survive(signal: &str) {
+    let Ok(bootstrap) = std::env::var("SLAPROBE_TEST_BOOTSTRAP") else {
+        common::missing_prerequisite(
+            "a Kafka-compatible broker",
+            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
+        );
+        return;
+    };
+    let dir = scratch(&format!("stage-{signal}"));
+    let suffix = format!("{:016x}", rand::random::<u64>());
+    let (input, output) = (format!("it-in-{suffix}"), format!("it-out-{suffix}"));
+    common::create_topics(&bootstrap, &[&input, &output], 2);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/delay_stage.py");
+    let mut stage = Command::new("python3")
+        .arg(&script)
+        .args([&bootstrap, &input, &output, "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 delay stage (pip install confluent-kafka)");
+    let yaml = format!(
+        r#"state_dir: {}
+clusters:
+  it: {{ bootstrap: '{bootstrap}' }}
+probes:
+  - name: it-stage
+    type: pipeline
+    interval: 200ms
+    deadline: 30s
+    input: {{ cluster: it, topic: {input}, payload: '{{{{"id":"{{{{id}}}}"}}}}' }}
+    outputs:
+      - {{ name: out, cluster: it, topic: {output}, match: {{ header: slaprobe-id }} }}
+"#,
+        dir.join("state").display()
+    );
+    let mut s = Slaprobe::start(&dir, "before", &yaml);
+    let delivered = |s: &Slaprobe| {
+        common::metric_if_present(&s.metrics(), "slaprobe_canaries_delivered_total", &[])
+            .unwrap_or(0.0)
+    };
+    assert!(
+        poll_until(Duration::from_secs(90), || delivered(&s) >= 10.0),
+        "the stage forwards canaries; log:\n{}",
+        s.log()
+    );
+    // A save with canaries inside the stage; stop 1 s after it.
+    std::thread::sleep(Duration::from_secs(11));
+    match signal {
+        "kill" => {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+        _ => assert!(s.stop().success()),
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = Slaprobe::start(&dir, "after", &yaml);
+    // Everything held by the stage comes out within 5 s.
+    assert!(
+        poll_until(Duration::from_secs(30), || delivered(&after) >= 20.0),
+        "delivered after the restart; log:\n{}",
+        after.log()
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    let m = after.metrics();
+    let value = |name: &str| common::metric(&m, name, &[]);
+    let _ = stage.kill();
+    let _ = stage.wait();
+    eprintln!(
+        "{signal}: after the restart delivered {}, abandoned {}, lost {}, duplicate {}, foreign {}",
+        value("slaprobe_canaries_delivered_total"),
+        value("slaprobe_canaries_abandoned_total"),
+        value("slaprobe_canaries_lost_total"),
+        value("slaprobe_canaries_duplicate_total"),
+        value("slaprobe_records_foreign_total"),
+    );
+    assert_eq!(value("slaprobe_canaries_lost_total"), 0.0, "{m}");
+    assert_eq!(value("slaprobe_canaries_duplicate_total"), 0.0, "{m}");
+    assert_eq!(value("slaprobe_records_foreign_total"), 0.0, "{m}");
+    // Even those the killed run sent after its last save: the stage keeps
+    // the send-time header, so they are judged like any other.
+    assert_eq!(value("slaprobe_canaries_abandoned_total"), 0.0, "{m}");
+    assert!(after.stop().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kill_9_with_canaries_inside_a_slow_stage() {
+    canaries_inside_a_slow_stage_survive("kill");
+}
+
+#[test]
+fn sigterm_with_canaries_inside_a_slow_stage() {
+    canaries_inside_a_slow_stage_survive("term");
+}

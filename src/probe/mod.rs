@@ -215,6 +215,12 @@ impl Shared {
         sent: Instant,
         result: Result<(), &rdkafka::error::KafkaError>,
     ) {
+        // Purged by our own shutdown (any other purge arrives as a fatal
+        // error): the canary may well have been written, so it stays
+        // unresolved, to be saved and settled by the next run.
+        if result.is_err_and(crate::kafka::is_purge) {
+            return;
+        }
         let now = Instant::now();
         let mut st = self.lock();
         let State { input, outputs } = &mut *st;
@@ -238,8 +244,6 @@ impl Shared {
                     .metrics
                     .acked(leader, now.saturating_duration_since(sent));
             }
-            // Purged by our own shutdown: not the cluster's failure.
-            Err(e) if crate::kafka::is_purge(e) => {}
             Err(e) => {
                 input.metrics.produce_failed(crate::kafka::classify(e));
                 tracing::debug!(probe = %self.name, partition, seq, error = %e, "produce failed");
@@ -248,8 +252,16 @@ impl Shared {
     }
 
     /// A consumed record of output `index` (at `at`: its partition and
-    /// offset), already classified.
-    fn arrival(&self, index: usize, matched: Matched, at: (i32, i64), now: Instant) {
+    /// offset), already classified, with the send time its
+    /// `slaprobe-sent-ns` header gives (Unix ns), when it has one.
+    fn arrival(
+        &self,
+        index: usize,
+        matched: Matched,
+        at: (i32, i64),
+        sent_ns: Option<u64>,
+        now: Instant,
+    ) {
         let mut st = self.lock();
         let State { input, outputs } = &mut *st;
         let Some(OutputState {
@@ -263,7 +275,22 @@ impl Shared {
         };
         match matched {
             Matched::Ours { partition, seq } => {
+                // A record the consumer hands over again (a client re-fetch,
+                // or one below the offset a restart resumed from) is not the
+                // pipeline's duplicate: it was applied already.
+                if offsets.get(&at.0).is_some_and(|next| at.1 < *next) {
+                    tracing::debug!(probe = %self.name, partition, seq, record = ?at,
+                        "canary record read again; already counted");
+                    return;
+                }
                 offsets.insert(at.0, at.1 + 1);
+                // A seq a killed earlier run sent after its last save: its
+                // header says when (clamped at 0 if the clock stepped).
+                if let Some(sent) = sent_ns {
+                    let now_ns = crate::canary::unix_ns(std::time::SystemTime::now());
+                    let age = Duration::from_nanos(now_ns.saturating_sub(sent));
+                    tracker.unsaved_sent(partition, seq, age, now);
+                }
                 match tracker.on_arrival(partition, seq, now, &mut |out| rec.apply(out, now, input))
                 {
                     // Our run, but an id we never sent: someone forged or

@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::canary::{Matched, Matcher, RunId};
+use crate::canary::{Matched, Matcher, RunId, SENT_HEADER};
 use crate::config::Probe;
 use crate::kafka::{self, MetadataError, TopicLayout};
 
@@ -193,12 +193,20 @@ impl Output {
                                         c.inc();
                                     }
                                 }
-                                ours => shared.arrival(
-                                    index,
-                                    ours,
-                                    (msg.partition(), msg.offset()),
-                                    now,
-                                ),
+                                ours => {
+                                    let sent_ns = kafka::headers(msg.headers())
+                                        .find(|(k, _)| *k == SENT_HEADER)
+                                        .and_then(|(_, v)| {
+                                            std::str::from_utf8(v?).ok()?.parse().ok()
+                                        });
+                                    shared.arrival(
+                                        index,
+                                        ours,
+                                        (msg.partition(), msg.offset()),
+                                        sent_ns,
+                                        now,
+                                    )
+                                }
                             }
                         }
                         Some(Err(e)) => {

@@ -53,7 +53,8 @@ pub enum Abandon {
     /// process, and it never arrived: maybe never written at all.
     UnacknowledgedAtRestart,
     /// Sent by the earlier run after its last save (it was killed before
-    /// the next): it arrived, but its send time and ack are unknown.
+    /// the next): it arrived, but without its send time (no
+    /// `slaprobe-sent-ns` header on the output record).
     SentAfterLastSave,
 }
 
@@ -430,6 +431,22 @@ impl Tracker {
                 };
                 self.in_flight += 1;
             }
+        }
+    }
+
+    /// A seq the earlier run may have sent after its last save turned up
+    /// with its send time (`age` before `now`, from the record's
+    /// `slaprobe-sent-ns` header): it was sent and written, so it is judged
+    /// like any acked canary. Returns whether `seq` was such a seq.
+    pub fn unsaved_sent(&mut self, partition: i32, seq: u64, age: Duration, now: Instant) -> bool {
+        match self.entry(partition, seq) {
+            Some(e) if e.state == State::Unsaved => {
+                e.state = State::Acked;
+                e.sent = now.checked_sub(age).unwrap_or(now);
+                self.in_flight += 1;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -902,6 +919,28 @@ mod tests {
             }]
         );
         assert_eq!(r.in_flight(), 1, "the new canary");
+    }
+
+    #[test]
+    fn an_unsaved_seq_with_its_send_time_is_delivered_like_any_other() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let last_saved = acked(&mut t, 0, t0, ms(1));
+        let mut r = Tracker::new(DEADLINE);
+        r.restore(&t.snapshot(t0, 1_000_000_000), 10, t0, 1_000_000_000);
+        let seq = last_saved + 2;
+        assert!(r.unsaved_sent(0, seq, ms(700), t0 + ms(50)));
+        assert!(!r.unsaved_sent(0, seq, ms(700), t0 + ms(50)), "only once");
+        let out = collect(|o| r.on_arrival(0, seq, t0 + ms(50), &mut |x| o(x)));
+        assert_eq!(
+            out,
+            vec![Outcome::Delivered {
+                partition: 0,
+                latency: ms(700),
+                out_of_order: false
+            }]
+        );
+        assert_eq!(r.in_flight(), 1, "the saved one still awaits its arrival");
     }
 
     #[test]

@@ -531,4 +531,17 @@ mod tests {
         assert_eq!(status.budget_remaining, 1.0);
         assert_eq!(status.windows[0].total, 0);
     }
+
+    #[test]
+    fn the_system_clock_runs_on_monotonic_time_from_its_start() {
+        // Started three days "ago" by the wall clock it read at start: its
+        // time is that reading plus monotonic time, whatever the wall clock
+        // does meanwhile (stepped back an hour, or forward three days).
+        let c = SystemClock {
+            wall_at_start: 1_800_000_000,
+            start: std::time::Instant::now() - Duration::from_secs(5),
+        };
+        let now = c.now();
+        assert!((1_800_000_005..1_800_000_007).contains(&now), "{now}");
+    }
 }

@@ -38,6 +38,13 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const STATE_FILE: &str = "slaprobe.state";
 /// The name of the file with what changed since the full one.
 pub const RECENT_FILE: &str = "slaprobe.state.recent";
+/// The name of the file with the run id, canaries in flight and consumer
+/// offsets: small, and written every [`INFLIGHT_EVERY`].
+pub const INFLIGHT_FILE: &str = "slaprobe.state.inflight";
+/// How often the in-flight file is written (and after the last snapshot):
+/// after a kill -9, what the killed run sent in at most this long before
+/// is unknown to the next one.
+pub const INFLIGHT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often the full state is written (and at shutdown); the recent file
 /// in between.
 pub const FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -237,7 +244,8 @@ impl StateDir {
     pub fn load(&self) -> Result<Option<State>, StateError> {
         let full = self.read(STATE_FILE)?;
         let recent = self.read(RECENT_FILE)?;
-        Ok(match (full, recent) {
+        let inflight = self.read(INFLIGHT_FILE)?;
+        let slos = match (full, recent) {
             (Some(f), Some(r)) if r.base == Some(f.written_at) => Some(f.overlay(r)),
             (Some(f), _) => Some(f),
             (None, Some(_)) => {
@@ -246,6 +254,17 @@ impl StateDir {
                 None
             }
             (None, None) => None,
+        };
+        // The run id and the canaries come from the in-flight file, always
+        // the newest of the three.
+        Ok(match (slos, inflight) {
+            (Some(mut s), Some(i)) => {
+                s.run = i.run;
+                s.probes = i.probes;
+                Some(s)
+            }
+            (None, Some(i)) => Some(i),
+            (s, None) => s,
         })
     }
 
@@ -292,6 +311,15 @@ impl StateDir {
         } else {
             STATE_FILE
         };
+        self.write(name, state)
+    }
+
+    /// Writes the in-flight file (run id, canaries, offsets) atomically.
+    pub fn save_inflight(&self, state: &State) -> io::Result<()> {
+        self.write(INFLIGHT_FILE, state)
+    }
+
+    fn write(&self, name: &str, state: &State) -> io::Result<()> {
         let tmp = self.dir.join(format!("{name}.tmp"));
         {
             let mut f = File::create(&tmp)?;
@@ -306,9 +334,10 @@ impl StateDir {
 
 /// Saves every snapshot the evaluator sends (one per evaluation and a
 /// last one at shutdown) until it closes the channel: the full file at the
-/// first, every [`FULL_EVERY`] and the last; the recent file otherwise. A
-/// failed write is logged and retried with the next snapshot; probing goes
-/// on.
+/// first, every [`FULL_EVERY`] and the last; the recent file otherwise.
+/// Every [`INFLIGHT_EVERY`], and once more after the last snapshot, it
+/// writes the probes' in-flight state. A failed write is logged and
+/// retried with the next; probing goes on.
 pub async fn saver(
     dir: std::sync::Arc<StateDir>,
     mut snapshots: tokio::sync::mpsc::Receiver<Snapshot>,
@@ -318,24 +347,38 @@ pub async fn saver(
     let mut failing = false;
     // (written_at, when) of the last full file this run wrote.
     let mut base: Option<(u64, std::time::Instant)> = None;
-    while let Some(snap) = snapshots.recv().await {
-        let full = State {
-            written_at: snap.at,
-            writer: env!("CARGO_PKG_VERSION").to_string(),
-            base: None,
-            run: Some(run.to_string()),
-            slos: snap.slos,
-            probes: probes.iter().map(ProbeState::save).collect(),
+    let mut inflight = tokio::time::interval(INFLIGHT_EVERY);
+    inflight.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = |written_at, slos, probes| State {
+        written_at,
+        writer: env!("CARGO_PKG_VERSION").to_string(),
+        base: None,
+        run: Some(run.to_string()),
+        slos,
+        probes,
+    };
+    loop {
+        let (written, is_full) = tokio::select! {
+            snap = snapshots.recv() => {
+                let Some(snap) = snap else { break };
+                let full = state(snap.at, snap.slos, Vec::new());
+                let s = match base {
+                    Some((at, when)) if !snap.last && when.elapsed() < FULL_EVERY => full.since(at, at),
+                    _ => full,
+                };
+                let is_full = s.base.is_none();
+                let d = dir.clone();
+                let w = tokio::task::spawn_blocking(move || d.save(&s).map(|()| s.written_at)).await;
+                (w, is_full)
+            }
+            _ = inflight.tick() => {
+                let s = state(format::unix_now(), Vec::new(), probes.iter().map(ProbeState::save).collect());
+                let d = dir.clone();
+                let w = tokio::task::spawn_blocking(move || d.save_inflight(&s).map(|()| s.written_at)).await;
+                (w, false)
+            }
         };
-        let state = match base {
-            Some((at, when)) if !snap.last && when.elapsed() < FULL_EVERY => full.since(at, at),
-            _ => full,
-        };
-        let is_full = state.base.is_none();
-        let d = dir.clone();
-        let result =
-            tokio::task::spawn_blocking(move || d.save(&state).map(|()| state.written_at)).await;
-        match result {
+        match written {
             Ok(Ok(written_at)) => {
                 if is_full {
                     base = Some((written_at, std::time::Instant::now()));
@@ -348,10 +391,21 @@ pub async fn saver(
             Ok(Err(e)) if !failing => {
                 failing = true;
                 warn!(dir = %dir.dir.display(), error = %e,
-                    "cannot write the state file; a restart now would lose SLO windows and alert state");
+                    "cannot write the state file; a restart now would lose SLO windows, alert state and canaries in flight");
             }
             _ => {}
         }
+    }
+    // After the last snapshot (the probes have stopped): the final state of
+    // every canary.
+    let s = state(
+        format::unix_now(),
+        Vec::new(),
+        probes.iter().map(ProbeState::save).collect(),
+    );
+    let d = dir.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.save_inflight(&s)).await {
+        warn!(dir = %dir.dir.display(), error = %e, "cannot write the in-flight state at shutdown");
     }
 }
 

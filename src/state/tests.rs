@@ -162,3 +162,27 @@ fn a_recent_file_completes_the_full_one_it_names_and_only_that_one() {
     assert_eq!(d.load().expect("load"), Some(newest));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_run_and_the_canaries_come_from_the_in_flight_file() {
+    let dir = scratch("inflight");
+    let d = StateDir::open(&dir).expect("open");
+    d.save(&state()).expect("save full");
+    let inflight = State {
+        written_at: 1_800_000_005,
+        writer: "0.1.0".into(),
+        base: None,
+        run: Some("00000000000000aa".into()),
+        slos: Vec::new(),
+        probes: vec![crate::probe::ProbeSaved {
+            probe: "p".into(),
+            outputs: Vec::new(),
+        }],
+    };
+    d.save_inflight(&inflight).expect("save in-flight");
+    let loaded = d.load().expect("load").expect("state");
+    assert_eq!(loaded.slos, state().slos, "windows from the full file");
+    assert_eq!(loaded.run.as_deref(), Some("00000000000000aa"));
+    assert_eq!(loaded.probes, inflight.probes);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -564,3 +564,37 @@ impl Drop for Slaprobe {
         }
     }
 }
+
+/// Creates `topics` with `partitions` partitions each (replication 1) and
+/// waits until the broker's metadata shows them.
+pub fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let config = {
+        let mut c = rdkafka::config::ClientConfig::new();
+        c.set("bootstrap.servers", bootstrap);
+        c
+    };
+    let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let results = rt
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .expect("create topics");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let consumer: BaseConsumer = config.create().expect("metadata client");
+    for t in topics {
+        assert!(
+            poll_until(Duration::from_secs(30), || consumer
+                .fetch_metadata(Some(t), Duration::from_secs(2))
+                .is_ok_and(|m| m.topics().iter().any(
+                    |x| x.name() == *t && x.partitions().len() == partitions as usize
+                ))),
+            "topic {t} exists"
+        );
+    }
+}

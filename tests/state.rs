@@ -40,6 +40,35 @@ probes:
     )
 }
 
+/// The broker of the real-broker tier (SKIP, or a failure with CI=true,
+/// without one).
+fn broker() -> Option<String> {
+    let b = std::env::var("SLAPROBE_TEST_BOOTSTRAP").ok();
+    if b.is_none() {
+        common::missing_prerequisite(
+            "a Kafka-compatible broker",
+            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
+        );
+    }
+    b
+}
+
+/// Stops `s` with SIGKILL (`"kill"`) or SIGTERM (anything else, which must
+/// end in a clean exit).
+fn stop(mut s: Slaprobe, signal: &str) {
+    if signal == "kill" {
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+    } else {
+        assert!(s.stop().success());
+    }
+}
+
+/// Canaries delivered so far (0 while the process does not answer).
+fn delivered(s: &Slaprobe) -> f64 {
+    common::metric_if_present(&s.metrics(), "slaprobe_canaries_delivered_total", &[]).unwrap_or(0.0)
+}
+
 /// `slaprobe run` that is expected to exit by itself: (exit code, stderr).
 fn run_expecting_exit(dir: &Path, yaml: &str) -> (Option<i32>, String) {
     let file = dir.join("refused.yaml");
@@ -137,13 +166,7 @@ fn am_page_start(am: &common::Alertmanager) -> Option<String> {
 }
 
 fn restart_keeps_budget_and_alerts(signal: &str) {
-    let Ok(bootstrap) = std::env::var("SLAPROBE_TEST_BOOTSTRAP") else {
-        common::missing_prerequisite(
-            "a Kafka-compatible broker",
-            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
-        );
-        return;
-    };
+    let Some(bootstrap) = broker() else { return };
     let Some(am) = common::Alertmanager::start() else {
         return;
     };
@@ -155,7 +178,7 @@ fn restart_keeps_budget_and_alerts(signal: &str) {
         &dir.join("state"),
         Some(&am.addr.to_string()),
     );
-    let mut s = Slaprobe::start(&dir, "before", &yaml);
+    let s = Slaprobe::start(&dir, "before", &yaml);
     // Evaluations run every 10 s: the page fires at the first one that sees
     // events.
     assert!(
@@ -174,13 +197,7 @@ fn restart_keeps_budget_and_alerts(signal: &str) {
     let (_, since, budget) = page_and_budget(&s).expect("status");
     assert!(budget < 1.0);
 
-    match signal {
-        "kill" => {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
-        }
-        _ => assert!(s.stop().success()),
-    }
+    stop(s, signal);
     let after = Slaprobe::start(&dir, "after", &yaml);
     // The first evaluation, at start: restored before anything new counts.
     assert!(
@@ -220,39 +237,21 @@ fn sigterm_keeps_the_error_budget_and_the_page() {
 
 /// Canaries in flight when slaprobe stops: the next run takes over the run
 /// id, the unresolved canaries and the consumer offsets, so each ends as
-/// delivered (or, after kill -9, abandoned when the killed run sent it
-/// after its last save) — never lost, duplicate nor foreign.
+/// delivered — never lost, duplicate nor foreign.
 fn in_flight_canaries_survive(signal: &str) {
-    let Ok(bootstrap) = std::env::var("SLAPROBE_TEST_BOOTSTRAP") else {
-        common::missing_prerequisite(
-            "a Kafka-compatible broker",
-            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
-        );
-        return;
-    };
+    let Some(bootstrap) = broker() else { return };
     let dir = scratch(&format!("inflight-{signal}"));
     let topic = format!("slaprobe-it-{:016x}", rand::random::<u64>());
     let yaml = config(&bootstrap, &topic, &dir.join("state"), None);
-    let mut s = Slaprobe::start(&dir, "before", &yaml);
+    let s = Slaprobe::start(&dir, "before", &yaml);
     assert!(
-        poll_until(Duration::from_secs(60), || common::metric_if_present(
-            &s.metrics(),
-            "slaprobe_canaries_delivered_total",
-            &[]
-        )
-        .is_some_and(|d| d > 50.0)),
+        poll_until(Duration::from_secs(60), || delivered(&s) > 50.0),
         "delivers; log:\n{}",
         s.log()
     );
     // Let a save happen with canaries in flight, then stop mid-stream.
     std::thread::sleep(Duration::from_secs(11));
-    match signal {
-        "kill" => {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
-        }
-        _ => assert!(s.stop().success()),
-    }
+    stop(s, signal);
     let after = Slaprobe::start(&dir, "after", &yaml);
     let status: serde_json::Value =
         serde_json::from_str(&http_get(after.addr, "/api/v1/status").expect("status").1)
@@ -293,13 +292,7 @@ fn sigterm_loses_no_canary_in_flight() {
 /// After a restart within 2 s, every one of them is delivered — none lost,
 /// duplicate, foreign nor abandoned.
 fn canaries_inside_a_slow_stage_survive(signal: &str) {
-    let Ok(bootstrap) = std::env::var("SLAPROBE_TEST_BOOTSTRAP") else {
-        common::missing_prerequisite(
-            "a Kafka-compatible broker",
-            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
-        );
-        return;
-    };
+    let Some(bootstrap) = broker() else { return };
     let dir = scratch(&format!("stage-{signal}"));
     let suffix = format!("{:016x}", rand::random::<u64>());
     let (input, output) = (format!("it-in-{suffix}"), format!("it-out-{suffix}"));
@@ -327,11 +320,7 @@ probes:
 "#,
         dir.join("state").display()
     );
-    let mut s = Slaprobe::start(&dir, "before", &yaml);
-    let delivered = |s: &Slaprobe| {
-        common::metric_if_present(&s.metrics(), "slaprobe_canaries_delivered_total", &[])
-            .unwrap_or(0.0)
-    };
+    let s = Slaprobe::start(&dir, "before", &yaml);
     assert!(
         poll_until(Duration::from_secs(90), || delivered(&s) >= 10.0),
         "the stage forwards canaries; log:\n{}",
@@ -339,13 +328,7 @@ probes:
     );
     // A save with canaries inside the stage; stop 1 s after it.
     std::thread::sleep(Duration::from_secs(11));
-    match signal {
-        "kill" => {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
-        }
-        _ => assert!(s.stop().success()),
-    }
+    stop(s, signal);
     std::thread::sleep(Duration::from_millis(500));
     let after = Slaprobe::start(&dir, "after", &yaml);
     // Everything held by the stage comes out within 5 s.

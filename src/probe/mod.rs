@@ -22,6 +22,7 @@ mod journal;
 mod output;
 mod readiness;
 mod recorder;
+mod saved;
 pub mod tracker;
 
 use std::collections::BTreeSet;
@@ -43,6 +44,7 @@ pub use journal::{Journal, LatencyPoint, Loss};
 use output::Output;
 pub use readiness::Readiness;
 use recorder::Recorder;
+pub use saved::{OutputSaved, ProbeSaved, ProbeState};
 use tracker::{Arrival, Outcome, Tracker};
 
 /// How often deadlines are checked: a loss is reported at most this late.
@@ -143,49 +145,6 @@ struct OutputState {
     offsets: std::collections::BTreeMap<i32, i64>,
     /// The output topic (saved offsets are only valid for it).
     topic: String,
-}
-
-/// One probe's canary accounting across a restart.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ProbeSaved {
-    pub probe: String,
-    pub outputs: Vec<OutputSaved>,
-}
-
-/// One output's tracker and where its consumer was.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct OutputSaved {
-    pub output: String,
-    pub topic: String,
-    /// (partition, next offset to read).
-    pub offsets: Vec<(i32, i64)>,
-    pub tracker: tracker::TrackerSnapshot,
-}
-
-/// A handle on a running probe's accounting, for the state saver.
-#[derive(Clone)]
-pub struct ProbeState(Arc<Shared>);
-
-impl ProbeState {
-    /// The probe's trackers and offsets, consistent with each other.
-    pub fn save(&self) -> ProbeSaved {
-        let now = Instant::now();
-        let now_unix_ns = crate::canary::unix_ns(std::time::SystemTime::now());
-        let st = self.0.lock();
-        ProbeSaved {
-            probe: self.0.name.clone(),
-            outputs: st
-                .outputs
-                .iter()
-                .map(|o| OutputSaved {
-                    output: o.rec.output.clone(),
-                    topic: o.topic.clone(),
-                    offsets: o.offsets.iter().map(|(p, off)| (*p, *off)).collect(),
-                    tracker: o.tracker.snapshot(now, now_unix_ns),
-                })
-                .collect(),
-        }
-    }
 }
 
 impl Shared {

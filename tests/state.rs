@@ -69,6 +69,32 @@ fn delivered(s: &Slaprobe) -> f64 {
     common::metric_if_present(&s.metrics(), "slaprobe_canaries_delivered_total", &[]).unwrap_or(0.0)
 }
 
+/// After a restart, every canary of the earlier run ended as delivered
+/// (heartbeat canaries and the stage's records carry the send-time header,
+/// so even those sent after the last save are judged): none lost,
+/// duplicate, foreign nor abandoned.
+fn every_canary_settled(after: &Slaprobe, signal: &str) {
+    let m = after.metrics();
+    let value = |name: &str| common::metric(&m, name, &[]);
+    eprintln!(
+        "{signal}: after the restart delivered {}, abandoned {}, lost {}, duplicate {}, foreign {}",
+        value("slaprobe_canaries_delivered_total"),
+        value("slaprobe_canaries_abandoned_total"),
+        value("slaprobe_canaries_lost_total"),
+        value("slaprobe_canaries_duplicate_total"),
+        value("slaprobe_records_foreign_total"),
+    );
+    assert!(value("slaprobe_canaries_delivered_total") > 0.0, "{m}");
+    for counter in [
+        "slaprobe_canaries_lost_total",
+        "slaprobe_canaries_duplicate_total",
+        "slaprobe_records_foreign_total",
+        "slaprobe_canaries_abandoned_total",
+    ] {
+        assert_eq!(value(counter), 0.0, "{counter}:\n{m}");
+    }
+}
+
 /// `slaprobe run` that is expected to exit by itself: (exit code, stderr).
 fn run_expecting_exit(dir: &Path, yaml: &str) -> (Option<i32>, String) {
     let file = dir.join("refused.yaml");
@@ -263,16 +289,7 @@ fn in_flight_canaries_survive(signal: &str) {
     );
     // Everything restored settles within its deadline (5 s).
     std::thread::sleep(Duration::from_secs(8));
-    let m = after.metrics();
-    let value = |name: &str| common::metric(&m, name, &[]);
-    assert!(value("slaprobe_canaries_delivered_total") > 0.0, "{m}");
-    assert_eq!(value("slaprobe_canaries_lost_total"), 0.0, "{m}");
-    assert_eq!(value("slaprobe_canaries_duplicate_total"), 0.0, "{m}");
-    assert_eq!(value("slaprobe_records_foreign_total"), 0.0, "{m}");
-    if signal == "term" {
-        // A clean stop saves after the last ack: nothing is unknown.
-        assert_eq!(value("slaprobe_canaries_abandoned_total"), 0.0, "{m}");
-    }
+    every_canary_settled(&after, signal);
     assert!(after.stop().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -338,24 +355,9 @@ probes:
         after.log()
     );
     std::thread::sleep(Duration::from_secs(6));
-    let m = after.metrics();
-    let value = |name: &str| common::metric(&m, name, &[]);
     let _ = stage.kill();
     let _ = stage.wait();
-    eprintln!(
-        "{signal}: after the restart delivered {}, abandoned {}, lost {}, duplicate {}, foreign {}",
-        value("slaprobe_canaries_delivered_total"),
-        value("slaprobe_canaries_abandoned_total"),
-        value("slaprobe_canaries_lost_total"),
-        value("slaprobe_canaries_duplicate_total"),
-        value("slaprobe_records_foreign_total"),
-    );
-    assert_eq!(value("slaprobe_canaries_lost_total"), 0.0, "{m}");
-    assert_eq!(value("slaprobe_canaries_duplicate_total"), 0.0, "{m}");
-    assert_eq!(value("slaprobe_records_foreign_total"), 0.0, "{m}");
-    // Even those the killed run sent after its last save: the stage keeps
-    // the send-time header, so they are judged like any other.
-    assert_eq!(value("slaprobe_canaries_abandoned_total"), 0.0, "{m}");
+    every_canary_settled(&after, signal);
     assert!(after.stop().success());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,11 +19,25 @@ use crate::slo::alertmanager::{PushError, Pusher};
 use crate::slo::evaluator::{Alert, Clock, Evaluator, SystemClock, EVAL_TICK};
 use crate::state::{StateDir, StateError};
 
-/// How long shutdown takes at most after cancellation.
+/// How long shutdown takes at most after the first signal; then the process
+/// exits whatever is still running.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// Of that, how long probes get to stop (flush, join threads); the rest is
-/// for the last evaluation and state save.
-const PROBES_GRACE: Duration = Duration::from_secs(8);
+/// The budget inside it, in order: probes stop (flush, join threads)...
+const PROBES_GRACE: Duration = Duration::from_secs(6);
+/// ...the last evaluation, state save and Alertmanager push finish...
+const TASKS_GRACE: Duration = Duration::from_secs(2);
+/// ...HTTP connections close...
+const SERVER_GRACE: Duration = Duration::from_millis(500);
+/// ...and the async runtime's stragglers get this long.
+pub const RUNTIME_GRACE: Duration = Duration::from_secs(1);
+const _: () = assert!(
+    PROBES_GRACE.as_millis()
+        + TASKS_GRACE.as_millis()
+        + SERVER_GRACE.as_millis()
+        + RUNTIME_GRACE.as_millis()
+        < SHUTDOWN_GRACE.as_millis(),
+    "the shutdown steps fit in SHUTDOWN_GRACE"
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -207,7 +221,8 @@ impl App {
         info!(run = %self.run, probes = self.probes.len(), "slaprobe listening on http://{local}/metrics");
         let router = http::router(self.metrics.clone(), self.readiness.clone(), self.status);
         let server_cancel = CancellationToken::new();
-        let mut server = tokio::spawn(http::serve(listener, router, server_cancel.clone()));
+        let limits = http::Limits::for_open_files(http::raise_open_files_limit());
+        let mut server = tokio::spawn(http::serve(listener, router, server_cancel.clone(), limits));
 
         let probe_tasks = TaskTracker::new();
         let probe_states: Vec<probe::ProbeState> = self.probes.iter().map(|p| p.state()).collect();
@@ -249,7 +264,7 @@ impl App {
             warn!("probes did not stop within {PROBES_GRACE:?}; saving state and exiting anyway");
         }
         eval_cancel.cancel();
-        if tokio::time::timeout(SHUTDOWN_GRACE - PROBES_GRACE, tasks.wait())
+        if tokio::time::timeout(TASKS_GRACE, tasks.wait())
             .await
             .is_err()
         {
@@ -257,7 +272,7 @@ impl App {
         }
         server_cancel.cancel();
         if server_failed.is_none() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+            let _ = tokio::time::timeout(SERVER_GRACE, server).await;
         }
         match server_failed {
             Some(Ok(Err(e))) => Err(RunError::Serve(e)),

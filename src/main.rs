@@ -191,7 +191,7 @@ where
     });
     // Clients and threads have been told to stop; don't let a straggler
     // hold the process.
-    rt.shutdown_timeout(Duration::from_secs(2));
+    rt.shutdown_timeout(app::RUNTIME_GRACE);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, e)) => {
@@ -201,25 +201,61 @@ where
     }
 }
 
+/// The first SIGINT/SIGTERM cancels `cancel` (a graceful shutdown, bounded
+/// by [`app::SHUTDOWN_GRACE`] whatever is hung); a second one exits at once.
 async fn shutdown_on_signal(cancel: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                cancel.cancel();
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for signals: {e}");
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    };
+    signals.next().await;
     tracing::info!("shutting down");
     cancel.cancel();
+    std::thread::spawn(|| {
+        std::thread::sleep(app::SHUTDOWN_GRACE);
+        eprintln!(
+            "slaprobe: shutdown did not finish within {:?}; exiting",
+            app::SHUTDOWN_GRACE
+        );
+        std::process::exit(1);
+    });
+    signals.next().await;
+    eprintln!("slaprobe: second signal; exiting without finishing shutdown");
+    std::process::exit(1);
+}
+
+/// SIGINT and SIGTERM as one stream.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -10,12 +10,14 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Metrics, OutputMetrics};
 use crate::probe::{Journal, Readiness};
 use crate::slo::evaluator::SloStatus;
+
+mod listen;
+
+pub use listen::{raise_open_files_limit, serve, Limits};
 
 /// A probe and its outputs' metric handles, for the status API.
 pub struct ProbeHandles {
@@ -134,15 +136,4 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             format!("waiting for: {}\n", waiting.join(", ")),
         )
     }
-}
-
-/// Serves until `shutdown` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }

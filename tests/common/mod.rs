@@ -484,11 +484,34 @@ pub struct Slaprobe {
 
 impl Slaprobe {
     pub fn start(dir: &std::path::Path, name: &str, yaml: &str) -> Slaprobe {
+        Self::start_with_open_files(dir, name, yaml, None)
+    }
+
+    /// [`Slaprobe::start`] under the shell's `ulimit {open_files}` (for
+    /// example `-Sn 1024`: soft limit only), then `exec`.
+    pub fn start_with_open_files(
+        dir: &std::path::Path,
+        name: &str,
+        yaml: &str,
+        open_files: Option<&str>,
+    ) -> Slaprobe {
         let file = dir.join(format!("{name}.yaml"));
         std::fs::write(&file, yaml).expect("write config");
         let log = dir.join(format!("{name}.log"));
         let addr = free_addr();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+        let mut command = match open_files {
+            None => std::process::Command::new(env!("CARGO_BIN_EXE_slaprobe")),
+            Some(n) => {
+                let mut c = std::process::Command::new("bash");
+                c.args([
+                    "-c",
+                    &format!("ulimit {n} && exec \"$0\" \"$@\""),
+                    env!("CARGO_BIN_EXE_slaprobe"),
+                ]);
+                c
+            }
+        };
+        let child = command
             .args(["run", "-c"])
             .arg(&file)
             .args(["--listen", &addr.to_string()])

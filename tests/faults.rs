@@ -1,0 +1,267 @@
+//! `slaprobe run` as a process under faults that are not Kafka's: clients
+//! that hold HTTP connections open, signals at awkward moments. The cluster
+//! is librdkafka's mock cluster in this test process.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{http_get, poll_until, scratch, Slaprobe};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+
+const TOPIC: &str = "slaprobe.faults";
+
+fn cluster() -> MockCluster<'static, DefaultProducerContext> {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic(TOPIC, 3, 1).expect("topic");
+    mock
+}
+
+fn heartbeat(bootstrap: &str) -> String {
+    format!(
+        r#"clusters:
+  it: {{ bootstrap: '{bootstrap}' }}
+probes:
+  - name: faults
+    type: heartbeat
+    cluster: it
+    topic: {TOPIC}
+    interval: 100ms
+    deadline: 5s
+"#
+    )
+}
+
+fn delivered(s: &Slaprobe) -> f64 {
+    common::metric_if_present(&s.metrics(), "slaprobe_canaries_delivered_total", &[]).unwrap_or(0.0)
+}
+
+#[test]
+fn two_thousand_idle_half_open_connections_neither_block_metrics_nor_probing() {
+    // This process holds the client side of every connection.
+    let limit = slaprobe::serve::raise_open_files_limit();
+    if limit < 2_300 {
+        common::missing_prerequisite(
+            "an open-files hard limit of at least 2,300 for the test process",
+            "raise it (ulimit -Hn) for the user that runs the tests",
+        );
+        return;
+    }
+    let mock = cluster();
+    let dir = scratch("half-open");
+    // Started as containers and systemd start processes: soft limit 1,024.
+    let s = Slaprobe::start_with_open_files(
+        &dir,
+        "half-open",
+        &heartbeat(&mock.bootstrap_servers()),
+        Some("-Sn 1024"),
+    );
+    assert!(
+        poll_until(Duration::from_secs(30), || delivered(&s) > 0.0),
+        "delivers before the connections; log:\n{}",
+        s.log()
+    );
+
+    // Half of them send nothing, half a request head that never ends.
+    let mut held = Vec::with_capacity(2_000);
+    for i in 0..2_000 {
+        let mut c = TcpStream::connect(s.addr).expect("connect");
+        if i % 2 == 1 {
+            let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+        }
+        held.push(c);
+    }
+    let before = delivered(&s);
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        if let Ok((200, body)) = http_get(s.addr, "/metrics") {
+            assert!(body.contains("slaprobe_canaries_sent_total"));
+            best = best.min(t.elapsed());
+        }
+    }
+    println!("/metrics with 2,000 idle connections held: {best:?} (best of 3)");
+    assert!(
+        best < Duration::from_secs(1),
+        "/metrics answered within 1 s"
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || delivered(&s) >= before + 10.0),
+        "probes keep delivering while the connections are held; log:\n{}",
+        s.log()
+    );
+    let log = s.log();
+    assert!(
+        log.contains("raised the open-files limit") && !log.contains("accept failed"),
+        "the soft limit was raised and every connection accepted; log:\n{log}"
+    );
+    drop(held);
+    let lost = common::metric(&s.metrics(), "slaprobe_canaries_lost_total", &[]);
+    assert_eq!(lost, 0.0);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn connections_over_the_cap_are_refused_without_starving_kafka() {
+    // 600 descriptors leave room for 88 HTTP connections.
+    let mock = cluster();
+    let dir = scratch("fd-cap");
+    let s = Slaprobe::start_with_open_files(
+        &dir,
+        "fd-cap",
+        &heartbeat(&mock.bootstrap_servers()),
+        Some("-n 600"),
+    );
+    assert!(
+        poll_until(Duration::from_secs(30), || delivered(&s) > 0.0),
+        "delivers; log:\n{}",
+        s.log()
+    );
+    let before = delivered(&s);
+    let held: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(s.addr).ok())
+        .collect();
+    assert!(
+        poll_until(Duration::from_secs(10), || s
+            .log()
+            .contains("88 HTTP connections open, the most allowed")),
+        "refusals are logged with the cap; log:\n{}",
+        s.log()
+    );
+    // Probing goes on while HTTP is full: 3 s at 30 canaries/s.
+    std::thread::sleep(Duration::from_secs(3));
+    drop(held);
+    let during = delivered(&s) - before;
+    assert!(during >= 45.0, "delivered {during} while HTTP was full");
+    assert_eq!(
+        common::metric(&s.metrics(), "slaprobe_canaries_lost_total", &[]),
+        0.0
+    );
+    assert!(s.stop().success());
+}
+
+/// A TCP server that accepts connections and never answers (a broker or an
+/// Alertmanager that hangs); how many it accepted.
+fn black_hole() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(c);
+        }
+    });
+    (addr, accepted)
+}
+
+/// Sends each of `signals` (`kill -s` names) 300 ms apart and returns how
+/// long after the first the process took to exit, and its status.
+fn exit_after(mut s: Slaprobe, signals: &[&str]) -> (Duration, std::process::ExitStatus) {
+    let t = Instant::now();
+    let mut sent = 0;
+    loop {
+        if let Ok(Some(status)) = s.child.try_wait() {
+            return (t.elapsed(), status);
+        }
+        if sent < signals.len() && t.elapsed() >= Duration::from_millis(300) * sent as u32 {
+            let _ = std::process::Command::new("kill")
+                .args(["-s", signals[sent], &s.child.id().to_string()])
+                .status();
+            sent += 1;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "slaprobe still runs 20 s after {signals:?}; log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn shutdown_is_bounded_while_the_broker_hangs_during_topic_creation() {
+    let (broker, accepted) = black_hole();
+    let dir = scratch("hung-broker");
+    let yaml = heartbeat(&broker.to_string()).replace(
+        "deadline: 5s\n",
+        "deadline: 5s\n    topic_management: { create: true }\n",
+    );
+    let s = Slaprobe::start(&dir, "hung-broker", &yaml);
+    assert!(
+        poll_until(Duration::from_secs(10), || accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0),
+        "slaprobe connects to the broker"
+    );
+    assert!(!s.ready());
+    let (took, status) = exit_after(s, &["TERM"]);
+    println!("SIGTERM while the broker hangs: exited in {took:?} ({status})");
+    assert!(took <= Duration::from_millis(10_500), "exited in {took:?}");
+}
+
+#[test]
+fn shutdown_is_bounded_when_every_broker_stops_answering_mid_run() {
+    let mock = cluster();
+    let dir = scratch("slow-broker");
+    let s = Slaprobe::start(&dir, "slow-broker", &heartbeat(&mock.bootstrap_servers()));
+    assert!(poll_until(Duration::from_secs(30), || delivered(&s) > 10.0));
+    // Canaries in flight to a broker that answers in a minute.
+    mock.broker_round_trip_time(1, Duration::from_secs(60))
+        .expect("rtt");
+    std::thread::sleep(Duration::from_secs(1));
+    let (took, status) = exit_after(s, &["TERM"]);
+    println!("SIGTERM with every request hung: exited in {took:?} ({status})");
+    assert!(took <= Duration::from_millis(10_500), "exited in {took:?}");
+}
+
+#[test]
+fn shutdown_is_bounded_while_alertmanager_hangs() {
+    let mock = cluster();
+    let (am, accepted) = black_hole();
+    let dir = scratch("hung-am");
+    let yaml = format!(
+        "alertmanager: {{ url: 'http://{am}' }}\n{}    slos:\n      - {{ sli: latency, threshold: 1us, objective: 99.9% }}\n",
+        heartbeat(&mock.bootstrap_servers())
+    );
+    let s = Slaprobe::start(&dir, "hung-am", &yaml);
+    assert!(
+        poll_until(Duration::from_secs(60), || accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0),
+        "slaprobe pushes an alert; log:\n{}",
+        s.log()
+    );
+    let (took, status) = exit_after(s, &["TERM"]);
+    println!("SIGTERM with a push to a hung Alertmanager: exited in {took:?} ({status})");
+    assert!(took <= Duration::from_millis(10_500), "exited in {took:?}");
+    assert!(status.success(), "a hung push does not fail the shutdown");
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let (broker, _) = black_hole();
+    let dir = scratch("second-signal");
+    let yaml = heartbeat(&broker.to_string()).replace(
+        "deadline: 5s\n",
+        "deadline: 5s\n    topic_management: { create: true }\n",
+    );
+    let s = Slaprobe::start(&dir, "second-signal", &yaml);
+    std::thread::sleep(Duration::from_secs(1));
+    let log = s.log.clone();
+    let (took, status) = exit_after(s, &["TERM", "INT"]);
+    println!("SIGTERM then SIGINT 300 ms later: exited in {took:?} ({status})");
+    assert!(took < Duration::from_secs(3), "exited in {took:?}");
+    assert!(!status.success());
+    assert!(std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("second signal"));
+}

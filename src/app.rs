@@ -74,7 +74,8 @@ pub struct App {
     evaluator: Evaluator,
     /// How often SLOs are evaluated.
     pub eval_tick: Duration,
-    pusher: Option<Pusher>,
+    /// The Alertmanager configuration and a pusher per replica.
+    pusher: Option<(crate::config::Alertmanager, Vec<Pusher>)>,
     status: StatusSources,
     /// Where SLO windows and alert state are saved, when configured.
     state_dir: Option<Arc<StateDir>>,
@@ -160,7 +161,7 @@ impl App {
                     .external_url
                     .as_ref()
                     .map(|_| config.server.status_link());
-                Pusher::new(&am.url, generator)
+                Pusher::for_each_url(am, generator).map(|p| (am.clone(), p))
             })
             .transpose()?;
         let status = StatusSources {
@@ -246,8 +247,12 @@ impl App {
             self.evaluator
                 .run(self.eval_tick, eval_cancel.clone(), snapshots),
         );
-        if let Some(pusher) = self.pusher {
-            tasks.spawn(pusher.run(alerts, self.was_firing, cancel.clone()));
+        if let Some((am, pushers)) = self.pusher {
+            let labels = am.labels_for(local, &crate::util::hostname());
+            for mut pusher in pushers {
+                pusher.labels = labels.clone();
+                tasks.spawn(pusher.run(alerts.clone(), self.was_firing.clone(), cancel.clone()));
+            }
         }
         tasks.close();
 

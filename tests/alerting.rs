@@ -43,7 +43,8 @@ async fn dropping_demo(
     let bootstrap = cluster.bootstrap();
     let mut config = demo::config(&bootstrap).expect("demo config");
     config.alertmanager = Some(Alertmanager {
-        url: alertmanager.to_string(),
+        urls: vec![alertmanager.to_string()],
+        ..Default::default()
     });
     config.server.external_url = Some("http://slaprobe.test:9464".into());
     let cancel = CancellationToken::new();

@@ -53,11 +53,12 @@ fn two_thousand_idle_half_open_connections_neither_block_metrics_nor_probing() {
     let mock = cluster();
     let dir = scratch("half-open");
     // Started as containers and systemd start processes: soft limit 1,024.
-    let s = Slaprobe::start_with_open_files(
+    let s = Slaprobe::start_with(
         &dir,
         "half-open",
         &heartbeat(&mock.bootstrap_servers()),
         Some("-Sn 1024"),
+        None,
     );
     assert!(
         poll_until(Duration::from_secs(30), || delivered(&s) > 0.0),
@@ -109,11 +110,12 @@ fn connections_over_the_cap_are_refused_without_starving_kafka() {
     // 600 descriptors leave room for 88 HTTP connections.
     let mock = cluster();
     let dir = scratch("fd-cap");
-    let s = Slaprobe::start_with_open_files(
+    let s = Slaprobe::start_with(
         &dir,
         "fd-cap",
         &heartbeat(&mock.bootstrap_servers()),
         Some("-n 600"),
+        None,
     );
     assert!(
         poll_until(Duration::from_secs(30), || delivered(&s) > 0.0),

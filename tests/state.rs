@@ -223,8 +223,10 @@ fn restart_keeps_budget_and_alerts(signal: &str) {
     let (_, since, budget) = page_and_budget(&s).expect("status");
     assert!(budget < 1.0);
 
+    let addr = s.addr;
     stop(s, signal);
-    let after = Slaprobe::start(&dir, "after", &yaml);
+    // Same address, so the same `instance` label on its pushed alerts.
+    let after = Slaprobe::start_with(&dir, "after", &yaml, None, Some(addr));
     // The first evaluation, at start: restored before anything new counts.
     assert!(
         poll_until(Duration::from_secs(20), || page_and_budget(&after)

@@ -37,11 +37,63 @@ pub struct Server {
     pub external_url: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq, Default)]
 pub struct Alertmanager {
-    /// Base URL, e.g. `http://alertmanager:9093`; may carry basic-auth user info
+    /// Base URLs, e.g. `http://alertmanager:9093`, one per replica: every
+    /// replica gets every alert. Each may carry basic-auth user info
     /// (redacted when shown).
-    pub url: String,
+    pub urls: Vec<String>,
+    /// Sent as `Authorization: Bearer`; never shown.
+    pub bearer_token: Option<String>,
+    /// PEM certificates trusted for https besides the system's.
+    pub ca_pem: Option<String>,
+    /// Allows credentials over plain http.
+    pub insecure: bool,
+    /// Added to every pushed alert that lacks them; `job` and `instance`
+    /// default to what Prometheus gives the scraped metrics (see
+    /// [`Alertmanager::labels_for`]), so pushed alerts and the generated
+    /// rules' alerts are one alert in Alertmanager.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Alertmanager {
+    /// `labels` with the defaults `job: slaprobe` and `instance: <host:port>`
+    /// for a slaprobe listening on `listen` (its IP, or the host name when
+    /// it listens on every address).
+    pub fn labels_for(&self, listen: SocketAddr, hostname: &str) -> BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        labels
+            .entry("job".into())
+            .or_insert_with(|| "slaprobe".into());
+        labels.entry("instance".into()).or_insert_with(|| {
+            if listen.ip().is_unspecified() {
+                format!("{hostname}:{}", listen.port())
+            } else {
+                listen.to_string()
+            }
+        });
+        labels
+    }
+}
+
+impl std::fmt::Debug for Alertmanager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|u| crate::util::format::redact_url(u))
+            .collect();
+        f.debug_struct("Alertmanager")
+            .field("urls", &urls)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
+            .field("insecure", &self.insecure)
+            .field("labels", &self.labels)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

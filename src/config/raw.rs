@@ -31,7 +31,15 @@ pub(crate) struct RawServer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAlertmanager {
-    pub url: String,
+    pub url: Option<String>,
+    pub urls: Option<Vec<String>>,
+    /// From `bearer_token_file` (read at load, like every `_file`).
+    pub bearer_token: Option<String>,
+    /// PEM, from `ca_file`.
+    pub ca: Option<String>,
+    #[serde(default)]
+    pub insecure: bool,
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -147,7 +147,8 @@ fn spec_example_parses_into_the_model() {
     assert_eq!(
         c.alertmanager,
         Some(Alertmanager {
-            url: "http://alertmanager:9093".into()
+            urls: vec!["http://alertmanager:9093".into()],
+            ..Default::default()
         })
     );
     let primary = &c.clusters["primary"];
@@ -1063,4 +1064,104 @@ fn external_url_links_alerts_to_the_status_api() {
         err(&format!("server:\n  external_url: slaprobe.example\n{HB}")),
         "test.yaml:2:17: server.external_url: must be an http:// or https:// URL with a host, e.g. `https://slaprobe.example`; got `slaprobe.example`"
     );
+}
+
+#[test]
+fn alertmanager_replicas_credentials_and_labels() {
+    let dir = temp_dir("am");
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cr3t-token\n").expect("token");
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+    let c = ok(&format!(
+        "alertmanager:\n  urls: ['https://am-0:9093', 'https://am-1:9093/prefix']\n  bearer_token_file: {}\n  ca_file: {ca}\n  labels: {{ cluster: eu-1, instance: probe-0 }}\n{HB}",
+        token.display()
+    ));
+    let am = c.alertmanager.expect("alertmanager");
+    assert_eq!(am.urls, ["https://am-0:9093", "https://am-1:9093/prefix"]);
+    assert_eq!(am.bearer_token.as_deref(), Some("s3cr3t-token"));
+    assert!(am.ca_pem.is_some_and(|p| p.contains("BEGIN CERTIFICATE")));
+    // Debug shows neither the token nor any password.
+    let am = ok(&format!(
+        "alertmanager:\n  url: 'https://u:pa55@am:9093'\n  bearer_token_file: {}\n{HB}",
+        token.display()
+    ))
+    .alertmanager
+    .expect("am");
+    let debug = format!("{am:?}");
+    assert!(
+        !debug.contains("s3cr3t") && !debug.contains("pa55"),
+        "{debug}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn alertmanager_default_labels_match_prometheus_scraping_slaprobe() {
+    let am = ok(&format!("alertmanager: {{ url: 'http://am:9093' }}\n{HB}"))
+        .alertmanager
+        .expect("am");
+    let l = am.labels_for("127.0.0.1:9464".parse().unwrap(), "pod-7");
+    assert_eq!(l["job"], "slaprobe");
+    assert_eq!(l["instance"], "127.0.0.1:9464");
+    let l = am.labels_for("0.0.0.0:9464".parse().unwrap(), "pod-7");
+    assert_eq!(l["instance"], "pod-7:9464");
+    let am = ok(&format!(
+        "alertmanager: {{ url: 'http://am:9093', labels: {{ instance: 'x:1', env: prod }} }}\n{HB}"
+    ))
+    .alertmanager
+    .expect("am");
+    let l = am.labels_for("0.0.0.0:9464".parse().unwrap(), "pod-7");
+    assert_eq!(
+        (l["instance"].as_str(), l["env"].as_str(), l["job"].as_str()),
+        ("x:1", "prod", "slaprobe")
+    );
+}
+
+#[test]
+fn alertmanager_errors() {
+    let dir = temp_dir("am-errors");
+    let token = dir.join("token");
+    std::fs::write(&token, "t").expect("token");
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello").expect("file");
+    let cases = [
+        (
+            "alertmanager: { url: 'http://a:1', urls: ['http://b:1'] }\n".to_string(),
+            "test.yaml:1:36: alertmanager.urls: give `url` or `urls`, not both",
+        ),
+        (
+            "alertmanager: { insecure: true }\n".to_string(),
+            "test.yaml:1:15: alertmanager: needs `url` (or `urls`, one per Alertmanager replica), e.g. `url: http://alertmanager:9093`",
+        ),
+        (
+            "alertmanager: { urls: [] }\n".to_string(),
+            "test.yaml:1:23: alertmanager.urls: must list at least one Alertmanager URL",
+        ),
+        (
+            "alertmanager: { urls: ['http://a:1', 'http://u:pw@b:1'] }\n".to_string(),
+            "test.yaml:1:38: alertmanager.urls[1]: basic auth over plain http would send the secret in clear text; use https:// (with `ca_file` for a private CA) or set `insecure: true`",
+        ),
+        (
+            format!("alertmanager: {{ url: 'http://a:1', bearer_token_file: {} }}\n", token.display()),
+            "test.yaml:1:22: alertmanager.url: a bearer token over plain http would send the secret in clear text; use https:// (with `ca_file` for a private CA) or set `insecure: true`",
+        ),
+        (
+            format!("alertmanager: {{ url: 'https://a:1', ca_file: {} }}\n", not_pem.display()),
+            "alertmanager.ca: holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+        ),
+        (
+            "alertmanager: { url: 'https://a:1', labels: { 9x: y } }\n".to_string(),
+            "test.yaml:1:47: alertmanager.labels.9x: is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let got = err(&format!("{yaml}{HB}"));
+        assert!(got.contains(want), "for {yaml}\nwant: {want}\ngot:  {got}");
+        assert!(!got.contains("pw@"), "{got}");
+    }
+    // insecure: true is an explicit choice.
+    ok(&format!(
+        "alertmanager: {{ url: 'http://u:pw@a:1', insecure: true }}\n{HB}"
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -47,7 +47,29 @@ fn write_plan(out: &mut String, c: &Config) -> std::fmt::Result {
         )?,
     }
     match &c.alertmanager {
-        Some(a) => writeln!(out, "alertmanager: {}", redact_url(&a.url))?,
+        Some(a) => {
+            let urls: Vec<String> = a.urls.iter().map(|u| redact_url(u)).collect();
+            let mut extras = Vec::new();
+            if a.bearer_token.is_some() {
+                extras.push("bearer token".to_string());
+            }
+            if a.ca_pem.is_some() {
+                extras.push("ca_file".to_string());
+            }
+            if a.insecure {
+                extras.push("insecure".to_string());
+            }
+            let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            if !labels.is_empty() {
+                extras.push(format!("labels {}", labels.join(",")));
+            }
+            let extras = if extras.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", extras.join("; "))
+            };
+            writeln!(out, "alertmanager: {}{extras}", urls.join(", "))?
+        }
         None => writeln!(
             out,
             "alertmanager: none (alert state is exported as metrics only)"

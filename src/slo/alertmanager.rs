@@ -26,13 +26,15 @@ pub const RESEND: Duration = Duration::from_secs(60);
 const ENDS_AFTER: u32 = 4;
 /// Per-request timeout: a hung Alertmanager must not stall the loop.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this much of an error response's body is read and logged.
+const ERROR_BODY_LIMIT: usize = 512;
 /// Resolved alerts not yet delivered are kept at most this many (oldest
 /// dropped first), so an Alertmanager down for days cannot grow memory.
 const MAX_PENDING_RESOLVED: usize = 1000;
 
 #[derive(Debug, Serialize)]
 struct PostableAlert<'a> {
-    labels: &'a BTreeMap<String, String>,
+    labels: BTreeMap<&'a str, &'a str>,
     annotations: &'a BTreeMap<String, String>,
     #[serde(rename = "startsAt")]
     starts_at: String,
@@ -52,57 +54,94 @@ pub enum PushError {
     Client(#[source] reqwest::Error),
     #[error("invalid Alertmanager URL {0}")]
     Url(String),
+    #[error("alertmanager.ca_file")]
+    Ca(#[source] reqwest::Error),
 }
 
+/// Pushes to one Alertmanager replica (one per URL: every replica gets
+/// every alert, each with its own retry pace).
 pub struct Pusher {
     client: reqwest::Client,
+    /// Without user info; that is in `basic_auth`.
     endpoint: reqwest::Url,
+    basic_auth: Option<(String, Option<String>)>,
+    bearer_token: Option<String>,
+    /// Added to every alert that lacks them (see
+    /// [`crate::config::Alertmanager::labels_for`]).
+    pub labels: BTreeMap<String, String>,
     /// Where a person finds more (this slaprobe's status API), if known.
     generator_url: Option<String>,
 }
 
 impl Pusher {
-    /// `url` is Alertmanager's base URL (`http://alertmanager:9093`); user
-    /// info in it becomes basic auth.
-    pub fn new(url: &str, generator_url: Option<String>) -> Result<Pusher, PushError> {
-        let mut base = reqwest::Url::parse(url).map_err(|_| PushError::Url(redact(url)))?;
-        // A base path without a trailing slash is a directory all the same.
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        let endpoint = base
-            .join("api/v2/alerts")
-            .map_err(|_| PushError::Url(redact(url)))?;
-        let client = reqwest::Client::builder()
+    /// One pusher per URL of `am`; user info in a URL becomes basic auth.
+    pub fn for_each_url(
+        am: &crate::config::Alertmanager,
+        generator_url: Option<String>,
+    ) -> Result<Vec<Pusher>, PushError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(PushError::Client)?;
-        Ok(Pusher {
-            client,
-            endpoint,
-            generator_url,
-        })
+            // Credentials never follow a redirect; Alertmanager sends none.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = &am.ca_pem {
+            for cert in
+                reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(PushError::Ca)?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(PushError::Client)?;
+        am.urls
+            .iter()
+            .map(|url| {
+                let (endpoint, basic_auth) = endpoint(url)?;
+                Ok(Pusher {
+                    client: client.clone(),
+                    endpoint,
+                    basic_auth,
+                    bearer_token: am.bearer_token.clone(),
+                    labels: am.labels.clone(),
+                    generator_url: generator_url.clone(),
+                })
+            })
+            .collect()
     }
 
     async fn post(&self, alerts: &[PostableAlert<'_>]) -> Result<(), String> {
-        let mut url = self.endpoint.clone();
-        let user = url.username().to_string();
-        let password = url.password().map(str::to_string);
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        let mut req = self.client.post(url).json(alerts);
-        if !user.is_empty() {
-            req = req.basic_auth(user, password);
+        let mut req = self.client.post(self.endpoint.clone()).json(alerts);
+        if let Some((user, password)) = &self.basic_auth {
+            req = req.basic_auth(user, password.as_ref());
         }
-        let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
+        if let Some(token) = &self.bearer_token {
+            req = req.bearer_auth(token);
+        }
+        let mut resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                format!("no answer within {REQUEST_TIMEOUT:?}")
+            } else {
+                crate::util::format::error_chain(&e.without_url())
+            }
+        })?;
         let status = resp.status();
         if status.is_success() {
-            Ok(())
-        } else {
-            let body = resp.text().await.unwrap_or_default();
-            Err(format!("HTTP {status}: {}", body.trim()))
+            return Ok(());
         }
+        // Only the start of the body: an error page may be megabytes.
+        let mut body = Vec::new();
+        while body.len() < ERROR_BODY_LIMIT {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let more = body.len() > ERROR_BODY_LIMIT;
+        body.truncate(ERROR_BODY_LIMIT);
+        let text = String::from_utf8_lossy(&body);
+        Err(format!(
+            "HTTP {status}: {}{}",
+            text.trim(),
+            if more { " [truncated]" } else { "" }
+        ))
     }
 
     /// Sends until `cancel`: on every change of the firing set, and every
@@ -197,8 +236,15 @@ impl Pusher {
     }
 
     fn postable<'a>(&'a self, a: &'a Alert, ends_at: String) -> PostableAlert<'a> {
+        let mut labels: BTreeMap<&str, &str> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        // The alert's own labels win, as over Prometheus' external labels.
+        labels.extend(a.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         PostableAlert {
-            labels: &a.labels,
+            labels,
             annotations: &a.annotations,
             // Never after now: Alertmanager rejects an alert that starts
             // after it ends (the evaluator's clock is the wall clock in
@@ -210,19 +256,45 @@ impl Pusher {
     }
 }
 
+/// Alertmanager's v2 alerts endpoint under base `url`, and the basic-auth
+/// credentials `url` carries.
+#[allow(clippy::type_complexity)]
+fn endpoint(url: &str) -> Result<(reqwest::Url, Option<(String, Option<String>)>), PushError> {
+    let mut base = reqwest::Url::parse(url).map_err(|_| PushError::Url(redact(url)))?;
+    let basic_auth = (!base.username().is_empty()).then(|| {
+        (
+            base.username().to_string(),
+            base.password().map(str::to_string),
+        )
+    });
+    let _ = base.set_username("");
+    let _ = base.set_password(None);
+    // A base path without a trailing slash is a directory all the same.
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    let endpoint = base
+        .join("api/v2/alerts")
+        .map_err(|_| PushError::Url(redact(url)))?;
+    Ok((endpoint, basic_auth))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_and_redaction() {
-        let p = Pusher::new("http://user:secret@am:9093/", None).expect("pusher");
-        assert_eq!(p.endpoint.path(), "/api/v2/alerts");
-        assert!(!redact(p.endpoint.as_str()).contains("secret"));
+    fn endpoint_and_credentials() {
+        let (e, auth) = endpoint("http://user:secret@am:9093/").expect("url");
+        assert_eq!(e.as_str(), "http://am:9093/api/v2/alerts");
+        assert_eq!(auth, Some(("user".into(), Some("secret".into()))));
         for base in ["http://am:9093/prefix/", "http://am:9093/prefix"] {
-            let p = Pusher::new(base, None).expect("pusher");
-            assert_eq!(p.endpoint.as_str(), "http://am:9093/prefix/api/v2/alerts");
+            let (e, auth) = endpoint(base).expect("url");
+            assert_eq!(e.as_str(), "http://am:9093/prefix/api/v2/alerts");
+            assert_eq!(auth, None);
         }
-        assert!(Pusher::new("not a url", None).is_err());
+        let err = endpoint("not a url").map(|_| ()).unwrap_err().to_string();
+        assert_eq!(err, "invalid Alertmanager URL not a url");
     }
 }

@@ -8,3 +8,14 @@ pub mod backoff;
 pub mod format;
 
 pub use backoff::Backoff;
+
+/// This machine's (or pod's) host name: the kernel's, else `$HOSTNAME`,
+/// else `localhost`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}

@@ -300,6 +300,16 @@ impl Prometheus {
         target: SocketAddr,
         rule_files: &[std::path::PathBuf],
     ) -> Option<Prometheus> {
+        Self::start_alerting(dir, target, rule_files, None)
+    }
+
+    /// [`Prometheus::start`], sending its alerts to `alertmanager`.
+    pub fn start_alerting(
+        dir: &std::path::Path,
+        target: SocketAddr,
+        rule_files: &[std::path::PathBuf],
+        alertmanager: Option<SocketAddr>,
+    ) -> Option<Prometheus> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port");
@@ -311,7 +321,12 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rules}scrape_configs:\n  - job_name: slaprobe\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rules}scrape_configs:\n  - job_name: slaprobe\n    static_configs:\n      - targets: ['{target}']\n{}",
+                alertmanager
+                    .map(|a| format!(
+                        "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{a}']\n"
+                    ))
+                    .unwrap_or_default()
             ),
         )
         .expect("prometheus config");
@@ -402,6 +417,12 @@ impl Drop for Alertmanager {
 impl Alertmanager {
     /// `None` (SKIP, or a failure with CI=true) when it is not installed.
     pub fn start() -> Option<Alertmanager> {
+        Self::start_with_web_config(None)
+    }
+
+    /// [`Alertmanager::start`] with `--web.config.file` holding `web` (TLS,
+    /// basic auth).
+    pub fn start_with_web_config(web: Option<&str>) -> Option<Alertmanager> {
         let bin = ["prometheus-alertmanager", "alertmanager"]
             .into_iter()
             .find(|b| {
@@ -432,7 +453,13 @@ impl Alertmanager {
             "route:\n  receiver: 'null'\n  group_wait: 0s\nreceivers:\n  - name: 'null'\n",
         )
         .expect("config");
-        let child = std::process::Command::new(bin)
+        let mut command = std::process::Command::new(bin);
+        if let Some(web) = web {
+            let file = dir.join("web.yml");
+            std::fs::write(&file, web).expect("web config");
+            command.arg(format!("--web.config.file={}", file.display()));
+        }
+        let child = command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address={addr}"))
@@ -484,21 +511,23 @@ pub struct Slaprobe {
 
 impl Slaprobe {
     pub fn start(dir: &std::path::Path, name: &str, yaml: &str) -> Slaprobe {
-        Self::start_with_open_files(dir, name, yaml, None)
+        Self::start_with(dir, name, yaml, None, None)
     }
 
     /// [`Slaprobe::start`] under the shell's `ulimit {open_files}` (for
-    /// example `-Sn 1024`: soft limit only), then `exec`.
-    pub fn start_with_open_files(
+    /// example `-Sn 1024`: soft limit only, then `exec`), listening on
+    /// `addr` (a restart keeps its address, as a pod does) or a free port.
+    pub fn start_with(
         dir: &std::path::Path,
         name: &str,
         yaml: &str,
         open_files: Option<&str>,
+        addr: Option<SocketAddr>,
     ) -> Slaprobe {
         let file = dir.join(format!("{name}.yaml"));
         std::fs::write(&file, yaml).expect("write config");
         let log = dir.join(format!("{name}.log"));
-        let addr = free_addr();
+        let addr = addr.unwrap_or_else(free_addr);
         let mut command = match open_files {
             None => std::process::Command::new(env!("CARGO_BIN_EXE_slaprobe")),
             Some(n) => {

@@ -271,18 +271,90 @@ impl<'a> Validator<'a> {
 
     fn alertmanager(&mut self) -> Option<Alertmanager> {
         let f = self.singleton("alertmanager")?;
-        let url = &f.raw.alertmanager.as_ref()?.url;
-        if !is_http_url(url) {
-            self.err(At::root(f).child("alertmanager").at_val(
-                "url",
-                format!(
+        let raw = f.raw.alertmanager.as_ref()?;
+        let at = At::root(f).child("alertmanager");
+        let before = self.errors.len();
+        let urls: Vec<(At<'_>, &str)> = match (&raw.url, &raw.urls) {
+            (Some(_), Some(_)) => {
+                self.err(at.at_key("urls", "give `url` or `urls`, not both"));
+                return None;
+            }
+            (None, None) => {
+                self.err(at.here(
+                    "needs `url` (or `urls`, one per Alertmanager replica), e.g. `url: http://alertmanager:9093`",
+                ));
+                return None;
+            }
+            (Some(u), None) => vec![(at.child("url"), u.as_str())],
+            (None, Some(us)) if us.is_empty() => {
+                self.err(at.at_val("urls", "must list at least one Alertmanager URL"));
+                return None;
+            }
+            (None, Some(us)) => us
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (at.child("urls").item(i), u.as_str()))
+                .collect(),
+        };
+        for (url_at, url) in &urls {
+            if !is_http_url(url) {
+                self.err(url_at.here(format!(
                     "must be an http:// or https:// URL with a host, e.g. `http://alertmanager:9093`; got `{}`",
                     redact_url(url)
-                ),
-            ));
+                )));
+            } else if url.starts_with("http://") && !raw.insecure {
+                let credential = if has_userinfo(url) {
+                    Some("basic auth")
+                } else if raw.bearer_token.is_some() {
+                    Some("a bearer token")
+                } else {
+                    None
+                };
+                if let Some(credential) = credential {
+                    self.err(url_at.here(format!(
+                        "{credential} over plain http would send the secret in clear text; \
+                         use https:// (with `ca_file` for a private CA) or set `insecure: true`"
+                    )));
+                }
+            }
+        }
+        if let Some(pem) = &raw.ca {
+            if let Err(e) = reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+                self.err(at.at_val("ca", format!("is not a PEM certificate bundle: {e}")));
+            } else if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                self.err(at.at_val(
+                    "ca",
+                    "holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+                ));
+            }
+        }
+        if let Some(token) = &raw.bearer_token {
+            if token.trim().is_empty() || token.trim().contains(char::is_whitespace) {
+                self.err(at.at_val(
+                    "bearer_token",
+                    "must be one token without spaces (a trailing newline is fine)",
+                ));
+            }
+        }
+        let labels = raw.labels.clone().unwrap_or_default();
+        for name in labels.keys() {
+            if !is_label_name(name) {
+                self.err(at.child("labels").at_key(
+                    name,
+                    "is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+                ));
+            }
+        }
+        if self.errors.len() > before {
             return None;
         }
-        Some(Alertmanager { url: url.clone() })
+        Some(Alertmanager {
+            urls: urls.iter().map(|(_, u)| u.to_string()).collect(),
+            bearer_token: raw.bearer_token.as_ref().map(|t| t.trim().to_string()),
+            ca_pem: raw.ca.clone(),
+            insecure: raw.insecure,
+            labels,
+        })
     }
 
     fn defaults(&mut self) -> Defaults {
@@ -452,6 +524,23 @@ impl<'a> Validator<'a> {
 }
 
 /// `http://` or `https://` followed by a host.
+/// `http://user[:password]@host…`
+fn has_userinfo(url: &str) -> bool {
+    url.split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+        .is_some_and(|authority| authority.contains('@'))
+}
+
+/// A Prometheus label name a user may set.
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with("__")
+}
+
 fn is_http_url(url: &str) -> bool {
     url.strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -239,23 +239,9 @@ impl Stub {
 
 fn serve_one(conn: std::net::TcpStream, answer: Answer, seen: &Mutex<Vec<String>>) {
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-    let mut head = String::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let mut body = vec![0u8; length];
-    let _ = reader.read_exact(&mut body);
+    let Some((head, body)) = common::read_request(&mut reader) else {
+        return;
+    };
     seen.lock()
         .expect("lock")
         .push(format!("{head}\r\n{}", String::from_utf8_lossy(&body)));

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::util::format::REDACTED;
+
 pub use crate::canary::MatchRule;
 
 /// The whole, validated configuration.
@@ -26,7 +28,7 @@ pub struct Config {
     pub probes: Vec<Probe>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Server {
     /// HTTP listen address for /metrics, /healthz, /readyz. Default 0.0.0.0:9464
     /// (9464 is the port Prometheus' exporter registry has for slaprobe-like
@@ -96,7 +98,7 @@ impl std::fmt::Debug for Alertmanager {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Clone, PartialEq, Default)]
 pub struct Cluster {
     pub name: String,
     /// Comma-separated `host:port` list, passed as `bootstrap.servers`.
@@ -114,6 +116,33 @@ impl Cluster {
     /// Whether the value of librdkafka option `key` must never be shown.
     pub fn is_secret(&self, key: &str) -> bool {
         is_secret_key(key) || self.secret_keys.contains(key)
+    }
+}
+
+/// `map` with the values `is_secret` picks replaced, for `Debug`.
+fn redacted_map(
+    map: &BTreeMap<String, String>,
+    is_secret: impl Fn(&str) -> bool,
+) -> BTreeMap<&str, &str> {
+    map.iter()
+        .map(|(k, v)| {
+            let v = if is_secret(k) { REDACTED } else { v.as_str() };
+            (k.as_str(), v)
+        })
+        .collect()
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("bootstrap", &self.bootstrap)
+            .field(
+                "librdkafka",
+                &redacted_map(&self.librdkafka, |k| self.is_secret(k)),
+            )
+            .field("secret_keys", &self.secret_keys)
+            .finish()
     }
 }
 
@@ -208,11 +237,28 @@ pub const STATUS_PATH: &str = "/api/v1/status";
 impl Server {
     /// The status API as people reach it: a full URL with `external_url`,
     /// else the path.
+    /// The status API's address for links in alerts and rules: never with
+    /// the user info `external_url` may carry.
     pub fn status_link(&self) -> String {
         match &self.external_url {
-            Some(u) => format!("{u}{STATUS_PATH}"),
+            Some(u) => format!("{}{STATUS_PATH}", crate::util::format::strip_userinfo(u)),
             None => STATUS_PATH.to_string(),
         }
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("listen", &self.listen)
+            .field(
+                "external_url",
+                &self
+                    .external_url
+                    .as_deref()
+                    .map(crate::util::format::redact_url),
+            )
+            .finish()
     }
 }
 
@@ -262,7 +308,7 @@ pub struct Pipeline {
     pub outputs: Vec<PipelineOutput>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct PipelineInput {
     pub cluster: String,
     pub topic: String,
@@ -271,6 +317,31 @@ pub struct PipelineInput {
     /// Payload template (placeholders in `canary::template`).
     pub payload: String,
     pub headers: BTreeMap<String, String>,
+    /// Header names whose value was read from a `<name>_file`: secret
+    /// whatever their name (see [`PipelineInput::is_secret_header`]).
+    pub secret_headers: BTreeSet<String>,
+}
+
+impl PipelineInput {
+    /// Whether the value of header `name` must never be shown.
+    pub fn is_secret_header(&self, name: &str) -> bool {
+        is_secret_key(name) || self.secret_headers.contains(name)
+    }
+}
+
+impl fmt::Debug for PipelineInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineInput")
+            .field("cluster", &self.cluster)
+            .field("topic", &self.topic)
+            .field("key", &self.key)
+            .field("payload", &self.payload)
+            .field(
+                "headers",
+                &redacted_map(&self.headers, |k| self.is_secret_header(k)),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -342,8 +413,11 @@ pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
         "password",
+        "passphrase",
         "secret",
         "token",
+        "private.key",
+        "oauthbearer.config",
         "jaas",
         "credential",
         ".pem",

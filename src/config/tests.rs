@@ -1165,3 +1165,38 @@ fn alertmanager_errors() {
     ));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn debug_of_a_config_shows_no_secret() {
+    let dir = temp_dir("debug-secrets");
+    let header = dir.join("header");
+    std::fs::write(&header, "hdr-s3cret").expect("file");
+    let key = dir.join("key");
+    std::fs::write(&key, "key-s3cret").expect("file");
+    let env = env_of(&[("PW", "env-s3cret")]);
+    let yaml = format!(
+        r#"server: {{ external_url: 'https://u:url-s3cret@x.example' }}
+alertmanager: {{ url: 'https://u:am-s3cret@am:9093' }}
+clusters:
+  c1:
+    bootstrap: k:9092
+    librdkafka:
+      sasl.password: '${{PW}}'
+      sasl.oauthbearer.config: 'principal=p extension_x=oauth-s3cret'
+      ssl.key.password_file: {}
+probes:
+  - name: pl
+    type: pipeline
+    input: {{ cluster: c1, topic: in, payload: '{{"id":"{{{{id}}}}"}}', headers: {{ x-auth_file: {} }} }}
+    outputs:
+      - {{ name: out, cluster: c1, topic: out, match: {{ json: /id }} }}
+"#,
+        key.display(),
+        header.display()
+    );
+    let c = load_str("test.yaml", &yaml, &env).expect("valid");
+    let debug = format!("{c:?} {c:#?}");
+    assert!(!debug.contains("s3cret"), "{debug}");
+    assert!(debug.contains("<redacted>"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

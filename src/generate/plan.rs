@@ -149,7 +149,7 @@ fn write_pipeline(out: &mut String, pl: &Pipeline) -> std::fmt::Result {
     }
     writeln!(out, "      payload: {}", i.payload)?;
     for (k, v) in &i.headers {
-        let v = if is_secret_key(k) { REDACTED } else { v };
+        let v = if i.is_secret_header(k) { REDACTED } else { v };
         writeln!(out, "      header {k}: {v}")?;
     }
     writeln!(out, "    outputs:")?;

@@ -86,6 +86,16 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// What a redacted secret reads as wherever configuration is shown.
 pub const REDACTED: &str = "<redacted>";
 
+/// `url` without the `user:pass@` of its authority (for links people click:
+/// the browser asks for credentials itself).
+pub fn strip_userinfo(url: &str) -> String {
+    let redacted = redact_url(url);
+    match redacted.split_once(&format!("{REDACTED}@")) {
+        Some((scheme, rest)) if redacted != url => format!("{scheme}{rest}"),
+        _ => url.to_string(),
+    }
+}
+
 /// `user:pass@` in a URL's authority becomes `<redacted>@`. Works on any
 /// string, parsable or not, so an invalid URL in an error message leaks
 /// nothing either.
@@ -109,6 +119,18 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_info_is_redacted_or_stripped() {
+        let u = "https://u:p%40ss@slaprobe.example:8443/x?y#z";
+        assert_eq!(
+            redact_url(u),
+            "https://<redacted>@slaprobe.example:8443/x?y#z"
+        );
+        assert_eq!(strip_userinfo(u), "https://slaprobe.example:8443/x?y#z");
+        assert_eq!(strip_userinfo("http://plain:80/a@b"), "http://plain:80/a@b");
+        assert_eq!(strip_userinfo("not a url"), "not a url");
+    }
 
     #[test]
     fn durations_are_compact() {

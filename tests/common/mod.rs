@@ -650,3 +650,26 @@ pub fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
         );
     }
 }
+
+/// Reads one HTTP/1.1 request from `reader`: its head (request line and
+/// headers) and its body (by `Content-Length`); `None` at end of stream.
+pub fn read_request(reader: &mut impl std::io::BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((head, body))
+}

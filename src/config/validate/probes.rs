@@ -311,6 +311,7 @@ impl Validator<'_> {
                     key: None,
                     payload: String::new(),
                     headers: BTreeMap::new(),
+                    secret_headers: Default::default(),
                 }
             }
             Some(ri) => {
@@ -343,6 +344,12 @@ impl Validator<'_> {
                     key: ri.key.clone(),
                     payload: ri.payload.clone(),
                     headers: ri.headers.clone(),
+                    secret_headers: ri
+                        .headers
+                        .keys()
+                        .filter(|h| hat.is_from_file(h))
+                        .cloned()
+                        .collect(),
                 }
             }
         };

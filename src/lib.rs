@@ -43,5 +43,8 @@ pub mod serve;
 
 pub mod generate;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod props;
+
 pub mod app;
 pub mod demo;

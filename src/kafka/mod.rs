@@ -20,6 +20,10 @@ use crate::config::{Cluster, TopicManagement};
 /// `librdkafka: { fetch.wait.max.ms: … }`.
 pub const DEFAULT_FETCH_WAIT_MS: &str = "10";
 
+/// librdkafka's `reconnect.backoff.max.ms` for every client (its default is
+/// 10 s); a user's `librdkafka:` setting wins.
+pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+
 /// How long one metadata request may take before we retry later.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -29,7 +33,11 @@ pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 fn base_config(cluster: &Cluster, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cluster.bootstrap)
-        .set("client.id", "slaprobe");
+        .set("client.id", "slaprobe")
+        // librdkafka backs off reconnecting up to 10 s; a prober must see a
+        // broker's return within a second or two (and its broker threads
+        // time out queued canaries only when they wake up).
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
     for (k, v) in defaults {
         c.set(*k, *v);
     }

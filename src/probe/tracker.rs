@@ -12,7 +12,7 @@
 //! entries is bounded by rate × deadline (the producer's message timeout is
 //! the deadline, so no entry waits for its ack much longer than that).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// What happened to a canary, as reported to the probe.
@@ -155,6 +155,9 @@ struct PartitionState {
     entries: VecDeque<Entry>,
     /// Highest seq whose first arrival has been seen (out-of-order judge).
     max_arrived: Option<u64>,
+    /// Resolved-and-unusual canaries below `base`, in seq order (they are
+    /// appended as they leave `entries`), so found by binary search.
+    resolved: VecDeque<(u64, Resolved)>,
 }
 
 impl PartitionState {
@@ -169,19 +172,23 @@ impl PartitionState {
 enum Resolved {
     Lost,
     Failed,
+    /// Lost, then arrived (reported late): later copies are duplicates.
+    Late,
 }
 
 /// Resolved-and-unusual canaries remembered per tracker. Loss is rare in a
-/// healthy system, so this only fills during incidents; 64k entries of ~24
-/// bytes bound it to ~1.5 MiB, enough for every lost canary of an hour-long
-/// outage at ~18 canaries/s. Older ones arriving after that count as duplicates.
+/// healthy system, so this only fills during incidents: 64k entries of 20
+/// bytes (16 in their partition's list, 4 in the tracker's eviction order)
+/// bound it to 1.3 MiB, every lost canary of an hour-long outage at ~18
+/// canaries/s. Older ones arriving after that count as duplicates.
 const RESOLVED_MEMORY: usize = 65_536;
 
 pub struct Tracker {
     deadline: Duration,
     partitions: Vec<PartitionState>,
-    resolved: HashMap<(i32, u64), Resolved>,
-    resolved_order: VecDeque<(i32, u64)>,
+    /// The partition of every remembered resolved canary, oldest first:
+    /// the oldest overall is the front of that partition's list.
+    resolved_order: VecDeque<u32>,
     /// Sent and not yet resolved (pending or acked, not yet arrived).
     in_flight: usize,
 }
@@ -191,7 +198,6 @@ impl Tracker {
         Tracker {
             deadline,
             partitions: Vec::new(),
-            resolved: HashMap::new(),
             resolved_order: VecDeque::new(),
             in_flight: 0,
         }
@@ -298,15 +304,20 @@ impl Tracker {
             return Arrival::Unknown;
         }
         if seq < p.base {
-            return match self.resolved.get(&(partition, seq)) {
-                Some(Resolved::Lost) => {
+            let found = p
+                .resolved
+                .binary_search_by_key(&seq, |r| r.0)
+                .ok()
+                .map(|i| &mut p.resolved[i].1);
+            return match found {
+                Some(r @ Resolved::Lost) => {
                     // Later copies are duplicates of this late arrival.
-                    self.resolved.remove(&(partition, seq));
+                    *r = Resolved::Late;
                     out(Outcome::Late { partition });
                     Arrival::Counted
                 }
                 Some(Resolved::Failed) => Arrival::AfterFailedProduce,
-                None => {
+                Some(Resolved::Late) | None => {
                     out(Outcome::Duplicate { partition });
                     Arrival::Counted
                 }
@@ -527,17 +538,26 @@ impl Tracker {
                     State::Arrived | State::Unsaved => None,
                 };
                 if let Some(kind) = resolved {
-                    remember(
-                        &mut self.resolved,
-                        &mut self.resolved_order,
-                        (partition, p.base),
-                        kind,
-                    );
+                    p.resolved.push_back((p.base, kind));
+                    self.resolved_order.push_back(index as u32);
                 }
                 p.entries.pop_front();
                 p.base += 1;
             }
         }
+        while self.resolved_order.len() > RESOLVED_MEMORY {
+            if let Some(oldest) = self.resolved_order.pop_front() {
+                if let Some(p) = self.partitions.get_mut(oldest as usize) {
+                    p.resolved.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Resolved canaries remembered (for tests of the bound).
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.partitions.iter().map(|p| p.resolved.len()).sum()
     }
 }
 
@@ -562,21 +582,6 @@ fn first_arrival(
         out(Outcome::Lost { partition, seq });
         out(Outcome::Late { partition });
     }
-}
-
-fn remember(
-    map: &mut HashMap<(i32, u64), Resolved>,
-    order: &mut VecDeque<(i32, u64)>,
-    key: (i32, u64),
-    kind: Resolved,
-) {
-    if order.len() >= RESOLVED_MEMORY {
-        if let Some(old) = order.pop_front() {
-            map.remove(&old);
-        }
-    }
-    order.push_back(key);
-    map.insert(key, kind);
 }
 
 #[cfg(test)]
@@ -987,8 +992,25 @@ mod tests {
             acked(&mut t, 0, t0 + Duration::from_micros(i), Duration::ZERO);
         }
         t.expire(t0 + Duration::from_secs(5), &mut |_| {});
-        assert!(t.resolved.len() <= RESOLVED_MEMORY);
-        assert!(t.resolved_order.len() <= RESOLVED_MEMORY);
+        assert_eq!(t.remembered(), RESOLVED_MEMORY);
+        assert_eq!(t.resolved_order.len(), RESOLVED_MEMORY);
+        // The oldest were forgotten: an arrival of the first one is now a
+        // duplicate, of the last one still late.
+        let mut outs = Vec::new();
+        t.on_arrival(0, 0, t0 + Duration::from_secs(6), &mut |o| outs.push(o));
+        t.on_arrival(
+            0,
+            RESOLVED_MEMORY as u64 + 9,
+            t0 + Duration::from_secs(6),
+            &mut |o| outs.push(o),
+        );
+        assert_eq!(
+            outs,
+            [
+                Outcome::Duplicate { partition: 0 },
+                Outcome::Late { partition: 0 }
+            ]
+        );
         assert_eq!(t.entries(), 0);
     }
 }

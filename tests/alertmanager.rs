@@ -269,16 +269,6 @@ fn serve_one(conn: std::net::TcpStream, answer: Answer, seen: &Mutex<Vec<String>
     }
 }
 
-/// Peak resident memory of `pid` in kB.
-fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn hung_failing_and_refusing_replicas_never_touch_probing_or_the_healthy_one() {
     let Some(am) = common::Alertmanager::start() else {
@@ -304,7 +294,7 @@ fn hung_failing_and_refusing_replicas_never_touch_probing_or_the_healthy_one() {
     );
     let s = Slaprobe::start(&dir, "am-faults", &yaml);
     assert!(poll_until(Duration::from_secs(30), || delivered(&s) > 0.0));
-    let peak_before = peak_rss_kb(s.child.id());
+    let peak_before = common::proc_status_kb(s.child.id(), "VmHWM");
 
     // The healthy replica gets every tier while the others fail.
     assert!(
@@ -348,7 +338,7 @@ fn hung_failing_and_refusing_replicas_never_touch_probing_or_the_healthy_one() {
         "{failure}"
     );
     assert!(log.contains("HTTP 401 Unauthorized: Unauthorized"), "{log}");
-    let peak_after = peak_rss_kb(s.child.id());
+    let peak_after = common::proc_status_kb(s.child.id(), "VmHWM");
     println!("peak RSS before the failing pushes {peak_before} kB, after {peak_after} kB");
     assert!(
         peak_after < peak_before + 6_000,

@@ -27,16 +27,6 @@ const BROKERS: i32 = 3;
 const RATE: f64 = 1_000.0;
 const DEADLINE: Duration = Duration::from_secs(3);
 
-/// Resident memory of `pid` in kB.
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 struct Sample {
     delivered: f64,
     lost: f64,
@@ -105,7 +95,7 @@ probes:
     // Steady state: the tracker holds a deadline's worth of delivered
     // canaries (for duplicates), the histograms have their buckets.
     std::thread::sleep(DEADLINE * 4);
-    let rss_before = rss_kb(pid);
+    let rss_before = common::proc_status_kb(pid, "VmRSS");
     let before = sample(&s);
 
     for b in 1..=BROKERS {
@@ -116,14 +106,14 @@ probes:
     while down_at.elapsed() < outage {
         std::thread::sleep(Duration::from_secs(1));
         assert!(s.exited().is_none(), "slaprobe died; log:\n{}", s.log());
-        rss_max = rss_max.max(rss_kb(pid));
+        rss_max = rss_max.max(common::proc_status_kb(pid, "VmRSS"));
         let now = sample(&s);
         in_flight_max = in_flight_max.max(now.in_flight);
         if std::env::var("SLAPROBE_OUTAGE_TRACE").is_ok() {
             println!(
                 "{:>4}s rss {} kB in flight {} produce errors {}",
                 down_at.elapsed().as_secs(),
-                rss_kb(pid),
+                common::proc_status_kb(pid, "VmRSS"),
                 now.in_flight,
                 now.produce_errors
             );

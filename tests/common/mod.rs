@@ -673,3 +673,13 @@ pub fn read_request(reader: &mut impl std::io::BufRead) -> Option<(String, Vec<u
     reader.read_exact(&mut body).ok()?;
     Some((head, body))
 }
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, …); 0 if absent.
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

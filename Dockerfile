@@ -2,7 +2,7 @@
 # as an unprivileged user.
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        cmake pkg-config libssl-dev zlib1g-dev patch \
+        cmake pkg-config libssl-dev zlib1g-dev patch libsasl2-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -16,7 +16,7 @@ RUN cargo build --release --locked && strip target/release/slaprobe
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        ca-certificates libssl3 zlib1g \
+        ca-certificates libssl3 zlib1g libsasl2-2 libsasl2-modules-gssapi-mit libcurl4 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/slaprobe --create-home slaprobe
 COPY --from=build /src/target/release/slaprobe /usr/local/bin/slaprobe

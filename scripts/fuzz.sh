@@ -22,7 +22,7 @@ for t in "${targets[@]}"; do
   else
     result="FAILED (see $log and fuzz/artifacts/$t)"
   fi
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
   printf '%-12s %12s %10s %s\n' "$t" "${runs:-?}" "${rate:-?}" "$result"
 done

@@ -31,10 +31,12 @@ ensure_alertmanager() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus-alertmanager
 }
 
+# confluent-kafka: the independent client of the tests; kafka-python: its
+# record-batch builder, for a batch no client would write.
 ensure_python_client() {
-  if python3 -c 'import confluent_kafka' >/dev/null 2>&1; then return; fi
-  echo "installing confluent-kafka from PyPI"
-  python3 -m pip install --quiet --disable-pip-version-check confluent-kafka
+  if python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then return; fi
+  echo "installing confluent-kafka and kafka-python from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check confluent-kafka kafka-python
 }
 
 free_port() {

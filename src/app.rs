@@ -219,7 +219,8 @@ impl App {
         cancel: CancellationToken,
     ) -> Result<(), RunError> {
         let local = listener.local_addr().map_err(RunError::Serve)?;
-        info!(run = %self.run, probes = self.probes.len(), "slaprobe listening on http://{local}/metrics");
+        info!(run = %self.run, probes = self.probes.len(), librdkafka = %crate::kafka::librdkafka_build(),
+            "slaprobe listening on http://{local}/metrics");
         let router = http::router(self.metrics.clone(), self.readiness.clone(), self.status);
         let server_cancel = CancellationToken::new();
         let limits = http::Limits::for_open_files(http::raise_open_files_limit());

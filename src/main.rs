@@ -33,7 +33,7 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
         /// HTTP listen address.
-        #[arg(long, default_value = "127.0.0.1:9464")]
+        #[arg(long, env = "SLAPROBE_LISTEN", default_value = "127.0.0.1:9464")]
         listen: SocketAddr,
         /// Play a fault script (pipeline stall, drops, duplicates, reorders,
         /// a leaking filter, a broker down) so every outcome can be seen.
@@ -43,21 +43,23 @@ enum Command {
     /// Run the configured probes (production mode).
     Run {
         /// YAML files or directories of them (merged).
-        #[arg(short = 'c', long = "config", default_value = "probes/", num_args = 1..)]
+        #[arg(short = 'c', long = "config", env = "SLAPROBE_CONFIG", default_value = "probes/", num_args = 1..)]
         config: Vec<PathBuf>,
         /// HTTP listen address; overrides server.listen.
-        #[arg(long)]
+        #[arg(long, env = "SLAPROBE_LISTEN")]
         listen: Option<SocketAddr>,
     },
     /// Validate the configuration and print the plan.
     Check {
-        #[arg(short = 'c', long = "config", default_value = "probes/", num_args = 1..)]
+        /// YAML files or directories of them (merged).
+        #[arg(short = 'c', long = "config", env = "SLAPROBE_CONFIG", default_value = "probes/", num_args = 1..)]
         config: Vec<PathBuf>,
     },
     /// Write Prometheus recording and alerting rules, an Alertmanager
     /// routing example and a Grafana dashboard for the configured SLOs.
     Rules {
-        #[arg(short = 'c', long = "config", default_value = "probes/", num_args = 1..)]
+        /// YAML files or directories of them (merged).
+        #[arg(short = 'c', long = "config", env = "SLAPROBE_CONFIG", default_value = "probes/", num_args = 1..)]
         config: Vec<PathBuf>,
         /// Directory to write into (created if missing).
         #[arg(long)]

@@ -24,6 +24,18 @@ pub const DEFAULT_FETCH_WAIT_MS: &str = "10";
 /// 10 s); a user's `librdkafka:` setting wins.
 pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
 
+/// librdkafka's version and the features it was built with
+/// (`builtin.features`), e.g. `2.12.1 (gzip,snappy,ssl,sasl,…,zstd,…)`.
+pub fn librdkafka_build() -> String {
+    let (_, version) = rdkafka::util::get_rdkafka_version();
+    let features = ClientConfig::new()
+        .create_native_config()
+        .ok()
+        .and_then(|c| c.get("builtin.features").ok())
+        .unwrap_or_default();
+    format!("{version} ({features})")
+}
+
 /// How long one metadata request may take before we retry later.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -439,4 +451,34 @@ pub fn silence_header_name_panics() {
             }
         }));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every codec a pipeline's output may use, and every SASL mechanism
+    /// users run, is built in: a codec missing here would turn a pipeline's
+    /// canaries into decode errors, a false outage.
+    #[test]
+    #[cfg(feature = "codecs-and-mechanisms")]
+    fn librdkafka_is_built_with_every_codec_and_mechanism() {
+        let build = super::librdkafka_build();
+        for feature in [
+            "gzip",
+            "snappy",
+            "lz4",
+            "zstd",
+            "ssl",
+            "sasl_gssapi",
+            "sasl_plain",
+            "sasl_scram",
+            "sasl_oauthbearer",
+            "http",
+            "oidc",
+        ] {
+            assert!(
+                build.split([' ', ',', '(', ')']).any(|f| f == feature),
+                "librdkafka lacks {feature}: {build}"
+            );
+        }
+    }
 }

@@ -1,0 +1,95 @@
+//! The shipped example configurations pass `check`, and the environment
+//! variables a container sets (`SLAPROBE_CONFIG`, `SLAPROBE_LISTEN`) are
+//! the defaults of `-c` and `--listen`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{http_get, poll_until, scratch};
+
+fn slaprobe() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_slaprobe"));
+    c.env_remove("SLAPROBE_CONFIG")
+        .env_remove("SLAPROBE_LISTEN");
+    c
+}
+
+#[test]
+fn the_production_example_passes_check() {
+    let dir = scratch("production-example");
+    let password = dir.join("password");
+    std::fs::write(&password, "not-the-real-one\n").expect("password file");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/examples/production.yaml");
+    let out = slaprobe()
+        .args(["check", "-c"])
+        .arg(&example)
+        .env("KAFKA_PASSWORD_FILE", &password)
+        .output()
+        .expect("slaprobe check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for shown in [
+        "prod-heartbeat",
+        "orders",
+        "enriched",
+        "audit",
+        "sasl.password: <redacted>",
+    ] {
+        assert!(stdout.contains(shown), "{shown} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("not-the-real-one"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn slaprobe_config_and_slaprobe_listen_are_the_defaults() {
+    let dir = scratch("env-defaults");
+    let config = dir.join("conf.d");
+    std::fs::create_dir_all(&config).expect("dir");
+    std::fs::write(
+        config.join("probes.yaml"),
+        "clusters:\n  c: { bootstrap: '127.0.0.1:1' }\nprobes:\n  - { name: hb, type: heartbeat, cluster: c, topic: t }\n",
+    )
+    .expect("config");
+    let out = slaprobe()
+        .arg("check")
+        .env("SLAPROBE_CONFIG", &config)
+        .output()
+        .expect("check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hb"));
+
+    let addr = common::free_addr();
+    let mut run = slaprobe()
+        .arg("run")
+        .env("SLAPROBE_CONFIG", &config)
+        .env("SLAPROBE_LISTEN", addr.to_string())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run");
+    let up = poll_until(Duration::from_secs(15), || {
+        http_get(addr, "/healthz").is_ok()
+    });
+    let _ = run.kill();
+    let _ = run.wait();
+    assert!(up, "slaprobe run listens on SLAPROBE_LISTEN");
+    // The flag still wins over the variable.
+    let out = slaprobe()
+        .args(["check", "-c", "/nonexistent.yaml"])
+        .env("SLAPROBE_CONFIG", &config)
+        .output()
+        .expect("check");
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -308,7 +308,7 @@ async fn brokers_leading_no_probed_partition_are_uncovered() {
         Duration::from_secs(3),
     );
     let r = Running::start(&config).await;
-    let labels = [("cluster", "test"), ("probe", "hb")];
+    let labels = [("kafka_cluster", "test"), ("probe", "hb")];
     assert!(
         wait_until(Duration::from_secs(20), || {
             r.metric("slaprobe_canaries_delivered_total", &[]) > 0.0

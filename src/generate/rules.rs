@@ -61,7 +61,7 @@ pub fn burn_expr(probe: &str, slo: &Slo, tier: &BurnTier) -> String {
 pub fn no_canaries_expr(probe: &str) -> String {
     let sel = format!("{{probe={}}}", promql_str(probe));
     format!(
-        "absent(slaprobe_canaries_sent_total{sel}) or sum without (cluster, topic) \
+        "absent(slaprobe_canaries_sent_total{sel}) or sum without (kafka_cluster, topic) \
          (increase(slaprobe_canaries_sent_total{sel}[{NO_CANARIES_WINDOW}])) == 0"
     )
 }

@@ -2,6 +2,10 @@
 //! per-probe handles the hot paths hold so they never look a series up by
 //! string. Storage and text exposition are in `exposition`.
 //!
+//! The Kafka cluster's label is `kafka_cluster`, never `cluster`: that is
+//! the external label many Prometheus and Thanos setups add, and the two
+//! would collide.
+//!
 //! Label values are bounded by construction: probe, output, cluster and topic
 //! names come from the configuration; `broker` and `partition` from cluster
 //! metadata; `error` from the fixed set in [`ProduceError`].
@@ -84,8 +88,8 @@ impl Metrics {
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Metrics {
-            canaries_sent: counter("canaries_sent_total", "Canaries handed to the producer (produce attempted).", &["probe", "cluster", "topic"]),
-            produce_errors: counter("produce_errors_total", "Canaries whose produce failed, by error class.", &["probe", "cluster", "topic", "error"]),
+            canaries_sent: counter("canaries_sent_total", "Canaries handed to the producer (produce attempted).", &["probe", "kafka_cluster", "topic"]),
+            produce_errors: counter("produce_errors_total", "Canaries whose produce failed, by error class.", &["probe", "kafka_cluster", "topic", "error"]),
             delivered: outcome("canaries_delivered_total", "Acked canaries whose first arrival was before the deadline."),
             lost: outcome("canaries_lost_total", "Acked canaries not seen by the deadline."),
             late: outcome("canaries_late_total", "Canaries that arrived after being declared lost."),
@@ -95,12 +99,12 @@ impl Metrics {
             consume_errors: counter("consume_errors_total", "Errors the output's consumer reported, by error class (records it could not decode are canaries it cannot see).", &["probe", "output", "error"]),
             foreign: outcome("records_foreign_total", "Records on probed topics that are not this run's canaries (other traffic, other probers, earlier runs, malformed)."),
             in_flight: int_gauge("canaries_in_flight", "Canaries sent whose outcome is not known yet.", &["probe"]),
-            produce_latency: r.histogram_vec(&name("produce_latency_seconds"), "Send to broker ack, by the partition's leader broker.", &["probe", "cluster", "broker"], buckets.clone()),
+            produce_latency: r.histogram_vec(&name("produce_latency_seconds"), "Send to broker ack, by the partition's leader broker.", &["probe", "kafka_cluster", "broker"], buckets.clone()),
             e2e_latency: r.histogram_vec(&name("e2e_latency_seconds"), "Send to first arrival at the output (monotonic clock).", &["probe", "output"], buckets),
             e2e_quantile: gauge("e2e_latency_quantile_seconds", "End-to-end latency quantiles over a sliding window (HDR histogram).", &["probe", "output", "quantile", "window"]),
             sli_events: counter("sli_events_total", "SLI events: good and bad, per SLI.", &["probe", "output", "sli", "outcome"]),
             partition_delivered: counter("heartbeat_partition_delivered_total", "Heartbeat canaries delivered, per partition and its leader broker.", &["probe", "partition", "broker"]),
-            brokers_uncovered: int_gauge("cluster_brokers_uncovered", "Brokers that lead no partition of the probe's topic, so no canary exercises them.", &["cluster", "probe"]),
+            brokers_uncovered: int_gauge("cluster_brokers_uncovered", "Brokers that lead no partition of the probe's topic, so no canary exercises them.", &["kafka_cluster", "probe"]),
             slo_objective: gauge("slo_objective_ratio", "The SLO's objective, as a ratio.", &["slo"]),
             slo_error_ratio: gauge("slo_error_ratio", "Bad/total SLI events over the window (in-process evaluator).", &["slo", "window"]),
             slo_burn_rate: gauge("slo_burn_rate", "Error ratio over the window / (1 - objective).", &["slo", "window"]),

@@ -81,9 +81,33 @@ fn slaprobe_config_and_slaprobe_listen_are_the_defaults() {
     let up = poll_until(Duration::from_secs(15), || {
         http_get(addr, "/healthz").is_ok()
     });
+    // The prober's own process metrics, read from /proc at the scrape.
+    let metrics = http_get(addr, "/metrics").map(|r| r.1).unwrap_or_default();
+    let pid = run.id();
     let _ = run.kill();
     let _ = run.wait();
     assert!(up, "slaprobe run listens on SLAPROBE_LISTEN");
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_threads",
+    ] {
+        assert!(
+            common::metric(&metrics, name, &[]) > 0.0,
+            "{name}:\n{metrics}"
+        );
+    }
+    let started = common::metric(&metrics, "process_start_time_seconds", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(
+        (now - started).abs() < 60.0,
+        "started {started}, now {now} (pid {pid})"
+    );
     // The flag still wins over the variable.
     let out = slaprobe()
         .args(["check", "-c", "/nonexistent.yaml"])

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub mod latency;
+pub mod process;
 pub mod registry;
 
 pub use registry::{Gauge, Histogram, IntCounter, IntGauge, CONTENT_TYPE};
@@ -87,6 +88,7 @@ impl Metrics {
             &["version"],
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        r.collector(process::ProcessCollector);
         Metrics {
             canaries_sent: counter("canaries_sent_total", "Canaries handed to the producer (produce attempted).", &["probe", "kafka_cluster", "topic"]),
             produce_errors: counter("produce_errors_total", "Canaries whose produce failed, by error class.", &["probe", "kafka_cluster", "topic", "error"]),

@@ -145,6 +145,11 @@ impl Registry {
         HistogramVec(LabelNames(labels.to_vec()), family)
     }
 
+    /// Series computed at each scrape (see [`super::process`]).
+    pub fn collector(&self, c: impl prometheus_client::collector::Collector) {
+        lock(&self.0).register_collector(Box::new(c));
+    }
+
     /// The OpenMetrics text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(64 * 1024);

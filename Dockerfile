@@ -1,27 +1,57 @@
-# Multi-stage build: compile in the Rust image, run in a slim Debian image
-# as an unprivileged user.
+# slaprobe: one container per Kafka cluster.
+#
+#   docker build -t slaprobe .
+#   docker run -v $PWD/probes/examples:/etc/slaprobe:ro -p 9464:9464 slaprobe
+#   docker run -p 9464:9464 slaprobe demo --listen 0.0.0.0:9464
+#
+# The configuration is read from /etc/slaprobe (mount a file or a directory
+# of YAML files; nothing is baked in). It listens on 0.0.0.0:9464 unless the
+# configuration's server.listen says otherwise. The root filesystem may be
+# read-only: a state_dir must be a mounted volume (/var/lib/slaprobe).
+
+# Build: dependencies first, in their own layer, then the sources.
 FROM rust:1-bookworm AS build
+# Package versions are not pinned (DL3008): the image takes Debian
+# bookworm's current security updates whenever it is rebuilt.
+# hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends \
         cmake pkg-config libssl-dev zlib1g-dev patch libsasl2-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY scripts ./scripts
+COPY scripts/patch-rdkafka-sys.sh ./scripts/
 COPY patches ./patches
-# librdkafka with patches/librdkafka/ applied (see Cargo.toml [patch]).
-RUN bash scripts/patch-rdkafka-sys.sh
+# librdkafka with patches/librdkafka/ applied (see Cargo.toml [patch]), and
+# a stub crate with the real manifest: this layer holds every compiled
+# dependency (librdkafka among them) and is reused until Cargo.* change.
+RUN bash scripts/patch-rdkafka-sys.sh \
+    && mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked \
+    && rm -rf src target/release/.fingerprint/slaprobe-* target/release/deps/slaprobe-* \
+        target/release/deps/libslaprobe-*
 COPY src ./src
-COPY probes ./probes
+COPY probes/demo.yaml ./probes/demo.yaml
 RUN cargo build --release --locked && strip target/release/slaprobe
 
 FROM debian:bookworm-slim
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="slaprobe" \
+      org.opencontainers.image.description="Synthetic end-to-end SLA prober for Apache Kafka clusters and pipelines" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.documentation="README.md"
+# Not pinned (DL3008), as above.
+# hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends \
         ca-certificates libssl3 zlib1g libsasl2-2 libsasl2-modules-gssapi-mit libcurl4 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /var/lib/slaprobe --create-home slaprobe
+    && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent slaprobe \
+    && mkdir -p /etc/slaprobe /var/lib/slaprobe \
+    && chown 10001:10001 /var/lib/slaprobe
 COPY --from=build /src/target/release/slaprobe /usr/local/bin/slaprobe
-COPY probes /etc/slaprobe
+ENV SLAPROBE_CONFIG=/etc/slaprobe
 USER 10001:10001
+VOLUME ["/var/lib/slaprobe"]
 EXPOSE 9464
 ENTRYPOINT ["/usr/local/bin/slaprobe"]
-CMD ["run", "-c", "/etc/slaprobe"]
+CMD ["run"]

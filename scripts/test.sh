@@ -9,7 +9,7 @@ source scripts/integration.sh
 ensure_prometheus
 ensure_alertmanager
 ensure_python_client
-ensure_hadolint
+ensure_manifest_linters
 if [ -z "${SLAPROBE_TEST_BOOTSTRAP:-}" ]; then
   ensure_tansu
   start_tansu

@@ -1,8 +1,9 @@
 //! What slaprobe generates from a configuration for people and for other
 //! systems: the plan `slaprobe check` prints ([`plan`]), and the files
 //! `slaprobe rules` writes: Prometheus recording and alerting rules
-//! ([`rules`]), an Alertmanager routing example ([`alertmanager`]) and a
-//! Grafana dashboard ([`dashboard`]).
+//! ([`rules`]), the same rules as a Prometheus Operator `PrometheusRule`, an
+//! Alertmanager routing example ([`alertmanager`]) and a Grafana dashboard
+//! ([`dashboard`]).
 //!
 //! Rendering is pure and deterministic (same config, same bytes), so the
 //! files can be committed and `--check` can tell when they are stale. YAML is
@@ -30,6 +31,8 @@ pub const RULES_FILE: &str = "slaprobe.rules.yml";
 pub const ALERTMANAGER_FILE: &str = "alertmanager.yml";
 /// File name of the Grafana dashboard.
 pub const DASHBOARD_FILE: &str = "grafana-dashboard.json";
+/// File name of the rules as a Prometheus Operator `PrometheusRule`.
+pub const PROMETHEUS_RULE_FILE: &str = "prometheusrule.yaml";
 
 /// One generated file: a name relative to the output directory, and its
 /// complete content.
@@ -54,6 +57,10 @@ pub fn render(config: &Config) -> Vec<GeneratedFile> {
         GeneratedFile {
             name: DASHBOARD_FILE,
             content: dashboard::render(config, &sources),
+        },
+        GeneratedFile {
+            name: PROMETHEUS_RULE_FILE,
+            content: rules::render_prometheus_rule(config, &sources),
         },
     ]
 }

@@ -73,6 +73,29 @@ pub fn down_expr() -> String {
     format!("up{sel} == 0 or absent(up{sel})")
 }
 
+/// The rules as a Prometheus Operator `PrometheusRule` named `slaprobe`:
+/// the very groups of [`render`], indented under `spec:`.
+pub fn render_prometheus_rule(config: &Config, sources: &str) -> String {
+    let rules = render(config, sources);
+    let groups_at = rules.find("\ngroups:\n").map_or(0, |i| i + 1);
+    let (header, groups) = rules.split_at(groups_at);
+    let mut out = String::from(header);
+    out.push_str(
+        "apiVersion: monitoring.coreos.com/v1\n\
+         kind: PrometheusRule\n\
+         metadata:\n  name: slaprobe\n  labels:\n    app.kubernetes.io/name: slaprobe\n\
+         spec:\n",
+    );
+    for line in groups.lines() {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
 /// The rules file, with its header.
 pub fn render(config: &Config, sources: &str) -> String {
     let mut out = String::new();

@@ -160,7 +160,10 @@ probes:
         let b = render(&c);
         assert_eq!(a, b);
         let names: Vec<&str> = a.iter().map(|f| f.name).collect();
-        assert_eq!(names, [RULES_FILE, ALERTMANAGER_FILE, DASHBOARD_FILE]);
+        assert_eq!(
+            names,
+            [RULES_FILE, ALERTMANAGER_FILE, DASHBOARD_FILE, PROMETHEUS_RULE_FILE]
+        );
         for f in &a {
             assert!(f.content.ends_with('\n'), "{} ends with a newline", f.name);
         }
@@ -188,7 +191,7 @@ probes:
         let files = render(&c);
         let dir = std::env::temp_dir().join(format!("slaprobe-rules-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(stale(&dir, &files).len(), 3);
+        assert_eq!(stale(&dir, &files).len(), 4);
         write(&dir, &files).expect("write");
         assert!(stale(&dir, &files).is_empty());
         std::fs::write(dir.join(ALERTMANAGER_FILE), "changed\n").expect("write");

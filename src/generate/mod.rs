@@ -162,7 +162,12 @@ probes:
         let names: Vec<&str> = a.iter().map(|f| f.name).collect();
         assert_eq!(
             names,
-            [RULES_FILE, ALERTMANAGER_FILE, DASHBOARD_FILE, PROMETHEUS_RULE_FILE]
+            [
+                RULES_FILE,
+                ALERTMANAGER_FILE,
+                DASHBOARD_FILE,
+                PROMETHEUS_RULE_FILE
+            ]
         );
         for f in &a {
             assert!(f.content.ends_with('\n'), "{} ends with a newline", f.name);

@@ -52,8 +52,9 @@ fn documented() -> BTreeMap<String, (String, BTreeSet<String>)> {
         .collect()
 }
 
-#[test]
-fn the_metrics_reference_is_what_metrics_exports() {
+/// A demo's `/metrics` once it is ready (with its fault script, so every
+/// kind of series appears).
+fn demo_exposition() -> String {
     let port = common::free_addr().port();
     let mut demo = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
         .args(["demo", "--faults", "--duration", "60s", "--listen"])
@@ -71,7 +72,11 @@ fn the_metrics_reference_is_what_metrics_exports() {
     let _ = demo.kill();
     let _ = demo.wait();
     assert!(ready, "the demo gets ready");
+    text
+}
 
+/// Family name -> type, from the exposition's `# TYPE` lines.
+fn families(text: &str) -> BTreeMap<String, String> {
     let mut exported: BTreeMap<String, String> = BTreeMap::new();
     for l in text.lines() {
         if let Some(rest) = l.strip_prefix("# TYPE ") {
@@ -81,6 +86,13 @@ fn the_metrics_reference_is_what_metrics_exports() {
             }
         }
     }
+    exported
+}
+
+#[test]
+fn the_metrics_reference_is_what_metrics_exports() {
+    let text = demo_exposition();
+    let exported = families(&text);
     let docs = documented();
     let doc_types: BTreeMap<String, String> =
         docs.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
@@ -155,4 +167,64 @@ fn the_readme_and_docs_stand_alone() {
     ] {
         assert!(readme.contains(doc), "the README links {doc}");
     }
+}
+
+/// Every metric a dashboard query or variable names is exported (with the
+/// sample suffixes of its type), and the template variables are there.
+#[test]
+fn every_dashboard_query_names_exported_metrics() {
+    let exported = families(&demo_exposition());
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&repo("alerts/grafana-dashboard.json")).expect("JSON");
+    let mut queries: Vec<String> = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            queries.push(t["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
+    let names: Vec<&str> = variables
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for v in ["datasource", "job", "instance", "probe", "output"] {
+        assert!(names.contains(&v), "variable {v}");
+    }
+    for v in variables.iter().filter(|v| v["type"] == "query") {
+        queries.push(v["definition"].as_str().expect("definition").to_string());
+    }
+    assert!(queries.len() > 10);
+    let exported_series = |name: &str| -> bool {
+        if name == "up" {
+            return true;
+        }
+        exported.iter().any(|(family, kind)| match kind.as_str() {
+            "counter" => name == format!("{family}_total"),
+            "histogram" => ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|s| name == format!("{family}{s}")),
+            _ => name == family,
+        })
+    };
+    for q in &queries {
+        for word in q.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("slaprobe_") || word.starts_with("process_") || word == "up" {
+                assert!(exported_series(word), "{word} in `{q}` is not exported");
+            }
+        }
+        // Scoped to the variables.
+        if !q.starts_with("label_values(slaprobe_build_info") {
+            assert!(
+                q.contains("$job") && q.contains("$instance"),
+                "unscoped: {q}"
+            );
+        }
+    }
+    // Latency comes from the histograms, so it aggregates across replicas.
+    assert!(queries
+        .iter()
+        .any(|q| q.contains("histogram_quantile")
+            && q.contains("slaprobe_e2e_latency_seconds_bucket")));
 }

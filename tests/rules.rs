@@ -67,7 +67,7 @@ fn dashboard_is_valid_json() {
     assert!(v["schemaVersion"].as_u64().unwrap_or(0) >= 36);
     let exprs = dash.content.as_str();
     for metric in [
-        "slaprobe_e2e_latency_quantile_seconds",
+        "slaprobe_e2e_latency_seconds_bucket",
         "slaprobe_canaries_lost_total",
         "slaprobe_slo_burn_rate",
         "slaprobe_slo_error_budget_remaining_ratio",

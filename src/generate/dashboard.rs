@@ -1,11 +1,13 @@
-//! The Grafana dashboard `slaprobe rules` writes: a row per probe (latency
-//! quantiles, outcomes) and, per SLO, its burn rates against the tier
-//! thresholds, the error budget left and the alert state.
+//! The Grafana dashboard `slaprobe rules` writes. One dashboard serves any
+//! configuration: template variables `datasource`, `job`, `instance`,
+//! `probe`, `output` and `slo` pick the series, latency quantiles come from
+//! the histograms with `histogram_quantile` (so they aggregate across
+//! replicas), and a row repeats per SLO. Only the burn-rate threshold lines
+//! come from the configuration (the tiers' factors for its SLO period).
 
 use serde_json::{json, Value};
 
-use super::promql_str;
-use crate::config::{Config, Probe, Slo};
+use crate::config::Config;
 use crate::slo::{burn_tiers, Severity};
 use crate::util::format;
 
@@ -86,6 +88,9 @@ fn no_thresholds() -> Value {
     json!({ "mode": "absolute", "steps": [{ "color": "green", "value": null }] })
 }
 
+/// Every selector carries the job and instance variables.
+const SCOPE: &str = r#"job=~"$job",instance=~"$instance""#;
+
 /// The dashboard, with `sources` named in its description.
 pub fn render(config: &Config, sources: &str) -> String {
     let mut l = Layout {
@@ -95,45 +100,43 @@ pub fn render(config: &Config, sources: &str) -> String {
         y: 0,
         row_height: 0,
     };
-    for probe in &config.probes {
-        probe_panels(&mut l, probe);
-        for slo in &probe.slos {
-            slo_panels(&mut l, &probe.name, slo);
-        }
-    }
+    canary_panels(&mut l);
+    prober_panels(&mut l);
+    // The tiers' factors depend on the SLO period: the configuration's
+    // (its first SLO's; 30 days without SLOs).
+    let period = config
+        .probes
+        .iter()
+        .flat_map(|p| p.slos.iter())
+        .map(|s| s.period)
+        .next()
+        .unwrap_or(std::time::Duration::from_secs(30 * 86_400));
+    slo_panels(&mut l, period);
     document(sources, l.panels)
 }
 
-/// A probe's row: latency quantiles and outcome rates.
-fn probe_panels(l: &mut Layout, probe: &Probe) {
-    let p = &probe.name;
-    let sel = format!("probe={}", promql_str(p));
-    l.row(format!("Probe {p} ({})", probe.probe_type()));
-    l.add(
-        12,
-        8,
-        timeseries(
-            format!("{p}: end-to-end latency quantiles (1m window)"),
-            "s",
-            vec![target(
-                "A",
-                format!("slaprobe_e2e_latency_quantile_seconds{{{sel},window=\"1m\"}}"),
-                "{{output}} q{{quantile}}",
-            )],
-            no_thresholds(),
-        ),
-    );
-    let outcomes = ["delivered", "lost", "late", "duplicate"];
-    let targets = outcomes
+fn probe_sel() -> String {
+    format!(r#"{SCOPE},probe=~"$probe""#)
+}
+
+fn output_sel() -> String {
+    format!(r#"{SCOPE},probe=~"$probe",output=~"$output""#)
+}
+
+/// End-to-end and produce latency, outcomes, failures.
+fn canary_panels(l: &mut Layout) {
+    l.row("Canaries".to_string());
+    let quantiles: Vec<Value> = [("A", "0.5"), ("B", "0.99"), ("C", "0.999")]
         .iter()
-        .zip(["A", "B", "C", "D"])
-        .map(|(o, r)| {
+        .map(|(r, q)| {
             target(
                 r,
                 format!(
-                    "sum by (output) (rate(slaprobe_canaries_{o}_total{{{sel}}}[$__rate_interval]))"
+                    "histogram_quantile({q}, sum by (le, probe, output) \
+                     (rate(slaprobe_e2e_latency_seconds_bucket{{{}}}[$__rate_interval])))",
+                    output_sel()
                 ),
-                &format!("{{{{output}}}} {o}"),
+                &format!("{{{{probe}}}}/{{{{output}}}} p{}", &q[2..]),
             )
         })
         .collect();
@@ -141,32 +144,182 @@ fn probe_panels(l: &mut Layout, probe: &Probe) {
         12,
         8,
         timeseries(
-            format!("{p}: canary outcomes (per second)"),
+            "End-to-end latency (p50, p99, p999)".to_string(),
+            "s",
+            quantiles,
+            no_thresholds(),
+        ),
+    );
+    let outcomes = ["delivered", "lost", "late", "duplicate", "out_of_order"];
+    let mut targets: Vec<Value> = outcomes
+        .iter()
+        .zip(["A", "B", "C", "D", "E"])
+        .map(|(o, r)| {
+            target(
+                r,
+                format!(
+                    "sum by (probe, output) (rate(slaprobe_canaries_{o}_total{{{}}}[$__rate_interval]))",
+                    output_sel()
+                ),
+                &format!("{{{{probe}}}}/{{{{output}}}} {o}"),
+            )
+        })
+        .collect();
+    targets.push(target(
+        "F",
+        format!(
+            "sum by (probe, output) (rate(slaprobe_records_foreign_total{{{}}}[$__rate_interval]))",
+            output_sel()
+        ),
+        "{{probe}}/{{output}} foreign",
+    ));
+    l.add(
+        12,
+        8,
+        timeseries(
+            "Canary outcomes (per second)".to_string(),
             "short",
             targets,
             no_thresholds(),
         ),
     );
+    l.add(
+        8,
+        8,
+        timeseries(
+            "Produce latency p99 by leader broker".to_string(),
+            "s",
+            vec![target(
+                "A",
+                format!(
+                    "histogram_quantile(0.99, sum by (le, probe, broker) \
+                     (rate(slaprobe_produce_latency_seconds_bucket{{{}}}[$__rate_interval])))",
+                    probe_sel()
+                ),
+                "{{probe}} broker {{broker}}",
+            )],
+            no_thresholds(),
+        ),
+    );
+    l.add(
+        8,
+        8,
+        timeseries(
+            "Produce and consume errors (per second)".to_string(),
+            "short",
+            vec![
+                target(
+                    "A",
+                    format!(
+                        "sum by (probe, error) (rate(slaprobe_produce_errors_total{{{}}}[$__rate_interval]))",
+                        probe_sel()
+                    ),
+                    "{{probe}} produce {{error}}",
+                ),
+                target(
+                    "B",
+                    format!(
+                        "sum by (probe, output, error) (rate(slaprobe_consume_errors_total{{{}}}[$__rate_interval]))",
+                        output_sel()
+                    ),
+                    "{{probe}}/{{output}} consume {{error}}",
+                ),
+            ],
+            no_thresholds(),
+        ),
+    );
+    l.add(
+        8,
+        8,
+        timeseries(
+            "Canaries in flight".to_string(),
+            "short",
+            vec![target(
+                "A",
+                format!("slaprobe_canaries_in_flight{{{}}}", probe_sel()),
+                "{{probe}} {{instance}}",
+            )],
+            no_thresholds(),
+        ),
+    );
 }
 
-/// One SLO's burn rates (with a threshold line per tier), error budget and
-/// alert state.
-fn slo_panels(l: &mut Layout, p: &str, slo: &Slo) {
-    let name = slo.name(p);
-    let slo_sel = format!("slo={}", promql_str(&name));
+/// The prober's own health and cost.
+fn prober_panels(l: &mut Layout) {
+    l.row("Prober".to_string());
+    l.add(
+        8,
+        6,
+        timeseries(
+            "Up".to_string(),
+            "short",
+            vec![target("A", format!("up{{{SCOPE}}}"), "{{instance}}")],
+            no_thresholds(),
+        ),
+    );
+    l.add(
+        8,
+        6,
+        timeseries(
+            "CPU (cores)".to_string(),
+            "short",
+            vec![target(
+                "A",
+                format!("rate(process_cpu_seconds_total{{{SCOPE}}}[$__rate_interval])"),
+                "{{instance}}",
+            )],
+            no_thresholds(),
+        ),
+    );
+    l.add(
+        8,
+        6,
+        timeseries(
+            "Memory, threads, open files".to_string(),
+            "short",
+            vec![
+                target(
+                    "A",
+                    format!("process_resident_memory_bytes{{{SCOPE}}} / 1048576"),
+                    "{{instance}} RSS MiB",
+                ),
+                target(
+                    "B",
+                    format!("process_threads{{{SCOPE}}}"),
+                    "{{instance}} threads",
+                ),
+                target(
+                    "C",
+                    format!("process_open_fds{{{SCOPE}}}"),
+                    "{{instance}} open fds",
+                ),
+            ],
+            no_thresholds(),
+        ),
+    );
+}
+
+/// A row per SLO (repeated over `$slo`): burn rates against the tier
+/// thresholds, the error budget left and the alert state.
+fn slo_panels(l: &mut Layout, period: std::time::Duration) {
     l.newline();
-    l.add(12, 7, burn_rate_panel(&name, &slo_sel, slo));
-    l.add(6, 7, budget_panel(&name, &slo_sel, slo));
-    l.add(6, 7, alert_state_panel(&name, &slo_sel));
+    let mut row = json!({ "type": "row", "title": "SLO $slo", "collapsed": false, "panels": [], "repeat": "slo" });
+    row["id"] = json!(0);
+    l.add(24, 1, row);
+    l.newline();
+    let slo_sel = format!(r#"{SCOPE},slo=~"$slo""#);
+    l.add(12, 7, burn_rate_panel(&slo_sel, period));
+    l.add(6, 7, budget_panel(&slo_sel, period));
+    l.add(6, 7, alert_state_panel(&slo_sel));
 }
 
 /// Burn rate per window, with a threshold line at each tier's factor:
 /// where the curve crosses one, that tier's window is burning.
-fn burn_rate_panel(name: &str, slo_sel: &str, slo: &Slo) -> Value {
+fn burn_rate_panel(slo_sel: &str, period: std::time::Duration) -> Value {
     // Threshold lines at each tier's burn factor: where the burn-rate
     // curve crosses one, that tier's window is burning.
     let mut steps = vec![json!({ "color": "green", "value": null })];
-    let mut tiers = burn_tiers(slo.period);
+    let mut tiers = burn_tiers(period);
     tiers.sort_by(|a, b| a.factor.total_cmp(&b.factor));
     for t in &tiers {
         let color = match t.severity {
@@ -176,7 +329,10 @@ fn burn_rate_panel(name: &str, slo_sel: &str, slo: &Slo) -> Value {
         steps.push(json!({ "color": color, "value": t.factor }));
     }
     let mut burn = timeseries(
-        format!("{name}: burn rate per window"),
+        format!(
+            "$slo: burn rate per window (lines: tier factors for a {} period)",
+            format::duration(period)
+        ),
         "short",
         vec![target(
             "A",
@@ -190,10 +346,10 @@ fn burn_rate_panel(name: &str, slo_sel: &str, slo: &Slo) -> Value {
 }
 
 /// The SLO's error budget left over its period.
-fn budget_panel(name: &str, slo_sel: &str, slo: &Slo) -> Value {
+fn budget_panel(slo_sel: &str, period: std::time::Duration) -> Value {
     json!({
         "type": "stat",
-        "title": format!("{name}: error budget remaining ({})", format::duration(slo.period)),
+        "title": format!("$slo: error budget remaining ({})", format::duration(period)),
         "datasource": datasource(),
         "fieldConfig": {
             "defaults": {
@@ -221,10 +377,10 @@ fn budget_panel(name: &str, slo_sel: &str, slo: &Slo) -> Value {
 }
 
 /// Which severities fire, over time.
-fn alert_state_panel(name: &str, slo_sel: &str) -> Value {
+fn alert_state_panel(slo_sel: &str) -> Value {
     json!({
         "type": "state-timeline",
-        "title": format!("{name}: alert state"),
+        "title": "$slo: alert state",
         "datasource": datasource(),
         "fieldConfig": {
             "defaults": {
@@ -246,6 +402,72 @@ fn alert_state_panel(name: &str, slo_sel: &str) -> Value {
             "{{severity}}",
         )],
     })
+}
+
+/// A query variable over a label's values (refreshed with the time range;
+/// multi-select with "All").
+fn variable(name: &str, label: &str, query: String) -> Value {
+    json!({
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": datasource(),
+        "query": { "query": query, "refId": format!("{name}-variable") },
+        "definition": query,
+        "refresh": 2,
+        "multi": true,
+        "includeAll": true,
+        "allValue": ".*",
+        "current": { "text": ["All"], "value": ["$__all"] },
+        "sort": 1,
+        "hide": 0,
+        "options": [],
+    })
+}
+
+/// `datasource`, then `job` → `instance` → `probe` → `output`, and `slo`,
+/// each narrowed by the ones before it.
+fn templating() -> Vec<Value> {
+    vec![
+        json!({
+            "name": "datasource",
+            "label": "Prometheus",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+            "hide": 0,
+            "refresh": 1,
+            "options": [],
+        }),
+        variable(
+            "job",
+            "job",
+            "label_values(slaprobe_build_info, job)".to_string(),
+        ),
+        variable(
+            "instance",
+            "instance",
+            r#"label_values(slaprobe_build_info{job=~"$job"}, instance)"#.to_string(),
+        ),
+        variable(
+            "probe",
+            "probe",
+            format!("label_values(slaprobe_canaries_sent_total{{{SCOPE}}}, probe)"),
+        ),
+        variable(
+            "output",
+            "output",
+            format!(
+                "label_values(slaprobe_canaries_delivered_total{{{}}}, output)",
+                probe_sel()
+            ),
+        ),
+        variable(
+            "slo",
+            "SLO",
+            format!("label_values(slaprobe_slo_objective_ratio{{{SCOPE}}}, slo)"),
+        ),
+    ]
 }
 
 /// The dashboard document around `panels`.
@@ -270,16 +492,7 @@ fn document(sources: &str, panels: Vec<Value>) -> String {
         "timezone": "",
         "annotations": { "list": [] },
         "links": [],
-        "templating": { "list": [{
-            "name": "datasource",
-            "label": "Prometheus",
-            "type": "datasource",
-            "query": "prometheus",
-            "current": {},
-            "hide": 0,
-            "refresh": 1,
-            "options": [],
-        }] },
+        "templating": { "list": templating() },
         "panels": panels,
     });
     let mut s = serde_json::to_string_pretty(&dashboard).unwrap_or_default();

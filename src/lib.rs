@@ -18,6 +18,7 @@
 //!   raises, the Alertmanager pusher.
 //! - [`state`]: restart-safe accounting: the locked `state_dir` and its
 //!   atomically written state file.
+//! - [`lag`]: consumer-group lag evaluation (Burrow's rules), pure.
 //! - [`serve`]: HTTP: `/metrics`, health, the status API and page.
 //! - [`generate`]: what is generated from a config: the plan, Prometheus
 //!   rules, the Alertmanager example, the Grafana dashboard.
@@ -34,6 +35,7 @@ pub mod yaml;
 pub mod canary;
 pub mod config;
 pub mod kafka;
+pub mod lag;
 pub mod metrics;
 pub mod probe;
 pub mod slo;

@@ -45,11 +45,14 @@ pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 fn base_config(cluster: &Cluster, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cluster.bootstrap)
-        .set("client.id", "slaprobe")
-        // librdkafka backs off reconnecting up to 10 s; a prober must see a
-        // broker's return within a second or two (and its broker threads
-        // time out queued canaries only when they wake up).
-        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
+        .set("client.id", "slaprobe");
+    // librdkafka backs off reconnecting up to 10 s; a prober must see a
+    // broker's return within a second or two (and its broker threads time
+    // out queued canaries only when they wake up). Not when the user sets
+    // the initial backoff: the maximum must not fall below it.
+    if !cluster.librdkafka.contains_key("reconnect.backoff.ms") {
+        c.set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
+    }
     for (k, v) in defaults {
         c.set(*k, *v);
     }
@@ -455,6 +458,43 @@ pub fn silence_header_name_panics() {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::Cluster;
+
+    /// The prober's reconnect backoff applies unless the user set the
+    /// initial one; a user's maximum wins; every combination makes a client.
+    #[test]
+    fn reconnect_backoff_defaults_and_overrides() {
+        let cluster = |opts: &[(&str, &str)]| Cluster {
+            name: "c".into(),
+            bootstrap: "127.0.0.1:1".into(),
+            librdkafka: opts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            secret_keys: Default::default(),
+        };
+        let max = |c: &Cluster| {
+            super::consumer_config(c)
+                .get("reconnect.backoff.max.ms")
+                .map(str::to_string)
+        };
+        assert_eq!(
+            max(&cluster(&[])).as_deref(),
+            Some(super::RECONNECT_BACKOFF_MAX_MS)
+        );
+        assert_eq!(
+            max(&cluster(&[("reconnect.backoff.max.ms", "5000")])).as_deref(),
+            Some("5000")
+        );
+        let slow = cluster(&[("reconnect.backoff.ms", "2000")]);
+        assert_eq!(max(&slow), None);
+        for c in [cluster(&[]), slow] {
+            let consumer: Result<rdkafka::consumer::BaseConsumer, _> =
+                super::consumer_config(&c).create();
+            assert!(consumer.is_ok(), "{:?}", consumer.err());
+        }
+    }
+
     /// Every codec a pipeline's output may use, and every SASL mechanism
     /// users run, is built in: a codec missing here would turn a pipeline's
     /// canaries into decode errors, a false outage.

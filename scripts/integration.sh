@@ -50,6 +50,16 @@ ensure_manifest_linters() {
   python3 -m pip install --quiet --disable-pip-version-check "${missing[@]}"
 }
 
+# valgrind (Debian) for the callgrind guard.
+ensure_valgrind() {
+  if command -v valgrind >/dev/null 2>&1; then return; fi
+  echo "installing valgrind"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valgrind
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -10,9 +10,12 @@ ensure_prometheus
 ensure_alertmanager
 ensure_python_client
 ensure_manifest_linters
+ensure_valgrind
 if [ -z "${SLAPROBE_TEST_BOOTSTRAP:-}" ]; then
   ensure_tansu
   start_tansu
 fi
 # Examples (benchmarks) are built by clippy --all-targets; they test nothing.
 cargo test --lib --bins --tests
+# The hot path's instruction count against its committed figure.
+bash scripts/callgrind-guard.sh

@@ -38,7 +38,58 @@ pub(crate) enum Payload {
     },
 }
 
+/// What a canary's record carries besides its payload: the id (also the
+/// `slaprobe-id` header), the send time (the `slaprobe-sent-ns` header)
+/// and the key.
+pub(crate) struct CanaryRecord {
+    pub(crate) id: String,
+    pub(crate) sent: String,
+    pub(crate) key: String,
+}
+
 impl Payload {
+    /// Canary `c`'s record: its payload written into `buf` (reused from
+    /// canary to canary), the rest returned.
+    pub(crate) fn record(
+        &self,
+        c: &Canary<'_>,
+        payload_bytes: usize,
+        buf: &mut String,
+    ) -> CanaryRecord {
+        let id = c.id().to_string();
+        let sent = c.sent_ns.to_string();
+        let key = match self {
+            Payload::Heartbeat => {
+                c.write_heartbeat_payload(payload_bytes, buf);
+                id.clone()
+            }
+            Payload::Template { payload, key, .. } => {
+                let run = c.run.to_string();
+                let values = Values {
+                    id: &id,
+                    probe: c.probe,
+                    run: &run,
+                    seq: c.seq,
+                    partition: c.partition,
+                    sent_ns: c.sent_ns,
+                };
+                *buf = payload.render(&values, payload_bytes);
+                key.as_ref()
+                    .map_or_else(|| id.clone(), |k| k.render(&values, 0))
+            }
+        };
+        CanaryRecord { id, sent, key }
+    }
+
+    /// The configured extra headers (pipeline probes).
+    pub(crate) fn extra_headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        let extra: &[(String, String)] = match self {
+            Payload::Heartbeat => &[],
+            Payload::Template { headers, .. } => headers,
+        };
+        extra.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub(crate) fn template(input: &PipelineInput) -> Result<Payload, String> {
         Ok(Payload::Template {
             payload: Template::parse(&input.payload)?,
@@ -551,8 +602,7 @@ fn send_one(
         seq,
         sent_ns,
     };
-    let id = c.id().to_string();
-    let sent = sent_ns.to_string();
+    let CanaryRecord { id, sent, key } = payload.record(&c, payload_bytes, buf);
     let mut headers = OwnedHeaders::new_with_capacity(2)
         .insert(Header {
             key: ID_HEADER,
@@ -562,36 +612,12 @@ fn send_one(
             key: SENT_HEADER,
             value: Some(&sent),
         });
-    let key = match payload {
-        Payload::Heartbeat => {
-            c.write_heartbeat_payload(payload_bytes, buf);
-            id.clone()
-        }
-        Payload::Template {
-            payload,
-            key,
-            headers: extra,
-        } => {
-            let run = shared.run.to_string();
-            let values = Values {
-                id: &id,
-                probe: &shared.name,
-                run: &run,
-                seq,
-                partition,
-                sent_ns,
-            };
-            *buf = payload.render(&values, payload_bytes);
-            for (k, v) in extra {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v),
-                });
-            }
-            key.as_ref()
-                .map_or_else(|| id.clone(), |k| k.render(&values, 0))
-        }
-    };
+    for (k, v) in payload.extra_headers() {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
     let record = BaseRecord::with_opaque_to(topic, Box::new((partition, seq, now)))
         .partition(partition)
         .key(&key)

@@ -17,6 +17,8 @@
 //! They share one mutex around the trackers and metric handles, held for a
 //! few microseconds per canary.
 
+#[cfg(any(test, feature = "bench"))]
+pub mod hotpath;
 mod input;
 mod journal;
 mod output;
@@ -148,6 +150,92 @@ struct OutputState {
 }
 
 impl Shared {
+    /// A probe's shared accounting: a tracker and a recorder per output of
+    /// `outputs` (restored from `ctx.saved` where an earlier run left it;
+    /// their resume offsets are filled in), the input side's metrics.
+    fn build(
+        probe: &Probe,
+        input_cluster: &str,
+        outputs: &mut [OutputSpec<'_>],
+        ctx: &Context,
+    ) -> Arc<Shared> {
+        let Context {
+            run,
+            metrics,
+            readiness,
+            journal,
+            ..
+        } = ctx;
+        let run = *run;
+        let saved = ctx.saved.iter().find(|s| s.probe == probe.name);
+        let now = Instant::now();
+        let now_unix_ns = crate::canary::unix_ns(std::time::SystemTime::now());
+        let origin = Instant::now();
+        let output_states = outputs
+            .iter_mut()
+            .map(|o| OutputState {
+                tracker: {
+                    let mut t = Tracker::new(probe.deadline);
+                    // An output of the same name reading the same topic
+                    // goes on where the saved one stopped.
+                    if let Some(so) = saved.and_then(|s| {
+                        s.outputs
+                            .iter()
+                            .find(|so| so.output == o.name && so.topic == o.topic)
+                    }) {
+                        // Seqs the earlier run may have sent after its last
+                        // save: two save intervals' worth.
+                        let unsaved = (ctx.save_every * 2)
+                            .as_nanos()
+                            .div_ceil(probe.interval.as_nanos().max(1))
+                            as u64
+                            + 1;
+                        t.restore(&so.tracker, unsaved, now, now_unix_ns);
+                        o.resume = so.offsets.iter().copied().collect();
+                    }
+                    t
+                },
+                rec: Recorder {
+                    probe: probe.name.clone(),
+                    output: o.name.clone(),
+                    run,
+                    journal: journal.clone(),
+                    expect: o.expect,
+                    metrics: metrics.output(probe, &o.name),
+                    window: LatencyWindow::new(origin, probe.deadline),
+                    readiness: readiness.clone(),
+                    abandoned: tracker::Abandon::ALL
+                        .iter()
+                        .map(|r| (*r, metrics.abandoned(&probe.name, &o.name, r.label())))
+                        .collect(),
+                },
+                assigned: BTreeSet::new(),
+                offsets: o.resume.clone(),
+                topic: o.topic.clone(),
+            })
+            .collect();
+        Arc::new(Shared {
+            name: probe.name.clone(),
+            run,
+            readiness: readiness.clone(),
+            state: Mutex::new(State {
+                input: InputState {
+                    metrics: metrics.input(
+                        &probe.name,
+                        input_cluster,
+                        probe.input_topic(),
+                        availability_output(probe),
+                    ),
+                    layout: None,
+                    per_partition: matches!(probe.kind, ProbeKind::Heartbeat(_)),
+                    unacknowledged: 0,
+                    unacknowledged_logged: None,
+                },
+                outputs: output_states,
+            }),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the trackers worse
         // than a lost update; keep probing rather than cascade.
@@ -434,83 +522,10 @@ impl ProbeRunner {
     }
 
     pub fn build(probe: &Probe, config: &Config, ctx: &Context) -> Result<ProbeRunner, ProbeError> {
-        let Context {
-            run,
-            metrics,
-            readiness,
-            journal,
-            ..
-        } = ctx;
-        let run = *run;
+        let run = ctx.run;
         let mut outputs = OutputSpec::all(probe, config)?;
-        let saved = ctx.saved.iter().find(|s| s.probe == probe.name);
-        let now = Instant::now();
-        let now_unix_ns = crate::canary::unix_ns(std::time::SystemTime::now());
         let input_cluster = cluster(probe, config, probe.input_cluster())?;
-        let origin = Instant::now();
-        let output_states = outputs
-            .iter_mut()
-            .map(|o| OutputState {
-                tracker: {
-                    let mut t = Tracker::new(probe.deadline);
-                    // An output of the same name reading the same topic
-                    // goes on where the saved one stopped.
-                    if let Some(so) = saved.and_then(|s| {
-                        s.outputs
-                            .iter()
-                            .find(|so| so.output == o.name && so.topic == o.topic)
-                    }) {
-                        // Seqs the earlier run may have sent after its last
-                        // save: two save intervals' worth.
-                        let unsaved = (ctx.save_every * 2)
-                            .as_nanos()
-                            .div_ceil(probe.interval.as_nanos().max(1))
-                            as u64
-                            + 1;
-                        t.restore(&so.tracker, unsaved, now, now_unix_ns);
-                        o.resume = so.offsets.iter().copied().collect();
-                    }
-                    t
-                },
-                rec: Recorder {
-                    probe: probe.name.clone(),
-                    output: o.name.clone(),
-                    run,
-                    journal: journal.clone(),
-                    expect: o.expect,
-                    metrics: metrics.output(probe, &o.name),
-                    window: LatencyWindow::new(origin, probe.deadline),
-                    readiness: readiness.clone(),
-                    abandoned: tracker::Abandon::ALL
-                        .iter()
-                        .map(|r| (*r, metrics.abandoned(&probe.name, &o.name, r.label())))
-                        .collect(),
-                },
-                assigned: BTreeSet::new(),
-                offsets: o.resume.clone(),
-                topic: o.topic.clone(),
-            })
-            .collect();
-        let shared = Arc::new(Shared {
-            name: probe.name.clone(),
-            run,
-            readiness: readiness.clone(),
-            state: Mutex::new(State {
-                input: InputState {
-                    metrics: metrics.input(
-                        &probe.name,
-                        &input_cluster.name,
-                        probe.input_topic(),
-                        availability_output(probe),
-                    ),
-                    layout: None,
-                    per_partition: matches!(probe.kind, ProbeKind::Heartbeat(_)),
-                    unacknowledged: 0,
-                    unacknowledged_logged: None,
-                },
-                outputs: output_states,
-            }),
-        });
+        let shared = Shared::build(probe, &input_cluster.name, &mut outputs, ctx);
         let payload = match &probe.kind {
             ProbeKind::Heartbeat(_) => Payload::Heartbeat,
             ProbeKind::Pipeline(p) => {

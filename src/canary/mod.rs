@@ -117,6 +117,10 @@ pub fn unix_ns(t: SystemTime) -> u64 {
 }
 
 /// Everything the codec needs to know about one canary being sent.
+/// Heartbeat payload padding, appended in chunks (a byte at a time was 7% of
+/// a canary's instructions).
+const PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
 #[derive(Debug, Clone, Copy)]
 pub struct Canary<'a> {
     pub probe: &'a str,
@@ -150,8 +154,12 @@ impl Canary<'_> {
             self.sent_ns
         );
         let fixed = out.len() + 2; // the closing `"}`
-        for _ in fixed..payload_bytes {
-            out.push('x');
+        let mut pad = payload_bytes.saturating_sub(fixed);
+        out.reserve(pad + 2);
+        while pad > 0 {
+            let n = pad.min(PAD.len());
+            out.push_str(&PAD[..n]);
+            pad -= n;
         }
         out.push_str("\"}");
     }
@@ -313,6 +321,15 @@ mod tests {
         canary().write_heartbeat_payload(10, &mut out);
         assert!(out.len() > 10);
         assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok());
+        // Padding in several chunks, up to the 1 MiB limit.
+        for size in [241, 242, 1_000, 65_536, 1_048_576] {
+            canary().write_heartbeat_payload(size, &mut out);
+            assert_eq!(out.len(), size);
+            let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+            assert!(v["pad"]
+                .as_str()
+                .is_some_and(|p| p.bytes().all(|b| b == b'x')));
+        }
     }
 
     fn matcher(rule: MatchRule) -> Matcher {

@@ -18,14 +18,7 @@ const BROKERS: i32 = 3;
 /// A 3-broker cluster with a 6-partition topic; partition p led by broker
 /// p % 3 + 1, so each broker leads two.
 fn cluster() -> MockCluster<'static, DefaultProducerContext> {
-    let mock = MockCluster::new(BROKERS).expect("mock cluster");
-    mock.create_topic(TOPIC, PARTITIONS, BROKERS)
-        .expect("topic");
-    for p in 0..PARTITIONS {
-        mock.partition_leader(TOPIC, p, Some(p % BROKERS + 1))
-            .expect("leader");
-    }
-    mock
+    common::mock_cluster(TOPIC, PARTITIONS, BROKERS)
 }
 
 /// Deliveries of one partition; its series appears with its first delivery.

@@ -18,7 +18,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{poll_until, scratch, Slaprobe};
-use rdkafka::mocking::MockCluster;
 
 const TOPIC: &str = "slaprobe.outage";
 const PARTITIONS: i32 = 10;
@@ -62,13 +61,7 @@ fn every_broker_down_stays_bounded_and_recovers_without_a_restart() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(60),
     );
-    let mock = MockCluster::new(BROKERS).expect("mock cluster");
-    mock.create_topic(TOPIC, PARTITIONS, BROKERS)
-        .expect("topic");
-    for p in 0..PARTITIONS {
-        mock.partition_leader(TOPIC, p, Some(p % BROKERS + 1))
-            .expect("leader");
-    }
+    let mock = common::mock_cluster(TOPIC, PARTITIONS, BROKERS);
     let dir = scratch("outage");
     let yaml = format!(
         r#"clusters:

@@ -124,10 +124,9 @@ struct InputState {
     layout: Option<TopicLayout>,
     /// Heartbeat probes also count deliveries per partition and leader.
     per_partition: bool,
-    /// Canaries given up as unacknowledged since the last log line about
-    /// them, and when that line was written.
-    unacknowledged: u64,
-    unacknowledged_logged: Option<Instant>,
+    /// Canaries given up as unacknowledged, logged with a count at most
+    /// every 10 s.
+    unacknowledged: crate::util::Throttle,
 }
 
 impl InputState {
@@ -228,8 +227,7 @@ impl Shared {
                     ),
                     layout: None,
                     per_partition: matches!(probe.kind, ProbeKind::Heartbeat(_)),
-                    unacknowledged: 0,
-                    unacknowledged_logged: None,
+                    unacknowledged: Default::default(),
                 },
                 outputs: output_states,
             }),
@@ -393,18 +391,10 @@ impl Shared {
                     .metrics
                     .produce_failed(crate::kafka::ProduceError::Timeout);
             }
-            input.unacknowledged += unacknowledged;
         }
-        // Logged at most every 10 s, with the count since the last line.
-        if input.unacknowledged > 0
-            && input
-                .unacknowledged_logged
-                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(10))
-        {
-            warn!(probe = %self.name, canaries = input.unacknowledged, grace = ?tracker::ACK_GRACE,
+        if let Some(canaries) = input.unacknowledged.note(unacknowledged, now) {
+            warn!(probe = %self.name, canaries, grace = ?tracker::ACK_GRACE,
                 "no delivery report by the deadline + grace; counted as failed produces (timeout)");
-            input.unacknowledged = 0;
-            input.unacknowledged_logged = Some(now);
         }
     }
 

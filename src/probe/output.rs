@@ -229,18 +229,13 @@ impl Output {
     }
 }
 
-/// Consume errors go to the log at most every [`ErrorLog::EVERY`], with the
-/// count since the last line: a topic of records the client cannot decode
-/// must not flood the log, nor be silent.
+/// Consume errors go to the log at most every 10 s, with the count since
+/// the last line: a topic of records the client cannot decode must not
+/// flood the log, nor be silent.
 #[derive(Default)]
-struct ErrorLog {
-    last: Option<Instant>,
-    since_last: u64,
-}
+struct ErrorLog(crate::util::Throttle);
 
 impl ErrorLog {
-    const EVERY: Duration = Duration::from_secs(10);
-
     fn error(
         &mut self,
         probe: &str,
@@ -248,18 +243,10 @@ impl ErrorLog {
         class: kafka::ConsumeError,
         e: &rdkafka::error::KafkaError,
     ) {
-        self.since_last += 1;
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
-        {
-            return;
+        if let Some(errors) = self.0.note(1, Instant::now()) {
+            warn!(probe, output, class = class.label(), error = %e, errors,
+                "consume errors (counted in slaprobe_consume_errors_total; canaries in undecodable records cannot be seen)");
         }
-        warn!(probe, output, class = class.label(), error = %e, errors = self.since_last,
-            "consume errors (counted in slaprobe_consume_errors_total; canaries in undecodable records cannot be seen)");
-        self.last = Some(now);
-        self.since_last = 0;
     }
 }
 

@@ -139,21 +139,12 @@ fn is_per_connection(e: &std::io::Error) -> bool {
 
 /// Warns about refused connections at most every 10 s, with a count.
 #[derive(Default)]
-struct Refused {
-    last: Option<Instant>,
-    since: u64,
-}
+struct Refused(crate::util::Throttle);
 
 impl Refused {
     fn note(&mut self, what: &str) {
-        self.since += 1;
-        if self
-            .last
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
-        {
-            warn!(refused = self.since, "{what}");
-            self.last = Some(Instant::now());
-            self.since = 0;
+        if let Some(refused) = self.0.note(1, Instant::now()) {
+            warn!(refused, "{what}");
         }
     }
 }

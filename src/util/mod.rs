@@ -1,13 +1,15 @@
 //! Small helpers every layer shares and that know nothing of Kafka or
 //! SLOs: how numbers, durations, times and URLs are shown to people
-//! ([`format`]), and retry pacing ([`backoff`]). One concept, one place: the
+//! ([`format`]), retry pacing ([`backoff`]) and throttled warnings ([`throttle`]). One concept, one place: the
 //! plan, the status API, the generated rules and the Alertmanager pusher
 //! all print through these.
 
 pub mod backoff;
 pub mod format;
+pub mod throttle;
 
 pub use backoff::Backoff;
+pub use throttle::Throttle;
 
 /// This machine's (or pod's) host name: the kernel's, else `$HOSTNAME`,
 /// else `localhost`.

@@ -683,3 +683,21 @@ pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// librdkafka's in-process mock cluster with `brokers` brokers and `topic`
+/// of `partitions` partitions, replicated on every broker, partition p led
+/// by broker p % brokers + 1 (so each broker leads some).
+pub fn mock_cluster(
+    topic: &str,
+    partitions: i32,
+    brokers: i32,
+) -> rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let mock = rdkafka::mocking::MockCluster::new(brokers).expect("mock cluster");
+    mock.create_topic(topic, partitions, brokers)
+        .expect("topic");
+    for p in 0..partitions {
+        mock.partition_leader(topic, p, Some(p % brokers + 1))
+            .expect("leader");
+    }
+    mock
+}

@@ -138,11 +138,17 @@ impl App {
             saved: saved.as_ref().map(|s| s.probes.clone()).unwrap_or_default(),
             save_every: crate::state::INFLIGHT_EVERY,
         };
+        let mut clients = probe::Clients::new(config);
         let probes: Vec<ProbeRunner> = config
             .probes
             .iter()
-            .map(|p| ProbeRunner::build(p, config, &ctx))
+            .map(|p| ProbeRunner::build(p, config, &ctx, &mut clients))
             .collect::<Result<_, _>>()?;
+        let (producers, consumers, admins) = clients.counts();
+        info!(
+            producers,
+            consumers, admins, "Kafka clients created (shared by the probes of each cluster)"
+        );
         let mut evaluator = Evaluator::new(config, &metrics, clock);
         let was_firing = match (&saved, &state_dir) {
             (Some(s), Some(d)) => {

@@ -172,6 +172,9 @@ fn failure(e: app::RunError) -> (ExitCode, String) {
     (ExitCode::from(code), error_chain(&e))
 }
 
+/// The async runtime's pool for blocking calls.
+const BLOCKING_THREADS: usize = 16;
+
 /// Runs `f` on a multi-threaded runtime with SIGINT/SIGTERM wired to its
 /// cancellation token.
 fn runtime<F, Fut>(f: F) -> ExitCode
@@ -179,7 +182,15 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<(), (ExitCode, String)>>,
 {
-    let rt = match tokio::runtime::Runtime::new() {
+    // Blocking work is metadata and offset requests, flushes and client
+    // drops, a few milliseconds each on a healthy cluster; a bounded pool
+    // keeps a hundred probes refreshing at once from costing a hundred
+    // threads (they queue instead).
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("slaprobe: cannot start the async runtime: {e}");

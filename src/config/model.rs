@@ -175,6 +175,9 @@ pub struct Probe {
     pub kind: ProbeKind,
     /// SLOs, expanded per output (one entry per (output, sli)).
     pub slos: Vec<Slo>,
+    /// Its own producer and consumers instead of those its clusters' probes
+    /// share (a busy output topic then costs the other probes nothing).
+    pub dedicated_client: bool,
 }
 
 impl Probe {

@@ -78,6 +78,9 @@ pub(crate) struct RawProbe {
     pub payload_bytes: Option<u64>,
     #[serde(default)]
     pub slos: Vec<RawSlo>,
+    /// Clients of its own instead of the cluster's shared ones.
+    #[serde(default)]
+    pub dedicated_client: bool,
     // heartbeat
     pub cluster: Option<String>,
     pub topic: Option<String>,

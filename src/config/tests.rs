@@ -470,7 +470,7 @@ fn unknown_probe_key_typo() {
     assert_eq!(
         err(&format!("{HB}    deadlin: 5s\n")),
         "test.yaml:9:5: probes[0].deadlin: unknown field `deadlin`, expected one of `name`, `type`, \
-         `interval`, `deadline`, `payload_bytes`, `slos`, `cluster`, `topic`, `topic_management`, \
+         `interval`, `deadline`, `payload_bytes`, `slos`, `dedicated_client`, `cluster`, `topic`, `topic_management`, \
          `input`, `outputs`"
     );
 }

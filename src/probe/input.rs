@@ -3,16 +3,12 @@
 //! management.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use rdkafka::producer::{BaseRecord, Producer as _};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -21,7 +17,8 @@ use crate::canary::{self, Canary, ID_HEADER, SENT_HEADER};
 use crate::config::{Cluster, PipelineInput, Probe, TopicManagement};
 use crate::kafka::{self, MetadataError, TopicLayout};
 
-use super::{sleep_or_cancel, ProbeError, Shared};
+use super::clients::{Admin, Delivery, Producer, ProducerSlot};
+use super::{sleep_or_cancel, Shared};
 use crate::util::format::error_chain;
 use crate::util::Backoff;
 
@@ -103,173 +100,6 @@ impl Payload {
     }
 }
 
-/// Whether the producer still gets canaries acked: the last ack, and how
-/// many produces failed since.
-pub(crate) struct AckWatch {
-    origin: Instant,
-    /// Milliseconds since `origin` of the last successful ack (or of the
-    /// producer's creation).
-    last_ok_ms: AtomicU64,
-    failed_since_ok: AtomicU64,
-}
-
-impl AckWatch {
-    fn new() -> AckWatch {
-        AckWatch {
-            origin: Instant::now(),
-            last_ok_ms: AtomicU64::new(0),
-            failed_since_ok: AtomicU64::new(0),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64
-    }
-
-    fn acked(&self) {
-        self.last_ok_ms.store(self.now_ms(), Ordering::Relaxed);
-        self.failed_since_ok.store(0, Ordering::Relaxed);
-    }
-
-    fn failed(&self) {
-        self.failed_since_ok.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Nothing acked for `quiet` while produces keep failing.
-    fn stuck(&self, quiet: Duration) -> bool {
-        let since = self
-            .now_ms()
-            .saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
-        self.failed_since_ok.load(Ordering::Relaxed) > 0 && since >= quiet.as_millis() as u64
-    }
-}
-
-/// Receives librdkafka's delivery reports on its producer thread.
-pub(crate) struct ProduceContext {
-    shared: Arc<Shared>,
-    /// Set when librdkafka reports a fatal error: the producer must be
-    /// replaced (see [`ProducerSlot`]).
-    fatal: Arc<AtomicBool>,
-    acks: Arc<AckWatch>,
-    /// Set when slaprobe shuts down: what is purged then is not the
-    /// cluster's failure. Any other purge (librdkafka failing its queue
-    /// after a fatal error, a replaced producer dropped) counts as failed
-    /// produces, so no canary ends without its availability event.
-    shutting_down: Arc<AtomicBool>,
-}
-
-impl ClientContext for ProduceContext {
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if kafka::is_fatal(&error) {
-            self.fatal.store(true, Ordering::Relaxed);
-        }
-        tracing::error!(probe = %self.shared.name, error = %error, reason, "producer error");
-    }
-}
-
-impl ProducerContext for ProduceContext {
-    /// (partition, seq, send time) of the canary.
-    type DeliveryOpaque = Box<(i32, u64, Instant)>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
-        let (partition, seq, sent) = *opaque;
-        let failed_queue = rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::Fatal);
-        let outcome = match result {
-            Ok(_) => {
-                self.acks.acked();
-                Ok(())
-            }
-            Err((e, _)) => {
-                if kafka::is_fatal(e) {
-                    self.fatal.store(true, Ordering::Relaxed);
-                }
-                self.acks.failed();
-                if kafka::is_purge(e) && !self.shutting_down.load(Ordering::Relaxed) {
-                    Err(&failed_queue)
-                } else {
-                    Err(e)
-                }
-            }
-        };
-        self.shared.ack(partition, seq, sent, outcome);
-    }
-}
-
-type Client = ThreadedProducer<ProduceContext>;
-
-/// The producer, replaceable: an idempotent producer that hits a fatal
-/// error fails every produce until it is recreated, and the prober must
-/// recover by itself.
-pub(crate) struct ProducerSlot {
-    current: RwLock<Arc<Client>>,
-    fatal: Arc<AtomicBool>,
-    config: rdkafka::config::ClientConfig,
-    shared: Arc<Shared>,
-    /// A producer that gets nothing acked this long while the cluster
-    /// answers metadata is replaced: twice the deadline, at least 10 s (checked
-    /// at each layout refresh, so never more often than that).
-    stuck_after: Duration,
-}
-
-impl ProducerSlot {
-    fn create(
-        config: &rdkafka::config::ClientConfig,
-        shared: &Arc<Shared>,
-        fatal: &Arc<AtomicBool>,
-    ) -> rdkafka::error::KafkaResult<Client> {
-        config.create_with_context(ProduceContext {
-            shared: shared.clone(),
-            fatal: fatal.clone(),
-            acks: Arc::new(AckWatch::new()),
-            shutting_down: Arc::new(AtomicBool::new(false)),
-        })
-    }
-
-    /// Marks the producer for replacement when nothing has been acked for
-    /// `stuck_after` while produces fail, although the cluster answers.
-    /// An idempotent producer can end up so: a broker that lost its state
-    /// (came back empty) answers every produce with UNKNOWN_PRODUCER_ID,
-    /// and librdkafka keeps bumping the epoch of an id the broker no longer
-    /// knows. Call it only after a successful metadata request.
-    pub(crate) fn replace_if_stuck(&self) {
-        if self.get().context().acks.stuck(self.stuck_after)
-            && !self.fatal.swap(true, Ordering::Relaxed)
-        {
-            warn!(probe = %self.shared.name, after = ?self.stuck_after,
-                "no canary acked for this long while the cluster answers metadata; replacing the producer");
-        }
-    }
-
-    pub(crate) fn get(&self) -> Arc<Client> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Replaces the producer after a fatal error; the old one is dropped
-    /// off the async runtime (dropping purges and joins its thread).
-    async fn recover(&self) {
-        if !self.fatal.swap(false, Ordering::Relaxed) {
-            return;
-        }
-        match Self::create(&self.config, &self.shared, &self.fatal) {
-            Ok(fresh) => {
-                let old = std::mem::replace(
-                    &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
-                    Arc::new(fresh),
-                );
-                warn!(probe = %self.shared.name, "replaced the producer (fatal error, or stuck); what it still held counts as failed produces");
-                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
-            }
-            Err(e) => {
-                self.fatal.store(true, Ordering::Relaxed);
-                warn!(probe = %self.shared.name, error = %e, "recreating the producer failed; retrying");
-            }
-        }
-    }
-}
-
 pub(crate) struct Input {
     probe: String,
     cluster: Cluster,
@@ -277,13 +107,13 @@ pub(crate) struct Input {
     interval: Duration,
     payload_bytes: usize,
     payload: Arc<Payload>,
-    topic_management: Option<TopicManagement>,
+    /// With `topic_management.create`: how, and the cluster's admin client.
+    topic_management: Option<(TopicManagement, Arc<Admin>)>,
     /// Outputs reading this very topic: only partitions they are assigned
     /// are produced to, so no canary is sent where nobody looks yet.
     same_topic_outputs: Vec<usize>,
     shared: Arc<Shared>,
     producer: Arc<ProducerSlot>,
-    admin: Option<AdminClient<DefaultClientContext>>,
     /// Partitions canaries go to.
     partitions: Arc<RwLock<Arc<Vec<i32>>>>,
 }
@@ -293,48 +123,12 @@ impl Input {
         probe: &Probe,
         cluster: &Cluster,
         payload: Payload,
-        topic_management: Option<TopicManagement>,
+        topic_management: Option<(TopicManagement, Arc<Admin>)>,
         same_topic_outputs: Vec<usize>,
         shared: Arc<Shared>,
-    ) -> Result<Input, ProbeError> {
-        let client_err = |role: &'static str| {
-            let probe = probe.name.clone();
-            let cluster = cluster.name.clone();
-            move |error: rdkafka::error::KafkaError| ProbeError::Client {
-                probe,
-                role,
-                cluster,
-                error: Box::new(error),
-            }
-        };
-        // Canaries in flight per partition are at most deadline/interval;
-        // allow that for up to 1024 partitions before librdkafka says
-        // QueueFull (counted as a produce error, never buffered elsewhere).
-        let per_partition = probe
-            .deadline
-            .as_nanos()
-            .div_ceil(probe.interval.as_nanos().max(1));
-        let queue_bound = per_partition.saturating_mul(1024).clamp(1_000, 1_000_000) as usize;
-        let config = kafka::producer_config(cluster, probe.deadline, queue_bound);
-        let fatal = Arc::new(AtomicBool::new(false));
-        let producer =
-            ProducerSlot::create(&config, &shared, &fatal).map_err(client_err("producer"))?;
-        let producer = ProducerSlot {
-            current: RwLock::new(Arc::new(producer)),
-            fatal,
-            config,
-            shared: shared.clone(),
-            stuck_after: (probe.deadline * 2).max(Duration::from_secs(10)),
-        };
-        let admin = match topic_management {
-            Some(_) => Some(
-                kafka::admin_config(cluster)
-                    .create()
-                    .map_err(client_err("admin"))?,
-            ),
-            None => None,
-        };
-        Ok(Input {
+        producer: Arc<ProducerSlot>,
+    ) -> Input {
+        Input {
             probe: probe.name.clone(),
             cluster: cluster.clone(),
             topic: probe.input_topic().to_string(),
@@ -344,10 +138,9 @@ impl Input {
             topic_management,
             same_topic_outputs,
             shared,
-            producer: Arc::new(producer),
-            admin,
+            producer,
             partitions: Arc::new(RwLock::new(Arc::new(Vec::new()))),
-        })
+        }
     }
 
     pub(crate) async fn fetch_layout(&self) -> Result<TopicLayout, MetadataError> {
@@ -377,8 +170,8 @@ impl Input {
                     continue;
                 }
             };
-            match (&self.admin, &self.topic_management, layout) {
-                (Some(admin), Some(tm), layout) => {
+            match (&self.topic_management, layout) {
+                (Some((tm, admin)), layout) => {
                     match kafka::ensure_topic(admin, &self.topic, tm, brokers, existing).await {
                         Ok(false) => {
                             if let Ok(l) = layout {
@@ -392,8 +185,8 @@ impl Input {
                         }
                     }
                 }
-                (_, _, Ok(l)) => return Some(l),
-                (_, _, Err(e)) => {
+                (_, Ok(l)) => return Some(l),
+                (_, Err(e)) => {
                     warn!(probe = %self.probe, cluster = %self.cluster.name, error = %error_chain(&e),
                     "waiting for the input topic (slaprobe only observes it: create it, or set topic_management.create: true on a heartbeat probe)")
                 }
@@ -409,7 +202,7 @@ impl Input {
     /// every broker keeps leading a probed partition. The new partitions are
     /// picked up at the next refresh.
     pub(crate) async fn grow_if_needed(&self, layout: &TopicLayout) {
-        let (Some(admin), Some(tm)) = (&self.admin, &self.topic_management) else {
+        let Some((tm, admin)) = &self.topic_management else {
             return;
         };
         let brokers = layout.brokers.len();
@@ -444,7 +237,7 @@ impl Input {
     /// gone (deleted, or a broker came back empty): canaries sent meanwhile
     /// fail as produce errors, and delivery resumes without a restart.
     pub(crate) async fn recreate_if_gone(&self, brokers: usize) {
-        let (Some(admin), Some(tm)) = (&self.admin, &self.topic_management) else {
+        let Some((tm, admin)) = &self.topic_management else {
             return;
         };
         match kafka::ensure_topic(admin, &self.topic, tm, brokers, None).await {
@@ -584,8 +377,8 @@ impl Input {
 }
 
 fn send_one(
-    shared: &Shared,
-    producer: &Client,
+    shared: &Arc<Shared>,
+    producer: &Producer,
     payload: &Payload,
     topic: &str,
     partition: i32,
@@ -618,7 +411,13 @@ fn send_one(
             value: Some(v),
         });
     }
-    let record = BaseRecord::with_opaque_to(topic, Box::new((partition, seq, now)))
+    let delivery = Box::new(Delivery {
+        shared: shared.clone(),
+        partition,
+        seq,
+        sent: now,
+    });
+    let record = BaseRecord::with_opaque_to(topic, delivery)
         .partition(partition)
         .key(&key)
         .payload(buf.as_str())

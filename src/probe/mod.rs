@@ -1,22 +1,30 @@
 //! Probes: a configured probe turned into running canary loops.
 //!
 //! One engine serves both probe types. The *input* side produces a canary
-//! to every partition of the input topic, round-robin; each *output* has its
-//! own consumer (explicit assignment from the end offsets), matcher and
-//! tracker, so every output gets its own outcomes, SLIs and histograms. A
-//! heartbeat probe is the case with one output reading the input topic.
+//! to every partition of the input topic, round-robin; each *output* reads
+//! its topic (explicit assignment from the end offsets) with its own
+//! matcher and tracker, so every output gets its own outcomes, SLIs and
+//! histograms. A heartbeat probe is the case with one output reading the
+//! input topic.
 //!
-//! Threads and tasks of one probe:
+//! The Kafka clients are the cluster's, shared by its probes
+//! ([`clients`]): one producer, one consumer and its dispatching thread
+//! ([`fetcher`]).
+//!
+//! Tasks and threads of one probe:
 //! - the ticker (async) sends the canaries;
-//! - librdkafka's producer thread reports acks ([`input::ProduceContext`]);
-//! - one consumer thread per output polls and matches arrivals;
+//! - librdkafka's producer thread reports acks, each to its own probe
+//!   ([`clients::ProduceContext`]);
+//! - the cluster's consumer thread matches arrivals for every output;
 //! - the expiry task (async) declares canaries lost at their deadline;
 //! - the layout loop (async, metadata calls off the runtime) follows
 //!   partitions and leaders of every topic and assigns new partitions.
 //!
-//! They share one mutex around the trackers and metric handles, held for a
-//! few microseconds per canary.
+//! They share one mutex per probe around its trackers and metric handles,
+//! held for a few microseconds per canary.
 
+mod clients;
+mod fetcher;
 #[cfg(any(test, feature = "bench"))]
 pub mod hotpath;
 mod input;
@@ -41,6 +49,7 @@ use crate::metrics::latency::LatencyWindow;
 use crate::metrics::{InputMetrics, Metrics};
 use crate::util::format::error_chain;
 
+pub use clients::Clients;
 use input::{Input, Payload};
 pub use journal::{Journal, LatencyPoint, Loss};
 use output::Output;
@@ -320,14 +329,9 @@ impl Shared {
         };
         match matched {
             Matched::Ours { partition, seq } => {
-                // A record the consumer hands over again (a client re-fetch,
-                // or one below the offset a restart resumed from) is not the
-                // pipeline's duplicate: it was applied already.
-                if offsets.get(&at.0).is_some_and(|next| at.1 < *next) {
-                    tracing::debug!(probe = %self.name, partition, seq, record = ?at,
-                        "canary record read again; already counted");
-                    return;
-                }
+                // The consumer hands each record over once (records read
+                // again are skipped before: see `fetcher`); where the
+                // partition's offsets went back, these are new records.
                 offsets.insert(at.0, at.1 + 1);
                 // A seq a killed earlier run sent after its last save: its
                 // header says when (clamped at 0 if the clock stepped).
@@ -511,10 +515,27 @@ impl ProbeRunner {
         ProbeState(self.shared.clone())
     }
 
-    pub fn build(probe: &Probe, config: &Config, ctx: &Context) -> Result<ProbeRunner, ProbeError> {
+    /// `probe` with its clients from `clients` (the cluster's shared ones,
+    /// or its own with `dedicated_client`) and its metrics registered.
+    pub fn build(
+        probe: &Probe,
+        config: &Config,
+        ctx: &Context,
+        clients: &mut Clients,
+    ) -> Result<ProbeRunner, ProbeError> {
         let run = ctx.run;
         let mut outputs = OutputSpec::all(probe, config)?;
         let input_cluster = cluster(probe, config, probe.input_cluster())?;
+        let client_err = |role: &'static str, cluster: &Cluster| {
+            let probe = probe.name.clone();
+            let cluster = cluster.name.clone();
+            move |error: rdkafka::error::KafkaError| ProbeError::Client {
+                probe,
+                role,
+                cluster,
+                error: Box::new(error),
+            }
+        };
         let shared = Shared::build(probe, &input_cluster.name, &mut outputs, ctx);
         let payload = match &probe.kind {
             ProbeKind::Heartbeat(_) => Payload::Heartbeat,
@@ -539,6 +560,18 @@ impl ProbeRunner {
             .filter(|(_, o)| o.cluster.name == input_cluster.name && o.topic == probe.input_topic())
             .map(|(i, _)| i)
             .collect();
+        let producer = clients
+            .producer(probe, input_cluster)
+            .map_err(client_err("producer", input_cluster))?;
+        let topic_management = match topic_management {
+            Some(tm) => Some((
+                tm,
+                clients
+                    .admin(probe, input_cluster)
+                    .map_err(client_err("admin", input_cluster))?,
+            )),
+            None => None,
+        };
         let input = Input::build(
             probe,
             input_cluster,
@@ -546,15 +579,19 @@ impl ProbeRunner {
             topic_management,
             same_topic.clone(),
             shared.clone(),
-        )?;
+            producer,
+        );
         let outputs = outputs
             .into_iter()
             .enumerate()
             .map(|(index, o)| {
+                let fetcher = clients
+                    .consumer(probe, o.cluster)
+                    .map_err(client_err("consumer", o.cluster))?;
                 let same = same_topic.contains(&index);
-                Output::build(probe, index, o, run, same)
+                Ok(Output::build(probe, index, o, run, same, fetcher, &shared))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, ProbeError>>()?;
         Ok(ProbeRunner {
             name: probe.name.clone(),
             deadline: probe.deadline,
@@ -583,11 +620,9 @@ impl ProbeRunner {
         }
         self.input.follow(input_layout).await;
 
-        let consumers: Vec<_> = self
-            .outputs
-            .iter()
-            .filter_map(|o| o.spawn_consumer(self.shared.clone(), cancel.clone()))
-            .collect();
+        for o in &self.outputs {
+            o.fetcher.start(cancel.clone());
+        }
         let stop_sending = stop_input.child_token();
         let ticker = tokio::spawn(self.input.ticker(stop_sending.clone()));
         let expiry = tokio::spawn(expiry(self.shared.clone(), cancel.clone()));
@@ -636,8 +671,9 @@ impl ProbeRunner {
         let _ = ticker.await;
         self.input.flush(FLUSH_GRACE).await;
         let _ = expiry.await;
-        for t in consumers {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        for o in &self.outputs {
+            let fetcher = o.fetcher.clone();
+            let _ = tokio::task::spawn_blocking(move || fetcher.join()).await;
         }
         // Dropping the clients purges, flushes and joins librdkafka threads:
         // blocking work, kept off the async runtime.

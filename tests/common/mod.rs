@@ -60,6 +60,7 @@ pub fn heartbeat_config(
                 slo(Sli::Delivery, None),
                 slo(Sli::Latency, Some(Duration::from_millis(100))),
             ],
+            dedicated_client: false,
         }],
     }
 }

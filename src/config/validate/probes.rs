@@ -105,6 +105,7 @@ impl Validator<'_> {
             payload_bytes,
             kind,
             slos: Vec::new(),
+            dedicated_client: rp.dedicated_client,
         };
         probe.slos = self.slos(at, rp, &probe);
         probe

@@ -1,0 +1,365 @@
+//! The Kafka clients of a process, shared so that what slaprobe costs grows
+//! with its canaries, not with its probes: one producer per cluster (and
+//! deadline: librdkafka's message timeout, which is the deadline, is one
+//! setting per client) and one consumer per cluster, shared by every probe
+//! on it. A probe with `dedicated_client: true` gets clients of its own.
+//!
+//! Each probe keeps its own tracker, outcomes and metrics: a delivery
+//! report carries the probe it belongs to, and the shared consumer hands
+//! each record to the outputs that read its partition ([`super::fetcher`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use tracing::warn;
+
+use super::fetcher::Fetcher;
+use super::Shared;
+use crate::config::{Cluster, Config, Probe};
+use crate::kafka;
+
+/// Whether the producer still gets canaries acked: the last ack, and how
+/// many produces failed since.
+pub(crate) struct AckWatch {
+    origin: Instant,
+    /// Milliseconds since `origin` of the last successful ack (or of the
+    /// producer's creation).
+    last_ok_ms: AtomicU64,
+    failed_since_ok: AtomicU64,
+}
+
+impl AckWatch {
+    fn new() -> AckWatch {
+        AckWatch {
+            origin: Instant::now(),
+            last_ok_ms: AtomicU64::new(0),
+            failed_since_ok: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    fn acked(&self) {
+        self.last_ok_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.failed_since_ok.store(0, Ordering::Relaxed);
+    }
+
+    fn failed(&self) {
+        self.failed_since_ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Nothing acked for `quiet` while produces keep failing.
+    fn stuck(&self, quiet: Duration) -> bool {
+        let since = self
+            .now_ms()
+            .saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
+        self.failed_since_ok.load(Ordering::Relaxed) > 0 && since >= quiet.as_millis() as u64
+    }
+}
+
+/// What a produced canary carries to its delivery report: the probe it
+/// belongs to, and which canary it is.
+pub(crate) struct Delivery {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) partition: i32,
+    pub(crate) seq: u64,
+    pub(crate) sent: Instant,
+}
+
+/// Receives librdkafka's delivery reports on its producer thread and hands
+/// each to the probe that sent the canary.
+pub(crate) struct ProduceContext {
+    /// The cluster, and the probes sharing the producer (for logs).
+    users: String,
+    /// Set when librdkafka reports a fatal error: the producer must be
+    /// replaced (see [`ProducerSlot`]).
+    pub(crate) fatal: Arc<AtomicBool>,
+    acks: AckWatch,
+    /// Set when slaprobe shuts down: what is purged then is not the
+    /// cluster's failure. Any other purge (librdkafka failing its queue
+    /// after a fatal error, a replaced producer dropped) counts as failed
+    /// produces, so no canary ends without its availability event.
+    pub(crate) shutting_down: AtomicBool,
+}
+
+impl ClientContext for ProduceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if kafka::is_fatal(&error) {
+            self.fatal.store(true, Ordering::Relaxed);
+        }
+        tracing::error!(producer = %self.users, error = %error, reason, "producer error");
+    }
+}
+
+impl ProducerContext for ProduceContext {
+    type DeliveryOpaque = Box<Delivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let Delivery {
+            shared,
+            partition,
+            seq,
+            sent,
+        } = *opaque;
+        let failed_queue = KafkaError::MessageProduction(RDKafkaErrorCode::Fatal);
+        let outcome = match result {
+            Ok(_) => {
+                self.acks.acked();
+                Ok(())
+            }
+            Err((e, _)) => {
+                if kafka::is_fatal(e) {
+                    self.fatal.store(true, Ordering::Relaxed);
+                }
+                self.acks.failed();
+                if kafka::is_purge(e) && !self.shutting_down.load(Ordering::Relaxed) {
+                    Err(&failed_queue)
+                } else {
+                    Err(e)
+                }
+            }
+        };
+        shared.ack(partition, seq, sent, outcome);
+    }
+}
+
+pub(crate) type Producer = ThreadedProducer<ProduceContext>;
+
+/// The admin client topic management uses.
+pub(crate) type Admin = AdminClient<DefaultClientContext>;
+
+/// A producer, replaceable: an idempotent producer that hits a fatal error
+/// fails every produce until it is recreated, and the prober must recover
+/// by itself. Replacing it drops the old one, which fails what it still
+/// held back to each probe as produce errors.
+pub(crate) struct ProducerSlot {
+    current: RwLock<Arc<Producer>>,
+    fatal: Arc<AtomicBool>,
+    config: rdkafka::config::ClientConfig,
+    users: String,
+    /// A producer that gets nothing acked this long while the cluster
+    /// answers metadata is replaced: twice the deadline, at least 10 s
+    /// (checked at each layout refresh, so never more often than that).
+    stuck_after: Duration,
+}
+
+impl ProducerSlot {
+    fn new(
+        config: rdkafka::config::ClientConfig,
+        users: String,
+        stuck_after: Duration,
+    ) -> Result<ProducerSlot, KafkaError> {
+        let fatal = Arc::new(AtomicBool::new(false));
+        let producer = Self::create(&config, &users, &fatal)?;
+        Ok(ProducerSlot {
+            current: RwLock::new(Arc::new(producer)),
+            fatal,
+            config,
+            users,
+            stuck_after,
+        })
+    }
+
+    fn create(
+        config: &rdkafka::config::ClientConfig,
+        users: &str,
+        fatal: &Arc<AtomicBool>,
+    ) -> rdkafka::error::KafkaResult<Producer> {
+        config.create_with_context(ProduceContext {
+            users: users.to_string(),
+            fatal: fatal.clone(),
+            acks: AckWatch::new(),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks the producer for replacement when nothing has been acked for
+    /// `stuck_after` while produces fail, although the cluster answers.
+    /// An idempotent producer can end up so: a broker that lost its state
+    /// (came back empty) answers every produce with UNKNOWN_PRODUCER_ID,
+    /// and librdkafka keeps bumping the epoch of an id the broker no longer
+    /// knows. Call it only after a successful metadata request.
+    pub(crate) fn replace_if_stuck(&self) {
+        if self.get().context().acks.stuck(self.stuck_after)
+            && !self.fatal.swap(true, Ordering::Relaxed)
+        {
+            warn!(producer = %self.users, after = ?self.stuck_after,
+                "no canary acked for this long while the cluster answers metadata; replacing the producer");
+        }
+    }
+
+    pub(crate) fn get(&self) -> Arc<Producer> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the producer after a fatal error (whichever probe's ticker
+    /// comes first); the old one is dropped off the async runtime (dropping
+    /// purges, which fails its canaries back to their probes, and joins its
+    /// threads).
+    pub(crate) async fn recover(&self) {
+        if !self.fatal.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        match Self::create(&self.config, &self.users, &self.fatal) {
+            Ok(fresh) => {
+                let old = std::mem::replace(
+                    &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
+                    Arc::new(fresh),
+                );
+                warn!(producer = %self.users, "replaced the producer (fatal error, or stuck); what it still held counts as failed produces");
+                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+            }
+            Err(e) => {
+                self.fatal.store(true, Ordering::Relaxed);
+                warn!(producer = %self.users, error = %e, "recreating the producer failed; retrying");
+            }
+        }
+    }
+}
+
+/// Which clients a probe uses: those of its cluster, or its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Owner {
+    cluster: String,
+    /// `Some(probe)` for a probe's dedicated clients.
+    dedicated: Option<String>,
+}
+
+impl Owner {
+    fn of(probe: &Probe, cluster: &str) -> Owner {
+        Owner {
+            cluster: cluster.to_string(),
+            dedicated: probe.dedicated_client.then(|| probe.name.clone()),
+        }
+    }
+}
+
+/// Every client of a process, created on first use; see the module docs.
+pub struct Clients {
+    producers: HashMap<(Owner, Duration), Arc<ProducerSlot>>,
+    consumers: HashMap<Owner, Arc<Fetcher>>,
+    admins: HashMap<Owner, Arc<Admin>>,
+    /// Each producer's probes (for its logs and its queue bound).
+    plan: HashMap<(Owner, Duration), Vec<(String, usize)>>,
+}
+
+impl Clients {
+    /// The clients `config`'s probes will share; none is created yet.
+    pub fn new(config: &Config) -> Clients {
+        let mut plan: HashMap<(Owner, Duration), Vec<(String, usize)>> = HashMap::new();
+        for p in &config.probes {
+            plan.entry((Owner::of(p, p.input_cluster()), p.deadline))
+                .or_default()
+                .push((p.name.clone(), queue_bound(p)));
+        }
+        Clients {
+            producers: HashMap::new(),
+            consumers: HashMap::new(),
+            admins: HashMap::new(),
+            plan,
+        }
+    }
+
+    /// The producer `probe` sends to `cluster` with.
+    pub(crate) fn producer(
+        &mut self,
+        probe: &Probe,
+        cluster: &Cluster,
+    ) -> Result<Arc<ProducerSlot>, KafkaError> {
+        let key = (Owner::of(probe, &cluster.name), probe.deadline);
+        if let Some(p) = self.producers.get(&key) {
+            return Ok(p.clone());
+        }
+        let users = self.plan.get(&key).cloned().unwrap_or_default();
+        // The local queue holds what every probe on it may have in flight.
+        let bound = users
+            .iter()
+            .map(|(_, b)| *b)
+            .fold(0, usize::saturating_add)
+            .max(queue_bound(probe))
+            .min(MAX_QUEUE);
+        let names: Vec<&str> = users.iter().map(|(n, _)| n.as_str()).collect();
+        let label = match names.len() {
+            0 | 1 => format!("{}/{}", cluster.name, probe.name),
+            n => format!("{} ({n} probes)", cluster.name),
+        };
+        let slot = Arc::new(ProducerSlot::new(
+            kafka::producer_config(cluster, probe.deadline, bound),
+            label,
+            (probe.deadline * 2).max(Duration::from_secs(10)),
+        )?);
+        self.producers.insert(key, slot.clone());
+        Ok(slot)
+    }
+
+    /// The consumer `probe`'s outputs on `cluster` read with.
+    pub(crate) fn consumer(
+        &mut self,
+        probe: &Probe,
+        cluster: &Cluster,
+    ) -> Result<Arc<Fetcher>, KafkaError> {
+        let key = Owner::of(probe, &cluster.name);
+        if let Some(f) = self.consumers.get(&key) {
+            return Ok(f.clone());
+        }
+        let name = match &key.dedicated {
+            Some(p) => format!("{}/{p}", cluster.name),
+            None => cluster.name.clone(),
+        };
+        let fetcher = Arc::new(Fetcher::new(cluster, name)?);
+        self.consumers.insert(key, fetcher.clone());
+        Ok(fetcher)
+    }
+
+    /// The admin client `probe` manages its topic on `cluster` with.
+    pub(crate) fn admin(
+        &mut self,
+        probe: &Probe,
+        cluster: &Cluster,
+    ) -> Result<Arc<Admin>, KafkaError> {
+        let key = Owner::of(probe, &cluster.name);
+        if let Some(a) = self.admins.get(&key) {
+            return Ok(a.clone());
+        }
+        let admin: Arc<Admin> = Arc::new(kafka::admin_config(cluster).create()?);
+        self.admins.insert(key, admin.clone());
+        Ok(admin)
+    }
+
+    /// (producers, consumers, admin clients) created so far.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.producers.len(),
+            self.consumers.len(),
+            self.admins.len(),
+        )
+    }
+}
+
+/// The most a shared producer queues (ten probes' worth at the largest
+/// per-probe bound); librdkafka allows up to 2^31 - 1.
+const MAX_QUEUE: usize = 10_000_000;
+
+/// What one probe may have queued in the producer: canaries in flight per
+/// partition are at most deadline/interval; allow that for up to 1024
+/// partitions before librdkafka says QueueFull (counted as a produce error,
+/// never buffered elsewhere).
+fn queue_bound(probe: &Probe) -> usize {
+    let per_partition = probe
+        .deadline
+        .as_nanos()
+        .div_ceil(probe.interval.as_nanos().max(1));
+    per_partition.saturating_mul(1024).clamp(1_000, 1_000_000) as usize
+}

@@ -1,0 +1,130 @@
+//! The probes of one cluster share one producer and one consumer: a
+//! `slaprobe run` process with many probes on librdkafka's mock cluster has
+//! exactly one client of each (plus the dedicated ones asked for), and every
+//! probe keeps its own exact accounting, also where two probes read the
+//! same topic.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{poll_until, scratch, Slaprobe};
+
+const PROBES: usize = 12;
+const PARTITIONS: i32 = 3;
+
+/// Threads of process `pid` whose name starts with `prefix`.
+fn threads(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| t.ok())
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .filter(|comm| comm.starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `text` without terminal colour sequences.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn probes_share_their_clusters_clients_and_keep_their_own_counts() {
+    let mock = common::mock_cluster("t0", PARTITIONS, 3);
+    for i in 1..PROBES {
+        mock.create_topic(&format!("t{i}"), PARTITIONS, 3)
+            .expect("topic");
+    }
+    mock.create_topic("shared", PARTITIONS, 3).expect("topic");
+    mock.create_topic("own", PARTITIONS, 3).expect("topic");
+    let mut yaml = format!(
+        "clusters:\n  it: {{ bootstrap: '{}' }}\ndefaults: {{ interval: 20ms, deadline: 3s }}\nprobes:\n",
+        mock.bootstrap_servers()
+    );
+    let mut names: Vec<String> = Vec::new();
+    for i in 0..PROBES {
+        yaml += &format!("  - {{ name: hb{i}, type: heartbeat, cluster: it, topic: t{i} }}\n");
+        names.push(format!("hb{i}"));
+    }
+    // Two probes on one topic: each sees the other's canaries as foreign.
+    for n in ["left", "right"] {
+        yaml += &format!("  - {{ name: {n}, type: heartbeat, cluster: it, topic: shared }}\n");
+        names.push(n.to_string());
+    }
+    yaml += "  - { name: own, type: heartbeat, cluster: it, topic: own, dedicated_client: true }\n";
+    names.push("own".to_string());
+
+    let dir = scratch("shared-clients");
+    let s = Slaprobe::start(&dir, "shared", &yaml);
+    let delivered = |probe: &str| {
+        common::metric_if_present(
+            &s.metrics(),
+            "slaprobe_canaries_delivered_total",
+            &[("probe", probe)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        poll_until(Duration::from_secs(60), || names
+            .iter()
+            .all(|n| delivered(n) >= 50.0)),
+        "every probe delivers; delivered {:?}; log:\n{}",
+        names.iter().map(|n| (n, delivered(n))).collect::<Vec<_>>(),
+        s.log()
+    );
+
+    // Every librdkafka client has one `rdk:main` thread: the cluster's
+    // producer and consumer, and the dedicated probe's two.
+    let pid = s.child.id();
+    assert_eq!(threads(pid, "rdk:main"), 4, "log:\n{}", s.log());
+    let log = plain(&s.log());
+    assert!(
+        log.contains("producers=2 consumers=2 admins=0"),
+        "log:\n{log}"
+    );
+
+    let text = s.metrics();
+    let value = |name: &str, probe: &str| {
+        common::metric_if_present(&text, name, &[("probe", probe)]).unwrap_or(0.0)
+    };
+    for n in &names {
+        for bad in [
+            "slaprobe_canaries_lost_total",
+            "slaprobe_canaries_duplicate_total",
+            "slaprobe_produce_errors_total",
+        ] {
+            assert_eq!(value(bad, n), 0.0, "{bad} of {n}");
+        }
+        // Its own canaries, not another probe's: at most those still in
+        // transit are missing.
+        let sent = value("slaprobe_canaries_sent_total", n);
+        let delivered = value("slaprobe_canaries_delivered_total", n);
+        assert!(
+            delivered <= sent && delivered >= 0.9 * sent,
+            "{n}: delivered {delivered} of {sent} sent"
+        );
+    }
+    // The shared topic's records reach both probes once each: each counts
+    // the other's canaries as foreign, the others count none.
+    for n in ["left", "right"] {
+        assert!(value("slaprobe_records_foreign_total", n) > 20.0, "{n}");
+    }
+    assert_eq!(value("slaprobe_records_foreign_total", "hb0"), 0.0);
+    assert!(s.stop().success());
+}

@@ -138,7 +138,7 @@ impl App {
             saved: saved.as_ref().map(|s| s.probes.clone()).unwrap_or_default(),
             save_every: crate::state::INFLIGHT_EVERY,
         };
-        let mut clients = probe::Clients::new(config);
+        let mut clients = probe::Clients::new(config, &metrics);
         let probes: Vec<ProbeRunner> = config
             .probes
             .iter()

@@ -32,7 +32,7 @@ fn burning(bootstrap: &str, alertmanager: &str) -> String {
         r#"alertmanager:
 {alertmanager}
 clusters:
-  it: {{ bootstrap: '{bootstrap}' }}
+  it: {{ bootstrap: '{bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}
 probes:
   - name: am
     type: heartbeat

@@ -122,6 +122,7 @@ defaults:
 clusters:
   it:
     bootstrap: {bootstrap}
+    librdkafka: {{ fetch.wait.max.ms: '10' }}
 probes:
   - name: {probe}
     type: heartbeat
@@ -767,7 +768,7 @@ fn every_codec_on_a_pipeline_output_is_decoded() {
         .collect();
     let yaml = format!(
         r#"clusters:
-  it: {{ bootstrap: '{bootstrap}' }}
+  it: {{ bootstrap: '{bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}
 probes:
   - name: it-codecs
     type: pipeline

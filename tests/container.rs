@@ -120,7 +120,7 @@ fn the_runtime_layout_reads_the_mounted_config_and_listens_on_every_address() {
     std::fs::write(
         mounted.join("cluster.yaml"),
         format!(
-            "clusters:\n  it: {{ bootstrap: '{}' }}\nprobes:\n  - {{ name: hb, type: heartbeat, cluster: it, topic: slaprobe.container, interval: 100ms }}\n",
+            "clusters:\n  it: {{ bootstrap: '{}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}\nprobes:\n  - {{ name: hb, type: heartbeat, cluster: it, topic: slaprobe.container, interval: 100ms }}\n",
             mock.bootstrap_servers()
         ),
     )

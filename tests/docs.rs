@@ -68,7 +68,14 @@ fn demo_exposition() -> String {
     let ready = poll_until(Duration::from_secs(30), || {
         http_get(addr, "/readyz").is_ok_and(|r| r.0 == 200)
     });
-    let text = http_get(addr, "/metrics").map(|r| r.1).unwrap_or_default();
+    // Some families appear with their first series: the clients' request
+    // counts with their first statistics (10 s after start).
+    let documented: BTreeSet<String> = documented().into_keys().collect();
+    let mut text = String::new();
+    poll_until(Duration::from_secs(30), || {
+        text = http_get(addr, "/metrics").map(|r| r.1).unwrap_or_default();
+        families(&text).into_keys().collect::<BTreeSet<_>>() == documented
+    });
     let _ = demo.kill();
     let _ = demo.wait();
     assert!(ready, "the demo gets ready");

@@ -23,7 +23,7 @@ fn cluster() -> MockCluster<'static, DefaultProducerContext> {
 fn heartbeat(bootstrap: &str) -> String {
     format!(
         r#"clusters:
-  it: {{ bootstrap: '{bootstrap}' }}
+  it: {{ bootstrap: '{bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}
 probes:
   - name: faults
     type: heartbeat

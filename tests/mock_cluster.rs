@@ -320,16 +320,28 @@ async fn a_fatal_idempotent_producer_error_is_recovered_without_a_restart() {
         .with_env_filter("slaprobe=warn")
         .try_init();
     let mock = cluster();
-    let config = heartbeat_config(
+    mock.create_topic("second", PARTITIONS, BROKERS)
+        .expect("topic");
+    let mut config = heartbeat_config(
         &mock.bootstrap_servers(),
         TOPIC,
         Duration::from_millis(100),
         Duration::from_secs(3),
     );
+    // A second probe on the cluster shares the producer: the replacement
+    // must serve both.
+    let mut second = config.probes[0].clone();
+    second.name = "second".into();
+    if let slaprobe::config::ProbeKind::Heartbeat(hb) = &mut second.kind {
+        hb.topic = "second".into();
+    }
+    config.probes.push(second);
     let r = Running::start(&config).await;
+    let delivered =
+        |probe: &str| r.metric("slaprobe_canaries_delivered_total", &[("probe", probe)]);
     assert!(
         wait_until(Duration::from_secs(20), || {
-            r.metric("slaprobe_canaries_delivered_total", &[]) > 10.0
+            delivered("hb") > 10.0 && delivered("second") > 10.0
         })
         .await
     );
@@ -347,15 +359,18 @@ async fn a_fatal_idempotent_producer_error_is_recovered_without_a_restart() {
         "the fatal error is counted:\n{}",
         String::from_utf8_lossy(&r.metrics.render())
     );
-    let delivered = r.metric("slaprobe_canaries_delivered_total", &[]);
+    let before = (delivered("hb"), delivered("second"));
     assert!(
         wait_until(Duration::from_secs(20), || {
-            r.metric("slaprobe_canaries_delivered_total", &[]) > delivered + 20.0
+            delivered("hb") > before.0 + 20.0 && delivered("second") > before.1 + 20.0
         })
         .await,
-        "a new producer delivers again:\n{}",
+        "a new producer delivers again for both probes:\n{}",
         String::from_utf8_lossy(&r.metrics.render())
     );
+    // Nothing the old producer held is left behind: every canary of both
+    // probes is settled (in flight is what the last 3 s deadline holds).
+    assert_eq!(r.metric("slaprobe_canaries_lost_total", &[]), 0.0);
     r.stop().await;
 }
 

@@ -65,7 +65,7 @@ fn every_broker_down_stays_bounded_and_recovers_without_a_restart() {
     let dir = scratch("outage");
     let yaml = format!(
         r#"clusters:
-  it: {{ bootstrap: '{}' }}
+  it: {{ bootstrap: '{}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}
 probes:
   - name: outage
     type: heartbeat

@@ -30,8 +30,8 @@ fn pipeline(a: &str, b: &str, deadline: &str, outputs: &str) -> config::Config {
     let yaml = format!(
         r#"
 clusters:
-  a: {{ bootstrap: "{a}" }}
-  b: {{ bootstrap: "{b}" }}
+  a: {{ bootstrap: "{a}", librdkafka: {{ fetch.wait.max.ms: '10' }} }}
+  b: {{ bootstrap: "{b}", librdkafka: {{ fetch.wait.max.ms: '10' }} }}
 probes:
   - name: orders
     type: pipeline

@@ -64,11 +64,13 @@ clusters:
   plain:
     bootstrap: '{bootstrap}'
     librdkafka:
+      fetch.wait.max.ms: '10'
       ssl.key.password: '{MARKER}'
       debug: all
   sasl:
     bootstrap: '{bootstrap}'
     librdkafka:
+      fetch.wait.max.ms: '10'
       security.protocol: sasl_plaintext
       sasl.mechanism: PLAIN
       sasl.username: probe
@@ -77,6 +79,7 @@ clusters:
   oauth:
     bootstrap: '{bootstrap}'
     librdkafka:
+      fetch.wait.max.ms: '10'
       security.protocol: sasl_plaintext
       sasl.mechanism: OAUTHBEARER
       enable.sasl.oauthbearer.unsecure.jwt: 'true'

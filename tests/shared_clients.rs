@@ -54,7 +54,7 @@ fn probes_share_their_clusters_clients_and_keep_their_own_counts() {
     mock.create_topic("shared", PARTITIONS, 3).expect("topic");
     mock.create_topic("own", PARTITIONS, 3).expect("topic");
     let mut yaml = format!(
-        "clusters:\n  it: {{ bootstrap: '{}' }}\ndefaults: {{ interval: 20ms, deadline: 3s }}\nprobes:\n",
+        "clusters:\n  it: {{ bootstrap: '{}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}\ndefaults: {{ interval: 20ms, deadline: 3s }}\nprobes:\n",
         mock.bootstrap_servers()
     );
     let mut names: Vec<String> = Vec::new();

@@ -24,7 +24,7 @@ fn config(bootstrap: &str, topic: &str, state_dir: &Path, alertmanager: Option<&
     format!(
         r#"state_dir: {}
 {am}clusters:
-  it: {{ bootstrap: '{bootstrap}' }}
+  it: {{ bootstrap: '{bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}
 probes:
   - name: it-state
     type: heartbeat
@@ -327,7 +327,7 @@ fn canaries_inside_a_slow_stage_survive(signal: &str) {
     let yaml = format!(
         r#"state_dir: {}
 clusters:
-  it: {{ bootstrap: '{bootstrap}' }}
+  it: {{ bootstrap: '{bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}
 probes:
   - name: it-stage
     type: pipeline

@@ -57,6 +57,7 @@ pub struct Metrics {
     slo_burn_rate: GaugeVec,
     slo_budget: GaugeVec,
     slo_firing: IntGaugeVec,
+    client_requests: IntCounterVec,
 }
 
 /// Every family's name starts with `slaprobe_`.
@@ -112,8 +113,22 @@ impl Metrics {
             slo_burn_rate: gauge("slo_burn_rate", "Error ratio over the window / (1 - objective).", &["slo", "window"]),
             slo_budget: gauge("slo_error_budget_remaining_ratio", "Share of the period's error budget left; negative when overspent.", &["slo"]),
             slo_firing: int_gauge("slo_alert_firing", "1 while a burn-rate alert of this severity fires for the SLO.", &["slo", "severity"]),
+            client_requests: counter("kafka_requests_total", "Requests slaprobe's own Kafka clients sent, per broker and request type (from librdkafka's statistics, every statistics.interval.ms): the load the prober puts on the cluster.", &["kafka_cluster", "client", "broker", "request"]),
             registry: r.clone(),
         }
+    }
+
+    /// The counter of `request`s `client` (`producer`, `consumer`) of
+    /// `cluster` sent to `broker` (its id, or `bootstrap`).
+    pub fn client_requests(
+        &self,
+        cluster: &str,
+        client: &str,
+        broker: &str,
+        request: &str,
+    ) -> IntCounter {
+        self.client_requests
+            .with_label_values(&[cluster, client, broker, request])
     }
 
     /// The text exposition of every family.

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminClient;
@@ -24,6 +24,7 @@ use super::fetcher::Fetcher;
 use super::Shared;
 use crate::config::{Cluster, Config, Probe};
 use crate::kafka;
+use crate::metrics::{IntCounter, Metrics};
 
 /// Whether the producer still gets canaries acked: the last ack, and how
 /// many produces failed since.
@@ -66,6 +67,86 @@ impl AckWatch {
     }
 }
 
+/// Counts the requests one client sends, per broker and request type,
+/// from librdkafka's statistics (`slaprobe_kafka_requests_total`).
+pub(crate) struct RequestStats {
+    metrics: Metrics,
+    cluster: String,
+    client: &'static str,
+    /// Per (broker entry, request type): the client's last total and the
+    /// counter it goes to.
+    seen: Mutex<HashMap<(String, String), (i64, IntCounter)>>,
+}
+
+impl RequestStats {
+    pub(crate) fn new(metrics: &Metrics, cluster: &str, client: &'static str) -> RequestStats {
+        RequestStats {
+            metrics: metrics.clone(),
+            cluster: cluster.to_string(),
+            client,
+            seen: Mutex::default(),
+        }
+    }
+
+    /// One statistics report (JSON): what each broker got since the last.
+    pub(crate) fn record(&self, json: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Stats {
+            #[serde(default)]
+            brokers: HashMap<String, Broker>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Broker {
+            nodeid: i32,
+            #[serde(default)]
+            req: HashMap<String, i64>,
+        }
+        let Ok(stats) = serde_json::from_slice::<Stats>(json) else {
+            return;
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (entry, b) in stats.brokers {
+            // Bootstrap addresses (and the internal broker) have no id.
+            let broker = if b.nodeid >= 0 {
+                b.nodeid.to_string()
+            } else {
+                "bootstrap".to_string()
+            };
+            for (request, total) in b.req {
+                if total <= 0 {
+                    continue;
+                }
+                let (last, counter) =
+                    seen.entry((entry.clone(), request.clone()))
+                        .or_insert_with(|| {
+                            let c = self.metrics.client_requests(
+                                &self.cluster,
+                                self.client,
+                                &broker,
+                                &request,
+                            );
+                            (0, c)
+                        });
+                counter.inc_by(total.saturating_sub(*last).max(0) as u64);
+                *last = total;
+            }
+        }
+    }
+}
+
+/// The shared consumer's context: its request statistics.
+pub(crate) struct FetchContext {
+    pub(crate) requests: RequestStats,
+}
+
+impl ClientContext for FetchContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.requests.record(statistics);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for FetchContext {}
+
 /// What a produced canary carries to its delivery report: the probe it
 /// belongs to, and which canary it is.
 pub(crate) struct Delivery {
@@ -80,6 +161,7 @@ pub(crate) struct Delivery {
 pub(crate) struct ProduceContext {
     /// The cluster, and the probes sharing the producer (for logs).
     users: String,
+    requests: RequestStats,
     /// Set when librdkafka reports a fatal error: the producer must be
     /// replaced (see [`ProducerSlot`]).
     pub(crate) fatal: Arc<AtomicBool>,
@@ -92,6 +174,10 @@ pub(crate) struct ProduceContext {
 }
 
 impl ClientContext for ProduceContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.requests.record(statistics);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if kafka::is_fatal(&error) {
             self.fatal.store(true, Ordering::Relaxed);
@@ -146,6 +232,8 @@ pub(crate) struct ProducerSlot {
     fatal: Arc<AtomicBool>,
     config: rdkafka::config::ClientConfig,
     users: String,
+    metrics: Metrics,
+    cluster: String,
     /// A producer that gets nothing acked this long while the cluster
     /// answers metadata is replaced: twice the deadline, at least 10 s
     /// (checked at each layout refresh, so never more often than that).
@@ -157,14 +245,18 @@ impl ProducerSlot {
         config: rdkafka::config::ClientConfig,
         users: String,
         stuck_after: Duration,
+        metrics: &Metrics,
+        cluster: &str,
     ) -> Result<ProducerSlot, KafkaError> {
         let fatal = Arc::new(AtomicBool::new(false));
-        let producer = Self::create(&config, &users, &fatal)?;
+        let producer = Self::create(&config, &users, &fatal, metrics, cluster)?;
         Ok(ProducerSlot {
             current: RwLock::new(Arc::new(producer)),
             fatal,
             config,
             users,
+            metrics: metrics.clone(),
+            cluster: cluster.to_string(),
             stuck_after,
         })
     }
@@ -173,9 +265,12 @@ impl ProducerSlot {
         config: &rdkafka::config::ClientConfig,
         users: &str,
         fatal: &Arc<AtomicBool>,
+        metrics: &Metrics,
+        cluster: &str,
     ) -> rdkafka::error::KafkaResult<Producer> {
         config.create_with_context(ProduceContext {
             users: users.to_string(),
+            requests: RequestStats::new(metrics, cluster, "producer"),
             fatal: fatal.clone(),
             acks: AckWatch::new(),
             shutting_down: AtomicBool::new(false),
@@ -212,7 +307,13 @@ impl ProducerSlot {
         if !self.fatal.swap(false, Ordering::Relaxed) {
             return;
         }
-        match Self::create(&self.config, &self.users, &self.fatal) {
+        match Self::create(
+            &self.config,
+            &self.users,
+            &self.fatal,
+            &self.metrics,
+            &self.cluster,
+        ) {
             Ok(fresh) => {
                 let old = std::mem::replace(
                     &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
@@ -248,6 +349,7 @@ impl Owner {
 
 /// Every client of a process, created on first use; see the module docs.
 pub struct Clients {
+    metrics: Metrics,
     producers: HashMap<(Owner, Duration), Arc<ProducerSlot>>,
     consumers: HashMap<Owner, Arc<Fetcher>>,
     admins: HashMap<Owner, Arc<Admin>>,
@@ -257,7 +359,7 @@ pub struct Clients {
 
 impl Clients {
     /// The clients `config`'s probes will share; none is created yet.
-    pub fn new(config: &Config) -> Clients {
+    pub fn new(config: &Config, metrics: &Metrics) -> Clients {
         let mut plan: HashMap<(Owner, Duration), Vec<(String, usize)>> = HashMap::new();
         for p in &config.probes {
             plan.entry((Owner::of(p, p.input_cluster()), p.deadline))
@@ -265,6 +367,7 @@ impl Clients {
                 .push((p.name.clone(), queue_bound(p)));
         }
         Clients {
+            metrics: metrics.clone(),
             producers: HashMap::new(),
             consumers: HashMap::new(),
             admins: HashMap::new(),
@@ -299,6 +402,8 @@ impl Clients {
             kafka::producer_config(cluster, probe.deadline, bound),
             label,
             (probe.deadline * 2).max(Duration::from_secs(10)),
+            &self.metrics,
+            &cluster.name,
         )?);
         self.producers.insert(key, slot.clone());
         Ok(slot)
@@ -318,7 +423,10 @@ impl Clients {
             Some(p) => format!("{}/{p}", cluster.name),
             None => cluster.name.clone(),
         };
-        let fetcher = Arc::new(Fetcher::new(cluster, name)?);
+        let context = FetchContext {
+            requests: RequestStats::new(&self.metrics, &cluster.name, "consumer"),
+        };
+        let fetcher = Arc::new(Fetcher::new(cluster, name, context)?);
         self.consumers.insert(key, fetcher.clone());
         Ok(fetcher)
     }

@@ -33,6 +33,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::clients::FetchContext;
 use super::Shared;
 use crate::canary::{Matched, Matcher, SENT_HEADER};
 use crate::config::Cluster;
@@ -50,10 +51,11 @@ pub(crate) type RouteId = usize;
 pub(crate) struct Fetcher {
     /// The cluster (and probe, for a dedicated client), for logs.
     name: String,
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<FetchContext>>,
+    /// Routes and assigned partitions; assignments change it under its
+    /// lock, so they are serialised and the dispatching thread never sees
+    /// half of one.
     table: Mutex<Table>,
-    /// Serialises assignments: each reads offsets, then assigns.
-    assigning: Mutex<()>,
     /// Signals of partition queues that have records (their slot index).
     wake: mpsc::Sender<usize>,
     receiver: Mutex<Option<mpsc::Receiver<usize>>>,
@@ -71,7 +73,7 @@ struct Table {
 struct Slot {
     topic: String,
     partition: i32,
-    queue: PartitionQueue<rdkafka::consumer::DefaultConsumerContext>,
+    queue: PartitionQueue<FetchContext>,
     pos: Position,
 }
 
@@ -97,14 +99,18 @@ struct Route {
 }
 
 impl Fetcher {
-    pub(crate) fn new(cluster: &Cluster, name: String) -> Result<Fetcher, KafkaError> {
-        let consumer: BaseConsumer = kafka::consumer_config(cluster).create()?;
+    pub(crate) fn new(
+        cluster: &Cluster,
+        name: String,
+        context: FetchContext,
+    ) -> Result<Fetcher, KafkaError> {
+        let consumer: BaseConsumer<FetchContext> =
+            kafka::consumer_config(cluster).create_with_context(context)?;
         let (wake, receiver) = mpsc::channel();
         Ok(Fetcher {
             name,
             consumer: Arc::new(consumer),
             table: Mutex::default(),
-            assigning: Mutex::new(()),
             wake,
             receiver: Mutex::new(Some(receiver)),
             thread: Mutex::new(None),
@@ -112,7 +118,7 @@ impl Fetcher {
     }
 
     /// The client, for metadata requests.
-    pub(crate) fn consumer(&self) -> &Arc<BaseConsumer> {
+    pub(crate) fn consumer(&self) -> &Arc<BaseConsumer<FetchContext>> {
         &self.consumer
     }
 
@@ -161,7 +167,6 @@ impl Fetcher {
         from_beginning: &BTreeSet<i32>,
         resume: &BTreeMap<i32, i64>,
     ) -> (BTreeSet<i32>, Vec<i32>) {
-        let _serial = self.assigning.lock().unwrap_or_else(|e| e.into_inner());
         let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
         let mut invalid = Vec::new();
         for &p in partitions {

@@ -25,7 +25,9 @@ pub fn heartbeat_config(
     let cluster = Cluster {
         name: "test".into(),
         bootstrap: bootstrap.into(),
-        librdkafka: BTreeMap::new(),
+        // The mock cluster and tansu answer a fetch only when its wait
+        // expires (see kafka::DEFAULT_FETCH_WAIT_MS).
+        librdkafka: [("fetch.wait.max.ms".to_string(), "10".to_string())].into(),
         secret_keys: Default::default(),
     };
     let slo = |sli, threshold| Slo {

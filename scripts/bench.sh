@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Benchmarks: prints figures and tables, asserts nothing (machines are
+# shared and noisy; BENCHMARKS.md says how to read them). Installs what it
+# needs and starts a tansu broker on loopback unless --bootstrap names one.
+#
+#   bash scripts/bench.sh [--bootstrap HOST:PORT] [--only core,probes]
+#                         [--seconds 30] [--repeats 1]
+#
+# Sections:
+#   core    in-process figures (examples/bench_core.rs): memory per
+#           in-flight canary, tracker cost, /metrics render time
+#   probes  1, 10, 50 and 200 heartbeat probes at one total canary rate:
+#           threads, RSS, CPU, fetch requests per broker (scripts/bench/probes.py)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bootstrap=""
+only="core,probes"
+seconds=30
+repeats=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bootstrap) bootstrap="$2"; shift 2 ;;
+    --only) only="$2"; shift 2 ;;
+    --seconds) seconds="$2"; shift 2 ;;
+    --repeats) repeats="$2"; shift 2 ;;
+    *) echo "unknown argument: $1 (see the head of $0)" >&2; exit 2 ;;
+  esac
+done
+wants() { [[ ",$only," == *",$1,"* ]]; }
+
+bash scripts/prereqs.sh
+source scripts/integration.sh
+cargo build --release --bin slaprobe --example bench_core
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+
+if wants core; then
+  echo
+  echo "## In-process figures"
+  target/release/examples/bench_core
+fi
+
+if wants probes; then
+  if [ -z "$bootstrap" ]; then
+    ensure_tansu
+    start_tansu
+    bootstrap="$SLAPROBE_TEST_BOOTSTRAP"
+  fi
+  echo
+  echo "## Cost per probe count (against $bootstrap)"
+  python3 scripts/bench/probes.py --bootstrap "$bootstrap" \
+    --slaprobe target/release/slaprobe --seconds "$seconds" --repeats "$repeats"
+fi

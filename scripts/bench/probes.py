@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Cost per probe count: `slaprobe run` with 1, 10, 50 and 200 heartbeat
+probes at one fixed total canary rate against one broker, each setup run
+in turn (interleaved over the repeats).
+
+For each: threads (most seen), RSS (most seen), CPU per canary and as a
+share of a core, fetch requests per second per broker (the prober's own
+consumer, from slaprobe_kafka_requests_total), delivered rate, lost.
+
+Usage: probes.py --bootstrap HOST:PORT --slaprobe PATH [--seconds N]
+       [--repeats N] [--setups 1x300,10x30,50x6,200x3] [--rate 300]
+Prints a Markdown table; asserts nothing.
+"""
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def metric_sum(text, name, **labels):
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+            found = True
+    return total if found else None
+
+
+def proc(pid):
+    """(cpu seconds, rss kB, threads) of process pid."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / TICK
+    rss = threads = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Threads:"):
+                threads = int(line.split()[1])
+    return cpu, rss, threads
+
+
+def config(bootstrap, probes, partitions, interval_ms, tag, extra):
+    lines = [
+        "clusters:",
+        f"  b: {{ bootstrap: '{bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10', "
+        f"statistics.interval.ms: '1000'{extra} }} }}",
+        f"defaults: {{ interval: {interval_ms}ms, deadline: 5s }}",
+        "probes:",
+    ]
+    for i in range(probes):
+        lines.append(
+            f"  - {{ name: p{i}, type: heartbeat, cluster: b, topic: bench.{tag}.{i}, "
+            f"topic_management: {{ create: true, partitions_per_broker: {partitions}, "
+            f"replication_factor: 1 }} }}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_one(args, probes, partitions, repeat):
+    interval_ms = probes * partitions * 1000 / args.rate
+    tag = f"{probes}x{partitions}.{repeat}.{int(time.time())}"
+    extra = ", ".join([""] + [f"{k}: '{v}'" for k, v in args.librdkafka])
+    port = free_port()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "bench.yaml")
+        with open(path, "w") as f:
+            f.write(config(args.bootstrap, probes, partitions, round(interval_ms), tag, extra))
+        log = open(os.path.join(d, "log"), "w+")
+        p = subprocess.Popen(
+            [args.slaprobe, "run", "-c", path, "--listen", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env={**os.environ, "RUST_LOG": "warn"},
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                try:
+                    if get(base + "/readyz", 1)[0] == 200:
+                        break
+                except Exception:
+                    pass
+                time.sleep(0.5)
+            else:
+                log.seek(0)
+                sys.exit(f"{probes}x{partitions}: not ready in 120 s; log:\n{log.read()[-3000:]}")
+            time.sleep(args.warmup)
+            _, before = get(base + "/metrics")
+            cpu0, _, _ = proc(p.pid)
+            t0 = time.time()
+            rss = threads = 0
+            while time.time() - t0 < args.seconds:
+                time.sleep(1)
+                _, r, t = proc(p.pid)
+                rss, threads = max(rss, r), max(threads, t)
+            cpu1, _, _ = proc(p.pid)
+            _, after = get(base + "/metrics")
+            elapsed = time.time() - t0
+        finally:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def delta(name, **labels):
+        a, b = metric_sum(after, name, **labels), metric_sum(before, name, **labels)
+        return None if a is None or b is None else a - b
+
+    delivered = delta("slaprobe_canaries_delivered_total") or 0.0
+    fetches = delta("slaprobe_kafka_requests_total", client="consumer", request="Fetch")
+    brokers = {
+        m.group(1)
+        for m in re.finditer(r'client="consumer",broker="(\d+)",request="Fetch"', after)
+    }
+    return {
+        "setup": f"{probes} × {partitions}",
+        "threads": threads,
+        "rss_mb": rss / 1024,
+        "cpu_core": (cpu1 - cpu0) / elapsed,
+        "cpu_us": (cpu1 - cpu0) / max(delivered, 1) * 1e6,
+        "rate": delivered / elapsed,
+        "lost": delta("slaprobe_canaries_lost_total") or 0.0,
+        "produce_errors": delta("slaprobe_produce_errors_total") or 0.0,
+        "fetch_per_s": None if fetches is None else fetches / elapsed / max(len(brokers), 1),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--slaprobe", required=True)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--warmup", type=float, default=10)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--rate", type=float, default=300)
+    ap.add_argument("--setups", default="1x300,10x30,50x6,200x3")
+    ap.add_argument("--label", default="")
+    ap.add_argument(
+        "--librdkafka", action="append", default=[], type=lambda s: s.split("=", 1),
+        help="extra librdkafka option KEY=VALUE for the cluster",
+    )
+    args = ap.parse_args()
+    setups = [tuple(int(x) for x in s.split("x")) for s in args.setups.split(",")]
+    results = {s: [] for s in setups}
+    for repeat in range(args.repeats):
+        for probes, partitions in setups:
+            r = run_one(args, probes, partitions, repeat)
+            print(f"# {args.label} {r}", file=sys.stderr, flush=True)
+            results[(probes, partitions)].append(r)
+
+    base = results[setups[0]]
+    base_cpu = statistics.median(r["cpu_core"] for r in base)
+    base_rss = statistics.median(r["rss_mb"] for r in base)
+    title = f" ({args.label})" if args.label else ""
+    print(f"\nProbes × partitions at {args.rate:g} canaries/s{title}, "
+          f"{args.seconds:g} s each, median of {args.repeats}:\n")
+    print("| probes × partitions | threads | RSS | CPU (share of a core) | CPU per canary "
+          "| CPU vs first | RSS vs first | fetches/s per broker | delivered/s | lost | produce errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in setups:
+        rs = results[s]
+        med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
+        fetch = [r["fetch_per_s"] for r in rs if r["fetch_per_s"] is not None]
+        fetch_s = f"{statistics.median(fetch):.0f}" if fetch else "n/a"
+        print(
+            f"| {rs[0]['setup']} | {max(r['threads'] for r in rs)} | {med('rss_mb'):.1f} MB "
+            f"| {med('cpu_core') * 100:.1f} % | {med('cpu_us'):.0f} µs "
+            f"| {med('cpu_core') / base_cpu:.2f}× | {med('rss_mb') / base_rss:.2f}× "
+            f"| {fetch_s} | {med('rate'):.0f} "
+            f"| {sum(r['lost'] for r in rs):.0f} | {sum(r['produce_errors'] for r in rs):.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

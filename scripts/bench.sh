@@ -3,10 +3,14 @@
 # shared and noisy; BENCHMARKS.md says how to read them). Installs what it
 # needs and starts a tansu broker on loopback unless --bootstrap names one.
 #
-#   bash scripts/bench.sh [--bootstrap HOST:PORT] [--only core,probes]
-#                         [--seconds 30] [--repeats 1]
+#   bash scripts/bench.sh [--bootstrap HOST:PORT] [--only bare,core,probes]
+#                         [--seconds N] [--repeats N]
 #
 # Sections:
+#   bare    slaprobe against a bare rdkafka round trip (examples/bare.rs) with
+#           the same client settings, interleaved, at 100, 1,000 and 10,000
+#           canaries/s over 6 and 60 partitions (scripts/bench/bare.py):
+#           delivered rate, CPU per canary, e2e p50/p99/p99.9, RSS, ratios
 #   core    in-process figures (examples/bench_core.rs): memory per
 #           in-flight canary, tracker cost, /metrics render time
 #   probes  1, 10, 50 and 200 heartbeat probes at one total canary rate:
@@ -15,9 +19,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bootstrap=""
-only="core,probes"
-seconds=30
-repeats=1
+only="bare,core,probes"
+seconds=""
+repeats=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bootstrap) bootstrap="$2"; shift 2 ;;
@@ -31,10 +35,27 @@ wants() { [[ ",$only," == *",$1,"* ]]; }
 
 bash scripts/prereqs.sh
 source scripts/integration.sh
-cargo build --release --bin slaprobe --example bench_core
+ensure_python_client
+cargo build --release --bin slaprobe --example bench_core --example bare
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+
+if wants bare || wants probes; then
+  if [ -z "$bootstrap" ]; then
+    ensure_tansu
+    start_tansu
+    bootstrap="$SLAPROBE_TEST_BOOTSTRAP"
+  fi
+fi
+
+if wants bare; then
+  echo
+  echo "## slaprobe against a bare client (against $bootstrap)"
+  python3 scripts/bench/bare.py --bootstrap "$bootstrap" \
+    --slaprobe target/release/slaprobe --bare target/release/examples/bare \
+    ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"}
+fi
 
 if wants core; then
   echo
@@ -43,13 +64,9 @@ if wants core; then
 fi
 
 if wants probes; then
-  if [ -z "$bootstrap" ]; then
-    ensure_tansu
-    start_tansu
-    bootstrap="$SLAPROBE_TEST_BOOTSTRAP"
-  fi
   echo
   echo "## Cost per probe count (against $bootstrap)"
   python3 scripts/bench/probes.py --bootstrap "$bootstrap" \
-    --slaprobe target/release/slaprobe --seconds "$seconds" --repeats "$repeats"
+    --slaprobe target/release/slaprobe \
+    ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"}
 fi

@@ -1200,3 +1200,21 @@ probes:
     assert!(debug.contains("<redacted>"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Intervals down to 100 µs per partition are kept (the ticker sends every
+/// canary whose time has come at each timer wake); shorter ones are refused.
+#[test]
+fn intervals_below_100us_are_refused() {
+    assert_eq!(
+        ok(&format!("{HB}    interval: 100us\n")).probes[0].interval,
+        std::time::Duration::from_micros(100)
+    );
+    assert_eq!(
+        err(&format!("{HB}    interval: 50us\n")),
+        "test.yaml:9:15: probes[0].interval: must be at least 100us (one canary per partition per interval; the rate is kept down to 100us), got 50us"
+    );
+    assert!(err(
+        "defaults: { interval: 10us }\nclusters: { c1: { bootstrap: 'k:9092' } }\nprobes: []\n"
+    )
+    .contains("defaults.interval: must be at least 100us"));
+}

@@ -100,6 +100,10 @@ impl Payload {
     }
 }
 
+/// The most a ticker catches up at once when it is behind by less than an
+/// interval: several timer wakes' worth (tokio's timer has a 1 ms grain).
+const CATCH_UP: Duration = Duration::from_millis(5);
+
 pub(crate) struct Input {
     probe: String,
     cluster: Cluster,
@@ -312,8 +316,8 @@ impl Input {
     }
 
     /// Sends canaries until `stop`: each interval one per partition, spread
-    /// evenly, round-robin. When it falls behind by more than a round it
-    /// skips ahead rather than bursting.
+    /// evenly, round-robin. When it falls behind by more than a round (or
+    /// [`CATCH_UP`]) it skips ahead rather than bursting.
     pub(crate) fn ticker(
         &self,
         stop: CancellationToken,
@@ -341,10 +345,17 @@ impl Input {
                     next += interval;
                     continue;
                 }
-                let slot = (interval / parts.len() as u32).max(Duration::from_micros(1));
+                let slot = (interval / parts.len() as u32).max(Duration::from_nanos(1));
                 let now = tokio::time::Instant::now();
-                let mut sent = 0;
-                while next <= now && sent < parts.len() {
+                // The timer wakes about once a millisecond at best, so a wake
+                // sends every canary whose time has come (a slot can be
+                // shorter than that); after a longer stall it skips ahead
+                // rather than bursting.
+                let backlog = interval.max(CATCH_UP);
+                if now.saturating_duration_since(next) > backlog {
+                    next = now - backlog;
+                }
+                while next <= now {
                     let partition = parts[rr % parts.len()];
                     rr = rr.wrapping_add(1);
                     send_one(
@@ -357,10 +368,6 @@ impl Input {
                         &mut buf,
                     );
                     next += slot;
-                    sent += 1;
-                }
-                if next <= now {
-                    next = now + slot;
                 }
             }
         }

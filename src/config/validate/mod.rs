@@ -35,6 +35,8 @@ const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
 /// Longest interval or deadline: slaprobe probes streams, and the clocks
 /// and queues it sizes from them stay sane.
 const MAX_PROBE_DURATION: Duration = Duration::from_secs(86_400);
+/// The shortest interval (per partition) whose rate slaprobe keeps.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_micros(100);
 /// Kafka's limit on topic name length.
 const MAX_TOPIC_LEN: usize = 249;
 /// Headers slaprobe itself sets on every canary.
@@ -372,7 +374,7 @@ impl<'a> Validator<'a> {
         };
         let at = At::root(f).child("defaults");
         if let Some(s) = &raw.interval {
-            d.interval = self.positive_duration(&at, "interval", s, DEFAULT_INTERVAL);
+            d.interval = self.interval(&at, s, DEFAULT_INTERVAL);
         }
         if let Some(s) = &raw.deadline {
             d.deadline = self.positive_duration(&at, "deadline", s, DEFAULT_DEADLINE);
@@ -405,6 +407,22 @@ impl<'a> Validator<'a> {
                 None
             }
         }
+    }
+
+    /// An `interval`: positive, and at least [`MIN_INTERVAL`].
+    pub(crate) fn interval(&mut self, at: &At<'_>, s: &str, fallback: Duration) -> Duration {
+        let d = self.positive_duration(at, "interval", s, fallback);
+        if d < MIN_INTERVAL && !d.is_zero() {
+            self.err(at.at_val(
+                "interval",
+                format!(
+                    "must be at least 100us (one canary per partition per interval; the rate is kept down to 100us), got {}",
+                    format_duration(d)
+                ),
+            ));
+            return fallback;
+        }
+        d
     }
 
     fn positive_duration(

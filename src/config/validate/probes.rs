@@ -68,7 +68,7 @@ impl Validator<'_> {
             ));
         }
         let interval = match &rp.interval {
-            Some(s) => self.positive_duration(at, "interval", s, d.interval),
+            Some(s) => self.interval(at, s, d.interval),
             None => d.interval,
         };
         let deadline = match &rp.deadline {

@@ -1,0 +1,226 @@
+//! The bare round trip slaprobe is compared with (`scripts/bench.sh`): a
+//! minimal rdkafka program that produces timestamped records to every
+//! partition of a topic, spread evenly over the interval, and consumes them
+//! by explicit assignment from the end, with slaprobe's own client settings
+//! (`slaprobe::kafka::producer_config` / `consumer_config`) against the same
+//! broker. It measures the latency from just before the produce call to the
+//! consumer's poll returning the record, on the monotonic clock.
+//!
+//! ```sh
+//! cargo run --release --example bare -- --bootstrap 127.0.0.1:9092 \
+//!     --topic bare.1 --partitions 6 --rate 1000 --warmup 10 --seconds 30 \
+//!     [--librdkafka fetch.wait.max.ms=10] [--payload-bytes 256]
+//! ```
+//!
+//! It creates the topic (unless it exists), prints `measuring` when the warm-up ends, and at
+//! the end one JSON line: records delivered in the measured window, their
+//! latency quantiles (µs), the rate sent. Asserts nothing.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use slaprobe::config::Cluster;
+use slaprobe::kafka;
+
+struct Acks(AtomicU64);
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        if r.is_ok() {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Args {
+    bootstrap: String,
+    topic: String,
+    partitions: i32,
+    rate: f64,
+    warmup: f64,
+    seconds: f64,
+    payload_bytes: usize,
+    librdkafka: BTreeMap<String, String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        bootstrap: String::new(),
+        topic: String::new(),
+        partitions: 6,
+        rate: 1000.0,
+        warmup: 10.0,
+        seconds: 30.0,
+        payload_bytes: 256,
+        librdkafka: BTreeMap::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        let num = || -> f64 { v.parse().unwrap_or_else(|_| panic!("{k}: bad value {v}")) };
+        match k.as_str() {
+            "--partitions" => a.partitions = num() as i32,
+            "--rate" => a.rate = num(),
+            "--warmup" => a.warmup = num(),
+            "--seconds" => a.seconds = num(),
+            "--payload-bytes" => a.payload_bytes = num() as usize,
+            "--bootstrap" => a.bootstrap = v,
+            "--topic" => a.topic = v,
+            "--librdkafka" => {
+                let (key, value) = v
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("{v}: KEY=VALUE"));
+                a.librdkafka.insert(key.into(), value.into());
+            }
+            _ => panic!("unknown argument {k}"),
+        }
+    }
+    assert!(
+        !a.bootstrap.is_empty() && !a.topic.is_empty(),
+        "--bootstrap and --topic"
+    );
+    a
+}
+
+fn main() {
+    let a = args();
+    let cluster = Cluster {
+        name: "bare".into(),
+        bootstrap: a.bootstrap.clone(),
+        librdkafka: a.librdkafka.clone(),
+        secret_keys: Default::default(),
+    };
+    let deadline = Duration::from_secs(5);
+    let interval = Duration::from_secs_f64(a.partitions as f64 / a.rate);
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let admin: AdminClient<DefaultClientContext> =
+        kafka::admin_config(&cluster).create().expect("admin");
+    let topic = NewTopic::new(&a.topic, a.partitions, TopicReplication::Fixed(1));
+    for r in rt
+        .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .expect("create topic")
+    {
+        match r {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err(e) => panic!("create topic: {e:?}"),
+        }
+    }
+
+    let per_partition = deadline.as_nanos().div_ceil(interval.as_nanos().max(1));
+    let bound = per_partition.saturating_mul(1024).clamp(1_000, 1_000_000) as usize;
+    let producer: ThreadedProducer<Acks> = kafka::producer_config(&cluster, deadline, bound)
+        .create_with_context(Acks(AtomicU64::new(0)))
+        .expect("producer");
+    let consumer: BaseConsumer = kafka::consumer_config(&cluster).create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..a.partitions {
+        let high = loop {
+            match consumer.fetch_watermarks(&a.topic, p, Duration::from_secs(5)) {
+                Ok((_, high)) => break high,
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        };
+        tpl.add_partition_offset(&a.topic, p, Offset::Offset(high))
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+
+    let origin = Instant::now();
+    let measure_from = origin + Duration::from_secs_f64(a.warmup);
+    let end = measure_from + Duration::from_secs_f64(a.seconds);
+    let stop = Arc::new(AtomicBool::new(false));
+    let hist = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
+    ));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (stop, hist, delivered) = (stop.clone(), hist.clone(), delivered.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                    let now = origin.elapsed();
+                    let Some(sent) = m
+                        .key()
+                        .and_then(|k| std::str::from_utf8(k).ok())
+                        .and_then(|k| k.parse::<u64>().ok())
+                    else {
+                        continue;
+                    };
+                    let sent = Duration::from_nanos(sent);
+                    if origin + sent >= measure_from && origin + sent < end {
+                        let us = now.saturating_sub(sent).as_micros().max(1) as u64;
+                        let _ = hist.lock().expect("histogram").record(us);
+                        delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+
+    // Spread evenly: one record every interval / partitions, round-robin;
+    // after a stall, skip ahead rather than burst (as slaprobe's ticker).
+    let payload = "x".repeat(a.payload_bytes);
+    let slot = interval / a.partitions as u32;
+    let allowed = interval.max(Duration::from_millis(5));
+    let mut next = Instant::now();
+    let mut rr = 0i32;
+    let mut sent_in_window = 0u64;
+    let mut measuring = false;
+    while Instant::now() < end + Duration::from_secs(1) {
+        let now = Instant::now();
+        if !measuring && now >= measure_from {
+            measuring = true;
+            println!("measuring");
+        }
+        if now < next {
+            std::thread::sleep(next - now);
+            continue;
+        }
+        if now.duration_since(next) > allowed {
+            next = now - allowed;
+        }
+        while next <= now {
+            let sent = Instant::now();
+            let key = sent.duration_since(origin).as_nanos().to_string();
+            let record = BaseRecord::to(&a.topic)
+                .partition(rr % a.partitions)
+                .key(&key)
+                .payload(&payload);
+            let _ = producer.send(record);
+            if sent >= measure_from && sent < end {
+                sent_in_window += 1;
+            }
+            rr = rr.wrapping_add(1);
+            next += slot;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = reader.join();
+    let h = hist.lock().expect("histogram");
+    let q = |q: f64| h.value_at_quantile(q);
+    println!(
+        "{{\"delivered\": {}, \"sent\": {}, \"seconds\": {}, \"p50_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \"acked\": {}}}",
+        delivered.load(Ordering::Relaxed),
+        sent_in_window,
+        a.seconds,
+        q(0.5),
+        q(0.99),
+        q(0.999),
+        producer.context().0.load(Ordering::Relaxed),
+    );
+}

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""slaprobe against a bare rdkafka round trip (examples/bare.rs) with the
+same client settings, rate and partitions, against the same broker,
+interleaved (bare, slaprobe, bare, slaprobe, ...).
+
+For each: delivered rate, CPU µs per canary, e2e p50/p99/p999, RSS, and
+slaprobe's ratio to bare (median over the repeats, with min..max).
+
+Usage: bare.py --bootstrap HOST:PORT --slaprobe PATH --bare PATH
+       [--setups 100x6,100x60,1000x6,1000x60,10000x6,10000x60]
+       [--warmup 10] [--seconds 50] [--repeats 3]
+Prints a Markdown table; asserts nothing.
+"""
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from probes import free_port, get, metric_sum, proc  # noqa: E402
+
+FETCH_WAIT = "10"
+
+
+def create_topic(bootstrap, topic, partitions):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+        f.result(30)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        md = admin.list_topics(topic, timeout=5)
+        t = md.topics.get(topic)
+        if t is not None and t.error is None and len(t.partitions) == partitions:
+            return
+        time.sleep(0.2)
+    sys.exit(f"topic {topic} did not appear")
+
+
+def run_bare(args, rate, partitions, topic):
+    p = subprocess.Popen(
+        [args.bare, "--bootstrap", args.bootstrap, "--topic", topic,
+         "--partitions", str(partitions), "--rate", str(rate),
+         "--warmup", str(args.warmup), "--seconds", str(args.seconds),
+         "--librdkafka", f"fetch.wait.max.ms={FETCH_WAIT}"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    cpu0 = t0 = None
+    rss = 0
+    result = None
+    for line in p.stdout:
+        line = line.strip()
+        if line == "measuring":
+            cpu0, rss, _ = proc(p.pid)
+            t0 = time.time()
+        elif line.startswith("{"):
+            result = json.loads(line)
+            break
+    # The window's end: the program stops sending one second after it.
+    cpu1, rss1, _ = proc(p.pid)
+    p.wait(30)
+    if result is None or cpu0 is None:
+        sys.exit(f"bare {rate}/s x {partitions}: no result")
+    elapsed = time.time() - t0
+    delivered = result["delivered"]
+    return {
+        "rate": delivered / args.seconds,
+        "cpu_us": (cpu1 - cpu0) / max(delivered, 1) * 1e6 * args.seconds / elapsed,
+        "p50": result["p50_us"] / 1000,
+        "p99": result["p99_us"] / 1000,
+        "p999": result["p999_us"] / 1000,
+        "rss_mb": max(rss, rss1) / 1024,
+    }
+
+
+def run_slaprobe(args, rate, partitions, topic):
+    interval_us = round(partitions * 1e6 / rate)
+    port = free_port()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "bench.yaml")
+        with open(path, "w") as f:
+            f.write(
+                "clusters:\n"
+                f"  b: {{ bootstrap: '{args.bootstrap}', librdkafka: {{ fetch.wait.max.ms: '{FETCH_WAIT}' }} }}\n"
+                "probes:\n"
+                f"  - {{ name: bench, type: heartbeat, cluster: b, topic: {topic}, "
+                f"interval: {interval_us}us, deadline: 5s }}\n"
+            )
+        log = open(os.path.join(d, "log"), "w+")
+        p = subprocess.Popen(
+            [args.slaprobe, "run", "-c", path, "--listen", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    if get(base + "/readyz", 1)[0] == 200:
+                        break
+                except Exception:
+                    pass
+                time.sleep(0.2)
+            else:
+                log.seek(0)
+                sys.exit(f"slaprobe not ready; log:\n{log.read()[-3000:]}")
+            time.sleep(args.warmup)
+            _, before = get(base + "/metrics")
+            cpu0, rss, _ = proc(p.pid)
+            t0 = time.time()
+            while time.time() - t0 < args.seconds:
+                time.sleep(1)
+                rss = max(rss, proc(p.pid)[1])
+            cpu1, _, _ = proc(p.pid)
+            _, after = get(base + "/metrics")
+            elapsed = time.time() - t0
+        finally:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    delivered = metric_sum(after, "slaprobe_canaries_delivered_total") - metric_sum(
+        before, "slaprobe_canaries_delivered_total")
+
+    def q(quantile):
+        v = metric_sum(after, "slaprobe_e2e_latency_quantile_seconds",
+                       quantile=quantile, window="1m")
+        return (v or 0.0) * 1000
+
+    return {
+        "rate": delivered / elapsed,
+        "cpu_us": (cpu1 - cpu0) / max(delivered, 1) * 1e6,
+        "p50": q("0.5"),
+        "p99": q("0.99"),
+        "p999": q("0.999"),
+        "rss_mb": rss / 1024,
+        "lost": (metric_sum(after, "slaprobe_canaries_lost_total") or 0)
+        - (metric_sum(before, "slaprobe_canaries_lost_total") or 0),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--slaprobe", required=True)
+    ap.add_argument("--bare", required=True)
+    ap.add_argument("--setups", default="100x6,100x60,1000x6,1000x60,10000x6,10000x60")
+    ap.add_argument("--warmup", type=float, default=10)
+    ap.add_argument("--seconds", type=float, default=50)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    setups = [tuple(int(x) for x in s.split("x")) for s in args.setups.split(",")]
+    runs = {s: {"bare": [], "slaprobe": []} for s in setups}
+    stamp = int(time.time())
+    for rate, partitions in setups:
+        for repeat in range(args.repeats):
+            for kind, fn in (("bare", run_bare), ("slaprobe", run_slaprobe)):
+                topic = f"bench.{kind}.{rate}x{partitions}.{repeat}.{stamp}"
+                create_topic(args.bootstrap, topic, partitions)
+                r = fn(args, rate, partitions, topic)
+                print(f"# {rate}/s x {partitions} {kind} #{repeat}: {r}", file=sys.stderr, flush=True)
+                runs[(rate, partitions)][kind].append(r)
+
+    print(f"\nslaprobe against a bare round trip, {args.seconds:g} s each after "
+          f"{args.warmup:g} s warm-up; median of {args.repeats} interleaved runs "
+          "(ratio: median, min..max over the pairs):\n")
+    print("| rate × partitions | program | delivered/s | CPU per canary | p50 | p99 | p99.9 | RSS |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for rate, partitions in setups:
+        r = runs[(rate, partitions)]
+        for kind in ("bare", "slaprobe"):
+            med = lambda k: statistics.median(x[k] for x in r[kind])  # noqa: E731
+            print(f"| {rate:,}/s × {partitions} | {kind} | {med('rate'):,.0f} | {med('cpu_us'):.1f} µs "
+                  f"| {med('p50'):.2f} ms | {med('p99'):.2f} ms | {med('p999'):.2f} ms | {med('rss_mb'):.1f} MB |")
+        pairs = list(zip(r["bare"], r["slaprobe"]))
+
+        def ratio(k):
+            xs = [s[k] / b[k] for b, s in pairs if b[k]]
+            return f"{statistics.median(xs):.2f}× ({min(xs):.2f}..{max(xs):.2f})" if xs else "n/a"
+
+        def diff(k):
+            xs = [s[k] - b[k] for b, s in pairs]
+            return f"{statistics.median(xs):+.2f} ms"
+
+        ratios.append((f"{rate:,}/s × {partitions}", ratio("p50"), diff("p50"), ratio("p99"),
+                       ratio("cpu_us"), ratio("rate"),
+                       sum(s.get("lost", 0) for _, s in pairs)))
+    print("\n| rate × partitions | p50 ratio | p50 difference | p99 ratio | CPU per canary ratio | delivered ratio | slaprobe lost |")
+    print("|---|---|---|---|---|---|---|")
+    for row in ratios:
+        print("| " + " | ".join(str(c) for c in row[:-1]) + f" | {row[-1]:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,7 +3,7 @@
 # shared and noisy; BENCHMARKS.md says how to read them). Installs what it
 # needs and starts a tansu broker on loopback unless --bootstrap names one.
 #
-#   bash scripts/bench.sh [--bootstrap HOST:PORT] [--only bare,core,probes]
+#   bash scripts/bench.sh [--bootstrap HOST:PORT] [--only bare,loss,core,probes]
 #                         [--seconds N] [--repeats N]
 #
 # Sections:
@@ -11,6 +11,8 @@
 #           the same client settings, interleaved, at 100, 1,000 and 10,000
 #           canaries/s over 6 and 60 partitions (scripts/bench/bare.py):
 #           delivered rate, CPU per canary, e2e p50/p99/p99.9, RSS, ratios
+#   loss    how late a loss is reported after its deadline (scripts/bench/loss.py);
+#           the bare section also gives the time from start to first match
 #   core    in-process figures (examples/bench_core.rs): memory per
 #           in-flight canary, tracker cost, /metrics render time
 #   probes  1, 10, 50 and 200 heartbeat probes at one total canary rate:
@@ -19,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bootstrap=""
-only="bare,core,probes"
+only="bare,loss,core,probes"
 seconds=""
 repeats=""
 while [ $# -gt 0 ]; do
@@ -41,7 +43,7 @@ cargo build --release --bin slaprobe --example bench_core --example bare
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
-if wants bare || wants probes; then
+if wants bare || wants loss || wants probes; then
   if [ -z "$bootstrap" ]; then
     ensure_tansu
     start_tansu
@@ -55,6 +57,12 @@ if wants bare; then
   python3 scripts/bench/bare.py --bootstrap "$bootstrap" \
     --slaprobe target/release/slaprobe --bare target/release/examples/bare \
     ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"}
+fi
+
+if wants loss; then
+  echo
+  echo "## Loss detection (against $bootstrap)"
+  python3 scripts/bench/loss.py --bootstrap "$bootstrap" --slaprobe target/release/slaprobe
 fi
 
 if wants core; then

@@ -99,6 +99,7 @@ def run_slaprobe(args, rate, partitions, topic):
             stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
         )
         base = f"http://127.0.0.1:{port}"
+        started = time.time()
         try:
             deadline = time.time() + 60
             while time.time() < deadline:
@@ -107,10 +108,12 @@ def run_slaprobe(args, rate, partitions, topic):
                         break
                 except Exception:
                     pass
-                time.sleep(0.2)
+                time.sleep(0.02)
             else:
                 log.seek(0)
                 sys.exit(f"slaprobe not ready; log:\n{log.read()[-3000:]}")
+            # Ready: the cluster answered and a canary was matched.
+            ready = time.time() - started
             time.sleep(args.warmup)
             _, before = get(base + "/metrics")
             cpu0, rss, _ = proc(p.pid)
@@ -142,6 +145,7 @@ def run_slaprobe(args, rate, partitions, topic):
         "p99": q("0.99"),
         "p999": q("0.999"),
         "rss_mb": rss / 1024,
+        "ready_s": ready,
         "lost": (metric_sum(after, "slaprobe_canaries_lost_total") or 0)
         - (metric_sum(before, "slaprobe_canaries_lost_total") or 0),
     }
@@ -194,6 +198,10 @@ def main():
         ratios.append((f"{rate:,}/s × {partitions}", ratio("p50"), diff("p50"), ratio("p99"),
                        ratio("cpu_us"), ratio("rate"),
                        sum(s.get("lost", 0) for _, s in pairs)))
+    ready = [x["ready_s"] for r in runs.values() for x in r["slaprobe"]]
+    print(f"\nslaprobe's start to its first canary matched (/readyz): median "
+          f"{statistics.median(ready) * 1000:.0f} ms, at most {max(ready) * 1000:.0f} ms "
+          f"over {len(ready)} starts.")
     print("\n| rate × partitions | p50 ratio | p50 difference | p99 ratio | CPU per canary ratio | delivered ratio | slaprobe lost |")
     print("|---|---|---|---|---|---|---|")
     for row in ratios:

@@ -15,15 +15,13 @@ Prints a Markdown table; asserts nothing.
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from probes import free_port, get, metric_sum, proc  # noqa: E402
+from probes import Slaprobe, metric_sum, proc  # noqa: E402
 
 FETCH_WAIT = "10"
 
@@ -82,54 +80,25 @@ def run_bare(args, rate, partitions, topic):
 
 def run_slaprobe(args, rate, partitions, topic):
     interval_us = round(partitions * 1e6 / rate)
-    port = free_port()
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "bench.yaml")
-        with open(path, "w") as f:
-            f.write(
-                "clusters:\n"
-                f"  b: {{ bootstrap: '{args.bootstrap}', librdkafka: {{ fetch.wait.max.ms: '{FETCH_WAIT}' }} }}\n"
-                "probes:\n"
-                f"  - {{ name: bench, type: heartbeat, cluster: b, topic: {topic}, "
-                f"interval: {interval_us}us, deadline: 5s }}\n"
-            )
-        log = open(os.path.join(d, "log"), "w+")
-        p = subprocess.Popen(
-            [args.slaprobe, "run", "-c", path, "--listen", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
-        )
-        base = f"http://127.0.0.1:{port}"
-        started = time.time()
-        try:
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                try:
-                    if get(base + "/readyz", 1)[0] == 200:
-                        break
-                except Exception:
-                    pass
-                time.sleep(0.02)
-            else:
-                log.seek(0)
-                sys.exit(f"slaprobe not ready; log:\n{log.read()[-3000:]}")
-            # Ready: the cluster answered and a canary was matched.
-            ready = time.time() - started
-            time.sleep(args.warmup)
-            _, before = get(base + "/metrics")
-            cpu0, rss, _ = proc(p.pid)
-            t0 = time.time()
-            while time.time() - t0 < args.seconds:
-                time.sleep(1)
-                rss = max(rss, proc(p.pid)[1])
-            cpu1, _, _ = proc(p.pid)
-            _, after = get(base + "/metrics")
-            elapsed = time.time() - t0
-        finally:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    yaml = (
+        "clusters:\n"
+        f"  b: {{ bootstrap: '{args.bootstrap}', librdkafka: {{ fetch.wait.max.ms: '{FETCH_WAIT}' }} }}\n"
+        "probes:\n"
+        f"  - {{ name: bench, type: heartbeat, cluster: b, topic: {topic}, "
+        f"interval: {interval_us}us, deadline: 5s }}\n"
+    )
+    with Slaprobe(args.slaprobe, yaml) as s:
+        ready = s.wait_ready(60)
+        time.sleep(args.warmup)
+        before = s.metrics()
+        cpu0, rss, _ = proc(s.pid)
+        t0 = time.time()
+        while time.time() - t0 < args.seconds:
+            time.sleep(1)
+            rss = max(rss, proc(s.pid)[1])
+        cpu1, _, _ = proc(s.pid)
+        after = s.metrics()
+        elapsed = time.time() - t0
     delivered = metric_sum(after, "slaprobe_canaries_delivered_total") - metric_sum(
         before, "slaprobe_canaries_delivered_total")
 

@@ -13,16 +13,13 @@ Usage: loss.py --bootstrap HOST:PORT --slaprobe PATH [--seconds 30]
 import argparse
 import bisect
 import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bare import create_topic  # noqa: E402
-from probes import free_port, get, metric_sum  # noqa: E402
+from probes import Slaprobe, metric_sum  # noqa: E402
 
 
 def main():
@@ -38,47 +35,34 @@ def main():
     source, sink = f"bench.loss.in.{stamp}", f"bench.loss.out.{stamp}"
     create_topic(args.bootstrap, source, partitions)
     create_topic(args.bootstrap, sink, 1)
-    port = free_port()
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "loss.yaml")
-        with open(path, "w") as f:
-            f.write(
-                "clusters:\n"
-                f"  b: {{ bootstrap: '{args.bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}\n"
-                "probes:\n"
-                f"  - name: loss\n    type: pipeline\n"
-                f"    interval: {round(partitions * 1e6 / args.rate)}us\n"
-                f"    deadline: {args.deadline_ms}ms\n"
-                f"    input: {{ cluster: b, topic: {source}, payload: '{{{{id}}}}' }}\n"
-                f"    outputs:\n"
-                f"      - {{ name: nowhere, cluster: b, topic: {sink}, match: {{ header: slaprobe-id }} }}\n"
-            )
-        p = subprocess.Popen(
-            [args.slaprobe, "run", "-c", path, "--listen", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "RUST_LOG": "warn"},
-        )
-        base = f"http://127.0.0.1:{port}"
-        sent, lost = [], []  # (time, count) samples
-        try:
-            end = time.time() + args.seconds + args.deadline_ms / 1000 + 10
-            while time.time() < end:
-                try:
-                    _, text = get(base + "/metrics", 1)
-                except Exception:
-                    time.sleep(0.05)
-                    continue
-                now = time.time()
-                s = metric_sum(text, "slaprobe_canaries_sent_total")
-                lo = metric_sum(text, "slaprobe_canaries_lost_total")
-                if s is not None:
-                    sent.append((now, s))
-                if lo is not None:
-                    lost.append((now, lo))
-                time.sleep(0.005)
-        finally:
-            p.send_signal(signal.SIGTERM)
-            p.wait(15)
+    yaml = (
+        "clusters:\n"
+        f"  b: {{ bootstrap: '{args.bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}\n"
+        "probes:\n"
+        "  - name: loss\n    type: pipeline\n"
+        f"    interval: {round(partitions * 1e6 / args.rate)}us\n"
+        f"    deadline: {args.deadline_ms}ms\n"
+        f"    input: {{ cluster: b, topic: {source}, payload: '{{{{id}}}}' }}\n"
+        "    outputs:\n"
+        f"      - {{ name: nowhere, cluster: b, topic: {sink}, match: {{ header: slaprobe-id }} }}\n"
+    )
+    sent, lost = [], []  # (time, count) samples
+    with Slaprobe(args.slaprobe, yaml) as s:
+        end = time.time() + args.seconds + args.deadline_ms / 1000 + 10
+        while time.time() < end:
+            try:
+                text = s.metrics()
+            except Exception:
+                time.sleep(0.05)
+                continue
+            now = time.time()
+            count = metric_sum(text, "slaprobe_canaries_sent_total")
+            gone = metric_sum(text, "slaprobe_canaries_lost_total")
+            if count is not None:
+                sent.append((now, count))
+            if gone is not None:
+                lost.append((now, gone))
+            time.sleep(0.005)
 
     def first_time(samples, k):
         """When the count first reached k (the sample that showed it)."""

@@ -65,6 +65,56 @@ def proc(pid):
     return cpu, rss, threads
 
 
+class Slaprobe:
+    """`slaprobe run` on a configuration (YAML text) on a free loopback
+    port, stopped (SIGTERM, then SIGKILL) when the `with` block ends."""
+
+    def __init__(self, binary, config):
+        self.binary, self.config = binary, config
+
+    def __enter__(self):
+        self.dir = tempfile.TemporaryDirectory()
+        path = os.path.join(self.dir.name, "slaprobe.yaml")
+        with open(path, "w") as f:
+            f.write(self.config)
+        self.log = open(os.path.join(self.dir.name, "log"), "w+")
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.started = time.time()
+        self.process = subprocess.Popen(
+            [self.binary, "run", "-c", path, "--listen", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=self.log, env={**os.environ, "RUST_LOG": "warn"},
+        )
+        self.pid = self.process.pid
+        return self
+
+    def wait_ready(self, timeout=120):
+        """Seconds from the start until /readyz answered 200 (every cluster
+        answered, every probe matched a canary); exits when it does not."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if get(self.base + "/readyz", 1)[0] == 200:
+                    return time.time() - self.started
+            except Exception:
+                pass
+            time.sleep(0.02)
+        self.log.seek(0)
+        sys.exit(f"slaprobe not ready in {timeout} s; log:\n{self.log.read()[-3000:]}")
+
+    def metrics(self):
+        return get(self.base + "/metrics")[1]
+
+    def __exit__(self, *exc):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+        self.dir.cleanup()
+
+
 def config(bootstrap, probes, partitions, interval_ms, tag, extra):
     lines = [
         "clusters:",
@@ -86,49 +136,21 @@ def run_one(args, probes, partitions, repeat):
     interval_ms = probes * partitions * 1000 / args.rate
     tag = f"{probes}x{partitions}.{repeat}.{int(time.time())}"
     extra = ", ".join([""] + [f"{k}: '{v}'" for k, v in args.librdkafka])
-    port = free_port()
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "bench.yaml")
-        with open(path, "w") as f:
-            f.write(config(args.bootstrap, probes, partitions, round(interval_ms), tag, extra))
-        log = open(os.path.join(d, "log"), "w+")
-        p = subprocess.Popen(
-            [args.slaprobe, "run", "-c", path, "--listen", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env={**os.environ, "RUST_LOG": "warn"},
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.time() + 120
-            while time.time() < deadline:
-                try:
-                    if get(base + "/readyz", 1)[0] == 200:
-                        break
-                except Exception:
-                    pass
-                time.sleep(0.5)
-            else:
-                log.seek(0)
-                sys.exit(f"{probes}x{partitions}: not ready in 120 s; log:\n{log.read()[-3000:]}")
-            time.sleep(args.warmup)
-            _, before = get(base + "/metrics")
-            cpu0, _, _ = proc(p.pid)
-            t0 = time.time()
-            rss = threads = 0
-            while time.time() - t0 < args.seconds:
-                time.sleep(1)
-                _, r, t = proc(p.pid)
-                rss, threads = max(rss, r), max(threads, t)
-            cpu1, _, _ = proc(p.pid)
-            _, after = get(base + "/metrics")
-            elapsed = time.time() - t0
-        finally:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    yaml = config(args.bootstrap, probes, partitions, round(interval_ms), tag, extra)
+    with Slaprobe(args.slaprobe, yaml) as s:
+        s.wait_ready()
+        time.sleep(args.warmup)
+        before = s.metrics()
+        cpu0, _, _ = proc(s.pid)
+        t0 = time.time()
+        rss = threads = 0
+        while time.time() - t0 < args.seconds:
+            time.sleep(1)
+            _, r, t = proc(s.pid)
+            rss, threads = max(rss, r), max(threads, t)
+        cpu1, _, _ = proc(s.pid)
+        after = s.metrics()
+        elapsed = time.time() - t0
 
     def delta(name, **labels):
         a, b = metric_sum(after, name, **labels), metric_sum(before, name, **labels)

@@ -142,6 +142,10 @@ def main():
                 print(f"# {rate}/s x {partitions} {kind} #{repeat}: {r}", file=sys.stderr, flush=True)
                 runs[(rate, partitions)][kind].append(r)
 
+    if args.warmup + args.seconds < 60:
+        print("\nNote: slaprobe's quantiles cover its last minute, bare's only the measured "
+              f"{args.seconds:g} s: below 60 s of warm-up and measurement the latencies "
+              "are not comparable.")
     print(f"\nslaprobe against a bare round trip, {args.seconds:g} s each after "
           f"{args.warmup:g} s warm-up; median of {args.repeats} interleaved runs "
           "(ratio: median, min..max over the pairs):\n")

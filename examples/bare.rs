@@ -121,8 +121,7 @@ fn main() {
         }
     }
 
-    let per_partition = deadline.as_nanos().div_ceil(interval.as_nanos().max(1));
-    let bound = per_partition.saturating_mul(1024).clamp(1_000, 1_000_000) as usize;
+    let bound = kafka::queue_bound(deadline, interval);
     let producer: ThreadedProducer<Acks> = kafka::producer_config(&cluster, deadline, bound)
         .create_with_context(Acks(AtomicU64::new(0)))
         .expect("producer");

@@ -69,6 +69,15 @@ fn base_config(cluster: &Cluster, defaults: &[(&str, &str)]) -> ClientConfig {
     c
 }
 
+/// What one probe may have queued in its producer: canaries in flight per
+/// partition are at most deadline/interval; allow that for up to 1024
+/// partitions before librdkafka says QueueFull (counted as a produce error,
+/// never buffered elsewhere).
+pub fn queue_bound(deadline: Duration, interval: Duration) -> usize {
+    let per_partition = deadline.as_nanos().div_ceil(interval.as_nanos().max(1));
+    per_partition.saturating_mul(1024).clamp(1_000, 1_000_000) as usize
+}
+
 /// Producer settings. `acks=all` and idempotence are forced (after the
 /// user's options) so that the prober never manufactures the duplicates and
 /// reorders it reports; the message timeout is the probe's deadline, so a
@@ -469,13 +478,13 @@ pub fn silence_header_name_panics() {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use crate::config::Cluster;
 
-    /// The prober's reconnect backoff applies unless the user set the
-    /// initial one; a user's maximum wins; every combination makes a client.
-    #[test]
-    fn reconnect_backoff_defaults_and_overrides() {
-        let cluster = |opts: &[(&str, &str)]| Cluster {
+    /// A cluster with these `librdkafka:` options.
+    fn cluster(opts: &[(&str, &str)]) -> Cluster {
+        Cluster {
             name: "c".into(),
             bootstrap: "127.0.0.1:1".into(),
             librdkafka: opts
@@ -483,7 +492,13 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             secret_keys: Default::default(),
-        };
+        }
+    }
+
+    /// The prober's reconnect backoff applies unless the user set the
+    /// initial one; a user's maximum wins; every combination makes a client.
+    #[test]
+    fn reconnect_backoff_defaults_and_overrides() {
         let max = |c: &Cluster| {
             super::consumer_config(c)
                 .get("reconnect.backoff.max.ms")
@@ -504,6 +519,23 @@ mod tests {
                 super::consumer_config(&c).create();
             assert!(consumer.is_ok(), "{:?}", consumer.err());
         }
+    }
+
+    /// The consumer waits as long as Kafka needs (500 ms, answered early
+    /// when data arrives) unless the cluster sets a short wait for a broker
+    /// that holds fetches; statistics feed the request counts unless
+    /// turned off.
+    #[test]
+    fn fetch_wait_and_statistics_defaults_and_overrides() {
+        let plain = super::consumer_config(&cluster(&[]));
+        assert_eq!(plain.get("fetch.wait.max.ms"), Some("500"));
+        assert_eq!(plain.get("statistics.interval.ms"), Some("10000"));
+        let producer = super::producer_config(&cluster(&[]), Duration::from_secs(5), 1_000);
+        assert_eq!(producer.get("statistics.interval.ms"), Some("10000"));
+        let tansu = cluster(&[("fetch.wait.max.ms", "10"), ("statistics.interval.ms", "0")]);
+        let short = super::consumer_config(&tansu);
+        assert_eq!(short.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(short.get("statistics.interval.ms"), Some("0"));
     }
 
     /// Every codec a pipeline's output may use, and every SASL mechanism

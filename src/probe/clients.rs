@@ -520,14 +520,6 @@ impl Clients {
 /// per-probe bound); librdkafka allows up to 2^31 - 1.
 const MAX_QUEUE: usize = 10_000_000;
 
-/// What one probe may have queued in the producer: canaries in flight per
-/// partition are at most deadline/interval; allow that for up to 1024
-/// partitions before librdkafka says QueueFull (counted as a produce error,
-/// never buffered elsewhere).
 fn queue_bound(probe: &Probe) -> usize {
-    let per_partition = probe
-        .deadline
-        .as_nanos()
-        .div_ceil(probe.interval.as_nanos().max(1));
-    per_partition.saturating_mul(1024).clamp(1_000, 1_000_000) as usize
+    kafka::queue_bound(probe.deadline, probe.interval)
 }

@@ -104,6 +104,18 @@ impl Payload {
 /// interval: several timer wakes' worth (tokio's timer has a 1 ms grain).
 const CATCH_UP: Duration = Duration::from_millis(5);
 
+/// What a ticker wake `late` past its next send time does, with a canary
+/// every `slot` and a round every `interval`: how many canaries it sends
+/// (every one whose time has come: the timer wakes about once a
+/// millisecond, and a slot can be much shorter), and how much of the
+/// schedule it skips (after a stall longer than a round or [`CATCH_UP`],
+/// rather than bursting).
+fn due(late: Duration, slot: Duration, interval: Duration) -> (u64, Duration) {
+    let caught_up = late.min(interval.max(CATCH_UP));
+    let count = (caught_up.as_nanos() / slot.as_nanos().max(1)) as u64 + 1;
+    (count, late - caught_up)
+}
+
 pub(crate) struct Input {
     probe: String,
     cluster: Cluster,
@@ -347,15 +359,12 @@ impl Input {
                 }
                 let slot = (interval / parts.len() as u32).max(Duration::from_nanos(1));
                 let now = tokio::time::Instant::now();
-                // The timer wakes about once a millisecond at best, so a wake
-                // sends every canary whose time has come (a slot can be
-                // shorter than that); after a longer stall it skips ahead
-                // rather than bursting.
-                let backlog = interval.max(CATCH_UP);
-                if now.saturating_duration_since(next) > backlog {
-                    next = now - backlog;
-                }
-                while next <= now {
+                let Some(late) = now.checked_duration_since(next) else {
+                    continue;
+                };
+                let (count, skipped) = due(late, slot, interval);
+                next += skipped;
+                for _ in 0..count {
                     let partition = parts[rr % parts.len()];
                     rr = rr.wrapping_add(1);
                     send_one(
@@ -435,5 +444,37 @@ fn send_one(
             producer.context().fatal.store(true, Ordering::Relaxed);
         }
         shared.ack(partition, seq, now, Err(&e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::due;
+    use std::time::Duration;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    /// 10,000/s over 6 partitions: a canary every 100 µs. A wake 1 ms late
+    /// sends the ten due since and the one due now; one round per wake
+    /// (6) kept 4,800/s of 10,000.
+    #[test]
+    fn a_wake_sends_every_canary_due_since_the_last() {
+        assert_eq!(due(us(1_000), us(100), us(600)), (11, Duration::ZERO));
+        assert_eq!(due(Duration::ZERO, us(100), us(600)), (1, Duration::ZERO));
+        // Slow rates: one per wake.
+        assert_eq!(due(us(300), us(10_000), us(60_000)), (1, Duration::ZERO));
+    }
+
+    /// After a stall the schedule skips ahead: at most a round (or 5 ms)
+    /// of canaries at once.
+    #[test]
+    fn a_stall_is_skipped_not_burst() {
+        let (count, skipped) = due(Duration::from_secs(2), us(10_000), us(60_000));
+        assert_eq!(count, 7);
+        assert_eq!(skipped, Duration::from_secs(2) - us(60_000));
+        let (count, skipped) = due(Duration::from_millis(50), us(100), us(600));
+        assert_eq!((count, skipped), (51, Duration::from_millis(45)));
     }
 }

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::accounting::InputState;
 use super::journal::{Journal, Loss};
 use super::readiness::Readiness;
-use super::InputState;
 use crate::canary::{CanaryId, RunId};
 use crate::config::Expect;
 use crate::metrics::latency::{LatencyWindow, WINDOWS};

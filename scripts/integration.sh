@@ -50,6 +50,14 @@ ensure_manifest_linters() {
   python3 -m pip install --quiet --disable-pip-version-check "${missing[@]}"
 }
 
+# Debian's chromium, headless, for the status page's browser test.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then return; fi
+  echo "installing Debian's chromium (the status page's browser test)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends chromium
+}
+
 # valgrind (Debian) for the callgrind guard.
 ensure_valgrind() {
   if command -v valgrind >/dev/null 2>&1; then return; fi

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 version=$(awk '/^name = "rdkafka-sys"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 [ -n "$version" ] || { echo "patch-rdkafka-sys: no rdkafka-sys in Cargo.lock" >&2; exit 1; }
 dest=vendor/rdkafka-sys
-stamp="$version $(cat patches/librdkafka/*.patch | sha256sum | cut -c1-16)"
+stamp="$version $(cat patches/librdkafka/*.patch "$0" | sha256sum | cut -c1-16)"
 if [ -f "$dest/.slaprobe-patched" ] && [ "$(cat "$dest/.slaprobe-patched")" = "$stamp" ]; then
   exit 0
 fi
@@ -39,6 +39,12 @@ rm -f "$src/.cargo-checksum.json"
 for p in patches/librdkafka/*.patch; do
   patch --quiet --forward -p1 -d "$src/librdkafka" < "$p"
 done
+# rdkafka-sys's build script copies librdkafka into its OUT_DIR once and
+# builds there, so a changed patch would never reach an existing target/
+# directory: make it start that copy afresh (a clean librdkafka build)
+# whenever this stamp differs from the one it built.
+perl -0pi -e 's|    if !Path::new\(&out_dir\).join\("LICENSE"\).exists\(\) \{\n|    let stamp = std::fs::read_to_string(".slaprobe-patched").unwrap_or_default();\n    let out_stamp = Path::new(&out_dir).join(".slaprobe-patched");\n    if std::fs::read_to_string(&out_stamp).unwrap_or_default() != stamp {\n        let _ = std::fs::remove_dir_all(&out_dir);\n        std::fs::create_dir_all(&out_dir).expect("OUT_DIR");\n    }\n    if !Path::new(&out_dir).join("LICENSE").exists() {\n|; s|(        run_command_or_fail\("\.", "cp", &\["-a", "librdkafka/\.", &out_dir\]\);\n)|$1        std::fs::write(&out_stamp, &stamp).expect("stamp");\n|' "$src/build.rs"
+grep -q 'out_stamp, &stamp' "$src/build.rs" || { echo "patch-rdkafka-sys: rdkafka-sys's build.rs has changed; update this script" >&2; exit 1; }
 echo "$stamp" > "$src/.slaprobe-patched"
 mkdir -p vendor
 rm -rf "$dest"

@@ -11,6 +11,7 @@ ensure_alertmanager
 ensure_python_client
 ensure_manifest_linters
 ensure_valgrind
+ensure_chromium
 if [ -z "${SLAPROBE_TEST_BOOTSTRAP:-}" ]; then
   ensure_tansu
   start_tansu

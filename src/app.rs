@@ -55,6 +55,8 @@ pub enum RunError {
     Alertmanager(#[from] PushError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Lag(#[from] crate::lag::LagError),
 }
 
 /// Binds the HTTP listener first, so a port conflict is reported before
@@ -71,6 +73,7 @@ pub struct App {
     pub readiness: Arc<Readiness>,
     pub run: RunId,
     probes: Vec<ProbeRunner>,
+    lag: crate::lag::Lag,
     evaluator: Evaluator,
     /// How often SLOs are evaluated.
     pub eval_tick: Duration,
@@ -149,6 +152,7 @@ impl App {
             producers,
             consumers, admins, "Kafka clients created (shared by the probes of each cluster)"
         );
+        let lag = crate::lag::Lag::build(config, &metrics)?;
         let mut evaluator = Evaluator::new(config, &metrics, clock);
         let was_firing = match (&saved, &state_dir) {
             (Some(s), Some(d)) => {
@@ -190,12 +194,14 @@ impl App {
                 .collect(),
             slos: evaluator.status(),
             journal,
+            lag: lag.board.clone(),
         };
         Ok(App {
             metrics,
             readiness,
             run,
             probes,
+            lag,
             evaluator,
             eval_tick: EVAL_TICK,
             pusher,
@@ -237,6 +243,7 @@ impl App {
         for probe in self.probes {
             probe_tasks.spawn(probe.run(stop_input.clone(), cancel.clone()));
         }
+        self.lag.spawn(&probe_tasks, &cancel);
         probe_tasks.close();
         // The evaluator (and with it the last state save) stops after the
         // probes, so the state saved at shutdown has every settled canary.

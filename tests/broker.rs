@@ -21,17 +21,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-const BOOTSTRAP_VAR: &str = "SLAPROBE_TEST_BOOTSTRAP";
-
 fn bootstrap() -> Option<String> {
-    let b = std::env::var(BOOTSTRAP_VAR).ok().filter(|s| !s.is_empty());
-    if b.is_none() {
-        common::missing_prerequisite(
-            "a Kafka-compatible broker",
-            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
-        );
-    }
-    b
+    common::test_bootstrap()
 }
 
 /// A random topic, deleted when dropped.

@@ -69,6 +69,7 @@ fn stage(
         output_bootstrap: output.into(),
         output_topic: out_topic.into(),
         transform,
+        group: None,
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Config {
     pub clusters: BTreeMap<String, Cluster>,
     /// Probes in file order (files in merge order).
     pub probes: Vec<Probe>,
+    /// Consumer groups watched: `type: lag` probes and pipeline probes'
+    /// `lag:`, one entry per cluster, in file order.
+    pub lag: Vec<LagWatch>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -403,6 +406,83 @@ impl Slo {
     /// `<probe>:<output>:<sli>`, the `slo` label value.
     pub fn name(&self, probe: &str) -> String {
         format!("{probe}:{}:{}", self.output, self.sli)
+    }
+}
+
+/// Consumer groups watched on one cluster, Burrow-style (see `lag`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LagWatch {
+    /// The probe it belongs to: a `type: lag` probe, or the pipeline probe
+    /// whose stages these groups are.
+    pub probe: String,
+    /// Whether `probe` is a pipeline probe (its page shows the groups as a
+    /// cause of lost or late canaries).
+    pub pipeline: bool,
+    pub cluster: String,
+    pub groups: GroupSelector,
+    /// Only these topics' partitions; empty: every topic a group commits.
+    pub topics: Vec<String>,
+    /// How often offsets and watermarks are read. Default 10 s.
+    pub interval: Duration,
+    /// Reads a partition is judged over. Default 10.
+    pub window: usize,
+    /// Most partition series exported (each group's status always is).
+    pub max_partitions: usize,
+    /// How long a group is STALL or STOP before the alert fires. Default 5m.
+    pub stalled_for: Duration,
+    /// Lag in time above which `SlaprobeConsumerGroupLagHigh` fires.
+    pub max_lag: Duration,
+}
+
+/// Which groups a [`LagWatch`] reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupSelector {
+    Named(Vec<String>),
+    /// Every group whose whole name matches (checked at each read, so
+    /// groups created later are found).
+    Pattern(GroupPattern),
+}
+
+/// A compiled `group_pattern`, anchored at both ends.
+#[derive(Debug, Clone)]
+pub struct GroupPattern {
+    /// As written.
+    pub source: String,
+    pub regex: regex::Regex,
+}
+
+impl PartialEq for GroupPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl GroupSelector {
+    pub fn matches(&self, group: &str) -> bool {
+        match self {
+            GroupSelector::Named(names) => names.iter().any(|n| n == group),
+            GroupSelector::Pattern(p) => p.regex.is_match(group),
+        }
+    }
+
+    /// A PromQL regular expression matching the same groups.
+    pub fn promql_regex(&self) -> String {
+        match self {
+            GroupSelector::Named(names) => names
+                .iter()
+                .map(|n| {
+                    n.chars().fold(String::new(), |mut s, c| {
+                        if "\\.+*?()|[]{}^$".contains(c) {
+                            s.push('\\');
+                        }
+                        s.push(c);
+                        s
+                    })
+                })
+                .collect::<Vec<_>>()
+                .join("|"),
+            GroupSelector::Pattern(p) => p.source.clone(),
+        }
     }
 }
 

@@ -63,6 +63,7 @@ pub(crate) struct RawCluster {
 pub(crate) enum RawProbeType {
     Heartbeat,
     Pipeline,
+    Lag,
 }
 
 /// One struct for both probe types; which keys are allowed for which type
@@ -88,6 +89,49 @@ pub(crate) struct RawProbe {
     // pipeline
     pub input: Option<RawInput>,
     pub outputs: Option<Vec<RawOutput>>,
+    /// The consumer groups of a pipeline's stages.
+    pub lag: Option<RawLag>,
+    // lag (`cluster` and `interval` are shared with the other types)
+    pub groups: Option<Vec<String>>,
+    pub group_pattern: Option<String>,
+    pub topics: Option<Vec<String>>,
+    pub window: Option<u64>,
+    pub max_partitions: Option<u64>,
+    pub stalled_for: Option<String>,
+    pub max_lag: Option<String>,
+}
+
+/// Consumer groups to watch: a `type: lag` probe's keys, or a pipeline
+/// probe's `lag:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLag {
+    pub cluster: Option<String>,
+    pub groups: Option<Vec<String>>,
+    pub group_pattern: Option<String>,
+    pub topics: Option<Vec<String>>,
+    pub interval: Option<String>,
+    pub window: Option<u64>,
+    pub max_partitions: Option<u64>,
+    pub stalled_for: Option<String>,
+    pub max_lag: Option<String>,
+}
+
+impl RawProbe {
+    /// A `type: lag` probe's keys as a [`RawLag`].
+    pub fn as_lag(&self) -> RawLag {
+        RawLag {
+            cluster: self.cluster.clone(),
+            groups: self.groups.clone(),
+            group_pattern: self.group_pattern.clone(),
+            topics: self.topics.clone(),
+            interval: self.interval.clone(),
+            window: self.window,
+            max_partitions: self.max_partitions,
+            stalled_for: self.stalled_for.clone(),
+            max_lag: self.max_lag.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

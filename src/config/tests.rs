@@ -471,7 +471,8 @@ fn unknown_probe_key_typo() {
         err(&format!("{HB}    deadlin: 5s\n")),
         "test.yaml:9:5: probes[0].deadlin: unknown field `deadlin`, expected one of `name`, `type`, \
          `interval`, `deadline`, `payload_bytes`, `slos`, `dedicated_client`, `cluster`, `topic`, `topic_management`, \
-         `input`, `outputs`"
+         `input`, `outputs`, `lag`, `groups`, `group_pattern`, `topics`, `window`, `max_partitions`, \
+         `stalled_for`, `max_lag`"
     );
 }
 
@@ -499,7 +500,7 @@ fn wrong_type() {
     );
     assert_eq!(
         err("probes:\n  - name: x\n    type: heartbeet\n"),
-        "test.yaml:3:11: probes[0].type: unknown variant `heartbeet`, expected `heartbeat` or `pipeline`"
+        "test.yaml:3:11: probes[0].type: unknown variant `heartbeet`, expected one of `heartbeat`, `pipeline`, `lag`"
     );
 }
 
@@ -1217,4 +1218,139 @@ fn intervals_below_100us_are_refused() {
         "defaults: { interval: 10us }\nclusters: { c1: { bootstrap: 'k:9092' } }\nprobes: []\n"
     )
     .contains("defaults.interval: must be at least 100us"));
+}
+
+const LAG_CLUSTERS: &str =
+    "clusters:\n  c1: { bootstrap: 'k:9092' }\n  c2: { bootstrap: 'k2:9092' }\nprobes:\n";
+
+#[test]
+fn lag_probes_and_pipeline_lag_become_watches() {
+    let c = ok(&format!(
+        "{LAG_CLUSTERS}  - name: groups
+    type: lag
+    cluster: c1
+    group_pattern: 'orders-.*'
+    topics: [orders.raw]
+    interval: 30s
+    window: 5
+    max_partitions: 200
+    stalled_for: 10m
+    max_lag: 2m
+  - name: p
+    type: pipeline
+    deadline: 1m
+    input: {{ cluster: c1, topic: in, payload: '{{{{id}}}}' }}
+    outputs:
+      - {{ name: out, cluster: c2, topic: out, match: {{ key: true }} }}
+    lag: {{ groups: [enricher, publisher] }}
+"
+    ));
+    assert_eq!(c.probes.len(), 1, "a lag probe sends no canaries");
+    assert_eq!(
+        c.lag.len(),
+        3,
+        "the lag probe, and the pipeline on both its clusters"
+    );
+    let w = &c.lag[0];
+    assert_eq!(
+        (w.probe.as_str(), w.cluster.as_str(), w.pipeline),
+        ("groups", "c1", false)
+    );
+    assert!(w.groups.matches("orders-enricher") && !w.groups.matches("xorders-a"));
+    assert_eq!(w.topics, ["orders.raw"]);
+    assert_eq!(
+        (
+            w.interval,
+            w.window,
+            w.max_partitions,
+            w.stalled_for,
+            w.max_lag
+        ),
+        (
+            Duration::from_secs(30),
+            5,
+            200,
+            Duration::from_secs(600),
+            Duration::from_secs(120)
+        )
+    );
+    let clusters: Vec<&str> = c.lag[1..].iter().map(|w| w.cluster.as_str()).collect();
+    assert_eq!(clusters, ["c1", "c2"]);
+    let p = &c.lag[1];
+    assert!(p.pipeline);
+    assert_eq!(p.groups.promql_regex(), "enricher|publisher");
+    // Defaults: 10 s, 10 reads, 5m; a pipeline's max_lag is its deadline.
+    assert_eq!(
+        (p.interval, p.window, p.stalled_for, p.max_lag),
+        (
+            Duration::from_secs(10),
+            10,
+            Duration::from_secs(300),
+            Duration::from_secs(60)
+        )
+    );
+}
+
+#[test]
+fn lag_config_errors_name_the_key() {
+    let e = err(&format!(
+        "{LAG_CLUSTERS}  - name: g\n    type: lag\n    cluster: c1\n"
+    ));
+    assert!(
+        e.contains("probes[0].groups: name the consumer groups to watch"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{LAG_CLUSTERS}  - name: g\n    type: lag\n    cluster: c1\n    groups: [a]\n    group_pattern: 'a.*'\n"
+    ));
+    assert!(
+        e.contains("probes[0].group_pattern: set either `groups`"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{LAG_CLUSTERS}  - name: g\n    type: lag\n    cluster: c1\n    group_pattern: 'a(('\n"
+    ));
+    assert!(
+        e.contains("probes[0].group_pattern: invalid regular expression `a((`"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{LAG_CLUSTERS}  - name: g\n    type: lag\n    cluster: c9\n    groups: [a]\n    window: 1\n    interval: 100ms\n    deadline: 5s\n"
+    ));
+    assert!(e.contains("probes[0].cluster: unknown cluster `c9`"), "{e}");
+    assert!(
+        e.contains("probes[0].window: must be between 2 and 1000 reads, got 1"),
+        "{e}"
+    );
+    assert!(e.contains("probes[0].interval: must be at least 1s"), "{e}");
+    assert!(
+        e.contains("probes[0].deadline: `deadline` is not allowed on a lag probe"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{LAG_CLUSTERS}  - name: h\n    type: heartbeat\n    cluster: c1\n    topic: t\n    groups: [a]\n"
+    ));
+    assert!(
+        e.contains("probes[0].groups: `groups` is only allowed on a `type: lag` probe"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{LAG_CLUSTERS}  - name: g1\n    type: lag\n    cluster: c1\n    groups: [a, a]\n  - name: g2\n    type: lag\n    cluster: c1\n    groups: [b, a]\n"
+    ));
+    assert!(
+        e.contains("probes[0].groups.1: group `a` is listed twice"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "probes[1].groups: consumer group `a` on cluster `c1` is already watched by probe `g1`"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn named_groups_are_escaped_for_promql() {
+    let g = GroupSelector::Named(vec!["orders-enricher".into(), "a.b(c)".into()]);
+    assert_eq!(g.promql_regex(), r"orders-enricher|a\.b\(c\)");
 }

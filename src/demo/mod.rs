@@ -100,7 +100,17 @@ impl DemoCluster {
 
 /// The demo's simulated pipeline: an enrichment job from `orders.raw` to
 /// `orders.enriched` (renames, adds fields, drops headers, re-keys), and a
-/// publishing job to `orders.public` that filters canaries out.
+/// publishing job to `orders.public` that filters canaries out. Each is a
+/// member of its own consumer group ([`ENRICH_GROUP`], [`PUBLISH_GROUP`])
+/// and commits what it consumed, so the demo's `lag:` has real groups.
+/// The consumer groups of the demo's jobs (`probes/demo.yaml` names them).
+pub const ENRICH_GROUP: &str = "orders-enricher";
+pub const PUBLISH_GROUP: &str = "orders-publisher";
+
+/// How long the jobs may take to join their groups (the mock cluster
+/// delays a new group's first rebalance by 3 s).
+const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub struct DemoPipeline {
     pub enrich: Stage,
     pub publish: Stage,
@@ -108,18 +118,20 @@ pub struct DemoPipeline {
 
 impl DemoPipeline {
     pub fn start(bootstrap: &str, cancel: &CancellationToken) -> Result<DemoPipeline, DemoError> {
-        let spec = |name: &str, output: &str, transform: Transform| StageSpec {
+        let spec = |name: &str, output: &str, group: &str, transform: Transform| StageSpec {
             name: name.to_string(),
             input_bootstrap: bootstrap.to_string(),
             input_topic: "orders.raw".to_string(),
             output_bootstrap: bootstrap.to_string(),
             output_topic: output.to_string(),
             transform,
+            group: Some(group.to_string()),
         };
         let enrich = Stage::start(
             spec(
                 "enrich",
                 "orders.enriched",
+                ENRICH_GROUP,
                 Transform {
                     rename: vec![("order_id".into(), "orderId".into())],
                     add: vec![
@@ -137,6 +149,7 @@ impl DemoPipeline {
             spec(
                 "publish",
                 "orders.public",
+                PUBLISH_GROUP,
                 Transform {
                     filter_canaries: true,
                     ..Transform::default()
@@ -144,6 +157,14 @@ impl DemoPipeline {
             ),
             cancel.clone(),
         )?;
+        // Both join at once; canaries sent before they have their
+        // partitions wait in Kafka (the groups start at the beginning).
+        let end = std::time::Instant::now() + JOIN_TIMEOUT;
+        while !(enrich.control().assigned() && publish.control().assigned())
+            && std::time::Instant::now() < end
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Ok(DemoPipeline { enrich, publish })
     }
 }
@@ -169,10 +190,19 @@ fn script() -> Vec<Step> {
     vec![
         step("steady state", 30, Faults::default()),
         step(
-            "enrichment stalled (canaries lost at the 10s deadline, then late)",
+            "enrichment stalled: member of its group, consuming nothing (group STALL, canaries lost at the 10s deadline, then late)",
             20,
             Faults {
                 stalled: true,
+                ..Faults::default()
+            },
+        ),
+        step("recovering", 20, Faults::default()),
+        step(
+            "enrichment stopped: its consumer left the group (group STOP, canaries lost)",
+            20,
+            Faults {
+                stopped: true,
                 ..Faults::default()
             },
         ),

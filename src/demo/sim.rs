@@ -65,6 +65,13 @@ pub struct StageSpec {
     pub output_bootstrap: String,
     pub output_topic: String,
     pub transform: Transform,
+    /// `Some(group)`: the stage is a member of this consumer group
+    /// (subscribes, starts where the group committed or at the beginning,
+    /// commits what it consumed every second), as a real job is. `None`:
+    /// it assigns every input partition from its end and commits nothing,
+    /// so it reads from the moment it starts (what tests that count exact
+    /// outcomes want).
+    pub group: Option<String>,
 }
 
 /// Faults currently applied; change them through [`Control`].
@@ -85,6 +92,10 @@ pub struct Faults {
     pub reorder_every: u64,
     /// Let canaries through a `filter_canaries` stage.
     pub leak: bool,
+    /// Leave the consumer group and consume nothing (a stopped job); the
+    /// stage joins again when this is lifted. A stage without a group
+    /// stalls instead.
+    pub stopped: bool,
 }
 
 /// What the stage has done so far.
@@ -103,6 +114,9 @@ pub struct SimStats {
 
 /// Run-time control of a stage.
 pub struct Control {
+    /// Whether the stage has its partitions (a group member: after its
+    /// first rebalance).
+    assigned: std::sync::atomic::AtomicBool,
     faults: Mutex<Faults>,
     stats: Mutex<SimStats>,
     rng: Mutex<StdRng>,
@@ -115,6 +129,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Control {
     fn new() -> Control {
         Control {
+            assigned: std::sync::atomic::AtomicBool::new(false),
             faults: Mutex::new(Faults::default()),
             stats: Mutex::new(SimStats::default()),
             rng: Mutex::new(StdRng::seed_from_u64(0)),
@@ -141,6 +156,11 @@ impl Control {
 
     pub fn stats(&self) -> SimStats {
         *lock(&self.stats)
+    }
+
+    /// Whether the stage has been given its input partitions.
+    pub fn assigned(&self) -> bool {
+        self.assigned.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -185,13 +205,24 @@ impl Stage {
             stage: spec.name.clone(),
             error,
         };
-        let consumer: BaseConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &spec.input_bootstrap)
-            .set("group.id", format!("slaprobe-sim-{}", spec.name))
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "10")
-            .create()
-            .map_err(err)?;
+            .set("fetch.wait.max.ms", "10");
+        match &spec.group {
+            Some(group) => config
+                .set("group.id", group)
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "true")
+                .set("auto.commit.interval.ms", "1000")
+                .set("enable.auto.offset.store", "false")
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "1000"),
+            None => config
+                .set("group.id", format!("slaprobe-sim-{}", spec.name))
+                .set("enable.auto.commit", "false"),
+        };
+        let consumer: BaseConsumer = config.create().map_err(err)?;
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &spec.output_bootstrap)
             .set("enable.idempotence", "true")
@@ -208,15 +239,21 @@ impl Stage {
             .filter(|t| t.name() == spec.input_topic)
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
-        let mut tpl = TopicPartitionList::new();
-        for p in &input_partitions {
-            let (_, high) = consumer
-                .fetch_watermarks(&spec.input_topic, *p, timeout)
-                .map_err(err)?;
-            tpl.add_partition_offset(&spec.input_topic, *p, Offset::Offset(high))
-                .map_err(err)?;
+        let control = Arc::new(Control::new());
+        if spec.group.is_none() {
+            let mut tpl = TopicPartitionList::new();
+            for p in &input_partitions {
+                let (_, high) = consumer
+                    .fetch_watermarks(&spec.input_topic, *p, timeout)
+                    .map_err(err)?;
+                tpl.add_partition_offset(&spec.input_topic, *p, Offset::Offset(high))
+                    .map_err(err)?;
+            }
+            consumer.assign(&tpl).map_err(err)?;
+            control
+                .assigned
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        consumer.assign(&tpl).map_err(err)?;
         let out_md = producer
             .client()
             .fetch_metadata(Some(&spec.output_topic), timeout)
@@ -235,7 +272,6 @@ impl Stage {
                 output_partitions,
             });
         }
-        let control = Arc::new(Control::new());
         let worker = Worker {
             spec: spec.clone(),
             control: control.clone(),
@@ -244,6 +280,7 @@ impl Stage {
             output_partitions,
             queue: VecDeque::new(),
             held: BTreeMap::new(),
+            subscribed: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("sim-{}", spec.name))
@@ -305,6 +342,8 @@ struct Worker {
     queue: VecDeque<(Instant, Out)>,
     /// Per input partition, the record held back (reorder fault).
     held: BTreeMap<i32, Held>,
+    /// A group stage: whether it is subscribed (not `stopped`).
+    subscribed: bool,
 }
 
 impl Worker {
@@ -312,14 +351,29 @@ impl Worker {
         while !cancel.is_cancelled() {
             let faults = self.control.faults();
             self.emit_due();
-            if faults.stalled {
+            if self.spec.group.is_some() {
+                self.membership(faults.stopped);
+            }
+            if faults.stalled || faults.stopped {
                 self.producer.poll(Duration::from_millis(20));
                 continue;
             }
-            let Some(Ok(msg)) = self.consumer.poll(Duration::from_millis(20)) else {
+            let polled = self.consumer.poll(Duration::from_millis(20));
+            if !self.control.assigned() {
+                let assigned = self.consumer.assignment().is_ok_and(|a| a.count() > 0);
+                self.control
+                    .assigned
+                    .store(assigned, std::sync::atomic::Ordering::Relaxed);
+            }
+            let Some(Ok(msg)) = polled else {
                 self.producer.poll(Duration::ZERO);
                 continue;
             };
+            if self.spec.group.is_some() {
+                // Committed within a second (auto commit): what this job
+                // has consumed.
+                let _ = self.consumer.store_offset_from_message(&msg);
+            }
             let now = Instant::now();
             let in_partition = msg.partition();
             // rdkafka's header iterator panics on a header name that is not
@@ -344,6 +398,22 @@ impl Worker {
         self.flush_held(true);
         self.emit_due();
         let _ = self.producer.flush(Duration::from_secs(5));
+    }
+
+    /// A group stage joins its group, or leaves it while `stopped` (its
+    /// stored offsets are committed as it goes).
+    fn membership(&mut self, stopped: bool) {
+        if stopped && self.subscribed {
+            self.consumer.unsubscribe();
+            self.subscribed = false;
+            self.control
+                .assigned
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        } else if !stopped && !self.subscribed {
+            // Subscribing only fails on a bad topic name, which the
+            // stage's start has already checked against the cluster.
+            self.subscribed = self.consumer.subscribe(&[&self.spec.input_topic]).is_ok();
+        }
     }
 
     fn handle(

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use crate::config::*;
 use crate::slo::burn_tiers;
-use crate::util::format::{self, redact_url, REDACTED};
+use crate::util::format::{self, duration as format_duration, redact_url, REDACTED};
 
 /// The plan printed by `slaprobe check`.
 pub fn plan(config: &Config) -> String {
@@ -89,7 +89,7 @@ fn write_plan(out: &mut String, c: &Config) -> std::fmt::Result {
         }
     }
 
-    if c.probes.is_empty() {
+    if c.probes.is_empty() && c.lag.is_empty() {
         writeln!(out, "probes: none (nothing will be probed)")?;
         return Ok(());
     }
@@ -97,7 +97,42 @@ fn write_plan(out: &mut String, c: &Config) -> std::fmt::Result {
     for p in &c.probes {
         write_probe(out, p)?;
     }
+    if !c.lag.is_empty() {
+        writeln!(out, "consumer groups: {} watch(es)", c.lag.len())?;
+        for w in &c.lag {
+            write_lag(out, w)?;
+        }
+    }
     Ok(())
+}
+
+fn write_lag(out: &mut String, w: &LagWatch) -> std::fmt::Result {
+    let of = if w.pipeline { "pipeline" } else { "lag" };
+    writeln!(out, "  {} ({of}) on cluster {}", w.probe, w.cluster)?;
+    match &w.groups {
+        GroupSelector::Named(n) => writeln!(out, "    groups: {}", n.join(", "))?,
+        GroupSelector::Pattern(p) => writeln!(
+            out,
+            "    groups: every group matching `{}` (found at each read)",
+            p.source
+        )?,
+    }
+    if !w.topics.is_empty() {
+        writeln!(out, "    topics: {}", w.topics.join(", "))?;
+    }
+    writeln!(
+        out,
+        "    read every {}, judged over the last {} reads (OK, WARN, REWIND, STALL, STOP); at most {} partition series",
+        format_duration(w.interval),
+        w.window,
+        w.max_partitions
+    )?;
+    writeln!(
+        out,
+        "    alerts: SlaprobeConsumerGroupStalled after {} STALL or STOP; SlaprobeConsumerGroupLagHigh above {}",
+        format_duration(w.stalled_for),
+        format_duration(w.max_lag)
+    )
 }
 
 fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {

@@ -12,9 +12,10 @@
 use std::fmt::Write as _;
 
 use super::{promql_str, write_header, yaml_str};
-use crate::config::{Config, Slo};
+use crate::config::{Config, LagWatch, Slo};
 use crate::slo::alert::{self, burn_rate_alert, BURN_RATE_ALERT};
 use crate::slo::{burn_tiers, error_threshold, BurnTier, WINDOWS};
+use crate::util::format::duration as format_duration;
 
 /// The `job` label Prometheus must scrape slaprobe under: `SlaprobeDown`
 /// can only notice a dead prober through its scrape target's `up` series,
@@ -71,6 +72,39 @@ pub fn no_canaries_expr(probe: &str) -> String {
 pub fn down_expr() -> String {
     let sel = format!("{{job={}}}", promql_str(SCRAPE_JOB));
     format!("up{sel} == 0 or absent(up{sel})")
+}
+
+/// `SlaprobeConsumerGroupLagHigh`'s `for:`: a burst the group works off
+/// within a couple of minutes is not worth a ticket.
+pub const LAG_HIGH_FOR: &str = "2m";
+
+/// The selector of one watch's groups:
+/// `{kafka_cluster="C",group=~"a|b"}` (a pattern as written: PromQL's
+/// regular expressions are anchored, as `group_pattern` is).
+fn lag_selector(w: &LagWatch) -> String {
+    format!(
+        "{{kafka_cluster={},group=~{}}}",
+        promql_str(&w.cluster),
+        promql_str(&w.groups.promql_regex())
+    )
+}
+
+/// `SlaprobeConsumerGroupStalled`'s expression for one watch: a group whose
+/// status is STALL or STOP.
+pub fn lag_stalled_expr(w: &LagWatch) -> String {
+    let sel = lag_selector(w);
+    let sel = format!("{},status=~\"STALL|STOP\"}}", &sel[..sel.len() - 1]);
+    format!("max by (kafka_cluster, group) (slaprobe_consumergroup_status{sel}) == 1")
+}
+
+/// `SlaprobeConsumerGroupLagHigh`'s expression for one watch: a group with
+/// a partition whose lag in time is above `max_lag`.
+pub fn lag_high_expr(w: &LagWatch) -> String {
+    format!(
+        "max by (kafka_cluster, group) (slaprobe_consumergroup_lag_seconds{}) > {}",
+        lag_selector(w),
+        w.max_lag.as_secs_f64()
+    )
 }
 
 /// The rules as a Prometheus Operator `PrometheusRule` named `slaprobe`:
@@ -141,7 +175,58 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
         }
     }
 
+    write_lag_rules(out, config)?;
     write_health_rules(out, config)
+}
+
+/// The consumer-group alerts, per watch (`type: lag` probes and pipeline
+/// probes' `lag:`).
+fn write_lag_rules(out: &mut String, config: &Config) -> std::fmt::Result {
+    if config.lag.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "  - name: slaprobe-consumer-groups")?;
+    writeln!(out, "    rules:")?;
+    for w in &config.lag {
+        let stalled_for = format_duration(w.stalled_for);
+        let alerts = [
+            (
+                "SlaprobeConsumerGroupStalled",
+                lag_stalled_expr(w),
+                stalled_for.clone(),
+                "consumer group {{ $labels.group }} on {{ $labels.kafka_cluster }} is STALL or STOP".to_string(),
+                format!(
+                    "For {stalled_for}, the committed offsets of a partition of {{{{ $labels.group }}}} \
+                     have not moved while it has unconsumed records: with members (STALL: the job runs \
+                     but commits nothing) or without (STOP: the job is gone). The status page names the \
+                     partitions."
+                ),
+            ),
+            (
+                "SlaprobeConsumerGroupLagHigh",
+                lag_high_expr(w),
+                LAG_HIGH_FOR.to_string(),
+                "consumer group {{ $labels.group }} on {{ $labels.kafka_cluster }} lags more than ".to_string()
+                    + &format_duration(w.max_lag),
+                format!(
+                    "For {LAG_HIGH_FOR}, the oldest record {{{{ $labels.group }}}} has not consumed \
+                     on some partition was written more than {} ago (slaprobe_consumergroup_lag_seconds).",
+                    format_duration(w.max_lag)
+                ),
+            ),
+        ];
+        for (name, expr, for_, summary, description) in alerts {
+            writeln!(out, "      - alert: {name}")?;
+            writeln!(out, "        expr: {}", yaml_str(&expr))?;
+            writeln!(out, "        for: {for_}")?;
+            writeln!(out, "        labels:")?;
+            writeln!(out, "          severity: 'ticket'")?;
+            writeln!(out, "          probe: {}", yaml_str(&w.probe))?;
+            let notes = alert::annotations(summary, description, &config.server.status_link());
+            write_annotations(out, &notes)?;
+        }
+    }
+    Ok(())
 }
 
 /// The group that watches the prober itself: no canaries, not scraped.

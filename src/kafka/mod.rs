@@ -12,6 +12,8 @@ use rdkafka::ClientContext;
 
 use crate::config::{Cluster, TopicManagement};
 
+pub mod groups;
+
 /// The consumer's default fetch wait: librdkafka's own, right for Kafka,
 /// whose brokers answer a waiting fetch as soon as data arrives, so the
 /// wait adds no latency and an idle consumer asks each broker twice a
@@ -116,6 +118,19 @@ pub fn consumer_config(cluster: &Cluster) -> ClientConfig {
             // librdkafka's assign() needs a group id (without one it fails
             // with "Unknown group"); nothing ever joins or commits to it.
             ("group.id", "slaprobe"),
+        ],
+    )
+}
+
+/// Settings of the client that reads consumer groups' offsets and
+/// partitions' watermarks (`lag` probes): a consumer that never joins,
+/// assigns or commits, so it needs no group id.
+pub fn lag_reader_config(cluster: &Cluster) -> ClientConfig {
+    base_config(
+        cluster,
+        &[
+            ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
+            ("enable.auto.commit", "false"),
         ],
     )
 }

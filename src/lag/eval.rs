@@ -16,8 +16,9 @@
 //!   - **STALL**: the committed offset did not move over the window while
 //!     the group has members (alive, consuming nothing or committing
 //!     nothing);
-//!   - **WARN**: the offset moves but the lag never decreased between two
-//!     observations (falling behind);
+//!   - **WARN**: the offset moves, the lag never decreased between two
+//!     observations and grew over the window (falling behind; a constant
+//!     lag is a consumer keeping pace a commit behind, not a warning);
 //! - otherwise **OK** (the lag reached zero in the window, or it is
 //!   shrinking somewhere).
 //!
@@ -127,7 +128,8 @@ impl PartitionWindow {
                 Status::Stop
             };
         }
-        if pairs().all(|(a, b)| b.lag() >= a.lag()) {
+        let first = o.front().map_or(0, Observation::lag);
+        if pairs().all(|(a, b)| b.lag() >= a.lag()) && last.lag() > first {
             return Status::Warn;
         }
         Status::Ok
@@ -204,10 +206,19 @@ mod tests {
             window(&[(10, 20), (12, 24), (14, 28), (16, 32)], true).status(),
             Status::Warn
         );
-        // Constant non-zero lag while moving: not catching up either.
+        // Growing in steps, flat in between.
+        assert_eq!(
+            window(&[(10, 15), (12, 17), (14, 20), (16, 22)], true).status(),
+            Status::Warn
+        );
+    }
+
+    #[test]
+    fn a_constant_lag_while_moving_is_ok() {
+        // A consumer keeping pace one auto-commit behind its input.
         assert_eq!(
             window(&[(10, 15), (12, 17), (14, 19), (16, 21)], true).status(),
-            Status::Warn
+            Status::Ok
         );
     }
 

@@ -18,7 +18,8 @@ pub mod process;
 pub mod registry;
 
 pub use registry::{Gauge, Histogram, IntCounter, IntGauge, CONTENT_TYPE};
-use registry::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+pub use registry::{GaugeVec, IntCounterVec, IntGaugeVec};
+use registry::{HistogramVec, Registry};
 
 use crate::config::{Expect, Probe, Sli};
 use crate::kafka::{ConsumeError, ProduceError};
@@ -58,6 +59,20 @@ pub struct Metrics {
     slo_budget: GaugeVec,
     slo_firing: IntGaugeVec,
     client_requests: IntCounterVec,
+    /// Consumer-group lag (`lag` probes and pipelines' `lag:`).
+    pub lag: LagMetrics,
+}
+
+/// The consumer-group families. Partition series come and go with the
+/// groups' commits, so the lag reader removes what it no longer reads.
+#[derive(Clone)]
+pub struct LagMetrics {
+    pub lag_records: IntGaugeVec,
+    pub lag_seconds: GaugeVec,
+    pub committed_offset: IntGaugeVec,
+    pub status: IntGaugeVec,
+    pub partitions_dropped: IntCounterVec,
+    pub read_errors: IntCounterVec,
 }
 
 /// Every family's name starts with `slaprobe_`.
@@ -114,6 +129,14 @@ impl Metrics {
             slo_budget: gauge("slo_error_budget_remaining_ratio", "Share of the period's error budget left; negative when overspent.", &["slo"]),
             slo_firing: int_gauge("slo_alert_firing", "1 while a burn-rate alert of this severity fires for the SLO.", &["slo", "severity"]),
             client_requests: counter("kafka_requests_total", "Requests slaprobe's own Kafka clients sent, per broker and request type (from librdkafka's statistics, every statistics.interval.ms): the load the prober puts on the cluster.", &["kafka_cluster", "client", "broker", "request"]),
+            lag: LagMetrics {
+                lag_records: int_gauge("consumergroup_lag_records", "Records the group has not consumed: the partition's high watermark minus the group's committed offset.", &["kafka_cluster", "group", "topic", "partition"]),
+                lag_seconds: gauge("consumergroup_lag_seconds", "How long ago the first record the group has not consumed was written (interpolated from the high watermarks read; 0 when caught up).", &["kafka_cluster", "group", "topic", "partition"]),
+                committed_offset: int_gauge("consumergroup_committed_offset", "The group's committed offset.", &["kafka_cluster", "group", "topic", "partition"]),
+                status: int_gauge("consumergroup_status", "1 on the group's current status (the worst of its partitions', judged Burrow's way over the last reads), 0 on the others.", &["kafka_cluster", "group", "status"]),
+                partitions_dropped: counter("consumergroup_partitions_dropped_total", "Partitions left without series because the probe's max_partitions was reached (each counted once).", &["kafka_cluster", "probe"]),
+                read_errors: counter("consumergroup_read_errors_total", "Failed reads of consumer groups, by request: list_groups (members), offsets (committed offsets) or watermarks.", &["kafka_cluster", "request"]),
+            },
             registry: r.clone(),
         }
     }

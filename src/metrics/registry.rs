@@ -197,11 +197,21 @@ impl GaugeVec {
     pub fn with_label_values(&self, values: &[&str]) -> Gauge {
         Gauge(self.1.get_or_create_owned(&self.0.with(values)))
     }
+
+    /// Drops the series (a handle kept elsewhere no longer shows).
+    pub fn remove(&self, values: &[&str]) {
+        self.1.remove(&self.0.with(values));
+    }
 }
 
 impl IntGaugeVec {
     pub fn with_label_values(&self, values: &[&str]) -> IntGauge {
         IntGauge(self.1.get_or_create_owned(&self.0.with(values)))
+    }
+
+    /// Drops the series (a handle kept elsewhere no longer shows).
+    pub fn remove(&self, values: &[&str]) {
+        self.1.remove(&self.0.with(values));
     }
 }
 
@@ -237,6 +247,18 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn removed_series_are_not_rendered() {
+        let r = Registry::default();
+        let g = r.int_gauge_vec("z", "Z.", &["a"]);
+        g.with_label_values(&["1"]).set(5);
+        g.with_label_values(&["2"]).set(6);
+        g.remove(&["1"]);
+        let text = r.render();
+        assert!(!text.contains("z{a=\"1\"}"), "{text}");
+        assert!(text.contains("z{a=\"2\"} 6"), "{text}");
     }
 
     #[test]

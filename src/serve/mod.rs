@@ -32,6 +32,8 @@ pub struct StatusSources {
     pub probes: Vec<ProbeHandles>,
     pub slos: Arc<RwLock<Vec<SloStatus>>>,
     pub journal: Arc<Journal>,
+    /// Consumer groups watched (`lag` probes, pipelines' `lag:`).
+    pub lag: crate::lag::Board,
 }
 
 #[derive(Clone)]
@@ -108,6 +110,15 @@ async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let groups: Vec<crate::lag::GroupView> = s
+        .status
+        .lag
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .flatten()
+        .cloned()
+        .collect();
     axum::Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "run": s.status.run,
@@ -116,6 +127,7 @@ async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
         "probes": probes,
         "slos": slos,
         "recent_losses": s.status.journal.losses(),
+        "consumer_groups": groups,
     }))
 }
 

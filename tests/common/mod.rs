@@ -64,6 +64,7 @@ pub fn heartbeat_config(
             ],
             dedicated_client: false,
         }],
+        lag: vec![],
     }
 }
 
@@ -164,6 +165,22 @@ pub fn missing_prerequisite(what: &str, how_to_get_it: &str) {
         panic!("prerequisite missing with CI=true: {what} ({how_to_get_it})");
     }
     eprintln!("SKIP: {what} is missing ({how_to_get_it}); this test did not run");
+}
+
+/// The Kafka-compatible broker of the black-box tests
+/// (`SLAPROBE_TEST_BOOTSTRAP`, which `scripts/test.sh` sets for the tansu
+/// it starts); `None` after a SKIP line when there is none.
+pub fn test_bootstrap() -> Option<String> {
+    let b = std::env::var("SLAPROBE_TEST_BOOTSTRAP")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if b.is_none() {
+        missing_prerequisite(
+            "a Kafka-compatible broker",
+            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
+        );
+    }
+    b
 }
 
 /// Every sample of `name`: (labels, value).

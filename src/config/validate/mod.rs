@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod lag;
 mod probes;
 mod slos;
 
@@ -181,7 +182,7 @@ impl<'a> Validator<'a> {
         let alertmanager = self.alertmanager();
         let defaults = self.defaults();
         let clusters = self.clusters();
-        let probes = self.probes(&defaults, &clusters);
+        let (probes, lag) = self.probes(&defaults, &clusters);
         Config {
             sources: self.files.iter().map(|f| f.path.clone()).collect(),
             server,
@@ -189,6 +190,7 @@ impl<'a> Validator<'a> {
             alertmanager,
             clusters,
             probes,
+            lag,
         }
     }
 

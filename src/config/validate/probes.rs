@@ -18,8 +18,10 @@ impl Validator<'_> {
         &mut self,
         d: &Defaults,
         clusters: &BTreeMap<String, Cluster>,
-    ) -> Vec<Probe> {
+    ) -> (Vec<Probe>, Vec<LagWatch>) {
         let mut probes = Vec::new();
+        let mut lag = Vec::new();
+        let mut claimed = HashMap::new();
         let mut origin: HashMap<String, (&LoadedFile, Pos)> = HashMap::new();
         for f in self.files {
             let Some(raw) = &f.raw.probes else {
@@ -43,10 +45,30 @@ impl Validator<'_> {
                 } else {
                     origin.insert(rp.name.clone(), (f, name_pos));
                 }
-                probes.push(self.probe(&at, rp, d, clusters));
+                if rp.kind == RawProbeType::Lag {
+                    let watch: Vec<LagWatch> =
+                        self.lag_probe(&at, rp, clusters).into_iter().collect();
+                    self.lag_claim(&at, &watch, &mut claimed);
+                    lag.extend(watch);
+                    continue;
+                }
+                for key in super::lag::KEYS {
+                    self.not_allowed(
+                        &at,
+                        key,
+                        &format!("`{key}` is only allowed on a `type: lag` probe (or under a pipeline probe's `lag:`)"),
+                    );
+                }
+                let probe = self.probe(&at, rp, d, clusters);
+                if let Some(raw) = &rp.lag {
+                    let watches = self.pipeline_lag(&at.child("lag"), raw, &probe, clusters);
+                    self.lag_claim(&at, &watches, &mut claimed);
+                    lag.extend(watches);
+                }
+                probes.push(probe);
             }
         }
-        probes
+        (probes, lag)
     }
 
     fn probe(
@@ -96,7 +118,10 @@ impl Validator<'_> {
         };
         let kind = match rp.kind {
             RawProbeType::Heartbeat => ProbeKind::Heartbeat(self.heartbeat(at, rp, clusters)),
-            RawProbeType::Pipeline => ProbeKind::Pipeline(self.pipeline(at, rp, clusters)),
+            // Lag probes are read into `LagWatch`es before this.
+            RawProbeType::Pipeline | RawProbeType::Lag => {
+                ProbeKind::Pipeline(self.pipeline(at, rp, clusters))
+            }
         };
         let mut probe = Probe {
             name: rp.name.clone(),
@@ -111,13 +136,13 @@ impl Validator<'_> {
         probe
     }
 
-    fn not_allowed(&mut self, at: &At<'_>, key: &str, msg: &str) {
+    pub(super) fn not_allowed(&mut self, at: &At<'_>, key: &str, msg: &str) {
         if at.has(key) {
             self.err(at.at_key(key, msg.to_string()));
         }
     }
 
-    fn cluster_ref(
+    pub(super) fn cluster_ref(
         &mut self,
         at: &At<'_>,
         key: &str,
@@ -139,7 +164,7 @@ impl Validator<'_> {
         self.err(at.at_val(key, msg));
     }
 
-    fn topic(&mut self, at: &At<'_>, key: &str, topic: &str) {
+    pub(super) fn topic(&mut self, at: &At<'_>, key: &str, topic: &str) {
         let msg = if topic.is_empty() {
             "must not be empty".to_string()
         } else if topic.len() > MAX_TOPIC_LEN {
@@ -163,7 +188,7 @@ impl Validator<'_> {
         rp: &RawProbe,
         clusters: &BTreeMap<String, Cluster>,
     ) -> Heartbeat {
-        for key in ["input", "outputs"] {
+        for key in ["input", "outputs", "lag"] {
             self.not_allowed(
                 at,
                 key,

@@ -1,0 +1,318 @@
+//! Reading the groups every interval and exporting what [`Watch`] makes
+//! of it. One reader client per cluster (a consumer that never joins a
+//! group), shared by that cluster's watches; each watch reads on its own
+//! interval, off the async runtime.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::eval::Status;
+use super::watch::{GroupView, Read, Tp, Watch};
+use crate::config::{Config, GroupSelector, LagWatch};
+use crate::kafka::{self, groups};
+use crate::metrics::{Gauge, IntCounter, IntGauge, LagMetrics, Metrics};
+
+/// What the status API shows: each watch's groups, keyed by (probe,
+/// cluster).
+pub type Board = Arc<RwLock<BTreeMap<(String, String), Vec<GroupView>>>>;
+
+/// The longest one read waits for the cluster (each of its three steps
+/// gets at most this): shutdown waits for a read in progress.
+const READ_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The `request` label values of `slaprobe_consumergroup_read_errors_total`.
+const READ_REQUESTS: [&str; 3] = ["list_groups", "offsets", "watermarks"];
+
+/// Every watch of a configuration, ready to run.
+pub struct Lag {
+    tasks: Vec<Task>,
+    pub board: Board,
+}
+
+struct Task {
+    watch: Watch,
+    reader: Arc<BaseConsumer>,
+    series: Series,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the consumer-group reader for cluster `{cluster}`")]
+pub struct LagError {
+    cluster: String,
+    #[source]
+    error: rdkafka::error::KafkaError,
+}
+
+impl Lag {
+    /// One reader per cluster that has watches; no request is sent yet.
+    pub fn build(config: &Config, metrics: &Metrics) -> Result<Lag, LagError> {
+        let mut readers: HashMap<&str, Arc<BaseConsumer>> = HashMap::new();
+        let mut tasks = Vec::new();
+        for w in &config.lag {
+            let reader = match readers.get(w.cluster.as_str()) {
+                Some(r) => r.clone(),
+                None => {
+                    let cluster = &config.clusters[&w.cluster];
+                    let r: BaseConsumer =
+                        kafka::lag_reader_config(cluster)
+                            .create()
+                            .map_err(|error| LagError {
+                                cluster: w.cluster.clone(),
+                                error,
+                            })?;
+                    let r = Arc::new(r);
+                    readers.insert(&w.cluster, r.clone());
+                    // At 0 from the start: an alert on failed reads has a
+                    // series to look at before the first failure.
+                    for request in READ_REQUESTS {
+                        metrics
+                            .lag
+                            .read_errors
+                            .with_label_values(&[&w.cluster, request]);
+                    }
+                    r
+                }
+            };
+            tasks.push(Task {
+                watch: Watch::new(w.clone(), named_elsewhere(config, w)),
+                reader,
+                series: Series::new(&metrics.lag, w),
+            });
+        }
+        if !tasks.is_empty() {
+            info!(
+                watches = tasks.len(),
+                readers = readers.len(),
+                "consumer groups watched"
+            );
+        }
+        Ok(Lag {
+            tasks,
+            board: Board::default(),
+        })
+    }
+
+    /// Spawns every watch on the current runtime; they stop on `cancel`.
+    pub fn spawn(self, tracker: &tokio_util::task::TaskTracker, cancel: &CancellationToken) {
+        for t in self.tasks {
+            tracker.spawn(t.run(self.board.clone(), cancel.clone()));
+        }
+    }
+}
+
+/// Groups other watches on `w`'s cluster name: a pattern leaves them alone.
+fn named_elsewhere(config: &Config, w: &LagWatch) -> BTreeSet<String> {
+    config
+        .lag
+        .iter()
+        .filter(|o| o.cluster == w.cluster && o.probe != w.probe)
+        .filter_map(|o| match &o.groups {
+            GroupSelector::Named(n) => Some(n.clone()),
+            GroupSelector::Pattern(_) => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// One read: the listing (members, and a pattern's groups), the offsets
+/// of the groups to read, the watermarks of the partitions they commit.
+/// Blocking.
+fn read(watch: &Watch, reader: &BaseConsumer, errors: &LagMetrics) -> Read {
+    let cluster = &watch.config.cluster;
+    let timeout = READ_TIMEOUT.min(watch.config.interval);
+    let listed = match groups::list(reader.client(), timeout) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            errors
+                .read_errors
+                .with_label_values(&[cluster, "list_groups"])
+                .inc();
+            tracing::debug!(%cluster, error = %e, "cannot list consumer groups");
+            None
+        }
+    };
+    let names = watch.groups_to_read(listed.as_deref());
+    let committed = groups::committed(reader.client(), &names, timeout);
+    let failed = committed.values().filter(|r| r.is_err()).count();
+    if failed > 0 {
+        errors
+            .read_errors
+            .with_label_values(&[cluster, "offsets"])
+            .inc_by(failed as u64);
+    }
+    let partitions: BTreeSet<Tp> = committed
+        .values()
+        .filter_map(|r| r.as_ref().ok())
+        .flatten()
+        .filter(|(t, _, _)| watch.config.topics.is_empty() || watch.config.topics.contains(t))
+        .map(|(t, p, _)| (t.clone(), *p))
+        .collect();
+    let partitions: Vec<Tp> = partitions.into_iter().collect();
+    let high_watermarks = match groups::high_watermarks(reader, &partitions, timeout) {
+        Ok(h) => h,
+        Err(e) => {
+            errors
+                .read_errors
+                .with_label_values(&[cluster, "watermarks"])
+                .inc();
+            warn!(%cluster, error = %e, "cannot read high watermarks");
+            HashMap::new()
+        }
+    };
+    Read {
+        at: unix_now(),
+        listed,
+        committed,
+        high_watermarks,
+    }
+}
+
+impl Task {
+    async fn run(self, board: Board, cancel: CancellationToken) {
+        let key = (
+            self.watch.config.probe.clone(),
+            self.watch.config.cluster.clone(),
+        );
+        let mut ticker = tokio::time::interval(self.watch.config.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let Task {
+            mut watch,
+            reader,
+            mut series,
+        } = self;
+        let mut errors_logged: BTreeSet<String> = BTreeSet::new();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let reader = reader.clone();
+            let metrics = series.metrics.clone();
+            let job = tokio::task::spawn_blocking(move || {
+                let r = read(&watch, &reader, &metrics);
+                let dropped = watch.apply(&r);
+                (watch, r, dropped)
+            });
+            let (w, r, dropped) = tokio::select! {
+                _ = cancel.cancelled() => return,
+                done = job => match done {
+                    Ok(x) => x,
+                    Err(e) => {
+                        warn!(error = %e, "consumer-group read failed");
+                        return;
+                    }
+                },
+            };
+            watch = w;
+            for (group, result) in &r.committed {
+                match result {
+                    Err(e) if errors_logged.insert(group.clone()) => {
+                        warn!(cluster = %watch.config.cluster, %group, error = %e, "cannot read the group's committed offsets");
+                    }
+                    Ok(_) => {
+                        errors_logged.remove(group);
+                    }
+                    Err(_) => {}
+                }
+            }
+            series.update(&watch, dropped);
+            board
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), watch.views());
+        }
+    }
+}
+
+/// A watch's series: handles kept per partition and group, removed when
+/// the partition or group goes.
+struct Series {
+    metrics: LagMetrics,
+    cluster: String,
+    partitions: HashMap<(String, Tp), (IntGauge, Gauge, IntGauge)>,
+    groups: HashMap<String, Vec<IntGauge>>,
+    /// Created at 0, so an alert on it has a series from the start.
+    dropped: IntCounter,
+}
+
+impl Series {
+    fn new(metrics: &LagMetrics, w: &LagWatch) -> Series {
+        Series {
+            metrics: metrics.clone(),
+            cluster: w.cluster.clone(),
+            partitions: HashMap::new(),
+            groups: HashMap::new(),
+            dropped: metrics
+                .partitions_dropped
+                .with_label_values(&[&w.cluster, &w.probe]),
+        }
+    }
+
+    fn update(&mut self, watch: &Watch, dropped: usize) {
+        let m = &self.metrics;
+        let c = self.cluster.as_str();
+        self.dropped.inc_by(dropped as u64);
+        let mut live = BTreeSet::new();
+        for (group, p) in watch.exported() {
+            let key = (group.to_string(), (p.topic.clone(), p.partition));
+            let (records, seconds, committed) =
+                self.partitions.entry(key.clone()).or_insert_with(|| {
+                    let partition = p.partition.to_string();
+                    let l = [c, group, p.topic.as_str(), partition.as_str()];
+                    (
+                        m.lag_records.with_label_values(&l),
+                        m.lag_seconds.with_label_values(&l),
+                        m.committed_offset.with_label_values(&l),
+                    )
+                });
+            records.set(i64::try_from(p.lag_records).unwrap_or(i64::MAX));
+            seconds.set(p.lag_seconds.unwrap_or(f64::NAN));
+            committed.set(p.committed);
+            live.insert(key);
+        }
+        self.partitions.retain(|(group, (topic, partition)), _| {
+            let keep = live.contains(&(group.clone(), (topic.clone(), *partition)));
+            if !keep {
+                let partition = partition.to_string();
+                let l = [c, group.as_str(), topic.as_str(), partition.as_str()];
+                m.lag_records.remove(&l);
+                m.lag_seconds.remove(&l);
+                m.committed_offset.remove(&l);
+            }
+            keep
+        });
+        let mut groups = BTreeSet::new();
+        for (group, status) in watch.statuses() {
+            let gauges = self.groups.entry(group.to_string()).or_insert_with(|| {
+                Status::ALL
+                    .iter()
+                    .map(|s| m.status.with_label_values(&[c, group, s.label()]))
+                    .collect()
+            });
+            for (g, s) in gauges.iter().zip(Status::ALL) {
+                g.set(i64::from(s == status));
+            }
+            groups.insert(group.to_string());
+        }
+        self.groups.retain(|group, _| {
+            let keep = groups.contains(group);
+            if !keep {
+                for s in Status::ALL {
+                    m.status.remove(&[c, group.as_str(), s.label()]);
+                }
+            }
+            keep
+        });
+    }
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Independent consumer groups (confluent-kafka) that behave the ways
+slaprobe's lag evaluation must tell apart, and the producer that feeds them.
+Each role runs until killed and prints one line per phase change.
+
+Usage: lag_group.py BOOTSTRAP ROLE TOPIC [GROUP] [TRIGGER_FILE]
+
+Roles:
+  produce    one record every 50 ms to each partition, each in its own
+             batch (tansu 0.6 reports a batch's base offset + 1 as the high
+             watermark, so multi-record batches would misstate it)
+  keepup     subscribes, consumes, commits every record: OK
+  nocommit   like keepup until TRIGGER_FILE exists, then goes on consuming
+             without committing: STALL
+  slow       subscribes, consumes one record every 0.4 s and commits it,
+             slower than the input: WARN
+  rewind     assigned (no membership), commits high watermark - 5 on each
+             partition every 0.5 s; once TRIGGER_FILE exists, commits 0 (the
+             offsets reset to the beginning), then moves on slowly: REWIND
+  leave      joins GROUP and leaves it at once, closing cleanly (tansu drops
+             a dead member only when the group is next talked to)
+  offsets    prints {"committed": {"topic/partition": offset},
+             "high_watermarks": {"topic/partition": offset}} for GROUP on
+             TOPIC, then exits
+"""
+import json
+import os
+import sys
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka import ConsumerGroupTopicPartitions
+
+
+def partitions(bootstrap, topic):
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    return sorted(md.topics[topic].partitions)
+
+
+def member(bootstrap, group):
+    return Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 1000,
+        "fetch.wait.max.ms": 10,
+    })
+
+
+def produce(bootstrap, topic):
+    parts = partitions(bootstrap, topic)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "batch.num.messages": 1})
+    print("producing", flush=True)
+    while True:
+        for part in parts:
+            p.produce(topic, b"x", partition=part)
+        p.flush(5)
+        time.sleep(0.05)
+
+
+def consume(bootstrap, topic, group, trigger, pause):
+    c = member(bootstrap, group)
+    c.subscribe([topic])
+    committing = True
+    print("consuming", flush=True)
+    while True:
+        m = c.poll(0.2)
+        if committing and trigger and os.path.exists(trigger):
+            committing = False
+            print("stopped committing", flush=True)
+        if m is None or m.error():
+            continue
+        if committing:
+            c.commit(m, asynchronous=False)
+        if pause:
+            time.sleep(pause)
+
+
+def rewind(bootstrap, topic, group, trigger):
+    c = member(bootstrap, group)
+    parts = partitions(bootstrap, topic)
+    print("committing behind the watermark", flush=True)
+    reset_at = None
+    while True:
+        offsets = []
+        for part in parts:
+            _, high = c.get_watermark_offsets(TopicPartition(topic, part), timeout=5)
+            if reset_at is None:
+                offsets.append(TopicPartition(topic, part, max(high - 5, 0)))
+            else:
+                # Re-reading from the beginning, slowly.
+                offsets.append(TopicPartition(topic, part, int(time.time() - reset_at)))
+        if reset_at is None and trigger and os.path.exists(trigger):
+            reset_at = time.time()
+            offsets = [TopicPartition(topic, part, 0) for part in parts]
+            print("reset to the beginning", flush=True)
+        c.commit(offsets=offsets, asynchronous=False)
+        time.sleep(0.5)
+
+
+def leave(bootstrap, topic, group):
+    c = member(bootstrap, group)
+    c.subscribe([topic])
+    end = time.time() + 20
+    while not c.assignment() and time.time() < end:
+        c.poll(0.2)
+    c.close()
+    print("left", flush=True)
+
+
+def offsets(bootstrap, topic, group):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group + "-reader"})
+    committed, high = {}, {}
+    for tp in res.topic_partitions:
+        if tp.topic == topic and tp.offset >= 0:
+            key = "%s/%d" % (tp.topic, tp.partition)
+            committed[key] = tp.offset
+            high[key] = c.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
+    c.close()
+    print(json.dumps({"committed": committed, "high_watermarks": high}), flush=True)
+
+
+def main():
+    bootstrap, role, topic = sys.argv[1], sys.argv[2], sys.argv[3]
+    group = sys.argv[4] if len(sys.argv) > 4 else None
+    trigger = sys.argv[5] if len(sys.argv) > 5 else None
+    if role == "produce":
+        produce(bootstrap, topic)
+    elif role == "keepup":
+        consume(bootstrap, topic, group, None, 0)
+    elif role == "nocommit":
+        consume(bootstrap, topic, group, trigger, 0)
+    elif role == "slow":
+        consume(bootstrap, topic, group, None, 0.4)
+    elif role == "rewind":
+        rewind(bootstrap, topic, group, trigger)
+    elif role == "leave":
+        leave(bootstrap, topic, group)
+    elif role == "offsets":
+        offsets(bootstrap, topic, group)
+    else:
+        sys.exit("unknown role " + role)
+
+
+if __name__ == "__main__":
+    main()

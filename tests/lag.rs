@@ -1,0 +1,268 @@
+//! Consumer-group lag, black-box: `slaprobe run` with a `type: lag` probe
+//! against a real Kafka-compatible broker (tansu), with independent
+//! consumer groups (Python confluent-kafka, `tests/clients/lag_group.py`)
+//! that keep up, stop committing, are killed, fall behind and are reset.
+//! slaprobe's status for each must follow within two reads of the
+//! behaviour showing over a full window, and its lag in records must equal
+//! high watermark - committed offset as the independent client reads them.
+//!
+//! Runs only with `SLAPROBE_TEST_BOOTSTRAP` (see `tests/broker.rs`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{create_topics, http_get, metric, poll_until, scratch, Slaprobe};
+
+/// The probe's read interval and window (reads).
+const INTERVAL: Duration = Duration::from_secs(1);
+const WINDOW: u32 = 3;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/lag_group.py")
+}
+
+/// A Python client process, killed (SIGKILL) when dropped.
+struct Py(Child);
+
+impl Py {
+    fn start(args: &[&str]) -> Py {
+        let child = Command::new("python3")
+            .arg(script())
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3");
+        Py(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Py {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The groups slaprobe's status API shows, by name.
+fn groups(s: &Slaprobe) -> BTreeMap<String, serde_json::Value> {
+    let Ok((200, body)) = http_get(s.addr, "/api/v1/status") else {
+        return BTreeMap::new();
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["consumer_groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| Some((g["group"].as_str()?.to_string(), g.clone())))
+        .collect()
+}
+
+fn status_of(s: &Slaprobe, group: &str) -> Option<String> {
+    groups(s)
+        .get(group)
+        .and_then(|g| g["status"].as_str().map(str::to_string))
+}
+
+/// Waits up to `within` for `group` to be `status`; the time it took.
+fn expect_status(s: &Slaprobe, group: &str, status: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    let mut last = None;
+    let reached = poll_until(within, || {
+        last = status_of(s, group);
+        last.as_deref() == Some(status)
+    });
+    assert!(
+        reached,
+        "{group} is {status} within {within:?}; last status {last:?}; groups: {:#?}",
+        groups(s).get(group)
+    );
+    let took = start.elapsed();
+    // The metric says the same.
+    let text = s.metrics();
+    assert_eq!(
+        metric(
+            &text,
+            "slaprobe_consumergroup_status",
+            &[("group", group), ("status", status)]
+        ),
+        1.0,
+        "{group} status metric"
+    );
+    took
+}
+
+#[test]
+fn consumer_group_statuses_follow_the_groups_and_lag_is_exact() {
+    let Some(bootstrap) = common::test_bootstrap() else {
+        return;
+    };
+    let topic = format!("slaprobe-lag-{:016x}", rand::random::<u64>());
+    create_topics(&bootstrap, &[&topic], 2);
+    let prefix = format!("lagit-{:08x}-", rand::random::<u32>());
+    let dir = scratch("lag");
+    let group = |role: &str| format!("{prefix}{role}");
+    let trigger = |role: &str| dir.join(format!("{role}.trigger"));
+
+    let mut producer = Py::start(&[&bootstrap, "produce", &topic]);
+    let yaml = format!(
+        "clusters:
+  it:
+    bootstrap: {bootstrap}
+probes:
+  - name: groups
+    type: lag
+    cluster: it
+    group_pattern: '{prefix}.*'
+    topics: [{topic}]
+    interval: {}s
+    window: {WINDOW}
+",
+        INTERVAL.as_secs()
+    );
+    let slaprobe = Slaprobe::start(&dir, "lag", &yaml);
+
+    // Every group is created after slaprobe started: the pattern finds them.
+    let stall_trigger = trigger("stall");
+    let rewind_trigger = trigger("rewind");
+    let mut members = vec![
+        Py::start(&[&bootstrap, "keepup", &topic, &group("ok")]),
+        Py::start(&[
+            &bootstrap,
+            "nocommit",
+            &topic,
+            &group("stall"),
+            stall_trigger.to_str().expect("path"),
+        ]),
+        Py::start(&[&bootstrap, "keepup", &topic, &group("stop")]),
+        Py::start(&[&bootstrap, "slow", &topic, &group("warn")]),
+    ];
+    let settle = Duration::from_secs(60);
+    expect_status(&slaprobe, &group("ok"), "OK", settle);
+    expect_status(&slaprobe, &group("stop"), "OK", settle);
+    expect_status(&slaprobe, &group("stall"), "OK", settle);
+    let took = expect_status(&slaprobe, &group("warn"), "WARN", settle);
+    eprintln!("WARN after {took:?}");
+
+    // A group created now is found within two reads of its first commit
+    // (the rewind role commits without joining, at once).
+    let started = Instant::now();
+    let mut rewind = Py::start(&[
+        &bootstrap,
+        "rewind",
+        &topic,
+        &group("rewind"),
+        rewind_trigger.to_str().expect("path"),
+    ]);
+    assert!(
+        poll_until(Duration::from_secs(20), || groups(&slaprobe)
+            .contains_key(&group("rewind"))),
+        "the later group is found"
+    );
+    let found = started.elapsed();
+    eprintln!("later group found {found:?} after its process started");
+    assert!(
+        found <= 2 * INTERVAL + Duration::from_secs(3),
+        "found within two reads of its first commit (python start-up included): {found:?}"
+    );
+
+    // STALL: consuming, committing nothing. The offsets stand still from
+    // now: a full window of reads, then at most two more.
+    std::fs::write(&stall_trigger, "").expect("trigger");
+    let budget = (WINDOW + 2) * INTERVAL + Duration::from_secs(1);
+    let took = expect_status(&slaprobe, &group("stall"), "STALL", budget);
+    eprintln!("STALL after {took:?}");
+    let g = &groups(&slaprobe)[&group("stall")];
+    assert!(g["members"].as_u64().unwrap_or(0) >= 1, "{g:#}");
+
+    // REWIND: the offsets go back to the beginning.
+    expect_status(&slaprobe, &group("rewind"), "OK", settle);
+    std::fs::write(&rewind_trigger, "").expect("trigger");
+    let took = expect_status(
+        &slaprobe,
+        &group("rewind"),
+        "REWIND",
+        2 * INTERVAL + Duration::from_secs(1),
+    );
+    eprintln!("REWIND after {took:?}");
+
+    // STOP: the consumer is killed. Its session times out (6 s); tansu
+    // drops a dead member only when its group is next talked to, so a
+    // consumer joins and leaves, as Kafka's coordinator timer would have.
+    members[2].kill();
+    std::thread::sleep(Duration::from_secs(7));
+    let mut leaver = Py::start(&[&bootstrap, "leave", &topic, &group("stop")]);
+    let left = leaver.0.wait().expect("leave");
+    assert!(left.success(), "the leaving consumer ran");
+    let took = expect_status(
+        &slaprobe,
+        &group("stop"),
+        "STOP",
+        2 * INTERVAL + Duration::from_secs(1),
+    );
+    eprintln!("STOP after {took:?} (once the group had no members)");
+    let g = &groups(&slaprobe)[&group("stop")];
+    assert_eq!(g["members"].as_u64(), Some(0), "{g:#}");
+
+    // Exact lag: everything stops, then slaprobe's numbers must equal what
+    // the independent client reads.
+    producer.kill();
+    rewind.kill();
+    for m in &mut members {
+        m.kill();
+    }
+    std::thread::sleep(2 * INTERVAL);
+    for role in ["ok", "stall", "stop", "warn", "rewind"] {
+        let name = group(role);
+        let out = Command::new("python3")
+            .arg(script())
+            .args([&bootstrap, "offsets", &topic, &name])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("offsets json");
+        let committed = v["committed"].as_object().expect("committed");
+        assert!(!committed.is_empty(), "{name} committed offsets: {v}");
+        for (tp, offset) in committed {
+            let (t, p) = tp.rsplit_once('/').expect("topic/partition");
+            let offset = offset.as_i64().expect("offset");
+            let high = v["high_watermarks"][tp].as_i64().expect("watermark");
+            let labels = [("group", name.as_str()), ("topic", t), ("partition", p)];
+            let mut seen = (0.0, 0.0);
+            let equal = poll_until(3 * INTERVAL, || {
+                let text = slaprobe.metrics();
+                seen = (
+                    metric(&text, "slaprobe_consumergroup_lag_records", &labels),
+                    metric(&text, "slaprobe_consumergroup_committed_offset", &labels),
+                );
+                seen == ((high - offset) as f64, offset as f64)
+            });
+            assert!(
+                equal,
+                "{name} {tp}: slaprobe (lag, committed) = {seen:?}, independent client: ({}, {offset})",
+                high - offset
+            );
+        }
+    }
+    let text = slaprobe.metrics();
+    assert_eq!(
+        metric(
+            &text,
+            "slaprobe_consumergroup_partitions_dropped_total",
+            &[]
+        ),
+        0.0
+    );
+    let _ = slaprobe.stop();
+}

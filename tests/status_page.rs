@@ -1,0 +1,182 @@
+//! The status page in a real browser: headless Chromium (Debian's
+//! `chromium`) loads `/` from a running `slaprobe demo --faults` once its
+//! stalled pipeline has overspent an SLO's budget, and the rendered page
+//! must show every probe, output, SLO and consumer group, read "exhausted"
+//! for a spent budget, and log nothing to the console. The screenshot is
+//! kept in `target/test-artifacts/status-page.png`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{free_addr, http_get, poll_until};
+
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// Headless Chromium with the flags a container needs, logging the page's
+/// console to stderr, letting the page's scripts run 10 s of virtual time.
+fn browse(chromium: &str, url: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            "--window-size=1280,4000",
+        ])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("run chromium")
+}
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+#[test]
+fn the_status_page_renders_everything_in_a_browser() {
+    let Some(chromium) = chromium() else {
+        common::missing_prerequisite("chromium", "apt-get install chromium");
+        return;
+    };
+    let addr = free_addr();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+        .args(["demo", "--faults", "--duration", "180s", "--listen"])
+        .arg(addr.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo");
+    let status = || -> serde_json::Value {
+        http_get(addr, "/api/v1/status")
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str(&body).ok())
+            .unwrap_or_default()
+    };
+    // The script stalls the enrichment job at 30 s; its canaries are lost
+    // at the 10 s deadline, which overspends the delivery SLO's budget.
+    let mut s = serde_json::Value::Null;
+    let spent = poll_until(Duration::from_secs(120), || {
+        s = status();
+        let groups_read = s["consumer_groups"]
+            .as_array()
+            .is_some_and(|g| !g.is_empty() && g.iter().all(|g| g["partitions"].as_u64() > Some(0)));
+        let overspent = s["slos"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|o| o["budget_remaining"].as_f64() < Some(0.0)));
+        groups_read && overspent
+    });
+    let page = format!("http://{addr}/");
+    let dom = browse(chromium, &page, &["--dump-dom"]);
+    let shot = artifacts().join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let screenshot = browse(
+        chromium,
+        &page,
+        &[&format!("--screenshot={}", shot.display())],
+    );
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert!(
+        spent,
+        "the demo overspends a budget and reads its groups: {s:#}"
+    );
+
+    let dumped = String::from_utf8_lossy(&dom.stdout);
+    // What the page shows, without its script's source.
+    let html = dumped.split("<script>").next().unwrap_or_default();
+    let log = String::from_utf8_lossy(&dom.stderr);
+    assert!(dom.status.success(), "chromium --dump-dom: {log}");
+    let head = html
+        .lines()
+        .find(|l| l.contains("id=\"head\""))
+        .unwrap_or_default();
+    assert!(
+        !head.contains("loading…"),
+        "the page rendered its data: {head}\n{log}"
+    );
+    assert!(!head.contains("cannot reach slaprobe"), "{head}");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+
+    for p in s["probes"].as_array().expect("probes") {
+        let name = p["name"].as_str().expect("probe name");
+        assert!(
+            html.contains(&format!("<h3>{name} ")),
+            "probe {name} rendered"
+        );
+        for o in p["outputs"].as_array().expect("outputs") {
+            let output = o["name"].as_str().expect("output name");
+            assert!(
+                html.contains(&format!("<td>{output}</td>")),
+                "output {output} of {name}"
+            );
+        }
+    }
+    for o in s["slos"].as_array().expect("slos") {
+        let slo = o["slo"].as_str().expect("slo name");
+        assert!(
+            html.contains(&format!("<td>{slo}</td>")),
+            "SLO {slo} rendered"
+        );
+    }
+    for g in s["consumer_groups"].as_array().expect("groups") {
+        let group = g["group"].as_str().expect("group");
+        assert!(
+            html.contains(&format!("<h3 class=\"group\">{group} ")),
+            "group {group} rendered"
+        );
+    }
+    assert!(html.contains("exhausted"), "a spent budget reads exhausted");
+    // No negative percentage anywhere a person reads.
+    let negative = negative_percent(html);
+    assert!(
+        negative.is_none(),
+        "a negative percentage is shown: {negative:?}"
+    );
+
+    assert!(
+        screenshot.status.success(),
+        "chromium --screenshot: {}",
+        String::from_utf8_lossy(&screenshot.stderr)
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real screenshot ({} bytes)",
+        png.len()
+    );
+}
+
+/// The first `-<digits>%` in the page's text, if any.
+fn negative_percent(html: &str) -> Option<String> {
+    let b = html.as_bytes();
+    for (i, _) in html.match_indices('-') {
+        let digits: String = html[i + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ',')
+            .collect();
+        if !digits.is_empty() && b.get(i + 1 + digits.len()) == Some(&b'%') {
+            return Some(format!("-{digits}%"));
+        }
+    }
+    None
+}

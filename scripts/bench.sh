@@ -3,7 +3,7 @@
 # shared and noisy; BENCHMARKS.md says how to read them). Installs what it
 # needs and starts a tansu broker on loopback unless --bootstrap names one.
 #
-#   bash scripts/bench.sh [--bootstrap HOST:PORT] [--only bare,loss,core,probes]
+#   bash scripts/bench.sh [--bootstrap HOST:PORT] [--only bare,loss,core,probes,lag]
 #                         [--seconds N] [--repeats N]
 #
 # Sections:
@@ -17,11 +17,13 @@
 #           in-flight canary, tracker cost, /metrics render time
 #   probes  1, 10, 50 and 200 heartbeat probes at one total canary rate:
 #           threads, RSS, CPU, fetch requests per broker (scripts/bench/probes.py)
+#   lag     watching 100 consumer groups x 50 partitions every 10 s: CPU and
+#           requests per read, RSS, series, status API size (scripts/bench/lag.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bootstrap=""
-only="bare,loss,core,probes"
+only="bare,loss,core,probes,lag"
 seconds=""
 repeats=""
 while [ $# -gt 0 ]; do
@@ -43,7 +45,7 @@ cargo build --release --bin slaprobe --example bench_core --example bare
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
-if wants bare || wants loss || wants probes; then
+if wants bare || wants loss || wants probes || wants lag; then
   if [ -z "$bootstrap" ]; then
     ensure_tansu
     start_tansu
@@ -77,4 +79,10 @@ if wants probes; then
   python3 scripts/bench/probes.py --bootstrap "$bootstrap" \
     --slaprobe target/release/slaprobe \
     ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"}
+fi
+
+if wants lag; then
+  echo
+  echo "## Cost of watching consumer groups (against $bootstrap)"
+  python3 scripts/bench/lag.py --bootstrap "$bootstrap" --slaprobe target/release/slaprobe
 fi

@@ -1,9 +1,11 @@
 //! The status page in a real browser: headless Chromium (Debian's
 //! `chromium`) loads `/` from a running `slaprobe demo --faults` once its
-//! stalled pipeline has overspent an SLO's budget, and the rendered page
-//! must show every probe, output, SLO and consumer group, read "exhausted"
-//! for a spent budget, and log nothing to the console. The screenshot is
-//! kept in `target/test-artifacts/status-page.png`.
+//! stalled job's group is STALL and its lost canaries have overspent an
+//! SLO's budget. The rendered page must show every probe, output, SLO and
+//! consumer group, name the stalled group next to the losses, read
+//! "exhausted" for a spent budget, and log nothing to the console. The
+//! screenshot is kept in `target/test-artifacts/status-page.png`. Then the
+//! script stops the job, and its group must read STOP.
 
 mod common;
 
@@ -58,6 +60,7 @@ fn the_status_page_renders_everything_in_a_browser() {
         return;
     };
     let addr = free_addr();
+    let started = std::time::Instant::now();
     let mut demo = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
         .args(["demo", "--faults", "--duration", "180s", "--listen"])
         .arg(addr.to_string())
@@ -71,11 +74,25 @@ fn the_status_page_renders_everything_in_a_browser() {
             .and_then(|(_, body)| serde_json::from_str(&body).ok())
             .unwrap_or_default()
     };
-    // The script stalls the enrichment job at 30 s; its canaries are lost
-    // at the 10 s deadline, which overspends the delivery SLO's budget.
+    let group_status = |s: &serde_json::Value, group: &str| -> String {
+        s["consumer_groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|g| g["group"] == group)
+            .and_then(|g| g["status"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    // The script stalls the enrichment job at 30 s: its group turns STALL
+    // (a full window of reads later) and its canaries are lost at the 10 s
+    // deadline, which overspends the delivery SLO's budget.
     let mut s = serde_json::Value::Null;
     let spent = poll_until(Duration::from_secs(120), || {
         s = status();
+        if group_status(&s, "orders-enricher") != "STALL" {
+            return false;
+        }
         let groups_read = s["consumer_groups"]
             .as_array()
             .is_some_and(|g| !g.is_empty() && g.iter().all(|g| g["partitions"].as_u64() > Some(0)));
@@ -84,6 +101,7 @@ fn the_status_page_renders_everything_in_a_browser() {
             .is_some_and(|v| v.iter().any(|o| o["budget_remaining"].as_f64() < Some(0.0)));
         groups_read && overspent
     });
+    eprintln!("STALL and an overspent budget at {:?}", started.elapsed());
     let page = format!("http://{addr}/");
     let dom = browse(chromium, &page, &["--dump-dom"]);
     let shot = artifacts().join("status-page.png");
@@ -93,11 +111,23 @@ fn the_status_page_renders_everything_in_a_browser() {
         &page,
         &[&format!("--screenshot={}", shot.display())],
     );
+    // At 70 s the script stops the job (it leaves its group): STOP.
+    let mut last = s.clone();
+    let stopped = poll_until(Duration::from_secs(90), || {
+        last = status();
+        group_status(&last, "orders-enricher") == "STOP"
+    });
+    eprintln!("STOP read at {:?}", started.elapsed());
     let _ = demo.kill();
     let _ = demo.wait();
     assert!(
         spent,
-        "the demo overspends a budget and reads its groups: {s:#}"
+        "the demo stalls its job, overspends a budget and reads its groups: {s:#}"
+    );
+    assert!(
+        stopped,
+        "the stopped job's group reads STOP: {:#}",
+        last["consumer_groups"]
     );
 
     let dumped = String::from_utf8_lossy(&dom.stdout);
@@ -146,6 +176,11 @@ fn the_status_page_renders_everything_in_a_browser() {
         );
     }
     assert!(html.contains("exhausted"), "a spent budget reads exhausted");
+    // The stalled group is named next to the losses it causes.
+    assert!(
+        html.contains("consumer group orders-enricher is STALL"),
+        "the cause is named: {html}"
+    );
     // No negative percentage anywhere a person reads.
     let negative = negative_percent(html);
     assert!(

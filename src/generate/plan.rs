@@ -257,6 +257,23 @@ mod tests {
     }
 
     #[test]
+    fn lag_probes_are_planned_with_their_alerts() {
+        let yaml = "clusters:\n  c1: { bootstrap: 'k:9092' }\nprobes:\n  - { name: g, type: lag, cluster: c1, group_pattern: 'orders-.*', stalled_for: 10m }\n";
+        let c = load_str("test.yaml", yaml, &|_| None).expect("valid");
+        let text = plan(&c);
+        for line in [
+            "probes: 0\n",
+            "consumer groups: 1 watch(es)\n",
+            "  g (lag) on cluster c1\n",
+            "    groups: every group matching `orders-.*` (found at each read)\n",
+            "    read every 10s, judged over the last 10 reads (OK, WARN, REWIND, STALL, STOP); at most 10000 partition series\n",
+            "    alerts: SlaprobeConsumerGroupStalled after 10m STALL or STOP; SlaprobeConsumerGroupLagHigh above 5m\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+    }
+
+    #[test]
     fn secrets_read_from_files_are_redacted() {
         let dir = std::env::temp_dir().join(format!("slaprobe-plan-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");

@@ -124,15 +124,17 @@ pub fn consumer_config(cluster: &Cluster) -> ClientConfig {
 
 /// Settings of the client that reads consumer groups' offsets and
 /// partitions' watermarks (`lag` probes): a consumer that never joins,
-/// assigns or commits, so it needs no group id.
-pub fn lag_reader_config(cluster: &Cluster) -> ClientConfig {
-    base_config(
-        cluster,
-        &[
-            ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
-            ("enable.auto.commit", "false"),
-        ],
-    )
+/// assigns or commits, so it needs no group id. Its statistics come every
+/// `read_every`, whatever the cluster's `librdkafka:` says: its events are
+/// served once per read, so they must not come faster than reads.
+pub fn lag_reader_config(cluster: &Cluster, read_every: Duration) -> ClientConfig {
+    let stats_ms = read_every
+        .as_millis()
+        .clamp(1, i32::MAX as u128)
+        .to_string();
+    let mut c = base_config(cluster, &[("enable.auto.commit", "false")]);
+    c.set("statistics.interval.ms", stats_ms);
+    c
 }
 
 pub fn admin_config(cluster: &Cluster) -> ClientConfig {

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -16,6 +17,7 @@ use super::watch::{GroupView, Read, Tp, Watch};
 use crate::config::{Config, GroupSelector, LagWatch};
 use crate::kafka::{self, groups};
 use crate::metrics::{Gauge, IntCounter, IntGauge, LagMetrics, Metrics};
+use crate::probe::RequestStats;
 
 /// What the status API shows: each watch's groups, keyed by (probe,
 /// cluster).
@@ -28,6 +30,22 @@ const READ_TIMEOUT: Duration = Duration::from_secs(4);
 /// The `request` label values of `slaprobe_consumergroup_read_errors_total`.
 const READ_REQUESTS: [&str; 3] = ["list_groups", "offsets", "watermarks"];
 
+/// The reader's context: its librdkafka statistics count its requests in
+/// `slaprobe_kafka_requests_total{client="lag"}`.
+struct ReaderContext {
+    requests: RequestStats,
+}
+
+impl ClientContext for ReaderContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.requests.record(statistics);
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+type Reader = BaseConsumer<ReaderContext>;
+
 /// Every watch of a configuration, ready to run.
 pub struct Lag {
     tasks: Vec<Task>,
@@ -36,7 +54,7 @@ pub struct Lag {
 
 struct Task {
     watch: Watch,
-    reader: Arc<BaseConsumer>,
+    reader: Arc<Reader>,
     series: Series,
 }
 
@@ -51,20 +69,30 @@ pub struct LagError {
 impl Lag {
     /// One reader per cluster that has watches; no request is sent yet.
     pub fn build(config: &Config, metrics: &Metrics) -> Result<Lag, LagError> {
-        let mut readers: HashMap<&str, Arc<BaseConsumer>> = HashMap::new();
+        let mut readers: HashMap<&str, Arc<Reader>> = HashMap::new();
         let mut tasks = Vec::new();
         for w in &config.lag {
             let reader = match readers.get(w.cluster.as_str()) {
                 Some(r) => r.clone(),
                 None => {
                     let cluster = &config.clusters[&w.cluster];
-                    let r: BaseConsumer =
-                        kafka::lag_reader_config(cluster)
-                            .create()
-                            .map_err(|error| LagError {
-                                cluster: w.cluster.clone(),
-                                error,
-                            })?;
+                    let context = ReaderContext {
+                        requests: RequestStats::new(metrics, &w.cluster, "lag"),
+                    };
+                    // Polled at each read: the cluster's most frequent.
+                    let read_every = config
+                        .lag
+                        .iter()
+                        .filter(|o| o.cluster == w.cluster)
+                        .map(|o| o.interval)
+                        .min()
+                        .unwrap_or(w.interval);
+                    let r: Reader = kafka::lag_reader_config(cluster, read_every)
+                        .create_with_context(context)
+                        .map_err(|error| LagError {
+                            cluster: w.cluster.clone(),
+                            error,
+                        })?;
                     let r = Arc::new(r);
                     readers.insert(&w.cluster, r.clone());
                     // At 0 from the start: an alert on failed reads has a
@@ -128,9 +156,17 @@ fn unix_now() -> f64 {
 /// One read: the listing (members, and a pattern's groups), the offsets
 /// of the groups to read, the watermarks of the partitions they commit.
 /// Blocking.
-fn read(watch: &Watch, reader: &BaseConsumer, errors: &LagMetrics) -> Read {
+fn read(watch: &Watch, reader: &Reader, errors: &LagMetrics) -> Read {
     let cluster = &watch.config.cluster;
     let timeout = READ_TIMEOUT.min(watch.config.interval);
+    // Serve the reader's own events so that none piles up: statistics
+    // (its request counts; a poll serves all that are queued within its
+    // wait) and errors (connection noise the reads below report).
+    for _ in 0..10_000 {
+        if reader.poll(Duration::from_millis(10)).is_none() {
+            break;
+        }
+    }
     let listed = match groups::list(reader.client(), timeout) {
         Ok(l) => Some(l),
         Err(e) => {

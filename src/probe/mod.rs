@@ -51,6 +51,7 @@ use crate::util::format::error_chain;
 
 pub(crate) use accounting::Shared;
 pub use clients::Clients;
+pub(crate) use clients::RequestStats;
 use input::{Input, Payload};
 pub use journal::{Journal, LatencyPoint, Loss};
 use output::Output;

@@ -18,7 +18,8 @@
 //!   raises, the Alertmanager pusher.
 //! - [`state`]: restart-safe accounting: the locked `state_dir` and its
 //!   atomically written state file.
-//! - [`lag`]: consumer-group lag evaluation (Burrow's rules), pure.
+//! - [`lag`]: consumer groups read without joining, judged by Burrow's
+//!   rules; the evaluation is pure.
 //! - [`serve`]: HTTP: `/metrics`, health, the status API and page.
 //! - [`generate`]: what is generated from a config: the plan, Prometheus
 //!   rules, the Alertmanager example, the Grafana dashboard.

@@ -5,7 +5,7 @@
 //! consumer group, name the stalled group next to the losses, read
 //! "exhausted" for a spent budget, and log nothing to the console. The
 //! screenshot is kept in `target/test-artifacts/status-page.png`. Then the
-//! script stops the job, and its group must read STOP.
+//! script stops the hung job, and its group must read STOP.
 
 mod common;
 
@@ -111,7 +111,7 @@ fn the_status_page_renders_everything_in_a_browser() {
         &page,
         &[&format!("--screenshot={}", shot.display())],
     );
-    // At 70 s the script stops the job (it leaves its group): STOP.
+    // At 50 s the script stops the hung job (it leaves its group): STOP.
     let mut last = s.clone();
     let stopped = poll_until(Duration::from_secs(90), || {
         last = status();

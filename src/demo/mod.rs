@@ -197,10 +197,9 @@ fn script() -> Vec<Step> {
                 ..Faults::default()
             },
         ),
-        step("recovering", 20, Faults::default()),
         step(
-            "enrichment stopped: its consumer left the group (group STOP, canaries lost)",
-            20,
+            "enrichment stopped: the hung job is killed, its consumer leaves the group (group STOP)",
+            15,
             Faults {
                 stopped: true,
                 ..Faults::default()

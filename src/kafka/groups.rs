@@ -23,7 +23,9 @@ pub struct GroupInfo {
     pub name: String,
     /// `Stable`, `Empty`, `PreparingRebalance`, `Dead`, ...
     pub state: String,
-    pub members: usize,
+    /// `None` when its coordinator could not describe it (no state came
+    /// back): the group may well have members.
+    pub members: Option<usize>,
 }
 
 /// Every group the cluster's coordinators know, with its members (one
@@ -39,7 +41,7 @@ pub fn list<C: ClientContext>(
         .map(|g| GroupInfo {
             name: g.name().to_string(),
             state: g.state().to_string(),
-            members: g.members().len(),
+            members: (!g.state().is_empty()).then(|| g.members().len()),
         })
         .collect())
 }

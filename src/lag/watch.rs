@@ -29,10 +29,10 @@ pub struct Read {
     pub high_watermarks: HashMap<Tp, i64>,
 }
 
-/// How much lag history the status page gets: an hour, a point per 10 s
-/// at most.
+/// How much lag history the status page gets: an hour, a point per 30 s
+/// at most (120 points: 100 groups' hour is about 500 KB of JSON).
 const HISTORY_SECS: f64 = 3600.0;
-const HISTORY_STEP: f64 = 10.0;
+const HISTORY_STEP: f64 = 30.0;
 /// Partitions the status page lists per group.
 const WORST: usize = 5;
 
@@ -48,7 +48,8 @@ struct GroupState {
     members: Option<usize>,
     state: Option<String>,
     error: Option<String>,
-    /// (time, lag in records, lag in seconds: the worst partition's).
+    /// (step start, lag in records, lag in seconds: the worst partition's;
+    /// both the worst read in the step).
     history: VecDeque<(f64, u64, Option<f64>)>,
 }
 
@@ -181,7 +182,7 @@ impl Watch {
             let info = listed.as_ref().and_then(|l| l.get(name.as_str()));
             g.members = match (&listed, info) {
                 (None, _) => None,
-                (Some(_), Some(i)) => Some(i.members),
+                (Some(_), Some(i)) => i.members,
                 // Not listed: no coordinator knows it as active.
                 (Some(_), None) => Some(0),
             };
@@ -222,12 +223,18 @@ impl Watch {
                 seen.insert(tp);
             }
             g.partitions.retain(|tp, _| seen.contains(tp));
-            let point = (now, g.lag_records(), g.lag_seconds());
-            if g.history
-                .back()
-                .is_none_or(|(t, _, _)| now - t >= HISTORY_STEP)
-            {
-                g.history.push_back(point);
+            let (records, seconds) = (g.lag_records(), g.lag_seconds());
+            match g.history.back_mut() {
+                // Within a step the point keeps the worst: a spike shorter
+                // than a step still shows.
+                Some((t, r, s)) if now - *t < HISTORY_STEP => {
+                    *r = (*r).max(records);
+                    *s = match (*s, seconds) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                _ => g.history.push_back((now, records, seconds)),
             }
             while g
                 .history
@@ -367,7 +374,7 @@ mod tests {
         GroupInfo {
             name: name.into(),
             state: if members > 0 { "Stable" } else { "Empty" }.into(),
-            members,
+            members: Some(members),
         }
     }
 
@@ -430,6 +437,19 @@ mod tests {
             ));
         }
         assert_eq!(status(&w2, "b"), Status::Stop);
+        // A group its coordinator could not describe is not taken for
+        // empty.
+        let mut w4 = Watch::new(config(named(&["b"]), 100), BTreeSet::new());
+        let undescribed = GroupInfo {
+            name: "b".into(),
+            state: String::new(),
+            members: None,
+        };
+        for (i, hw) in [20, 30, 40].iter().enumerate() {
+            let listed = Some(vec![undescribed.clone()]);
+            w4.apply(&read(i as f64 * 10.0, listed, &[("b", &[10])], &[*hw]));
+        }
+        assert_eq!(status(&w4, "b"), Status::Stall);
         // Without a listing (the mock cluster) a standing group is STALL.
         let mut w3 = Watch::new(config(named(&["b"]), 100), BTreeSet::new());
         for (i, hw) in [20, 30, 40].iter().enumerate() {
@@ -526,6 +546,23 @@ mod tests {
         let v = &w.views()[0];
         assert_eq!(v.error.as_deref(), Some("coordinator not available"));
         assert_eq!(v.lag_records, 5);
+    }
+
+    #[test]
+    fn history_keeps_the_worst_of_each_step_for_an_hour() {
+        let mut w = Watch::new(config(named(&["a"]), 100), BTreeSet::new());
+        // A spike at 10 s, gone at 20 s: one point for the step, at its worst.
+        w.apply(&read(0.0, None, &[("a", &[5])], &[5]));
+        w.apply(&read(10.0, None, &[("a", &[5])], &[50]));
+        w.apply(&read(20.0, None, &[("a", &[50])], &[50]));
+        assert_eq!(w.views()[0].history.len(), 1);
+        assert_eq!(w.views()[0].history[0].1, 45);
+        for i in 3..1000 {
+            w.apply(&read(i as f64 * 10.0, None, &[("a", &[50])], &[50]));
+        }
+        let h = &w.views()[0].history;
+        assert!(h.len() <= 121, "{}", h.len());
+        assert!(h[0].0 >= 9990.0 - 3600.0, "{:?}", h[0]);
     }
 
     #[test]

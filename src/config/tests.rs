@@ -1335,6 +1335,13 @@ fn lag_config_errors_name_the_key() {
         "{e}"
     );
     let e = err(&format!(
+        "{LAG_CLUSTERS}  - name: h\n    type: heartbeat\n    cluster: c1\n    topic: t\n    lag: {{ groups: [a] }}\n"
+    ));
+    assert!(
+        e.contains("probes[0].lag: `lag` is not allowed on a heartbeat probe"),
+        "{e}"
+    );
+    let e = err(&format!(
         "{LAG_CLUSTERS}  - name: g1\n    type: lag\n    cluster: c1\n    groups: [a, a]\n  - name: g2\n    type: lag\n    cluster: c1\n    groups: [b, a]\n"
     ));
     assert!(

@@ -188,7 +188,12 @@ impl Validator<'_> {
         rp: &RawProbe,
         clusters: &BTreeMap<String, Cluster>,
     ) -> Heartbeat {
-        for key in ["input", "outputs", "lag"] {
+        self.not_allowed(
+            at,
+            "lag",
+            "`lag` is not allowed on a heartbeat probe (it names a pipeline's consumer groups; watch other groups with a `type: lag` probe)",
+        );
+        for key in ["input", "outputs"] {
             self.not_allowed(
                 at,
                 key,

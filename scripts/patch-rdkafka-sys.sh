@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 version=$(awk '/^name = "rdkafka-sys"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 [ -n "$version" ] || { echo "patch-rdkafka-sys: no rdkafka-sys in Cargo.lock" >&2; exit 1; }
 dest=vendor/rdkafka-sys
-stamp="$version $(cat patches/librdkafka/*.patch "$0" | sha256sum | cut -c1-16)"
+stamp="$version $(cat patches/librdkafka/*.patch scripts/patch-rdkafka-sys.sh | sha256sum | cut -c1-16)"
 if [ -f "$dest/.slaprobe-patched" ] && [ "$(cat "$dest/.slaprobe-patched")" = "$stamp" ]; then
   exit 0
 fi

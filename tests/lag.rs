@@ -264,5 +264,15 @@ probes:
         ),
         0.0
     );
+    // The reader's statistics are served (nothing piles up in its queue)
+    // and count its requests.
+    assert!(
+        metric(
+            &text,
+            "slaprobe_kafka_requests_total",
+            &[("client", "lag"), ("request", "OffsetFetch")]
+        ) > 0.0,
+        "the lag reader's OffsetFetch requests are counted"
+    );
     let _ = slaprobe.stop();
 }

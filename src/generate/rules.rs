@@ -79,11 +79,11 @@ pub fn down_expr() -> String {
 pub const LAG_HIGH_FOR: &str = "2m";
 
 /// The selector of one watch's groups:
-/// `{kafka_cluster="C",group=~"a|b"}` (a pattern as written: PromQL's
+/// `{kafka_cluster="C",group=~"a|b"<more>}` (a pattern as written: PromQL's
 /// regular expressions are anchored, as `group_pattern` is).
-fn lag_selector(w: &LagWatch) -> String {
+fn lag_selector(w: &LagWatch, more: &str) -> String {
     format!(
-        "{{kafka_cluster={},group=~{}}}",
+        "{{kafka_cluster={},group=~{}{more}}}",
         promql_str(&w.cluster),
         promql_str(&w.groups.promql_regex())
     )
@@ -92,8 +92,7 @@ fn lag_selector(w: &LagWatch) -> String {
 /// `SlaprobeConsumerGroupStalled`'s expression for one watch: a group whose
 /// status is STALL or STOP.
 pub fn lag_stalled_expr(w: &LagWatch) -> String {
-    let sel = lag_selector(w);
-    let sel = format!("{},status=~\"STALL|STOP\"}}", &sel[..sel.len() - 1]);
+    let sel = lag_selector(w, ",status=~\"STALL|STOP\"");
     format!("max by (kafka_cluster, group) (slaprobe_consumergroup_status{sel}) == 1")
 }
 
@@ -102,7 +101,7 @@ pub fn lag_stalled_expr(w: &LagWatch) -> String {
 pub fn lag_high_expr(w: &LagWatch) -> String {
     format!(
         "max by (kafka_cluster, group) (slaprobe_consumergroup_lag_seconds{}) > {}",
-        lag_selector(w),
+        lag_selector(w, ""),
         w.max_lag.as_secs_f64()
     )
 }

@@ -27,8 +27,12 @@ pub type Board = Arc<RwLock<BTreeMap<(String, String), Vec<GroupView>>>>;
 /// gets at most this): shutdown waits for a read in progress.
 const READ_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// The `request` label values of `slaprobe_consumergroup_read_errors_total`.
-const READ_REQUESTS: [&str; 3] = ["list_groups", "offsets", "watermarks"];
+/// The `request` label values of `slaprobe_consumergroup_read_errors_total`:
+/// the three steps of a read.
+const LIST_GROUPS: &str = "list_groups";
+const OFFSETS: &str = "offsets";
+const WATERMARKS: &str = "watermarks";
+const READ_REQUESTS: [&str; 3] = [LIST_GROUPS, OFFSETS, WATERMARKS];
 
 /// The reader's context: its librdkafka statistics count its requests in
 /// `slaprobe_kafka_requests_total{client="lag"}`.
@@ -172,7 +176,7 @@ fn read(watch: &Watch, reader: &Reader, errors: &LagMetrics) -> Read {
         Err(e) => {
             errors
                 .read_errors
-                .with_label_values(&[cluster, "list_groups"])
+                .with_label_values(&[cluster, LIST_GROUPS])
                 .inc();
             tracing::debug!(%cluster, error = %e, "cannot list consumer groups");
             None
@@ -184,7 +188,7 @@ fn read(watch: &Watch, reader: &Reader, errors: &LagMetrics) -> Read {
     if failed > 0 {
         errors
             .read_errors
-            .with_label_values(&[cluster, "offsets"])
+            .with_label_values(&[cluster, OFFSETS])
             .inc_by(failed as u64);
     }
     let partitions: BTreeSet<Tp> = committed
@@ -200,7 +204,7 @@ fn read(watch: &Watch, reader: &Reader, errors: &LagMetrics) -> Read {
         Err(e) => {
             errors
                 .read_errors
-                .with_label_values(&[cluster, "watermarks"])
+                .with_label_values(&[cluster, WATERMARKS])
                 .inc();
             warn!(%cluster, error = %e, "cannot read high watermarks");
             HashMap::new()

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use super::{valid_name, At, Validator, NAME_CHARS};
+use super::{At, Validator};
 use crate::config::model::*;
 use crate::config::raw::{RawLag, RawProbe};
 use crate::util::format::duration as format_duration;
@@ -38,12 +38,7 @@ impl Validator<'_> {
         rp: &RawProbe,
         clusters: &BTreeMap<String, Cluster>,
     ) -> Option<LagWatch> {
-        if !valid_name(&rp.name) {
-            self.err(at.at_val(
-                "name",
-                format!("invalid probe name `{}`: {NAME_CHARS}", rp.name),
-            ));
-        }
+        self.probe_name(at, &rp.name, "it is the `probe` label of its alerts");
         for key in [
             "deadline",
             "payload_bytes",

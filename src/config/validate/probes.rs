@@ -78,17 +78,11 @@ impl Validator<'_> {
         d: &Defaults,
         clusters: &BTreeMap<String, Cluster>,
     ) -> Probe {
-        if rp.name.is_empty() {
-            self.err(at.at_val("name", "must not be empty"));
-        } else if !valid_name(&rp.name) {
-            self.err(at.at_val(
-                "name",
-                format!(
-                    "invalid probe name `{}`: {NAME_CHARS} (it is part of every canary id and a metric label)",
-                    rp.name
-                ),
-            ));
-        }
+        self.probe_name(
+            at,
+            &rp.name,
+            "it is part of every canary id and a metric label",
+        );
         let interval = match &rp.interval {
             Some(s) => self.interval(at, s, d.interval),
             None => d.interval,
@@ -134,6 +128,19 @@ impl Validator<'_> {
         };
         probe.slos = self.slos(at, rp, &probe);
         probe
+    }
+
+    /// A probe's `name`: not empty, `[A-Za-z0-9._-]+`; `why` says where
+    /// it goes.
+    pub(super) fn probe_name(&mut self, at: &At<'_>, name: &str, why: &str) {
+        if name.is_empty() {
+            self.err(at.at_val("name", "must not be empty"));
+        } else if !valid_name(name) {
+            self.err(at.at_val(
+                "name",
+                format!("invalid probe name `{name}`: {NAME_CHARS} ({why})"),
+            ));
+        }
     }
 
     pub(super) fn not_allowed(&mut self, at: &At<'_>, key: &str, msg: &str) {

@@ -21,6 +21,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY scripts/patch-rdkafka-sys.sh ./scripts/
 COPY patches ./patches
+# The workspace's two library crates (YAML, librdkafka's unwrapped calls):
+# small, and built with the dependencies.
+COPY crates ./crates
 # librdkafka with patches/librdkafka/ applied (see Cargo.toml [patch]), and
 # a stub crate with the real manifest: this layer holds every compiled
 # dependency (librdkafka among them) and is reused until Cargo.* change.

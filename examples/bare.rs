@@ -2,7 +2,7 @@
 //! minimal rdkafka program that produces timestamped records to every
 //! partition of a topic, spread evenly over the interval, and consumes them
 //! by explicit assignment from the end, with slaprobe's own client settings
-//! (`slaprobe::kafka::producer_config` / `consumer_config`) against the same
+//! (`slaprobe::kafka::client::config` for the producer and consumer roles) against the same
 //! broker. It measures the latency from just before the produce call to the
 //! consumer's poll returning the record, on the monotonic clock.
 //!
@@ -24,14 +24,14 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use slaprobe::config::Cluster;
-use slaprobe::kafka;
+use slaprobe::kafka::{self, Role};
 
 struct Acks(AtomicU64);
 
@@ -109,7 +109,7 @@ fn main() {
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let admin: AdminClient<DefaultClientContext> =
-        kafka::admin_config(&cluster).create().expect("admin");
+        kafka::client::create(&cluster, Role::Admin, DefaultClientContext).expect("admin");
     let topic = NewTopic::new(&a.topic, a.partitions, TopicReplication::Fixed(1));
     for r in rt
         .block_on(admin.create_topics([&topic], &AdminOptions::new()))
@@ -122,10 +122,14 @@ fn main() {
     }
 
     let bound = kafka::queue_bound(deadline, interval);
-    let producer: ThreadedProducer<Acks> = kafka::producer_config(&cluster, deadline, bound)
-        .create_with_context(Acks(AtomicU64::new(0)))
-        .expect("producer");
-    let consumer: BaseConsumer = kafka::consumer_config(&cluster).create().expect("consumer");
+    let role = Role::Producer {
+        deadline,
+        queue_bound: bound,
+    };
+    let producer: ThreadedProducer<Acks> =
+        kafka::client::create(&cluster, role, Acks(AtomicU64::new(0))).expect("producer");
+    let consumer: BaseConsumer =
+        kafka::client::create(&cluster, Role::Consumer, DefaultConsumerContext).expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..a.partitions {
         let high = loop {

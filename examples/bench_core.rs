@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use slaprobe::config::{self, Config};
 use slaprobe::metrics::Metrics;
-use slaprobe::probe::tracker::Tracker;
+use slaprobe::outcome::tracker::Tracker;
 
 /// Counts live heap bytes.
 struct Counting;
@@ -145,7 +145,8 @@ impl slaprobe::slo::evaluator::Clock for Manual {
 /// write it (encode, write, fsync, rename) and to read and restore it.
 fn state_file(cfg: &Config) {
     use slaprobe::slo::evaluator::{Clock, Evaluator};
-    use slaprobe::state::{State, StateDir};
+    use slaprobe::state::format::{encode, FullFile};
+    use slaprobe::state::StateDir;
     use std::sync::Arc;
 
     let metrics = Metrics::new(&[Duration::from_millis(100)]);
@@ -180,30 +181,27 @@ fn state_file(cfg: &Config) {
     let dir = std::env::temp_dir().join(format!("slaprobe-bench-state-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let state_dir = StateDir::open(&dir).expect("state dir");
-    let snapshot = |ev: &Evaluator, at| State {
+    let snapshot = |ev: &Evaluator, at| FullFile {
         written_at: at,
         writer: "bench".into(),
-        base: None,
-        run: None,
         slos: ev.snapshot(),
-        probes: Vec::new(),
     };
-    let time = |state: &State| {
+    let time = |size: usize, save: &dyn Fn() -> std::io::Result<()>| {
         let mut times: Vec<Duration> = (0..10)
             .map(|_| {
                 let start = Instant::now();
-                state_dir.save(state).expect("save");
+                save().expect("save");
                 start.elapsed()
             })
             .collect();
         times.sort();
-        (slaprobe::state::encode(state).len(), times[5], times[9])
+        (size, times[5], times[9])
     };
     let base = clock.now();
     let start = Instant::now();
     let full = snapshot(&ev, base);
     let taken = start.elapsed();
-    let (full_size, full_p50, full_max) = time(&full);
+    let (full_size, full_p50, full_max) = time(encode(&full).len(), &|| state_dir.save_full(&full));
     // Ten minutes of evaluations later: what the recent file holds then.
     for _ in 0..60 {
         for (good, bad) in &counters {
@@ -213,10 +211,11 @@ fn state_file(cfg: &Config) {
         clock.0.fetch_add(10, Ordering::Relaxed);
         ev.tick();
     }
-    let recent = snapshot(&ev, clock.now()).since(base, base);
-    let (recent_size, recent_p50, recent_max) = time(&recent);
+    let recent = snapshot(&ev, clock.now()).since(base);
+    let (recent_size, recent_p50, recent_max) =
+        time(encode(&recent).len(), &|| state_dir.save_recent(&recent));
     let start = Instant::now();
-    let loaded = state_dir.load().expect("load").expect("a state");
+    let loaded = state_dir.load().expect("load").slos().expect("a state");
     let mut fresh = Evaluator::new(
         cfg,
         &Metrics::new(&[Duration::from_millis(100)]),

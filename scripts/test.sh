@@ -16,7 +16,10 @@ if [ -z "${SLAPROBE_TEST_BOOTSTRAP:-}" ]; then
   ensure_tansu
   start_tansu
 fi
+# Everything above is installed and started: a test that finds a
+# prerequisite missing now fails instead of printing SKIP.
+export SLAPROBE_TEST_STRICT=1
 # Examples (benchmarks) are built by clippy --all-targets; they test nothing.
-cargo test --lib --bins --tests
+cargo test --workspace --lib --bins --tests
 # The hot path's instruction count against its committed figure.
 bash scripts/callgrind-guard.sh

@@ -13,11 +13,13 @@ use tracing::{info, warn};
 use crate::canary::RunId;
 use crate::config::{Config, Sli};
 use crate::metrics::Metrics;
-use crate::probe::{self, Journal, ProbeError, ProbeRunner, Readiness};
-use crate::serve::{self as http, ProbeHandles, StatusSources};
+use crate::outcome::{Journal, Readiness, Sinks};
+use crate::probe::{self, ProbeError, ProbeRunner};
+use crate::serve as http;
 use crate::slo::alertmanager::{PushError, Pusher};
 use crate::slo::evaluator::{Alert, Clock, Evaluator, SystemClock, EVAL_TICK};
-use crate::state::{StateDir, StateError};
+use crate::state::{self, StateDir, StateError};
+use crate::status::{ProbeHandles, Sources};
 
 /// How long shutdown takes at most after the first signal; then the process
 /// exits whatever is still running.
@@ -79,7 +81,7 @@ pub struct App {
     pub eval_tick: Duration,
     /// The Alertmanager configuration and a pusher per replica.
     pusher: Option<(crate::config::Alertmanager, Vec<Pusher>)>,
-    status: StatusSources,
+    status: Sources,
     /// Where SLO windows and alert state are saved, when configured.
     state_dir: Option<Arc<StateDir>>,
     /// Alerts firing when the restored state was saved.
@@ -103,9 +105,9 @@ impl App {
             .as_deref()
             .map(StateDir::open)
             .transpose()?;
-        let saved = match &state_dir {
+        let files = match &state_dir {
             Some(d) => d.load()?,
-            None => None,
+            None => state::Files::default(),
         };
         let thresholds: Vec<Duration> = config
             .probes
@@ -127,25 +129,25 @@ impl App {
         ));
         // The saved run id goes on, so that canaries sent before the
         // restart are this run's own when they arrive.
-        let run = saved
-            .as_ref()
-            .and_then(|s| s.run.as_deref())
-            .and_then(|r| u64::from_str_radix(r, 16).ok())
-            .map_or_else(RunId::random, RunId);
+        let mut restored = state::restore(&files, config, state::Now::read(), RunId::random());
+        for warning in &restored.warnings {
+            warn!(state_dir = ?config.state_dir, "{warning}");
+        }
+        let run = restored.run;
         let journal = Arc::new(Journal::default());
         let ctx = probe::Context {
             run,
-            metrics: metrics.clone(),
-            readiness: readiness.clone(),
-            journal: journal.clone(),
-            saved: saved.as_ref().map(|s| s.probes.clone()).unwrap_or_default(),
-            save_every: crate::state::INFLIGHT_EVERY,
+            sinks: Sinks {
+                metrics: metrics.clone(),
+                readiness: readiness.clone(),
+                journal: journal.clone(),
+            },
         };
         let mut clients = probe::Clients::new(config, &metrics);
         let probes: Vec<ProbeRunner> = config
             .probes
             .iter()
-            .map(|p| ProbeRunner::build(p, config, &ctx, &mut clients))
+            .map(|p| ProbeRunner::build(p, config, &ctx, restored.take(p), &mut clients))
             .collect::<Result<_, _>>()?;
         let (producers, consumers, admins) = clients.counts();
         info!(
@@ -154,11 +156,11 @@ impl App {
         );
         let lag = crate::lag::Lag::build(config, &metrics)?;
         let mut evaluator = Evaluator::new(config, &metrics, clock);
-        let was_firing = match (&saved, &state_dir) {
-            (Some(s), Some(d)) => {
-                info!(file = %d.file().display(), slos = s.slos.len(), written_at = s.written_at,
+        let was_firing = match (restored.slos_written_at, &state_dir) {
+            (Some(written_at), Some(d)) => {
+                info!(file = %d.file().display(), slos = restored.slos.len(), written_at,
                     "restoring SLO windows and alert state");
-                evaluator.restore(&s.slos)
+                evaluator.restore(&restored.slos)
             }
             _ => Vec::new(),
         };
@@ -174,8 +176,9 @@ impl App {
                 Pusher::for_each_url(am, generator).map(|p| (am.clone(), p))
             })
             .transpose()?;
-        let status = StatusSources {
+        let status = Sources {
             run: run.to_string(),
+            readiness: readiness.clone(),
             probes: config
                 .probes
                 .iter()
@@ -194,7 +197,7 @@ impl App {
                 .collect(),
             slos: evaluator.status(),
             journal,
-            lag: lag.board.clone(),
+            groups: lag.board.clone(),
         };
         Ok(App {
             metrics,
@@ -233,13 +236,13 @@ impl App {
         let local = listener.local_addr().map_err(RunError::Serve)?;
         info!(run = %self.run, probes = self.probes.len(), librdkafka = %crate::kafka::librdkafka_build(),
             "slaprobe listening on http://{local}/metrics");
-        let router = http::router(self.metrics.clone(), self.readiness.clone(), self.status);
+        let router = http::router(self.metrics.clone(), self.status);
         let server_cancel = CancellationToken::new();
         let limits = http::Limits::for_open_files(http::raise_open_files_limit());
         let mut server = tokio::spawn(http::serve(listener, router, server_cancel.clone(), limits));
 
         let probe_tasks = TaskTracker::new();
-        let probe_states: Vec<probe::ProbeState> = self.probes.iter().map(|p| p.state()).collect();
+        let accounting: Vec<_> = self.probes.iter().map(|p| p.accounting()).collect();
         for probe in self.probes {
             probe_tasks.spawn(probe.run(stop_input.clone(), cancel.clone()));
         }
@@ -254,7 +257,7 @@ impl App {
             // One snapshot waiting at most: the evaluator never queues
             // state behind a slow disk.
             let (tx, rx) = tokio::sync::mpsc::channel(1);
-            tasks.spawn(crate::state::saver(dir, rx, probe_states, self.run));
+            tasks.spawn(crate::state::saver(dir, rx, accounting, self.run));
             tx
         });
         tasks.spawn(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::canary::template::{Placeholder, Template, Values};
 use crate::canary::{Canary, CanaryId, Foreign, MatchRule, Matched, Matcher, RunId};
-use crate::probe::tracker::{Arrival, Outcome, Tracker};
+use crate::outcome::tracker::{Arrival, Outcome, Tracker};
 use crate::slo::windows::{SloWindows, WINDOWS};
 
 /// Reads structured values off the input; past its end, zeros.
@@ -251,7 +251,7 @@ pub fn tracker(data: &[u8]) {
         );
     }
     // Long after every deadline and grace: everything has ended.
-    now += deadline * 3 + crate::probe::tracker::ACK_GRACE;
+    now += deadline * 3 + crate::outcome::tracker::ACK_GRACE;
     let mut out = |o| outcomes.push(o);
     t.expire(now, &mut out);
     settle(&mut outcomes, &acked_ok, &mut ends, &mut delivered);

@@ -46,8 +46,9 @@ probes:
     )
 }
 
+/// Canaries delivered so far (0 while the process does not answer).
 fn delivered(s: &Slaprobe) -> f64 {
-    common::metric_if_present(&s.metrics(), "slaprobe_canaries_delivered_total", &[]).unwrap_or(0.0)
+    s.delivered().unwrap_or(0.0)
 }
 
 fn firing_tiers(s: &Slaprobe) -> usize {
@@ -109,9 +110,15 @@ fn pushed_alerts_and_the_rules_alerts_are_one_alert_per_tier() {
         |v| v["data"]["result"].as_array().is_some_and(|r| !r.is_empty()),
     )
     .unwrap_or_else(|e| panic!("Prometheus fires the 4 tiers: {e}"));
-    // Prometheus sends at once; let slaprobe's first push and Prometheus'
-    // next resend both land, then count what Alertmanager holds.
-    std::thread::sleep(Duration::from_secs(3));
+    // slaprobe pushed when its tiers fired, before Prometheus' fired; once
+    // Prometheus has sent its notifications too, count what Alertmanager
+    // holds.
+    assert!(
+        poll_until(Duration::from_secs(30), || prom
+            .own_metric("prometheus_notifications_sent_total")
+            .is_some_and(|n| n >= 1.0)),
+        "Prometheus sends its alerts to Alertmanager"
+    );
     let alerts = am_alerts(&am, SLO);
     let tiers: std::collections::BTreeSet<String> = alerts
         .iter()

@@ -35,8 +35,9 @@ probes:
     )
 }
 
+/// Canaries delivered so far (0 while the process does not answer).
 fn delivered(s: &Slaprobe) -> f64 {
-    common::metric_if_present(&s.metrics(), "slaprobe_canaries_delivered_total", &[]).unwrap_or(0.0)
+    s.delivered().unwrap_or(0.0)
 }
 
 #[test]
@@ -133,11 +134,15 @@ fn connections_over_the_cap_are_refused_without_starving_kafka() {
         "refusals are logged with the cap; log:\n{}",
         s.log()
     );
-    // Probing goes on while HTTP is full: 3 s at 30 canaries/s.
-    std::thread::sleep(Duration::from_secs(3));
+    // Probing goes on while HTTP is full (30 canaries/s; /metrics answers
+    // on a connection of its own when one frees up).
+    let going_on = poll_until(Duration::from_secs(10), || {
+        s.value_if_up("slaprobe_canaries_delivered_total", &[])
+            .is_some_and(|d| d >= before + 45.0)
+    });
     drop(held);
     let during = delivered(&s) - before;
-    assert!(during >= 45.0, "delivered {during} while HTTP was full");
+    assert!(going_on, "delivered {during} while HTTP was full");
     assert_eq!(
         common::metric(&s.metrics(), "slaprobe_canaries_lost_total", &[]),
         0.0
@@ -219,7 +224,10 @@ fn shutdown_is_bounded_when_every_broker_stops_answering_mid_run() {
     // Canaries in flight to a broker that answers in a minute.
     mock.broker_round_trip_time(1, Duration::from_secs(60))
         .expect("rtt");
-    std::thread::sleep(Duration::from_secs(1));
+    let sent = s.value("slaprobe_canaries_sent_total", &[]);
+    assert!(poll_until(Duration::from_secs(10), || s
+        .value("slaprobe_canaries_sent_total", &[])
+        >= sent + 10.0));
     let (took, status) = exit_after(s, &["TERM"]);
     println!("SIGTERM with every request hung: exited in {took:?} ({status})");
     assert!(took <= Duration::from_millis(10_500), "exited in {took:?}");

@@ -101,7 +101,7 @@ fn expect_status(s: &Slaprobe, group: &str, status: &str, within: Duration) -> D
 
 #[test]
 fn consumer_group_statuses_follow_the_groups_and_lag_is_exact() {
-    let Some(bootstrap) = common::test_bootstrap() else {
+    let Some(bootstrap) = common::broker::bootstrap() else {
         return;
     };
     let topic = format!("slaprobe-lag-{:016x}", rand::random::<u64>());

@@ -21,13 +21,19 @@ fn cluster() -> MockCluster<'static, DefaultProducerContext> {
     common::mock_cluster(TOPIC, PARTITIONS, BROKERS)
 }
 
-/// Deliveries of one partition; its series appears with its first delivery.
-fn delivered(r: &Running, partition: i32) -> f64 {
+/// Deliveries of one partition; its series appears with its first
+/// delivery (`None` until then).
+fn delivered_if_any(r: &Running, partition: i32) -> Option<f64> {
     r.metric_if_present(
         "slaprobe_heartbeat_partition_delivered_total",
         &[("partition", &partition.to_string())],
     )
-    .unwrap_or(0.0)
+}
+
+/// Deliveries of a partition that has delivered before.
+fn delivered(r: &Running, partition: i32) -> f64 {
+    delivered_if_any(r, partition)
+        .unwrap_or_else(|| panic!("partition {partition} has delivered before"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,7 +48,7 @@ async fn every_partition_delivers_and_nothing_is_lost_from_the_first_canary() {
     let r = Running::start(&config).await;
 
     let all = wait_until(Duration::from_secs(30), || {
-        (0..PARTITIONS).all(|p| delivered(&r, p) > 0.0)
+        (0..PARTITIONS).all(|p| delivered_if_any(&r, p).is_some_and(|v| v > 0.0))
     })
     .await;
     assert!(
@@ -127,20 +133,36 @@ async fn reported_latency_follows_the_brokers_round_trip_time() {
         .await
     );
 
-    let before = String::from_utf8_lossy(&r.metrics.render()).into_owned();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mid = String::from_utf8_lossy(&r.metrics.render()).into_owned();
+    // Each median is taken over the next ten latencies observed.
+    let render = || String::from_utf8_lossy(&r.metrics.render()).into_owned();
+    let observed = || r.metric("slaprobe_e2e_latency_seconds_count", &labels);
+    let ten_more = || {
+        let from = observed();
+        wait_until(Duration::from_secs(20), move || observed() >= from + 10.0)
+    };
+    let before = render();
+    assert!(ten_more().await, "ten latencies observed");
+    let mid = render();
     let base = median_from_buckets(&before, &mid, name, &labels).expect("baseline samples");
 
     for b in 1..=BROKERS {
         mock.broker_round_trip_time(b, Duration::from_millis(200))
             .expect("rtt");
     }
-    // Canaries sent before the change are still settling; skip them.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let slow_start = String::from_utf8_lossy(&r.metrics.render()).into_owned();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let slow_end = String::from_utf8_lossy(&r.metrics.render()).into_owned();
+    // Canaries sent before the change are still settling: skip them, until
+    // everything sent so far has an outcome.
+    let sent = r.metric("slaprobe_canaries_sent_total", &[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || r
+            .metric("slaprobe_canaries_delivered_total", &[])
+            + r.metric("slaprobe_canaries_lost_total", &[])
+            >= sent)
+        .await,
+        "the canaries sent before the change settle"
+    );
+    let slow_start = render();
+    assert!(ten_more().await, "ten latencies observed under delay");
+    let slow_end = render();
     let slow =
         median_from_buckets(&slow_start, &slow_end, name, &labels).expect("samples under delay");
     eprintln!("e2e median (bucket upper bound): baseline {base}s, with 200 ms RTT {slow}s");
@@ -168,7 +190,7 @@ async fn a_broker_down_fails_its_partitions_only_and_recovery_needs_no_restart()
     let r = Running::start(&config).await;
     assert!(
         wait_until(Duration::from_secs(30), || (0..PARTITIONS)
-            .all(|p| delivered(&r, p) > 0.0))
+            .all(|p| delivered_if_any(&r, p).is_some_and(|v| v > 0.0)))
         .await
     );
 
@@ -184,23 +206,26 @@ async fn a_broker_down_fails_its_partitions_only_and_recovery_needs_no_restart()
         wait_until(deadline * 5, || failures() > 0.0).await,
         "produces to the down broker's partitions fail or are lost"
     );
-    // Once failures show, the down partitions have stopped delivering while
-    // the others go on.
+    // Once failures show, and the canaries sent before them have had
+    // their deadline to settle, the down partitions have stopped
+    // delivering while the others go on: each of those delivers a few
+    // more while the down ones deliver nothing.
     tokio::time::sleep(deadline).await;
     let frozen: Vec<f64> = down.iter().map(|p| delivered(&r, *p)).collect();
     let moving: Vec<f64> = up.iter().map(|p| delivered(&r, *p)).collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || up
+            .iter()
+            .zip(&moving)
+            .all(|(p, before)| delivered(&r, *p) >= *before + 3.0))
+        .await,
+        "the partitions on the other brokers keep delivering"
+    );
     for (p, before) in down.iter().zip(&frozen) {
         assert_eq!(
             delivered(&r, *p),
             *before,
             "partition {p} on the down broker delivers nothing"
-        );
-    }
-    for (p, before) in up.iter().zip(&moving) {
-        assert!(
-            delivered(&r, *p) > *before,
-            "partition {p} keeps delivering"
         );
     }
     assert!(
@@ -277,8 +302,14 @@ async fn records_that_are_not_our_canaries_are_foreign() {
     })
     .await;
     assert!(seen, "foreign records counted");
-    // And they change nothing else.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // And they change nothing else, while more canaries are delivered.
+    let delivered = r.metric("slaprobe_canaries_delivered_total", &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || r
+            .metric("slaprobe_canaries_delivered_total", &[])
+            >= delivered + 5.0)
+        .await
+    );
     assert_eq!(r.metric("slaprobe_records_foreign_total", &[]), 5.0);
     assert_eq!(r.metric("slaprobe_canaries_lost_total", &[]), 0.0);
     assert_eq!(r.metric("slaprobe_canaries_duplicate_total", &[]), 0.0);
@@ -433,5 +464,5 @@ async fn a_fatal_error_with_50000_canaries_queued_leaves_none_in_flight() {
 }
 
 fn tracker_grace() -> Duration {
-    slaprobe::probe::tracker::ACK_GRACE
+    slaprobe::outcome::tracker::ACK_GRACE
 }

@@ -35,7 +35,12 @@ struct Sample {
 
 fn sample(s: &Slaprobe) -> Sample {
     let text = s.metrics();
-    let get = |name: &str| common::metric_if_present(&text, name, &[]).unwrap_or(0.0);
+    assert!(
+        !text.is_empty(),
+        "slaprobe answers /metrics; log:\n{}",
+        s.log()
+    );
+    let get = |name: &str| common::metric(&text, name, &[]);
     Sample {
         delivered: get("slaprobe_canaries_delivered_total"),
         lost: get("slaprobe_canaries_lost_total"),
@@ -44,13 +49,14 @@ fn sample(s: &Slaprobe) -> Sample {
     }
 }
 
-fn delivered_on(s: &Slaprobe, partition: i32) -> f64 {
+/// Deliveries of one partition; its series appears with its first
+/// delivery (`None` until then).
+fn delivered_on(s: &Slaprobe, partition: i32) -> Option<f64> {
     common::metric_if_present(
         &s.metrics(),
         "slaprobe_heartbeat_partition_delivered_total",
         &[("partition", &partition.to_string())],
     )
-    .unwrap_or(0.0)
 }
 
 #[test]
@@ -81,13 +87,19 @@ probes:
     let pid = s.child.id();
     assert!(
         poll_until(Duration::from_secs(30), || (0..PARTITIONS)
-            .all(|p| delivered_on(&s, p) > 0.0)),
+            .all(|p| delivered_on(&s, p).is_some_and(|v| v > 0.0))),
         "every partition delivers; log:\n{}",
         s.log()
     );
     // Steady state: the tracker holds a deadline's worth of delivered
-    // canaries (for duplicates), the histograms have their buckets.
-    std::thread::sleep(DEADLINE * 4);
+    // canaries (for duplicates), the histograms have their buckets: four
+    // deadlines' worth of canaries delivered.
+    let warm = sample(&s).delivered + RATE * DEADLINE.as_secs_f64() * 4.0;
+    assert!(
+        poll_until(Duration::from_secs(60), || sample(&s).delivered >= warm),
+        "steady delivery; log:\n{}",
+        s.log()
+    );
     let rss_before = common::proc_status_kb(pid, "VmRSS");
     let before = sample(&s);
 
@@ -118,10 +130,13 @@ probes:
         mock.broker_up(b).expect("up");
     }
     let up_at = Instant::now();
-    let frozen: Vec<f64> = (0..PARTITIONS).map(|p| delivered_on(&s, p)).collect();
+    let frozen: Vec<f64> = (0..PARTITIONS)
+        .map(|p| delivered_on(&s, p).expect("delivered before"))
+        .collect();
     assert!(
-        poll_until(Duration::from_secs(30), || (0..PARTITIONS)
-            .all(|p| delivered_on(&s, p) > frozen[p as usize])),
+        poll_until(Duration::from_secs(30), || (0..PARTITIONS).all(|p| {
+            delivered_on(&s, p).is_some_and(|v| v > frozen[p as usize])
+        })),
         "every partition delivers again; log:\n{}",
         s.log()
     );

@@ -403,8 +403,17 @@ async fn a_stalled_pipeline_loses_canaries_at_the_deadline_and_recovers() {
         stalled_at.elapsed() >= deadline - Duration::from_millis(300),
         "not before the deadline"
     );
+    // While more losses are reported, nothing is delivered.
     let delivered = out(&r, "slaprobe_canaries_delivered_total", "out");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lost = out(&r, "slaprobe_canaries_lost_total", "out");
+    assert!(
+        wait_until(Duration::from_secs(5), || out(
+            &r,
+            "slaprobe_canaries_lost_total",
+            "out"
+        ) >= lost + 3.0)
+        .await
+    );
     assert_eq!(
         out(&r, "slaprobe_canaries_delivered_total", "out"),
         delivered,
@@ -503,7 +512,16 @@ async fn foreign_records_on_outputs_are_counted_and_never_matched() {
         "{}",
         String::from_utf8_lossy(&r.metrics.render())
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // They change nothing else, while more canaries are delivered.
+    let delivered = out(&r, "slaprobe_canaries_delivered_total", "out");
+    assert!(
+        wait_until(Duration::from_secs(10), || out(
+            &r,
+            "slaprobe_canaries_delivered_total",
+            "out"
+        ) >= delivered + 5.0)
+        .await
+    );
     assert_eq!(out(&r, "slaprobe_records_foreign_total", "out"), 6.0);
     assert_eq!(out(&r, "slaprobe_canaries_lost_total", "out"), 0.0);
     assert_eq!(out(&r, "slaprobe_canaries_duplicate_total", "out"), 0.0);

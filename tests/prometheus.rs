@@ -41,7 +41,11 @@ fn prometheus_evaluates_the_generated_rules_on_the_demo() {
                 prom.query_until(
                     r#"slaprobe:sli_error:ratio_rate5m{probe="demo-heartbeat",sli="delivery"}"#,
                     Duration::from_secs(40),
-                    |v| v["data"]["result"][0]["metric"]["output"] == "heartbeat",
+                    // A number: NaN until the 5-minute window holds events.
+                    |v| {
+                        v["data"]["result"][0]["metric"]["output"] == "heartbeat"
+                            && v["data"]["result"][0]["value"][1] != "NaN"
+                    },
                 )
             });
             let events = recorded.as_ref().ok().map(|_| {

@@ -72,14 +72,8 @@ fn probes_share_their_clusters_clients_and_keep_their_own_counts() {
 
     let dir = scratch("shared-clients");
     let s = Slaprobe::start(&dir, "shared", &yaml);
-    let delivered = |probe: &str| {
-        common::metric_if_present(
-            &s.metrics(),
-            "slaprobe_canaries_delivered_total",
-            &[("probe", probe)],
-        )
-        .unwrap_or(0.0)
-    };
+    // Every probe's series exist from the start.
+    let delivered = |probe: &str| s.value("slaprobe_canaries_delivered_total", &[("probe", probe)]);
     assert!(
         poll_until(Duration::from_secs(60), || names
             .iter()
@@ -100,9 +94,7 @@ fn probes_share_their_clusters_clients_and_keep_their_own_counts() {
     );
 
     let text = s.metrics();
-    let value = |name: &str, probe: &str| {
-        common::metric_if_present(&text, name, &[("probe", probe)]).unwrap_or(0.0)
-    };
+    let value = |name: &str, probe: &str| common::metric(&text, name, &[("probe", probe)]);
     for n in &names {
         for bad in [
             "slaprobe_canaries_lost_total",

@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::{http_get, poll_until, scratch, Slaprobe};
 
@@ -40,17 +40,26 @@ probes:
     )
 }
 
-/// The broker of the real-broker tier (SKIP, or a failure with CI=true,
-/// without one).
-fn broker() -> Option<String> {
-    let b = std::env::var("SLAPROBE_TEST_BOOTSTRAP").ok();
-    if b.is_none() {
-        common::missing_prerequisite(
-            "a Kafka-compatible broker",
-            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
-        );
-    }
-    b
+/// Waits until `state_dir`'s file `name` has been written after `after`
+/// (a save, awaited rather than slept for); false after `within`.
+fn saved_after(state_dir: &Path, name: &str, after: SystemTime, within: Duration) -> bool {
+    poll_until(within, || {
+        std::fs::metadata(state_dir.join(name))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > after)
+    })
+}
+
+/// Waits until the SLO state (the full file, or the recent one over it)
+/// has been saved after `after`: an evaluation's save, every 10 s.
+fn slo_state_saved_after(state_dir: &Path, after: SystemTime) -> bool {
+    poll_until(Duration::from_secs(30), || {
+        ["slaprobe.state", "slaprobe.state.recent"].iter().any(|f| {
+            std::fs::metadata(state_dir.join(f))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > after)
+        })
+    })
 }
 
 /// Stops `s` with SIGKILL (`"kill"`) or SIGTERM (anything else, which must
@@ -66,7 +75,7 @@ fn stop(mut s: Slaprobe, signal: &str) {
 
 /// Canaries delivered so far (0 while the process does not answer).
 fn delivered(s: &Slaprobe) -> f64 {
-    common::metric_if_present(&s.metrics(), "slaprobe_canaries_delivered_total", &[]).unwrap_or(0.0)
+    s.delivered().unwrap_or(0.0)
 }
 
 /// After a restart, every canary of the earlier run ended as delivered
@@ -192,7 +201,9 @@ fn am_page_start(am: &common::Alertmanager) -> Option<String> {
 }
 
 fn restart_keeps_budget_and_alerts(signal: &str) {
-    let Some(bootstrap) = broker() else { return };
+    let Some(bootstrap) = common::broker::bootstrap() else {
+        return;
+    };
     let Some(am) = common::Alertmanager::start() else {
         return;
     };
@@ -218,13 +229,18 @@ fn restart_keeps_budget_and_alerts(signal: &str) {
         "Alertmanager has the page"
     );
     let started = am_page_start(&am);
-    // One more evaluation, so the saved state holds the firing page.
-    std::thread::sleep(Duration::from_secs(11));
+    // One more save, so the saved state holds the firing page.
+    assert!(
+        slo_state_saved_after(&dir.join("state"), SystemTime::now()),
+        "the SLO state is saved; log:\n{}",
+        s.log()
+    );
     let (_, since, budget) = page_and_budget(&s).expect("status");
     assert!(budget < 1.0);
 
     let addr = s.addr;
     stop(s, signal);
+    let restarted = SystemTime::now();
     // Same address, so the same `instance` label on its pushed alerts.
     let after = Slaprobe::start_with(&dir, "after", &yaml, None, Some(addr));
     // The first evaluation, at start: restored before anything new counts.
@@ -241,12 +257,28 @@ fn restart_keeps_budget_and_alerts(signal: &str) {
         budget_after < 1.0 && budget_after <= budget + 1e-9,
         "the budget continues ({budget} before, {budget_after} after), not back at 100%"
     );
-    // Alertmanager still holds one page, started when it first fired.
-    std::thread::sleep(Duration::from_secs(2));
-    let pages: Vec<_> = common::am_alerts(&am, "it-state:heartbeat:latency")
-        .into_iter()
-        .filter(|a| a["labels"]["long_window"] == "1h")
-        .collect();
+    // Alertmanager still holds one page, started when it first fired,
+    // once the restarted process has pushed it again.
+    let pushed_again = |a: &serde_json::Value| {
+        a["updatedAt"]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .is_some_and(|t| t > restarted)
+    };
+    let pages = |am: &common::Alertmanager| -> Vec<serde_json::Value> {
+        common::am_alerts(am, "it-state:heartbeat:latency")
+            .into_iter()
+            .filter(|a| a["labels"]["long_window"] == "1h")
+            .collect()
+    };
+    assert!(
+        poll_until(Duration::from_secs(30), || pages(&am)
+            .iter()
+            .any(pushed_again)),
+        "the restarted slaprobe pushes the page; log:\n{}",
+        after.log()
+    );
+    let pages = pages(&am);
     assert_eq!(pages.len(), 1, "{pages:?}");
     assert_eq!(pages[0]["startsAt"].as_str().map(str::to_string), started);
     assert!(after.stop().success());
@@ -267,7 +299,9 @@ fn sigterm_keeps_the_error_budget_and_the_page() {
 /// id, the unresolved canaries and the consumer offsets, so each ends as
 /// delivered — never lost, duplicate nor foreign.
 fn in_flight_canaries_survive(signal: &str) {
-    let Some(bootstrap) = broker() else { return };
+    let Some(bootstrap) = common::broker::bootstrap() else {
+        return;
+    };
     let dir = scratch(&format!("inflight-{signal}"));
     let topic = format!("slaprobe-it-{:016x}", rand::random::<u64>());
     let yaml = config(&bootstrap, &topic, &dir.join("state"), None);
@@ -277,8 +311,13 @@ fn in_flight_canaries_survive(signal: &str) {
         "delivers; log:\n{}",
         s.log()
     );
-    // Let a save happen with canaries in flight, then stop mid-stream.
-    std::thread::sleep(Duration::from_secs(11));
+    // A save with canaries in flight, then stop mid-stream.
+    assert!(saved_after(
+        &dir.join("state"),
+        "slaprobe.state.inflight",
+        SystemTime::now(),
+        Duration::from_secs(10)
+    ));
     stop(s, signal);
     let after = Slaprobe::start(&dir, "after", &yaml);
     let status: serde_json::Value =
@@ -289,7 +328,9 @@ fn in_flight_canaries_survive(signal: &str) {
         log.contains(status["run"].as_str().expect("run")),
         "the run id goes on"
     );
-    // Everything restored settles within its deadline (5 s).
+    // Everything restored settles within its deadline (5 s): a loss could
+    // only show after it, so wait it out (and the expiry tick) before
+    // looking for none.
     std::thread::sleep(Duration::from_secs(8));
     every_canary_settled(&after, signal);
     assert!(after.stop().success());
@@ -311,7 +352,9 @@ fn sigterm_loses_no_canary_in_flight() {
 /// After a restart within 2 s, every one of them is delivered — none lost,
 /// duplicate, foreign nor abandoned.
 fn canaries_inside_a_slow_stage_survive(signal: &str) {
-    let Some(bootstrap) = broker() else { return };
+    let Some(bootstrap) = common::broker::bootstrap() else {
+        return;
+    };
     let dir = scratch(&format!("stage-{signal}"));
     let suffix = format!("{:016x}", rand::random::<u64>());
     let (input, output) = (format!("it-in-{suffix}"), format!("it-out-{suffix}"));
@@ -345,8 +388,13 @@ probes:
         "the stage forwards canaries; log:\n{}",
         s.log()
     );
-    // A save with canaries inside the stage; stop 1 s after it.
-    std::thread::sleep(Duration::from_secs(11));
+    // A save with canaries inside the stage, then stop.
+    assert!(saved_after(
+        &dir.join("state"),
+        "slaprobe.state.inflight",
+        SystemTime::now(),
+        Duration::from_secs(10)
+    ));
     stop(s, signal);
     std::thread::sleep(Duration::from_millis(500));
     let after = Slaprobe::start(&dir, "after", &yaml);
@@ -356,6 +404,8 @@ probes:
         "delivered after the restart; log:\n{}",
         after.log()
     );
+    // A loss, duplicate or late arrival could only show within the
+    // stage's 5 s hold after that: wait it out before looking for none.
     std::thread::sleep(Duration::from_secs(6));
     let _ = stage.kill();
     let _ = stage.wait();

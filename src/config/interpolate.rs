@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::ConfigError;
-use crate::yaml::{join_index, join_key, Node, Scalar, Value};
+use slaprobe_yaml::{join_index, join_key, Node, Scalar, Value};
 
 /// Expand `${VAR}`, `${VAR:-default}` and `$$` in every scalar value (keys
 /// are left alone). Expansion happens before typing, so `${N:-2}` can be an

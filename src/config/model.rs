@@ -228,6 +228,31 @@ impl Probe {
         }
     }
 
+    /// Where the probe's canaries are looked for: a heartbeat probe's one
+    /// output reads its own topic for the `slaprobe-id` header, exactly
+    /// once.
+    pub fn outputs(&self) -> Vec<Output> {
+        match &self.kind {
+            ProbeKind::Heartbeat(hb) => vec![Output {
+                name: HEARTBEAT_OUTPUT.to_string(),
+                cluster: hb.cluster.clone(),
+                topic: hb.topic.clone(),
+                match_rule: MatchRule::Header(crate::canary::ID_HEADER.to_string()),
+                expect: Expect::ExactlyOnce,
+            }],
+            ProbeKind::Pipeline(p) => p.outputs.clone(),
+        }
+    }
+
+    /// The `output` label its availability SLI (an input-side property)
+    /// is exported under.
+    pub fn availability_output(&self) -> &'static str {
+        match self.kind {
+            ProbeKind::Heartbeat(_) => HEARTBEAT_OUTPUT,
+            ProbeKind::Pipeline(_) => INPUT_OUTPUT,
+        }
+    }
+
     /// Output names, as used in the `output` label.
     pub fn output_names(&self) -> Vec<&str> {
         match &self.kind {
@@ -311,7 +336,7 @@ impl Default for TopicManagement {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
     pub input: PipelineInput,
-    pub outputs: Vec<PipelineOutput>,
+    pub outputs: Vec<Output>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -350,8 +375,11 @@ impl fmt::Debug for PipelineInput {
     }
 }
 
+/// One place a probe's canaries are looked for: an output of a pipeline
+/// probe, or (see [`Probe::outputs`]) a heartbeat probe's own topic.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PipelineOutput {
+pub struct Output {
+    /// The `output` label value.
     pub name: String,
     pub cluster: String,
     pub topic: String,

@@ -5,6 +5,7 @@
 //! fault script so that every outcome can be seen. Needs nothing installed.
 
 pub mod sim;
+mod transform;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -17,44 +17,18 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::transform::Out;
+pub use super::transform::{KeyRewrite, Transform};
 use crate::canary::ID_HEADER;
-
-/// What the stage does to every record.
-#[derive(Debug, Clone, Default)]
-pub struct Transform {
-    /// Top-level JSON fields renamed (from, to); `to` may be a path like
-    /// `order/id` to nest the value.
-    pub rename: Vec<(String, String)>,
-    /// Top-level JSON fields removed.
-    pub remove: Vec<String>,
-    /// Fields added (enrichment).
-    pub add: Vec<(String, Value)>,
-    /// Drop every header.
-    pub drop_headers: bool,
-    pub key: KeyRewrite,
-    /// Drop records that carry a `slaprobe-id` header: how a real sink keeps
-    /// canaries out (unless the `leak` fault is on).
-    pub filter_canaries: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub enum KeyRewrite {
-    #[default]
-    Keep,
-    Drop,
-    /// The key becomes the (string) value of this top-level field of the
-    /// transformed record.
-    Field(String),
-}
+use crate::config::Cluster;
+use crate::kafka::{self, Role};
 
 /// One stage: where it reads and writes, and what it does.
 #[derive(Debug, Clone)]
@@ -205,30 +179,47 @@ impl Stage {
             stage: spec.name.clone(),
             error,
         };
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &spec.input_bootstrap)
-            .set("fetch.wait.max.ms", "10");
-        match &spec.group {
-            Some(group) => config
-                .set("group.id", group)
-                .set("auto.offset.reset", "earliest")
-                .set("enable.auto.commit", "true")
-                .set("auto.commit.interval.ms", "1000")
-                .set("enable.auto.offset.store", "false")
-                .set("session.timeout.ms", "6000")
-                .set("heartbeat.interval.ms", "1000"),
-            None => config
-                .set("group.id", format!("slaprobe-sim-{}", spec.name))
-                .set("enable.auto.commit", "false"),
+        // The job's own clients, made the one way every client is
+        // (`kafka::client`), with the job's settings as its clusters'
+        // `librdkafka:` options; no statistics (nobody reads them).
+        let cluster = |bootstrap: &str, options: Vec<(&str, String)>| Cluster {
+            name: format!("sim-{}", spec.name),
+            bootstrap: bootstrap.to_string(),
+            librdkafka: options
+                .into_iter()
+                .chain([("statistics.interval.ms", "0".to_string())])
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            secret_keys: Default::default(),
         };
-        let consumer: BaseConsumer = config.create().map_err(err)?;
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &spec.output_bootstrap)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "1")
-            .create()
-            .map_err(err)?;
+        let group_options = match &spec.group {
+            Some(group) => vec![
+                ("group.id", group.clone()),
+                ("enable.auto.commit", "true".into()),
+                ("auto.commit.interval.ms", "1000".into()),
+                ("session.timeout.ms", "6000".into()),
+                ("heartbeat.interval.ms", "1000".into()),
+            ],
+            None => vec![("group.id", format!("slaprobe-sim-{}", spec.name))],
+        };
+        let mut consumer_options = vec![("fetch.wait.max.ms", "10".to_string())];
+        consumer_options.extend(group_options);
+        let consumer: BaseConsumer = kafka::client::create(
+            &cluster(&spec.input_bootstrap, consumer_options),
+            Role::Consumer,
+            DefaultConsumerContext,
+        )
+        .map_err(err)?;
+        let producer: BaseProducer = kafka::client::create(
+            &cluster(&spec.output_bootstrap, vec![("linger.ms", "1".into())]),
+            Role::Producer {
+                // librdkafka's default message timeout and queue bound.
+                deadline: Duration::from_secs(300),
+                queue_bound: 100_000,
+            },
+            DefaultProducerContext,
+        )
+        .map_err(err)?;
         let timeout = Duration::from_secs(10);
         let md = consumer
             .fetch_metadata(Some(&spec.input_topic), timeout)
@@ -311,15 +302,6 @@ impl Drop for Stage {
             let _ = t.join();
         }
     }
-}
-
-/// A record on its way out.
-#[derive(Debug, Clone)]
-struct Out {
-    partition: i32,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// A record held back for reordering, and when it must go at the latest.
@@ -435,7 +417,7 @@ impl Worker {
             lock(&self.control.stats).filtered += 1;
             return;
         }
-        let out = self.transform(in_partition, key, value, headers);
+        let out = t.apply(in_partition, self.output_partitions, key, value, headers);
         let every = |n: u64| n > 0 && number % n == 0;
         if every(faults.drop_every)
             || (faults.drop_rate > 0.0
@@ -470,52 +452,6 @@ impl Worker {
         if let Some(held) = self.held.remove(&in_partition) {
             lock(&self.control.stats).reordered += 1;
             self.enqueue(due, held.out);
-        }
-    }
-
-    fn transform(
-        &self,
-        in_partition: i32,
-        key: Option<Vec<u8>>,
-        value: Option<Vec<u8>>,
-        headers: Vec<(String, Option<Vec<u8>>)>,
-    ) -> Out {
-        let t = &self.spec.transform;
-        let mut json = value
-            .as_deref()
-            .and_then(|v| serde_json::from_slice::<Value>(v).ok())
-            .filter(Value::is_object);
-        if let Some(Value::Object(map)) = &mut json {
-            for (from, to) in &t.rename {
-                if let Some(v) = map.remove(from) {
-                    insert_path(map, to, v);
-                }
-            }
-            for field in &t.remove {
-                map.remove(field);
-            }
-            for (k, v) in &t.add {
-                map.insert(k.clone(), v.clone());
-            }
-        }
-        let key = match &t.key {
-            KeyRewrite::Keep => key,
-            KeyRewrite::Drop => None,
-            KeyRewrite::Field(f) => json
-                .as_ref()
-                .and_then(|j| j.get(f))
-                .and_then(Value::as_str)
-                .map(|s| s.as_bytes().to_vec()),
-        };
-        let value = match json {
-            Some(j) => serde_json::to_vec(&j).ok(),
-            None => value,
-        };
-        Out {
-            partition: in_partition % self.output_partitions,
-            key,
-            value,
-            headers: if t.drop_headers { Vec::new() } else { headers },
         }
     }
 
@@ -585,41 +521,5 @@ impl Worker {
                 }
             }
         }
-    }
-}
-
-/// Inserts `value` at `path` (`a/b/c`), creating objects on the way.
-fn insert_path(map: &mut serde_json::Map<String, Value>, path: &str, value: Value) {
-    match path.split_once('/') {
-        None => {
-            map.insert(path.to_string(), value);
-        }
-        Some((head, rest)) => {
-            let child = map
-                .entry(head.to_string())
-                .or_insert_with(|| Value::Object(serde_json::Map::new()));
-            if !child.is_object() {
-                *child = Value::Object(serde_json::Map::new());
-            }
-            if let Value::Object(m) = child {
-                insert_path(m, rest, value);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nested_rename_paths() {
-        let mut m = serde_json::Map::new();
-        insert_path(&mut m, "order/id", Value::from("x"));
-        insert_path(&mut m, "flat", Value::from(1));
-        assert_eq!(
-            Value::Object(m),
-            serde_json::json!({"order": {"id": "x"}, "flat": 1})
-        );
     }
 }

@@ -5,7 +5,7 @@
 /// The example file, with its header.
 pub fn render(sources: &str) -> String {
     let mut out = String::new();
-    let _ = super::write_header(&mut out, sources);
+    let _ = super::text::write_header(&mut out, sources);
     out.push_str(ALERTMANAGER_BODY);
     out
 }

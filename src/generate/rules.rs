@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use super::{promql_str, write_header, yaml_str};
+use super::text::{promql_str, write_header, yaml_str};
 use crate::config::{Config, LagWatch, Slo};
 use crate::slo::alert::{self, burn_rate_alert, BURN_RATE_ALERT};
 use crate::slo::{burn_tiers, error_threshold, BurnTier, WINDOWS};
@@ -301,15 +301,34 @@ fn write_annotations(out: &mut String, annotations: &[(&str, String)]) -> std::f
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use super::super::tests::config;
     use super::*;
     use crate::metrics::Metrics;
     use crate::slo::evaluator::{Clock, Evaluator};
-    use crate::yaml::{Node, Value};
+    use slaprobe_yaml::{Node, Value};
+
+    /// A heartbeat probe with two SLOs, one with its own period and
+    /// minimum events.
+    const CONFIG: &str = r#"
+clusters:
+  c: { bootstrap: "127.0.0.1:9092" }
+probes:
+  - name: hb
+    type: heartbeat
+    cluster: c
+    topic: t
+    slos:
+      - { sli: delivery, objective: 99.9% }
+      - { sli: latency, threshold: 100ms, objective: 99%, period: 7d, min_events: 50 }
+"#;
+
+    /// The configuration the generator's tests render.
+    pub(in crate::generate) fn config() -> Config {
+        crate::config::load_str("test.yaml", CONFIG, &|_| None).expect("valid config")
+    }
 
     #[test]
     fn burn_expression_of_the_fast_page_tier() {
@@ -351,7 +370,7 @@ mod tests {
     /// The (labels, annotations) of every burn-rate alert in a rules file,
     /// read back with the YAML parser, `alertname` among the labels.
     fn rule_alerts(rules: &str) -> Vec<(BTreeMap<String, String>, BTreeMap<String, String>)> {
-        let root = crate::yaml::parse(rules).expect("rules parse");
+        let root = slaprobe_yaml::parse(rules).expect("rules parse");
         let strings = |n: Option<&Node>| -> BTreeMap<String, String> {
             match n.map(|n| &n.value) {
                 Some(Value::Map(entries)) => entries

@@ -1,5 +1,6 @@
-//! Thin adapters over rdkafka: client configuration, metadata, topic
-//! management and error classification. Probing logic lives elsewhere.
+//! Thin adapters over rdkafka: the one place clients are made
+//! ([`client`]), metadata, topic management, error classification, and
+//! reading consumer groups ([`groups`]). Probing logic lives elsewhere.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,23 +11,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientContext;
 
-use crate::config::{Cluster, TopicManagement};
+use crate::config::TopicManagement;
 
+pub mod client;
 pub mod groups;
 
-/// The consumer's default fetch wait: librdkafka's own, right for Kafka,
-/// whose brokers answer a waiting fetch as soon as data arrives, so the
-/// wait adds no latency and an idle consumer asks each broker twice a
-/// second (at 10 ms: about 80 times, measured on tansu). librdkafka's mock
-/// cluster and some Kafka-compatible brokers (tansu) answer only when the
-/// wait expires, which adds up to the whole wait to every latency (p50
-/// 385 ms at 500 ms on tansu): there set `fetch.wait.max.ms: 10` under the
-/// cluster's `librdkafka:` (the demo does so for its mock cluster).
-pub const DEFAULT_FETCH_WAIT_MS: &str = "500";
-
-/// librdkafka's `reconnect.backoff.max.ms` for every client (its default is
-/// 10 s); a user's `librdkafka:` setting wins.
-pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+pub use client::{queue_bound, Admin, Role};
 
 /// librdkafka's version and the features it was built with
 /// (`builtin.features`), e.g. `2.12.1 (gzip,snappy,ssl,sasl,…,zstd,…)`.
@@ -40,106 +30,8 @@ pub fn librdkafka_build() -> String {
     format!("{version} ({features})")
 }
 
-/// librdkafka's `statistics.interval.ms` for producers and consumers: how
-/// often `slaprobe_kafka_requests_total` is brought up to date. A user's
-/// setting wins (0 turns the statistics off).
-pub const STATISTICS_INTERVAL_MS: &str = "10000";
-
 /// How long one metadata request may take before we retry later.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Settings common to every client of `cluster`; the user's passthrough
-/// options are applied last so they can override slaprobe's defaults (not its
-/// guarantees: see [`producer_config`]).
-fn base_config(cluster: &Cluster, defaults: &[(&str, &str)]) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cluster.bootstrap)
-        .set("client.id", "slaprobe");
-    // librdkafka backs off reconnecting up to 10 s; a prober must see a
-    // broker's return within a second or two (and its broker threads time
-    // out queued canaries only when they wake up). Not when the user sets
-    // the initial backoff: the maximum must not fall below it.
-    if !cluster.librdkafka.contains_key("reconnect.backoff.ms") {
-        c.set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
-    }
-    for (k, v) in defaults {
-        c.set(*k, *v);
-    }
-    for (k, v) in &cluster.librdkafka {
-        c.set(k, v);
-    }
-    c
-}
-
-/// What one probe may have queued in its producer: canaries in flight per
-/// partition are at most deadline/interval; allow that for up to 1024
-/// partitions before librdkafka says QueueFull (counted as a produce error,
-/// never buffered elsewhere).
-pub fn queue_bound(deadline: Duration, interval: Duration) -> usize {
-    let per_partition = deadline.as_nanos().div_ceil(interval.as_nanos().max(1));
-    per_partition.saturating_mul(1024).clamp(1_000, 1_000_000) as usize
-}
-
-/// Producer settings. `acks=all` and idempotence are forced (after the
-/// user's options) so that the prober never manufactures the duplicates and
-/// reorders it reports; the message timeout is the probe's deadline, so a
-/// produce is never retried past the point where its canary counts as lost;
-/// the local queue is bounded so nothing unbounded sits in front of the
-/// client during an outage.
-pub fn producer_config(cluster: &Cluster, deadline: Duration, queue_bound: usize) -> ClientConfig {
-    let mut c = base_config(
-        cluster,
-        &[("statistics.interval.ms", STATISTICS_INTERVAL_MS)],
-    );
-    let timeout_ms = deadline.as_millis().clamp(1, i32::MAX as u128).to_string();
-    c.set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("message.timeout.ms", &timeout_ms)
-        .set("queue.buffering.max.messages", queue_bound.to_string());
-    c
-}
-
-/// Consumer settings for explicit assignment: no group, no commits.
-pub fn consumer_config(cluster: &Cluster) -> ClientConfig {
-    base_config(
-        cluster,
-        &[
-            ("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS),
-            ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("enable.partition.eof", "false"),
-            // Positions are explicit (assigned from the end, or from the
-            // beginning for new partitions); an offset out of range means
-            // the topic was deleted and created again (or retention passed
-            // the position), and everything in it now is newer than what
-            // was read: start from its beginning rather than skip it.
-            ("auto.offset.reset", "earliest"),
-            // librdkafka's assign() needs a group id (without one it fails
-            // with "Unknown group"); nothing ever joins or commits to it.
-            ("group.id", "slaprobe"),
-        ],
-    )
-}
-
-/// Settings of the client that reads consumer groups' offsets and
-/// partitions' watermarks (`lag` probes): a consumer that never joins,
-/// assigns or commits, so it needs no group id. Its statistics come every
-/// `read_every`, whatever the cluster's `librdkafka:` says: its events are
-/// served once per read, so they must not come faster than reads.
-pub fn lag_reader_config(cluster: &Cluster, read_every: Duration) -> ClientConfig {
-    let stats_ms = read_every
-        .as_millis()
-        .clamp(1, i32::MAX as u128)
-        .to_string();
-    let mut c = base_config(cluster, &[("enable.auto.commit", "false")]);
-    c.set("statistics.interval.ms", stats_ms);
-    c
-}
-
-pub fn admin_config(cluster: &Cluster) -> ClientConfig {
-    base_config(cluster, &[])
-}
 
 /// A topic's partitions and their leaders, and the cluster's brokers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +71,16 @@ impl MetadataError {
     pub fn cluster_answered(&self) -> bool {
         matches!(self, MetadataError::NoSuchTopic { .. })
     }
+}
+
+/// Runs `fetch` (a blocking metadata read, e.g. [`fetch_layout`]) off the
+/// async runtime.
+pub async fn off_runtime(
+    fetch: impl FnOnce() -> Result<TopicLayout, MetadataError> + Send + 'static,
+) -> Result<TopicLayout, MetadataError> {
+    tokio::task::spawn_blocking(fetch)
+        .await
+        .unwrap_or_else(|e| Err(MetadataError::Task(e)))
 }
 
 /// Blocking metadata fetch for one topic. Run it off the async runtime.
@@ -495,66 +397,6 @@ pub fn silence_header_name_panics() {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use crate::config::Cluster;
-
-    /// A cluster with these `librdkafka:` options.
-    fn cluster(opts: &[(&str, &str)]) -> Cluster {
-        Cluster {
-            name: "c".into(),
-            bootstrap: "127.0.0.1:1".into(),
-            librdkafka: opts
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            secret_keys: Default::default(),
-        }
-    }
-
-    /// The prober's reconnect backoff applies unless the user set the
-    /// initial one; a user's maximum wins; every combination makes a client.
-    #[test]
-    fn reconnect_backoff_defaults_and_overrides() {
-        let max = |c: &Cluster| {
-            super::consumer_config(c)
-                .get("reconnect.backoff.max.ms")
-                .map(str::to_string)
-        };
-        assert_eq!(
-            max(&cluster(&[])).as_deref(),
-            Some(super::RECONNECT_BACKOFF_MAX_MS)
-        );
-        assert_eq!(
-            max(&cluster(&[("reconnect.backoff.max.ms", "5000")])).as_deref(),
-            Some("5000")
-        );
-        let slow = cluster(&[("reconnect.backoff.ms", "2000")]);
-        assert_eq!(max(&slow), None);
-        for c in [cluster(&[]), slow] {
-            let consumer: Result<rdkafka::consumer::BaseConsumer, _> =
-                super::consumer_config(&c).create();
-            assert!(consumer.is_ok(), "{:?}", consumer.err());
-        }
-    }
-
-    /// The consumer waits as long as Kafka needs (500 ms, answered early
-    /// when data arrives) unless the cluster sets a short wait for a broker
-    /// that holds fetches; statistics feed the request counts unless
-    /// turned off.
-    #[test]
-    fn fetch_wait_and_statistics_defaults_and_overrides() {
-        let plain = super::consumer_config(&cluster(&[]));
-        assert_eq!(plain.get("fetch.wait.max.ms"), Some("500"));
-        assert_eq!(plain.get("statistics.interval.ms"), Some("10000"));
-        let producer = super::producer_config(&cluster(&[]), Duration::from_secs(5), 1_000);
-        assert_eq!(producer.get("statistics.interval.ms"), Some("10000"));
-        let tansu = cluster(&[("fetch.wait.max.ms", "10"), ("statistics.interval.ms", "0")]);
-        let short = super::consumer_config(&tansu);
-        assert_eq!(short.get("fetch.wait.max.ms"), Some("10"));
-        assert_eq!(short.get("statistics.interval.ms"), Some("0"));
-    }
-
     /// Every codec a pipeline's output may use, and every SASL mechanism
     /// users run, is built in: a codec missing here would turn a pipeline's
     /// canaries into decode errors, a false outage.

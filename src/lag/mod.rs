@@ -12,5 +12,4 @@ pub mod timelag;
 pub mod watch;
 
 pub use eval::{group_status, Observation, PartitionWindow, Status};
-pub use run::{Board, Lag, LagError};
-pub use watch::GroupView;
+pub use run::{Lag, LagError};

@@ -3,25 +3,20 @@
 //! group), shared by that cluster's watches; each watch reads on its own
 //! interval, off the async runtime.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::eval::Status;
-use super::watch::{GroupView, Read, Tp, Watch};
+use super::watch::{Read, Tp, Watch};
 use crate::config::{Config, GroupSelector, LagWatch};
-use crate::kafka::{self, groups};
-use crate::metrics::{Gauge, IntCounter, IntGauge, LagMetrics, Metrics};
-use crate::probe::RequestStats;
-
-/// What the status API shows: each watch's groups, keyed by (probe,
-/// cluster).
-pub type Board = Arc<RwLock<BTreeMap<(String, String), Vec<GroupView>>>>;
+use crate::kafka::{self, groups, Role};
+use crate::metrics::{Gauge, IntCounter, IntGauge, LagMetrics, Metrics, RequestStats};
+use crate::status::GroupBoard;
 
 /// The longest one read waits for the cluster (each of its three steps
 /// gets at most this): shutdown waits for a read in progress.
@@ -34,26 +29,14 @@ const OFFSETS: &str = "offsets";
 const WATERMARKS: &str = "watermarks";
 const READ_REQUESTS: [&str; 3] = [LIST_GROUPS, OFFSETS, WATERMARKS];
 
-/// The reader's context: its librdkafka statistics count its requests in
+/// A cluster's reader: its librdkafka statistics count its requests in
 /// `slaprobe_kafka_requests_total{client="lag"}`.
-struct ReaderContext {
-    requests: RequestStats,
-}
-
-impl ClientContext for ReaderContext {
-    fn stats_raw(&self, statistics: &[u8]) {
-        self.requests.record(statistics);
-    }
-}
-
-impl ConsumerContext for ReaderContext {}
-
-type Reader = BaseConsumer<ReaderContext>;
+type Reader = BaseConsumer<RequestStats>;
 
 /// Every watch of a configuration, ready to run.
 pub struct Lag {
     tasks: Vec<Task>,
-    pub board: Board,
+    pub board: GroupBoard,
 }
 
 struct Task {
@@ -80,9 +63,7 @@ impl Lag {
                 Some(r) => r.clone(),
                 None => {
                     let cluster = &config.clusters[&w.cluster];
-                    let context = ReaderContext {
-                        requests: RequestStats::new(metrics, &w.cluster, "lag"),
-                    };
+                    let requests = RequestStats::new(metrics, &w.cluster, "lag");
                     // Polled at each read: the cluster's most frequent.
                     let read_every = config
                         .lag
@@ -91,12 +72,12 @@ impl Lag {
                         .map(|o| o.interval)
                         .min()
                         .unwrap_or(w.interval);
-                    let r: Reader = kafka::lag_reader_config(cluster, read_every)
-                        .create_with_context(context)
-                        .map_err(|error| LagError {
-                            cluster: w.cluster.clone(),
-                            error,
-                        })?;
+                    let r: Reader =
+                        kafka::client::create(cluster, Role::LagReader { read_every }, requests)
+                            .map_err(|error| LagError {
+                                cluster: w.cluster.clone(),
+                                error,
+                            })?;
                     let r = Arc::new(r);
                     readers.insert(&w.cluster, r.clone());
                     // At 0 from the start: an alert on failed reads has a
@@ -125,7 +106,7 @@ impl Lag {
         }
         Ok(Lag {
             tasks,
-            board: Board::default(),
+            board: GroupBoard::default(),
         })
     }
 
@@ -219,7 +200,7 @@ fn read(watch: &Watch, reader: &Reader, errors: &LagMetrics) -> Read {
 }
 
 impl Task {
-    async fn run(self, board: Board, cancel: CancellationToken) {
+    async fn run(self, board: GroupBoard, cancel: CancellationToken) {
         let key = (
             self.watch.config.probe.clone(),
             self.watch.config.cluster.clone(),

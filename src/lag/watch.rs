@@ -5,12 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use serde::Serialize;
-
 use super::eval::{group_status, Observation, PartitionWindow, Status};
 use super::timelag::Table;
 use crate::config::{GroupSelector, LagWatch};
 use crate::kafka::groups::{Committed, GroupInfo};
+use crate::status::{GroupView, PartitionView};
 
 /// A partition of a topic.
 pub type Tp = (String, i32);
@@ -72,39 +71,6 @@ impl GroupState {
             .filter_map(|p| p.lag_seconds)
             .reduce(f64::max)
     }
-}
-
-/// A partition's exported numbers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PartitionView {
-    pub topic: String,
-    pub partition: i32,
-    pub status: &'static str,
-    pub committed: i64,
-    pub high_watermark: i64,
-    pub lag_records: u64,
-    pub lag_seconds: Option<f64>,
-}
-
-/// A group as the status API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GroupView {
-    pub group: String,
-    pub kafka_cluster: String,
-    pub probe: String,
-    pub status: &'static str,
-    /// `None` when the cluster cannot describe groups.
-    pub members: Option<usize>,
-    pub state: Option<String>,
-    /// Why the last read of its offsets failed.
-    pub error: Option<String>,
-    pub partitions: usize,
-    pub lag_records: u64,
-    pub lag_seconds: Option<f64>,
-    /// The worst partitions: by status, then lag.
-    pub worst: Vec<PartitionView>,
-    /// [Unix seconds, lag in records, lag in seconds] over the last hour.
-    pub history: Vec<(f64, u64, Option<f64>)>,
 }
 
 /// One watch (see [`LagWatch`]).

@@ -1,6 +1,7 @@
 //! Prometheus metrics: the families, registered once, and the
 //! per-probe handles the hot paths hold so they never look a series up by
-//! string. Storage and text exposition are in `exposition`.
+//! string. Storage and text exposition are in [`registry`]; the clients' request
+//! counts in [`RequestStats`].
 //!
 //! The Kafka cluster's label is `kafka_cluster`, never `cluster`: that is
 //! the external label many Prometheus and Thanos setups add, and the two
@@ -16,10 +17,12 @@ use std::time::Duration;
 pub mod latency;
 pub mod process;
 pub mod registry;
+mod requests;
 
 pub use registry::{Gauge, Histogram, IntCounter, IntGauge, CONTENT_TYPE};
 pub use registry::{GaugeVec, IntCounterVec, IntGaugeVec};
 use registry::{HistogramVec, Registry};
+pub use requests::RequestStats;
 
 use crate::config::{Expect, Probe, Sli};
 use crate::kafka::{ConsumeError, ProduceError};

@@ -11,11 +11,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::input::{CanaryRecord, Payload};
-use super::{Context, Journal, OutputSpec, Readiness, Shared};
 use crate::canary::{Canary, Matcher, RunId, ID_HEADER, SENT_HEADER};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::outcome::{Journal, Readiness, Shared, Sinks};
+use crate::produce::payload::{CanaryRecord, Payload};
 
 /// The probe the hot path runs: the first of `config` (its first output).
 pub struct HotPath {
@@ -35,18 +35,17 @@ impl HotPath {
     pub fn new(config: &Config, partitions: i32) -> Option<HotPath> {
         let probe = config.probes.first()?;
         let run = RunId(0x5eed_5eed_5eed_5eed);
-        let metrics = Metrics::new(&[]);
-        let ctx = Context {
-            run,
-            metrics,
+        let sinks = Sinks {
+            metrics: Metrics::new(&[]),
             readiness: Arc::new(Readiness::new(Vec::<&str>::new(), [probe.name.as_str()])),
             journal: Arc::new(Journal::default()),
-            saved: Vec::new(),
-            save_every: Duration::from_secs(1),
         };
-        let mut outputs = OutputSpec::all(probe, config).ok()?;
-        let shared = Shared::build(probe, probe.input_cluster(), &mut outputs, &ctx);
-        let matcher = Matcher::new(outputs.first()?.rule.clone(), &probe.name, run);
+        let shared = Shared::build(probe, run, Vec::new(), &sinks);
+        let matcher = Matcher::new(
+            probe.outputs().first()?.match_rule.clone(),
+            &probe.name,
+            run,
+        );
         let payload = match &probe.kind {
             crate::config::ProbeKind::Heartbeat(_) => Payload::Heartbeat,
             crate::config::ProbeKind::Pipeline(p) => Payload::template(&p.input).ok()?,
@@ -113,7 +112,7 @@ impl HotPath {
 
     /// Canaries delivered so far (every one, when the path works).
     pub fn delivered(&self) -> u64 {
-        self.shared.lock().outputs[0].rec.metrics.delivered.get()
+        self.shared.delivered(0)
     }
 }
 
@@ -123,12 +122,17 @@ mod tests {
 
     #[test]
     fn every_canary_of_the_hot_path_is_delivered() {
-        let config = crate::demo::config("127.0.0.1:9092").expect("demo config");
+        let config = crate::config::load_str(
+            "hot.yaml",
+            "clusters: { c: { bootstrap: '127.0.0.1:9092' } }\n\
+             probes: [ { name: hb, type: heartbeat, cluster: c, topic: t } ]\n",
+            &|_| None,
+        )
+        .expect("config");
         let mut h = HotPath::new(&config, 6).expect("a probe");
         assert_eq!(h.run(1_000), 1_000);
         assert_eq!(h.run(500), 1_500);
-        let st = h.shared.lock();
-        assert_eq!(st.outputs[0].tracker.in_flight(), 0);
-        assert_eq!(st.outputs[0].rec.metrics.lost.get(), 0);
+        assert_eq!(h.shared.in_flight(), 0);
+        assert_eq!(h.shared.lost(0), 0);
     }
 }

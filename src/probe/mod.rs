@@ -1,41 +1,31 @@
-//! Probes: a configured probe turned into running canary loops.
+//! Probes: a configured probe turned into running canary loops, wiring
+//! the stages of a canary's way together.
 //!
-//! One engine serves both probe types. The *input* side produces a canary
-//! to every partition of the input topic, round-robin; each *output* reads
-//! its topic (explicit assignment from the end offsets) with its own
-//! matcher and tracker, so every output gets its own outcomes, SLIs and
-//! histograms. A heartbeat probe is the case with one output reading the
-//! input topic.
+//! One engine serves both probe types. The input side ([`crate::produce`])
+//! produces a canary to every partition of the input topic, round-robin;
+//! each output ([`crate::consume`]) reads its topic (explicit assignment
+//! from the end offsets) with its own matcher, and the probe's accounting
+//! ([`crate::outcome`]) keeps a tracker per output, so every output gets
+//! its own outcomes, SLIs and histograms. A heartbeat probe is the case
+//! with one output reading the input topic.
 //!
 //! The Kafka clients are the cluster's, shared by its probes
-//! ([`clients`]): one producer, one consumer and its dispatching thread
-//! ([`fetcher`]).
+//! ([`clients`]): one producer, one consumer and its dispatching thread.
 //!
 //! Tasks and threads of one probe:
 //! - the ticker (async) sends the canaries;
-//! - librdkafka's producer thread reports acks, each to its own probe
-//!   ([`clients::ProduceContext`]);
+//! - librdkafka's producer thread reports acks, each to its own probe;
 //! - the cluster's consumer thread matches arrivals for every output;
 //! - the expiry task (async) declares canaries lost at their deadline;
 //! - the layout loop (async, metadata calls off the runtime) follows
 //!   partitions and leaders of every topic and assigns new partitions.
 //!
-//! They share the probe's accounting ([`accounting::Shared`]): one mutex
-//! around its trackers and metric handles, held for a few microseconds per
-//! canary.
+//! They share the probe's accounting: one mutex around its trackers and
+//! metric handles, held for a few microseconds per canary.
 
-mod accounting;
 mod clients;
-mod fetcher;
 #[cfg(any(test, feature = "bench"))]
 pub mod hotpath;
-mod input;
-mod journal;
-mod output;
-mod readiness;
-mod recorder;
-mod saved;
-pub mod tracker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,20 +33,15 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::canary::{RunId, ID_HEADER};
-use crate::config::{Cluster, Config, Expect, MatchRule, Probe, ProbeKind, HEARTBEAT_OUTPUT};
-use crate::kafka::{MetadataError, TopicLayout};
-use crate::metrics::Metrics;
+use crate::canary::RunId;
+use crate::config::{Cluster, Config, Probe, ProbeKind};
+use crate::consume::Output;
+use crate::kafka::MetadataError;
+use crate::outcome::{OutputStart, Shared, Sinks};
+use crate::produce::{Input, Payload};
 use crate::util::format::error_chain;
 
-pub(crate) use accounting::Shared;
 pub use clients::Clients;
-pub(crate) use clients::RequestStats;
-use input::{Input, Payload};
-pub use journal::{Journal, LatencyPoint, Loss};
-use output::Output;
-pub use readiness::Readiness;
-pub use saved::{OutputSaved, ProbeSaved, ProbeState};
 
 /// How often deadlines are checked: a loss is reported at most this late.
 pub const EXPIRY_TICK: Duration = Duration::from_millis(100);
@@ -85,87 +70,10 @@ pub enum ProbeError {
     NoCluster { probe: String, cluster: String },
 }
 
-/// Reads a topic's layout with `fetch` (which owns its client) off the
-/// async runtime, and marks `cluster` as answering when it did — even if
-/// the topic does not exist.
-async fn fetch_layout(
-    shared: &Shared,
-    cluster: &str,
-    fetch: impl FnOnce() -> Result<TopicLayout, MetadataError> + Send + 'static,
-) -> Result<TopicLayout, MetadataError> {
-    let result = tokio::task::spawn_blocking(fetch)
-        .await
-        .unwrap_or_else(|e| Err(MetadataError::Task(e)));
-    if result
-        .as_ref()
-        .err()
-        .is_none_or(MetadataError::cluster_answered)
-    {
-        shared.readiness.cluster_has_metadata(cluster);
-    }
-    result
-}
-
-/// Sleeps `d` unless cancelled first; true when cancelled.
-async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
-}
-
-/// One output of a probe as configured: a heartbeat probe's single output
-/// reads its own topic for the id header.
-struct OutputSpec<'a> {
-    name: String,
-    cluster: &'a Cluster,
-    topic: String,
-    rule: MatchRule,
-    expect: Expect,
-    /// Saved offsets to resume from (restored state), by partition.
-    resume: std::collections::BTreeMap<i32, i64>,
-}
-
 /// What every probe of one process shares when built.
 pub struct Context {
     pub run: RunId,
-    pub metrics: Metrics,
-    pub readiness: Arc<Readiness>,
-    pub journal: Arc<Journal>,
-    /// Accounting saved by an earlier run with the same run id.
-    pub saved: Vec<ProbeSaved>,
-    /// How often that accounting is saved (bounds what a run killed
-    /// between two saves can have sent unsaved).
-    pub save_every: Duration,
-}
-
-impl<'a> OutputSpec<'a> {
-    fn all(probe: &Probe, config: &'a Config) -> Result<Vec<OutputSpec<'a>>, ProbeError> {
-        match &probe.kind {
-            ProbeKind::Heartbeat(hb) => Ok(vec![OutputSpec {
-                name: HEARTBEAT_OUTPUT.to_string(),
-                cluster: cluster(probe, config, &hb.cluster)?,
-                topic: hb.topic.clone(),
-                rule: MatchRule::Header(ID_HEADER.to_string()),
-                expect: Expect::ExactlyOnce,
-                resume: Default::default(),
-            }]),
-            ProbeKind::Pipeline(p) => p
-                .outputs
-                .iter()
-                .map(|o| {
-                    Ok(OutputSpec {
-                        name: o.name.clone(),
-                        cluster: cluster(probe, config, &o.cluster)?,
-                        topic: o.topic.clone(),
-                        rule: o.match_rule.clone(),
-                        expect: o.expect,
-                        resume: Default::default(),
-                    })
-                })
-                .collect(),
-        }
-    }
+    pub sinks: Sinks,
 }
 
 /// The cluster `name` that `probe` uses (validation guarantees it exists;
@@ -191,21 +99,23 @@ pub struct ProbeRunner {
 }
 
 impl ProbeRunner {
-    /// A handle on this probe's accounting, for the state saver.
-    pub fn state(&self) -> ProbeState {
-        ProbeState(self.shared.clone())
+    /// This probe's accounting, for the state saver.
+    pub(crate) fn accounting(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// `probe` with its clients from `clients` (the cluster's shared ones,
-    /// or its own with `dedicated_client`) and its metrics registered.
+    /// or its own with `dedicated_client`), its metrics registered, and
+    /// each output's accounting starting from `starts` (in
+    /// [`Probe::outputs`] order; restored state, or fresh).
     pub fn build(
         probe: &Probe,
         config: &Config,
         ctx: &Context,
+        starts: Vec<OutputStart>,
         clients: &mut Clients,
     ) -> Result<ProbeRunner, ProbeError> {
-        let run = ctx.run;
-        let mut outputs = OutputSpec::all(probe, config)?;
+        let specs = probe.outputs();
         let input_cluster = cluster(probe, config, probe.input_cluster())?;
         let client_err = |role: &'static str, cluster: &Cluster| {
             let probe = probe.name.clone();
@@ -217,7 +127,8 @@ impl ProbeRunner {
                 error: Box::new(error),
             }
         };
-        let shared = Shared::build(probe, &input_cluster.name, &mut outputs, ctx);
+        let resume: Vec<_> = starts.iter().map(|s| s.offsets.clone()).collect();
+        let shared = Shared::build(probe, ctx.run, starts, &ctx.sinks);
         let payload = match &probe.kind {
             ProbeKind::Heartbeat(_) => Payload::Heartbeat,
             ProbeKind::Pipeline(p) => {
@@ -235,10 +146,10 @@ impl ProbeRunner {
         };
         // Outputs reading the input topic itself: the input may only use
         // partitions they are already assigned (heartbeat probes).
-        let same_topic: Vec<usize> = outputs
+        let same_topic: Vec<usize> = specs
             .iter()
             .enumerate()
-            .filter(|(_, o)| o.cluster.name == input_cluster.name && o.topic == probe.input_topic())
+            .filter(|(_, o)| o.cluster == input_cluster.name && o.topic == probe.input_topic())
             .map(|(i, _)| i)
             .collect();
         let producer = clients
@@ -262,15 +173,20 @@ impl ProbeRunner {
             shared.clone(),
             producer,
         );
-        let outputs = outputs
-            .into_iter()
+        let mut resume = resume.into_iter();
+        let outputs = specs
+            .iter()
             .enumerate()
             .map(|(index, o)| {
+                let o_cluster = cluster(probe, config, &o.cluster)?;
                 let fetcher = clients
-                    .consumer(probe, o.cluster)
-                    .map_err(client_err("consumer", o.cluster))?;
+                    .consumer(probe, o_cluster)
+                    .map_err(client_err("consumer", o_cluster))?;
                 let same = same_topic.contains(&index);
-                Ok(Output::build(probe, index, o, run, same, fetcher, &shared))
+                let resume = resume.next().unwrap_or_default();
+                Ok(Output::build(
+                    probe, index, o, resume, same, fetcher, &shared,
+                ))
             })
             .collect::<Result<_, ProbeError>>()?;
         Ok(ProbeRunner {
@@ -305,7 +221,7 @@ impl ProbeRunner {
             o.fetcher.start(cancel.clone());
         }
         let stop_sending = stop_input.child_token();
-        let ticker = tokio::spawn(self.input.ticker(stop_sending.clone()));
+        let ticker = tokio::spawn(self.input.ticker().run(stop_sending.clone()));
         let expiry = tokio::spawn(expiry(self.shared.clone(), cancel.clone()));
         info!(probe = %name, run = %self.shared.run, deadline = ?self.deadline, "probe started");
 
@@ -360,14 +276,6 @@ impl ProbeRunner {
         // blocking work, kept off the async runtime.
         let _ = tokio::task::spawn_blocking(move || drop(self)).await;
         info!(probe = %name, "probe stopped");
-    }
-}
-
-/// The `output` label a probe's availability SLI is exported under.
-fn availability_output(probe: &Probe) -> &'static str {
-    match probe.kind {
-        ProbeKind::Heartbeat(_) => HEARTBEAT_OUTPUT,
-        ProbeKind::Pipeline(_) => crate::config::INPUT_OUTPUT,
     }
 }
 

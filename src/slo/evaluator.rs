@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +15,7 @@ use super::alert::{burn_rate_alert, BURN_RATE_ALERT};
 use super::{BurnTier, Severity, SloWindows, WindowsSnapshot, WINDOWS};
 use crate::config::{Config, Slo};
 use crate::metrics::{IntCounter, Metrics, SloMetrics};
+use crate::status::{AlertView, SloBoard, SloView, WindowView};
 use crate::util::format;
 
 /// How often SLOs are evaluated: an alert fires at most this long after its
@@ -95,43 +95,6 @@ pub fn definition(slo: &Slo) -> String {
     )
 }
 
-/// One SLO as the status API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SloStatus {
-    pub slo: String,
-    pub probe: String,
-    pub output: String,
-    pub sli: String,
-    pub objective: f64,
-    pub period: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<String>,
-    pub min_events: u64,
-    pub windows: Vec<WindowStatus>,
-    pub budget_remaining: f64,
-    pub alerts: Vec<AlertStatus>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WindowStatus {
-    pub window: &'static str,
-    pub good: u64,
-    pub total: u64,
-    pub error_ratio: Option<f64>,
-    pub burn_rate: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AlertStatus {
-    pub severity: &'static str,
-    pub long_window: &'static str,
-    pub short_window: &'static str,
-    pub factor: f64,
-    pub firing: bool,
-    /// RFC 3339, when it last started or stopped firing.
-    pub since: Option<String>,
-}
-
 /// A firing alert, as pushed to Alertmanager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
@@ -158,7 +121,7 @@ struct Tracked {
 pub struct Evaluator {
     slos: Vec<Tracked>,
     clock: Arc<dyn Clock>,
-    status: Arc<RwLock<Vec<SloStatus>>>,
+    status: SloBoard,
     alerts: watch::Sender<Vec<Alert>>,
     /// Whether [`Evaluator::tick`] has run once.
     evaluated: bool,
@@ -201,11 +164,11 @@ impl Evaluator {
         }
     }
 
-    /// Restores windows and alert state saved by an earlier run. An SLO
-    /// whose definition changed starts empty (said once in the log); SLOs
-    /// no longer configured are dropped. Returns the alerts that were
-    /// firing when the state was saved, so that those that resolved while
-    /// slaprobe was down are sent as resolved.
+    /// Restores windows and alert state saved by an earlier run (only
+    /// those of SLOs whose definition is unchanged:
+    /// [`crate::state::restore`] filters them). Returns the alerts that
+    /// were firing when the state was saved, so that those that resolved
+    /// while slaprobe was down are sent as resolved.
     pub fn restore(&mut self, saved: &[SloState]) -> Vec<Alert> {
         let now = self.clock.now();
         let mut was_firing = Vec::new();
@@ -214,8 +177,6 @@ impl Evaluator {
                 continue;
             };
             if s.definition != definition(&t.slo) {
-                tracing::warn!(slo = %t.name, saved = %s.definition, now = %definition(&t.slo),
-                    "the SLO's definition changed since the state was saved; its windows start empty");
                 continue;
             }
             let shift = t.windows.restore(&s.windows, now);
@@ -246,7 +207,7 @@ impl Evaluator {
     }
 
     /// The SLO section of `/api/v1/status`, updated every tick.
-    pub fn status(&self) -> Arc<RwLock<Vec<SloStatus>>> {
+    pub fn status(&self) -> SloBoard {
         self.status.clone()
     }
 
@@ -281,7 +242,7 @@ impl Evaluator {
             for (tier, state) in e.tiers.iter().filter(|(_, s)| s.firing) {
                 firing.push(alert(t, tier, state.since.unwrap_or(now)));
             }
-            status.push(SloStatus {
+            status.push(SloView {
                 slo: t.name.clone(),
                 probe: t.probe.clone(),
                 output: t.slo.output.clone(),
@@ -293,7 +254,7 @@ impl Evaluator {
                 windows: WINDOWS
                     .iter()
                     .zip(&e.windows)
-                    .map(|((w, _), (c, ratio, burn))| WindowStatus {
+                    .map(|((w, _), (c, ratio, burn))| WindowView {
                         window: w,
                         good: c.good,
                         total: c.total,
@@ -305,7 +266,7 @@ impl Evaluator {
                 alerts: e
                     .tiers
                     .iter()
-                    .map(|(tier, s)| AlertStatus {
+                    .map(|(tier, s)| AlertView {
                         severity: tier.severity.as_str(),
                         long_window: tier.long_label(),
                         short_window: tier.short_label(),
@@ -392,6 +353,16 @@ mod tests {
 
     struct Manual(AtomicU64);
 
+    /// A heartbeat probe with one delivery SLO.
+    fn one_slo() -> Config {
+        crate::config::load_str(
+            "t.yaml",
+            "clusters: { c: { bootstrap: 'k:9092' } }\nprobes:\n  - { name: p, type: heartbeat, cluster: c, topic: t, slos: [ { sli: delivery, objective: 99.9% } ] }\n",
+            &|_| None,
+        )
+        .expect("config")
+    }
+
     impl Clock for Manual {
         fn now(&self) -> u64 {
             self.0.load(Ordering::Relaxed)
@@ -400,12 +371,7 @@ mod tests {
 
     #[test]
     fn ticks_read_counter_deltas_and_raise_one_alert_per_firing_tier() {
-        let config = crate::config::load_str(
-            "t.yaml",
-            "clusters: { c: { bootstrap: 'k:9092' } }\nprobes:\n  - { name: p, type: heartbeat, cluster: c, topic: t, slos: [ { sli: delivery, objective: 99.9% } ] }\n",
-            &|_| None,
-        )
-        .expect("config");
+        let config = one_slo();
         let metrics = Metrics::new(&[]);
         let clock = Arc::new(Manual(AtomicU64::new(1_800_000_000)));
         let good = metrics.sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "good");
@@ -543,5 +509,31 @@ mod tests {
         };
         let now = c.now();
         assert!((1_800_000_005..1_800_000_007).contains(&now), "{now}");
+    }
+
+    /// With tokio's clock paused: one snapshot per tick (the first at
+    /// once), each at the evaluator's time, and a last one when cancelled,
+    /// after a final evaluation.
+    #[tokio::test(start_paused = true)]
+    async fn run_hands_the_saver_one_snapshot_per_tick_and_a_last_one() {
+        let config = one_slo();
+        let metrics = Metrics::new(&[]);
+        let clock = Arc::new(Manual(AtomicU64::new(1_800_000_000)));
+        let ev = Evaluator::new(&config, &metrics, clock.clone());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(ev.run(EVAL_TICK, cancel.clone(), Some(tx)));
+        for i in 0..3u64 {
+            let snap = rx.recv().await.expect("a snapshot per tick");
+            assert_eq!((snap.at, snap.last), (1_800_000_000 + i * 10, false));
+            assert_eq!(snap.slos.len(), 1);
+            clock.0.fetch_add(10, Ordering::Relaxed);
+        }
+        cancel.cancel();
+        let last = rx.recv().await.expect("the last snapshot");
+        assert!(last.last);
+        assert_eq!(last.at, 1_800_000_030);
+        task.await.expect("run ends");
+        assert!(rx.recv().await.is_none(), "and nothing after it");
     }
 }

@@ -1,6 +1,12 @@
+//! The `state_dir` on disk: locking, atomic writes, corrupt and newer
+//! files. The schema and its encoding are tested in `format`, restoring in
+//! `restore`.
+
+use std::path::PathBuf;
+
+use super::format::tests::{full, inflight};
+use super::format::{encode, RecentFile};
 use super::*;
-use crate::slo::evaluator::SloState;
-use crate::slo::{RingSnapshot, WindowsSnapshot};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -12,45 +18,20 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn state() -> State {
-    State {
-        written_at: 1_800_000_000,
-        writer: "0.1.0".into(),
-        base: None,
-        run: Some("00000000000000ff".into()),
-        probes: Vec::new(),
-        slos: vec![SloState {
-            slo: "p:heartbeat:delivery".into(),
-            definition: "objective=0.999 period=30d sli=delivery".into(),
-            windows: WindowsSnapshot {
-                minutes: RingSnapshot {
-                    first: 29_999_999,
-                    good: vec![590, 600],
-                    total: vec![600, 600],
-                },
-                hours: RingSnapshot {
-                    first: 500_000,
-                    good: vec![1190],
-                    total: vec![1200],
-                },
-                tiers: vec![
-                    (true, Some(1_799_999_000)),
-                    (false, None),
-                    (false, None),
-                    (false, None),
-                ],
-            },
-        }],
-    }
-}
-
 #[test]
-fn a_saved_state_loads_back_equal() {
+fn saved_files_load_back_equal() {
     let dir = scratch("roundtrip");
     let d = StateDir::open(&dir).expect("open");
-    assert_eq!(d.load().expect("load"), None, "nothing saved yet");
-    d.save(&state()).expect("save");
-    assert_eq!(d.load().expect("load"), Some(state()));
+    assert_eq!(
+        d.load().expect("load"),
+        Files::default(),
+        "nothing saved yet"
+    );
+    d.save_full(&full()).expect("save");
+    d.save_inflight(&inflight()).expect("save");
+    let loaded = d.load().expect("load");
+    assert_eq!(loaded.full, Some(full()));
+    assert_eq!(loaded.inflight, Some(inflight()));
     assert!(!dir.join(format!("{STATE_FILE}.tmp")).exists());
     assert!(
         describe(&dir).contains("1 SLO(s), 1 with a firing alert"),
@@ -61,35 +42,14 @@ fn a_saved_state_loads_back_equal() {
 }
 
 #[test]
-fn empty_truncated_and_bit_flipped_files_are_corrupt() {
-    let good = encode(&state());
-    assert_eq!(decode(&good), Decoded::Ok(Box::new(state())));
-    assert!(matches!(decode(b""), Decoded::Corrupt(_)));
-    assert!(matches!(
-        decode(&good[..good.len() - 7]),
-        Decoded::Corrupt(_)
-    ));
-    assert!(matches!(decode(&good[..20]), Decoded::Corrupt(_)));
-    // Every single-bit flip anywhere in the file is noticed.
-    for i in 0..good.len() {
-        let mut bad = good.clone();
-        bad[i] ^= 0x04;
-        assert!(
-            !matches!(decode(&bad), Decoded::Ok(_)),
-            "a flip at byte {i} went unnoticed"
-        );
-    }
-}
-
-#[test]
-fn a_corrupt_file_is_moved_aside_and_the_run_starts_empty() {
+fn a_corrupt_file_is_moved_aside_and_the_run_starts_without_it() {
     let dir = scratch("corrupt");
     let d = StateDir::open(&dir).expect("open");
-    let mut bytes = encode(&state());
+    let mut bytes = encode(&full());
     bytes.truncate(bytes.len() / 2);
     std::fs::write(d.file(), &bytes).expect("write");
     assert!(describe(&dir).contains("is corrupt"), "{}", describe(&dir));
-    assert_eq!(d.load().expect("load"), None);
+    assert_eq!(d.load().expect("load").full, None);
     assert!(!d.file().exists());
     let aside: Vec<_> = std::fs::read_dir(&dir)
         .expect("list")
@@ -131,58 +91,92 @@ fn a_second_instance_on_one_state_dir_is_refused_with_the_holders_pid() {
 }
 
 #[test]
-fn a_recent_file_completes_the_full_one_it_names_and_only_that_one() {
+fn check_describes_the_full_file_with_the_recent_one_laid_over() {
     let dir = scratch("recent");
     let d = StateDir::open(&dir).expect("open");
-    let full = state();
-    d.save(&full).expect("save full");
-    // A minute later: the newest minute grew, one more began, the page
-    // resolved.
+    let full = full();
+    d.save_full(&full).expect("save full");
     let mut later = full.clone();
     later.written_at += 60;
-    let w = &mut later.slos[0].windows;
-    w.minutes.good = vec![590, 650, 100];
-    w.minutes.total = vec![600, 660, 100];
-    w.tiers[0] = (false, Some(1_800_000_060));
-    let recent = later.since(full.written_at, full.written_at);
-    assert_eq!(recent.slos[0].windows.minutes.total, vec![660, 100]);
-    d.save(&recent).expect("save recent");
+    later.slos[0].windows.tiers[0] = (false, Some(1_800_000_060));
+    let recent: RecentFile = later.since(full.written_at);
+    d.save_recent(&recent).expect("save recent");
     assert!(dir.join(RECENT_FILE).exists());
-    assert_eq!(d.load().expect("load"), Some(later.clone()));
+    assert_eq!(d.load().expect("load").slos(), Some(later));
     assert!(
         describe(&dir).contains("0 with a firing alert"),
         "{}",
         describe(&dir)
     );
-    // A newer full file (say, written at shutdown) makes the recent one
-    // stale: it is ignored.
-    let mut newest = later;
-    newest.written_at += 10;
-    d.save(&newest).expect("save full");
-    assert_eq!(d.load().expect("load"), Some(newest));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn the_run_and_the_canaries_come_from_the_in_flight_file() {
-    let dir = scratch("inflight");
-    let d = StateDir::open(&dir).expect("open");
-    d.save(&state()).expect("save full");
-    let inflight = State {
-        written_at: 1_800_000_005,
-        writer: "0.1.0".into(),
-        base: None,
-        run: Some("00000000000000aa".into()),
-        slos: Vec::new(),
-        probes: vec![crate::probe::ProbeSaved {
-            probe: "p".into(),
-            outputs: Vec::new(),
-        }],
+/// Waits (in real time, at most 10 s) until `cond` holds, letting the
+/// paused runtime run meanwhile.
+async fn until(mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::task::yield_now().await;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    cond()
+}
+
+/// The saver with tokio's clock paused: the in-flight file every second,
+/// the full file at the first snapshot, then the recent file over it, a
+/// full file again an hour later and at the last snapshot, and the
+/// in-flight file once more when the evaluator is gone.
+#[tokio::test(start_paused = true)]
+async fn the_saver_writes_each_file_when_it_is_due() {
+    use crate::slo::evaluator::Snapshot;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let dir = scratch("saver");
+    let d = Arc::new(StateDir::open(&dir).expect("open"));
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let task = tokio::spawn(saver(d.clone(), rx, Vec::new(), crate::canary::RunId(0xab)));
+    let load = || d.load().expect("load");
+    assert!(
+        until(|| load().inflight.is_some_and(|f| f.run == "00000000000000ab")).await,
+        "the in-flight file comes first"
+    );
+    let snapshot = |at, last| Snapshot {
+        at,
+        slos: full().slos,
+        last,
     };
-    d.save_inflight(&inflight).expect("save in-flight");
-    let loaded = d.load().expect("load").expect("state");
-    assert_eq!(loaded.slos, state().slos, "windows from the full file");
-    assert_eq!(loaded.run.as_deref(), Some("00000000000000aa"));
-    assert_eq!(loaded.probes, inflight.probes);
+    tx.send(snapshot(1_800_000_000, false)).await.expect("send");
+    assert!(until(|| load().full.is_some_and(|f| f.written_at == 1_800_000_000)).await);
+    tx.send(snapshot(1_800_000_010, false)).await.expect("send");
+    assert!(
+        until(|| load()
+            .recent
+            .is_some_and(|r| (r.base, r.written_at) == (1_800_000_000, 1_800_000_010)))
+        .await,
+        "then the recent file over it"
+    );
+    assert_eq!(load().full.map(|f| f.written_at), Some(1_800_000_000));
+    tokio::time::advance(FULL_EVERY + Duration::from_secs(1)).await;
+    tx.send(snapshot(1_800_003_611, false)).await.expect("send");
+    assert!(
+        until(|| load().full.is_some_and(|f| f.written_at == 1_800_003_611)).await,
+        "a full file again an hour later"
+    );
+    tx.send(snapshot(1_800_003_621, true)).await.expect("send");
+    assert!(
+        until(|| load().full.is_some_and(|f| f.written_at == 1_800_003_621)).await,
+        "the last snapshot is a full file"
+    );
+    let _ = std::fs::remove_file(dir.join(INFLIGHT_FILE));
+    drop(tx);
+    task.await.expect("saver ends with the evaluator");
+    assert!(
+        load().inflight.is_some(),
+        "in-flight state written at the end"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

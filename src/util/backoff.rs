@@ -1,6 +1,7 @@
-//! Exponential backoff with full jitter, for retries against a cluster or
-//! an Alertmanager that is not answering: spreads many probers' retries
-//! instead of syncing them.
+//! Exponential backoff with equal jitter (each wait uniform in the upper
+//! half of its cap), for retries against a cluster or an Alertmanager that
+//! is not answering: spreads many probers' retries instead of syncing
+//! them, while never retrying much sooner than the cap says.
 
 use std::time::Duration;
 

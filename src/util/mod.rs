@@ -1,8 +1,9 @@
 //! Small helpers every layer shares and that know nothing of Kafka or
 //! SLOs: how numbers, durations, times and URLs are shown to people
-//! ([`format`]), retry pacing ([`backoff`]) and throttled warnings ([`throttle`]). One concept, one place: the
-//! plan, the status API, the generated rules and the Alertmanager pusher
-//! all print through these.
+//! ([`format`]), retry pacing ([`backoff`]), throttled warnings
+//! ([`throttle`]) and cancellable waits. One concept, one place: the plan,
+//! the status API, the generated rules and the Alertmanager pusher all
+//! print through these.
 
 pub mod backoff;
 pub mod format;
@@ -20,4 +21,15 @@ pub fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// Sleeps `d` unless `cancel` is cancelled first; true when cancelled.
+pub async fn sleep_or_cancel(
+    d: std::time::Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
 }

@@ -21,7 +21,7 @@ use super::model::*;
 use super::raw::RawCluster;
 use super::{ConfigError, LoadedFile};
 use crate::util::format::{duration as format_duration, redact_url};
-use crate::yaml::{join_index, join_key, Node, Pos, Value};
+use slaprobe_yaml::{join_index, join_key, Node, Pos, Value};
 
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:9464";
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);

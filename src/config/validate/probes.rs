@@ -11,7 +11,7 @@ use crate::config::model::*;
 use crate::config::raw::{RawExpect, RawInput, RawMatch, RawOutput, RawProbe, RawProbeType};
 use crate::config::LoadedFile;
 use crate::util::format::duration as format_duration;
-use crate::yaml::Pos;
+use slaprobe_yaml::Pos;
 
 impl Validator<'_> {
     pub(super) fn probes(
@@ -402,7 +402,7 @@ impl Validator<'_> {
         clusters: &BTreeMap<String, Cluster>,
         payload_tpl: Option<&Template>,
         key_tpl: Option<&Template>,
-    ) -> PipelineOutput {
+    ) -> Output {
         if ro.name == INPUT_OUTPUT || ro.name == HEARTBEAT_OUTPUT {
             self.err(oat.at_val(
                 "name",
@@ -417,7 +417,7 @@ impl Validator<'_> {
         self.cluster_ref(oat, "cluster", &ro.cluster, clusters);
         self.topic(oat, "topic", &ro.topic);
         let match_rule = self.match_rule(oat, ro, payload_tpl, key_tpl);
-        PipelineOutput {
+        Output {
             name: ro.name.clone(),
             cluster: ro.cluster.clone(),
             topic: ro.topic.clone(),

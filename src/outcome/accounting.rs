@@ -3,49 +3,72 @@
 //! microseconds per canary, and what sending, acks, arrivals and expiry do
 //! to them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tracing::warn;
 
+use super::input::InputState;
 use super::recorder::Recorder;
-use super::tracker::{self, Arrival, Outcome, Tracker};
-use super::{availability_output, Context, OutputSpec, Readiness};
+use super::tracker::{self, Arrival, Outcome, Tracker, TrackerSnapshot};
+use super::{Journal, Readiness};
 use crate::canary::{Matched, RunId};
 use crate::config::{Probe, ProbeKind};
 use crate::kafka::TopicLayout;
 use crate::metrics::latency::LatencyWindow;
-use crate::metrics::InputMetrics;
+use crate::metrics::Metrics;
+
+/// Where every probe's accounting reports to, shared by the process.
+#[derive(Clone)]
+pub struct Sinks {
+    pub metrics: Metrics,
+    pub readiness: Arc<Readiness>,
+    pub journal: Arc<Journal>,
+}
+
+/// Where an output's accounting starts: a fresh tracker, or one restored
+/// from an earlier run with the offsets its consumer resumes from
+/// (partition -> next offset).
+#[derive(Debug)]
+pub struct OutputStart {
+    pub tracker: Tracker,
+    pub offsets: BTreeMap<i32, i64>,
+}
+
+impl OutputStart {
+    /// A fresh start for a probe with this `deadline`.
+    pub fn fresh(deadline: Duration) -> OutputStart {
+        OutputStart {
+            tracker: Tracker::new(deadline),
+            offsets: BTreeMap::new(),
+        }
+    }
+}
+
+/// One output's accounting as saved across a restart: its tracker and
+/// where its consumer was, taken under one lock so that the two agree.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutputSaved {
+    pub output: String,
+    /// The output topic (saved offsets are only valid for it).
+    pub topic: String,
+    /// (partition, next offset to read).
+    pub offsets: Vec<(i32, i64)>,
+    pub tracker: TrackerSnapshot,
+}
 
 /// Everything a probe's threads share.
 pub(crate) struct Shared {
-    pub(super) name: String,
-    pub(super) run: RunId,
-    pub(super) readiness: Arc<Readiness>,
+    pub(crate) name: String,
+    pub(crate) run: RunId,
+    pub(crate) readiness: Arc<Readiness>,
     state: Mutex<State>,
 }
 
 pub(super) struct State {
     pub(super) input: InputState,
     pub(super) outputs: Vec<OutputState>,
-}
-
-pub(super) struct InputState {
-    pub(super) metrics: InputMetrics,
-    /// The input topic's last known layout (leaders for the `broker` label).
-    pub(super) layout: Option<TopicLayout>,
-    /// Heartbeat probes also count deliveries per partition and leader.
-    pub(super) per_partition: bool,
-    /// Canaries given up as unacknowledged, logged with a count at most
-    /// every 10 s.
-    pub(super) unacknowledged: crate::util::Throttle,
-}
-
-impl InputState {
-    pub(super) fn leader(&self, partition: i32) -> Option<i32> {
-        self.layout.as_ref().and_then(|l| l.leader(partition))
-    }
 }
 
 pub(super) struct OutputState {
@@ -56,74 +79,56 @@ pub(super) struct OutputState {
     /// Per output partition, the offset after the last canary record
     /// applied to the tracker: saved with the tracker under one lock, so a
     /// restart resumes exactly after what the saved tracker has seen.
-    pub(super) offsets: std::collections::BTreeMap<i32, i64>,
+    pub(super) offsets: BTreeMap<i32, i64>,
     /// The output topic (saved offsets are only valid for it).
     pub(super) topic: String,
 }
 
 impl Shared {
-    /// A probe's shared accounting: a tracker and a recorder per output of
-    /// `outputs` (restored from `ctx.saved` where an earlier run left it;
-    /// their resume offsets are filled in), the input side's metrics.
-    pub(super) fn build(
+    /// A probe's shared accounting: per output of the probe (in
+    /// [`Probe::outputs`] order) a recorder and the tracker and offsets of
+    /// `starts` (a fresh start where `starts` has none), and the input
+    /// side's metrics.
+    pub(crate) fn build(
         probe: &Probe,
-        input_cluster: &str,
-        outputs: &mut [OutputSpec<'_>],
-        ctx: &Context,
+        run: RunId,
+        starts: Vec<OutputStart>,
+        sinks: &Sinks,
     ) -> Arc<Shared> {
-        let Context {
-            run,
+        let Sinks {
             metrics,
             readiness,
             journal,
-            ..
-        } = ctx;
-        let run = *run;
-        let saved = ctx.saved.iter().find(|s| s.probe == probe.name);
-        let now = Instant::now();
-        let now_unix_ns = crate::canary::unix_ns(std::time::SystemTime::now());
+        } = sinks;
         let origin = Instant::now();
-        let output_states = outputs
-            .iter_mut()
-            .map(|o| OutputState {
-                tracker: {
-                    let mut t = Tracker::new(probe.deadline);
-                    // An output of the same name reading the same topic
-                    // goes on where the saved one stopped.
-                    if let Some(so) = saved.and_then(|s| {
-                        s.outputs
+        let mut starts = starts.into_iter();
+        let output_states = probe
+            .outputs()
+            .into_iter()
+            .map(|o| {
+                let start = starts
+                    .next()
+                    .unwrap_or_else(|| OutputStart::fresh(probe.deadline));
+                OutputState {
+                    tracker: start.tracker,
+                    rec: Recorder {
+                        probe: probe.name.clone(),
+                        output: o.name.clone(),
+                        run,
+                        journal: journal.clone(),
+                        expect: o.expect,
+                        metrics: metrics.output(probe, &o.name),
+                        window: LatencyWindow::new(origin, probe.deadline),
+                        readiness: readiness.clone(),
+                        abandoned: tracker::Abandon::ALL
                             .iter()
-                            .find(|so| so.output == o.name && so.topic == o.topic)
-                    }) {
-                        // Seqs the earlier run may have sent after its last
-                        // save: two save intervals' worth.
-                        let unsaved = (ctx.save_every * 2)
-                            .as_nanos()
-                            .div_ceil(probe.interval.as_nanos().max(1))
-                            as u64
-                            + 1;
-                        t.restore(&so.tracker, unsaved, now, now_unix_ns);
-                        o.resume = so.offsets.iter().copied().collect();
-                    }
-                    t
-                },
-                rec: Recorder {
-                    probe: probe.name.clone(),
-                    output: o.name.clone(),
-                    run,
-                    journal: journal.clone(),
-                    expect: o.expect,
-                    metrics: metrics.output(probe, &o.name),
-                    window: LatencyWindow::new(origin, probe.deadline),
-                    readiness: readiness.clone(),
-                    abandoned: tracker::Abandon::ALL
-                        .iter()
-                        .map(|r| (*r, metrics.abandoned(&probe.name, &o.name, r.label())))
-                        .collect(),
-                },
-                assigned: BTreeSet::new(),
-                offsets: o.resume.clone(),
-                topic: o.topic.clone(),
+                            .map(|r| (*r, metrics.abandoned(&probe.name, &o.name, r.label())))
+                            .collect(),
+                    },
+                    assigned: BTreeSet::new(),
+                    offsets: start.offsets,
+                    topic: o.topic,
+                }
             })
             .collect();
         Arc::new(Shared {
@@ -134,9 +139,9 @@ impl Shared {
                 input: InputState {
                     metrics: metrics.input(
                         &probe.name,
-                        input_cluster,
+                        probe.input_cluster(),
                         probe.input_topic(),
-                        availability_output(probe),
+                        probe.availability_output(),
                     ),
                     layout: None,
                     per_partition: matches!(probe.kind, ProbeKind::Heartbeat(_)),
@@ -147,6 +152,66 @@ impl Shared {
         })
     }
 
+    /// Every output's tracker and offsets, consistent with each other, as
+    /// saved across a restart (send times as wall-clock Unix ns).
+    pub(crate) fn save(&self, now: Instant, now_unix_ns: u64) -> Vec<OutputSaved> {
+        let st = self.lock();
+        st.outputs
+            .iter()
+            .map(|o| OutputSaved {
+                output: o.rec.output.clone(),
+                topic: o.topic.clone(),
+                offsets: o.offsets.iter().map(|(p, off)| (*p, *off)).collect(),
+                tracker: o.tracker.snapshot(now, now_unix_ns),
+            })
+            .collect()
+    }
+
+    /// The input topic's new layout, and how many of its brokers lead no
+    /// partition canaries go to.
+    pub(crate) fn input_layout(&self, layout: TopicLayout, uncovered: usize) {
+        let mut st = self.lock();
+        st.input.metrics.brokers_uncovered.set(uncovered as i64);
+        st.input.layout = Some(layout);
+    }
+
+    /// Output `index`'s consumer now reads `partitions` too.
+    pub(crate) fn assigned_more(&self, index: usize, partitions: BTreeSet<i32>) {
+        if let Some(o) = self.lock().outputs.get_mut(index) {
+            o.assigned.extend(partitions);
+        }
+    }
+
+    /// Canaries in flight: sent, outcome not known yet (the most of any
+    /// output).
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
+        let st = self.lock();
+        st.outputs
+            .iter()
+            .map(|o| o.tracker.in_flight())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Canaries lost at output `index` so far.
+    #[cfg(test)]
+    pub(crate) fn lost(&self, index: usize) -> u64 {
+        self.lock()
+            .outputs
+            .get(index)
+            .map_or(0, |o| o.rec.metrics.lost.get())
+    }
+
+    /// Canaries delivered at output `index` so far.
+    #[cfg(any(test, feature = "bench"))]
+    pub(crate) fn delivered(&self, index: usize) -> u64 {
+        self.lock()
+            .outputs
+            .get(index)
+            .map_or(0, |o| o.rec.metrics.delivered.get())
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the trackers worse
         // than a lost update; keep probing rather than cascade.
@@ -154,7 +219,7 @@ impl Shared {
     }
 
     /// Registers a canary about to be produced; returns its seq.
-    pub(super) fn send(&self, partition: i32, now: Instant) -> u64 {
+    pub(crate) fn send(&self, partition: i32, now: Instant) -> u64 {
         let mut st = self.lock();
         st.input.metrics.sent.inc();
         // Every tracker sees every send, so they all assign the same seq.
@@ -166,7 +231,7 @@ impl Shared {
     }
 
     /// The delivery report of a canary sent at `sent`.
-    pub(super) fn ack(
+    pub(crate) fn ack(
         &self,
         partition: i32,
         seq: u64,
@@ -212,7 +277,7 @@ impl Shared {
     /// A consumed record of output `index` (at `at`: its partition and
     /// offset), already classified, with the send time its
     /// `slaprobe-sent-ns` header gives (Unix ns), when it has one.
-    pub(super) fn arrival(
+    pub(crate) fn arrival(
         &self,
         index: usize,
         matched: Matched,
@@ -263,7 +328,7 @@ impl Shared {
     /// Gives up the restored canaries of output `index` sent to input
     /// `partition` (all of them with `None`): an output partition could not
     /// be resumed.
-    pub(super) fn abandon(&self, index: usize, partition: Option<i32>) {
+    pub(crate) fn abandon(&self, index: usize, partition: Option<i32>) {
         let now = Instant::now();
         let mut st = self.lock();
         let State { input, outputs } = &mut *st;
@@ -274,7 +339,7 @@ impl Shared {
         }
     }
 
-    pub(super) fn expire(&self, now: Instant, refresh_quantiles: bool) {
+    pub(crate) fn expire(&self, now: Instant, refresh_quantiles: bool) {
         let mut st = self.lock();
         let State { input, outputs } = &mut *st;
         let mut in_flight = 0;
@@ -308,7 +373,7 @@ impl Shared {
 
     /// Output `index`'s foreign-record counter (a handle: incrementing it
     /// needs no lock).
-    pub(super) fn foreign_counter(&self, index: usize) -> Option<crate::metrics::IntCounter> {
+    pub(crate) fn foreign_counter(&self, index: usize) -> Option<crate::metrics::IntCounter> {
         self.lock()
             .outputs
             .get(index)
@@ -316,7 +381,7 @@ impl Shared {
     }
 
     /// Output `index`'s consume error counters (handles, no lock needed).
-    pub(super) fn consume_error_counters(
+    pub(crate) fn consume_error_counters(
         &self,
         index: usize,
     ) -> Vec<(crate::kafka::ConsumeError, crate::metrics::IntCounter)> {
@@ -328,7 +393,7 @@ impl Shared {
     }
 
     /// Partitions of output `index` its consumer is assigned.
-    pub(super) fn assigned(&self, index: usize) -> BTreeSet<i32> {
+    pub(crate) fn assigned(&self, index: usize) -> BTreeSet<i32> {
         self.lock()
             .outputs
             .get(index)

@@ -456,3 +456,102 @@ impl<'de> VariantAccess<'de> for UnitVariant<'_> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The deserializer on its own: scalar typing by what the field wants,
+    //! and every error located at the key or value at fault.
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::parse;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Probe {
+        name: String,
+        #[serde(default)]
+        partitions: Option<u32>,
+        #[serde(default)]
+        outputs: Vec<Output>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Output {
+        topic: String,
+        expect: Expect,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Expect {
+        ExactlyOnce,
+        None,
+    }
+
+    fn located<T: serde::de::DeserializeOwned + std::fmt::Debug>(yaml: &str) -> Error {
+        from_node::<T>(&parse(yaml).expect("parses"))
+            .expect_err("an error")
+            .located()
+    }
+
+    /// A field that wants a string takes the scalar's text, whatever it
+    /// looks like; a field that wants a number gets one.
+    #[test]
+    fn scalars_are_typed_by_what_the_field_wants() {
+        let p: Probe = from_node(&parse("name: 123\npartitions: 0x10\n").expect("parses"))
+            .expect("deserializes");
+        assert_eq!(p.name, "123");
+        assert_eq!(p.partitions, Some(16));
+        // `~` and `null` are no value for an optional field.
+        let p: Probe =
+            from_node(&parse("name: 'x'\npartitions: ~\n").expect("parses")).expect("deserializes");
+        assert_eq!(p.partitions, None);
+    }
+
+    /// Untyped values follow the YAML 1.2 core schema, quoted ones stay
+    /// strings.
+    #[test]
+    fn untyped_values_follow_the_core_schema() {
+        let m: BTreeMap<String, serde_json::Value> = from_node(
+            &parse("a: true\nb: -7\nc: 1.5e3\nd: .inf\ne: 'true'\nf: 0o17\ng: null\n")
+                .expect("parses"),
+        )
+        .expect("deserializes");
+        assert_eq!(m["a"], serde_json::json!(true));
+        assert_eq!(m["b"], serde_json::json!(-7));
+        assert_eq!(m["c"], serde_json::json!(1500.0));
+        assert!(m["d"].is_null(), "infinity is no JSON number: {:?}", m["d"]);
+        assert_eq!(m["e"], serde_json::json!("true"));
+        assert_eq!(m["f"], serde_json::json!(15));
+        assert!(m["g"].is_null());
+    }
+
+    #[test]
+    fn a_missing_key_is_named_in_the_path_at_its_mapping() {
+        let e = located::<Probe>("name: p\noutputs:\n  - { topic: t }\n");
+        assert_eq!(
+            (e.pos.line, e.pos.column, e.key.as_str(), e.message.as_str()),
+            (3, 5, "outputs[0].expect", "required key is missing")
+        );
+    }
+
+    #[test]
+    fn a_bad_value_deep_down_points_at_itself() {
+        let e = located::<Probe>("name: p\noutputs:\n  - topic: t\n    expect: twice\n");
+        assert_eq!((e.pos.line, e.pos.column), (4, 13));
+        assert_eq!(e.key, "outputs[0].expect");
+        assert!(e.message.contains("twice"), "{}", e.message);
+        let e = located::<Probe>("name: [a, b]\n");
+        assert_eq!((e.pos.line, e.key.as_str()), (1, "name"));
+    }
+
+    #[test]
+    fn a_mapping_where_a_string_is_wanted_says_to_quote_templates() {
+        let e = located::<Probe>("name: { id: x }\n");
+        assert!(e.message.contains("quote templates"), "{}", e.message);
+    }
+}

@@ -33,11 +33,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::clients::FetchContext;
-use super::Shared;
-use crate::canary::{Matched, Matcher, SENT_HEADER};
+use super::route::Route;
+use crate::canary::Matcher;
 use crate::config::Cluster;
-use crate::kafka::{self, ConsumeError};
+use crate::kafka::{self, Role};
+use crate::metrics::RequestStats;
+use crate::outcome::Shared;
 
 /// How long the thread waits for a signal before it serves the consumer's
 /// own queue (errors not tied to a partition) and checks for shutdown.
@@ -51,7 +52,7 @@ pub(crate) type RouteId = usize;
 pub(crate) struct Fetcher {
     /// The cluster (and probe, for a dedicated client), for logs.
     name: String,
-    consumer: Arc<BaseConsumer<FetchContext>>,
+    consumer: Arc<BaseConsumer<RequestStats>>,
     /// Routes and assigned partitions; assignments change it under its
     /// lock, so they are serialised and the dispatching thread never sees
     /// half of one.
@@ -73,7 +74,7 @@ struct Table {
 struct Slot {
     topic: String,
     partition: i32,
-    queue: PartitionQueue<FetchContext>,
+    queue: PartitionQueue<RequestStats>,
     pos: Position,
 }
 
@@ -87,25 +88,14 @@ struct Position {
     routes: Vec<(RouteId, i64)>,
 }
 
-/// An output's view: its probe's accounting, matcher and counters.
-struct Route {
-    shared: Arc<Shared>,
-    index: usize,
-    output: String,
-    matcher: Arc<Matcher>,
-    foreign: Option<crate::metrics::IntCounter>,
-    errors: Vec<(ConsumeError, crate::metrics::IntCounter)>,
-    log: crate::util::Throttle,
-}
-
 impl Fetcher {
     pub(crate) fn new(
         cluster: &Cluster,
         name: String,
-        context: FetchContext,
+        requests: RequestStats,
     ) -> Result<Fetcher, KafkaError> {
-        let consumer: BaseConsumer<FetchContext> =
-            kafka::consumer_config(cluster).create_with_context(context)?;
+        let consumer: BaseConsumer<RequestStats> =
+            kafka::client::create(cluster, Role::Consumer, requests)?;
         let (wake, receiver) = mpsc::channel();
         Ok(Fetcher {
             name,
@@ -118,7 +108,7 @@ impl Fetcher {
     }
 
     /// The client, for metadata requests.
-    pub(crate) fn consumer(&self) -> &Arc<BaseConsumer<FetchContext>> {
+    pub(crate) fn consumer(&self) -> &Arc<BaseConsumer<RequestStats>> {
         &self.consumer
     }
 
@@ -135,20 +125,9 @@ impl Fetcher {
         output: String,
         matcher: Arc<Matcher>,
     ) -> RouteId {
-        // Counter handles: foreign records (possibly most of a busy topic)
-        // are counted without taking the probe's lock.
-        let foreign = shared.foreign_counter(index);
-        let errors = shared.consume_error_counters(index);
+        let route = Route::new(shared, index, output, matcher);
         let mut t = self.table();
-        t.routes.push(Route {
-            shared,
-            index,
-            output,
-            matcher,
-            foreign,
-            errors,
-            log: Default::default(),
-        });
+        t.routes.push(route);
         t.routes.len() - 1
     }
 
@@ -452,49 +431,6 @@ impl Position {
             }
         }
         reset
-    }
-}
-
-impl Route {
-    fn record(&mut self, msg: &BorrowedMessage<'_>, now: Instant) {
-        let matched =
-            self.matcher
-                .classify(msg.key(), msg.payload(), kafka::headers(msg.headers()));
-        match matched {
-            Matched::Foreign(_) => {
-                if let Some(c) = &self.foreign {
-                    c.inc();
-                }
-            }
-            ours => {
-                let sent_ns = kafka::headers(msg.headers())
-                    .find(|(k, _)| *k == SENT_HEADER)
-                    .and_then(|(_, v)| crate::canary::parse_sent_ns(v?));
-                self.shared.arrival(
-                    self.index,
-                    ours,
-                    (msg.partition(), msg.offset()),
-                    sent_ns,
-                    now,
-                )
-            }
-        }
-    }
-
-    /// A consume error, counted and logged at most every 10 s with the
-    /// count since: a topic of records the client cannot decode must not
-    /// flood the log, nor be silent.
-    fn error(&mut self, e: &KafkaError, at: Option<(&str, i32)>) {
-        let class = ConsumeError::of(e);
-        if let Some((_, c)) = self.errors.iter().find(|(k, _)| *k == class) {
-            c.inc();
-        }
-        if let Some(errors) = self.log.note(1, Instant::now()) {
-            let (topic, partition) = at.map_or(("", -1), |(t, p)| (t, p));
-            warn!(probe = %self.shared.name, output = %self.output, topic, partition,
-                class = class.label(), error = %e, errors,
-                "consume errors (counted in slaprobe_consume_errors_total; canaries in undecodable records cannot be seen)");
-        }
     }
 }
 

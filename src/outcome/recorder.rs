@@ -5,15 +5,15 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::accounting::InputState;
+use super::input::InputState;
 use super::journal::{Journal, Loss};
 use super::readiness::Readiness;
+use super::tracker::{Abandon, Outcome};
 use crate::canary::{CanaryId, RunId};
 use crate::config::Expect;
 use crate::metrics::latency::{LatencyWindow, WINDOWS};
 use crate::metrics::IntCounter;
 use crate::metrics::OutputMetrics;
-use crate::probe::tracker::{Abandon, Outcome};
 use crate::util::format;
 
 /// Turns one output's outcomes into metrics, by what the output expects.

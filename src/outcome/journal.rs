@@ -10,7 +10,7 @@ const RECENT_LOSSES: usize = 50;
 
 /// One lost canary, as the status API shows it: the id lets a person find
 /// it in the pipeline's own logs.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Loss {
     pub probe: String,
     pub output: String,

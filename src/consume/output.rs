@@ -10,14 +10,13 @@ use rdkafka::consumer::Consumer as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::canary::{Matcher, RunId};
-use crate::config::Probe;
-use crate::kafka::{self, MetadataError, TopicLayout};
-
 use super::fetcher::{Fetcher, RouteId};
-use super::{sleep_or_cancel, OutputSpec, Shared};
+use crate::canary::Matcher;
+use crate::config::{self, Probe};
+use crate::kafka::{self, MetadataError, TopicLayout};
+use crate::outcome::Shared;
 use crate::util::format::error_chain;
-use crate::util::Backoff;
+use crate::util::{sleep_or_cancel, Backoff};
 
 pub(crate) struct Output {
     index: usize,
@@ -38,39 +37,47 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    /// Output `index` of `probe`, reading through `fetcher`.
-    pub(super) fn build(
+    /// Output `index` (`spec`) of `probe`, reading through `fetcher`; its
+    /// partitions resume from `resume` (partition -> next offset, restored
+    /// state) where they can.
+    pub(crate) fn build(
         probe: &Probe,
         index: usize,
-        spec: OutputSpec<'_>,
-        run: RunId,
+        spec: &config::Output,
+        resume: BTreeMap<i32, i64>,
         reads_input: bool,
         fetcher: Arc<Fetcher>,
         shared: &Arc<Shared>,
     ) -> Output {
-        let matcher = Arc::new(Matcher::new(spec.rule, &probe.name, run));
+        let matcher = Arc::new(Matcher::new(
+            spec.match_rule.clone(),
+            &probe.name,
+            shared.run,
+        ));
         let route = fetcher.route(shared.clone(), index, spec.name.clone(), matcher);
         Output {
             index,
             probe: probe.name.clone(),
-            name: spec.name,
-            cluster: spec.cluster.name.clone(),
-            topic: spec.topic,
+            name: spec.name.clone(),
+            cluster: spec.cluster.clone(),
+            topic: spec.topic.clone(),
             fetcher,
             route,
             first_layout: OnceLock::new(),
-            resume: std::sync::Mutex::new(spec.resume),
+            resume: std::sync::Mutex::new(resume),
             reads_input,
         }
     }
 
+    /// The output topic's layout, read off the async runtime with the
+    /// consumer's client.
     pub(crate) async fn fetch_layout(&self, shared: &Shared) -> Result<TopicLayout, MetadataError> {
         let consumer = self.fetcher.consumer().clone();
         let topic = self.topic.clone();
-        super::fetch_layout(shared, &self.cluster, move || {
-            kafka::fetch_layout(consumer.client(), &topic)
-        })
-        .await
+        let result =
+            kafka::off_runtime(move || kafka::fetch_layout(consumer.client(), &topic)).await;
+        shared.readiness.note_metadata(&self.cluster, &result);
+        result
     }
 
     /// Waits until the output topic exists (slaprobe never creates a
@@ -145,10 +152,7 @@ impl Output {
         }
         if !added.is_empty() {
             info!(probe = %self.probe, output = %self.name, topic = %self.topic, partitions = ?added, "consuming partitions");
-            let mut st = shared.lock();
-            if let Some(o) = st.outputs.get_mut(self.index) {
-                o.assigned.extend(added);
-            }
+            shared.assigned_more(self.index, added);
         }
     }
 }

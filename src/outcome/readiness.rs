@@ -37,6 +37,22 @@ impl Readiness {
         Self::set(&self.clusters, cluster);
     }
 
+    /// Marks `cluster` as answering when a metadata request to it got an
+    /// answer: a layout, or word that the topic does not exist.
+    pub fn note_metadata(
+        &self,
+        cluster: &str,
+        result: &Result<crate::kafka::TopicLayout, crate::kafka::MetadataError>,
+    ) {
+        if result
+            .as_ref()
+            .err()
+            .is_none_or(crate::kafka::MetadataError::cluster_answered)
+        {
+            self.cluster_has_metadata(cluster);
+        }
+    }
+
     pub fn probe_matched(&self, probe: &str) {
         Self::set(&self.probes, probe);
     }

@@ -2,17 +2,18 @@
 //! its source position, built from yaml-rust2's event parser.
 //!
 //! yaml-rust2's own `Yaml` tree drops positions, and positions are what make
-//! configuration errors actionable. This module also resolves anchors,
+//! configuration errors actionable. This crate also resolves anchors,
 //! aliases and `<<` merge keys, rejects duplicate keys and bounds the tree
 //! (nodes, depth). [`de`] deserializes a tree with serde, every error
-//! located at a node. The module knows nothing of slaprobe's configuration:
-//! `config` adds the file name to its [`Error`]s and rewrites the tree
-//! (`${VAR}`, `<key>_file`) before deserializing it.
+//! located at a node. The crate knows nothing of slaprobe's configuration:
+//! slaprobe's `config` adds the file name to its [`Error`]s and rewrites the
+//! tree (`${VAR}`, `<key>_file`) before deserializing it.
 //!
-//! Why not a crate: no maintained YAML crate gives both line:column for
+//! Why hand-written: no maintained YAML crate gives both line:column for
 //! every semantic error found after deserialization and a tree that can be
 //! rewritten (environment expansion, secret files) keeping positions; see
-//! ARCHITECTURE.md.
+//! ARCHITECTURE.md in the slaprobe repository.
+#![forbid(unsafe_code)]
 
 pub mod de;
 

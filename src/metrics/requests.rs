@@ -1,0 +1,90 @@
+//! What each Kafka client asks of each broker, from librdkafka's
+//! statistics (`slaprobe_kafka_requests_total`): the cost of probing, in
+//! requests, per client role.
+//!
+//! [`RequestStats`] is also the client context of the clients that need
+//! nothing else (the shared consumers and the lag readers): librdkafka
+//! hands it every statistics report.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::ClientContext;
+
+use super::{IntCounter, Metrics};
+
+/// Counts the requests one client sends, per broker and request type,
+/// from librdkafka's statistics (`slaprobe_kafka_requests_total`).
+pub struct RequestStats {
+    metrics: Metrics,
+    cluster: String,
+    client: &'static str,
+    /// Per (broker entry, request type): the client's last total and the
+    /// counter it goes to.
+    seen: Mutex<HashMap<(String, String), (i64, IntCounter)>>,
+}
+
+impl RequestStats {
+    pub fn new(metrics: &Metrics, cluster: &str, client: &'static str) -> RequestStats {
+        RequestStats {
+            metrics: metrics.clone(),
+            cluster: cluster.to_string(),
+            client,
+            seen: Mutex::default(),
+        }
+    }
+
+    /// One statistics report (JSON): what each broker got since the last.
+    pub fn record(&self, json: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Stats {
+            #[serde(default)]
+            brokers: HashMap<String, Broker>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Broker {
+            nodeid: i32,
+            #[serde(default)]
+            req: HashMap<String, i64>,
+        }
+        let Ok(stats) = serde_json::from_slice::<Stats>(json) else {
+            return;
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (entry, b) in stats.brokers {
+            // Bootstrap addresses (and the internal broker) have no id.
+            let broker = if b.nodeid >= 0 {
+                b.nodeid.to_string()
+            } else {
+                "bootstrap".to_string()
+            };
+            for (request, total) in b.req {
+                if total <= 0 {
+                    continue;
+                }
+                let (last, counter) =
+                    seen.entry((entry.clone(), request.clone()))
+                        .or_insert_with(|| {
+                            let c = self.metrics.client_requests(
+                                &self.cluster,
+                                self.client,
+                                &broker,
+                                &request,
+                            );
+                            (0, c)
+                        });
+                counter.inc_by(total.saturating_sub(*last).max(0) as u64);
+                *last = total;
+            }
+        }
+    }
+}
+
+impl ClientContext for RequestStats {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.record(statistics);
+    }
+}
+
+impl ConsumerContext for RequestStats {}

@@ -1,0 +1,328 @@
+//! The broker tiers of the tests, one fixture each:
+//! - librdkafka's in-process mock cluster ([`mock_cluster`]): fast, with
+//!   fault injection (a broker down, round-trip time, request errors) and
+//!   its data kept across a broker's restart;
+//! - the suite's real broker ([`bootstrap`]): `SLAPROBE_TEST_BOOTSTRAP`,
+//!   which `scripts/test.sh` sets for the tansu it starts on loopback;
+//!   every test on it uses random topic names ([`Topic`]);
+//! - a tansu of the test's own ([`Tansu`]), for restarts that bring the
+//!   broker back empty.
+//!
+//! [`Probed`] is the usual start of a real-broker test: a heartbeat probe
+//! on a random topic, its process started.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::process::Slaprobe;
+use super::{free_addr, missing_prerequisite, poll_until, scratch};
+
+/// The suite's real broker (`SLAPROBE_TEST_BOOTSTRAP`; unset or empty:
+/// none, a SKIP line, or a failure where the whole suite runs).
+pub fn bootstrap() -> Option<String> {
+    let b = std::env::var("SLAPROBE_TEST_BOOTSTRAP")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    if b.is_none() {
+        missing_prerequisite(
+            "a Kafka-compatible broker",
+            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
+        );
+    }
+    b
+}
+
+/// A random topic, deleted when dropped.
+pub struct Topic {
+    pub name: String,
+    bootstrap: String,
+}
+
+impl Topic {
+    pub fn new(bootstrap: &str) -> Topic {
+        Topic {
+            name: format!("slaprobe-it-{:016x}", rand::random::<u64>()),
+            bootstrap: bootstrap.to_string(),
+        }
+    }
+
+    /// Partition count per the broker's metadata (0 if the topic is unknown).
+    pub fn partitions(&self) -> usize {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("metadata client");
+        consumer
+            .fetch_metadata(Some(&self.name), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == self.name && t.error().is_none())
+                    .map(|t| t.partitions().len())
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn create(&self, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("admin client");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let topic = rdkafka::admin::NewTopic::new(
+            &self.name,
+            partitions,
+            rdkafka::admin::TopicReplication::Fixed(1),
+        );
+        let result = rt
+            .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+            .expect("create topics");
+        assert!(result.iter().all(Result::is_ok), "{result:?}");
+    }
+}
+
+impl Topic {
+    /// Deletes the topic; the error, if any.
+    pub fn delete(&self) -> Result<(), String> {
+        let admin = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create::<AdminClient<DefaultClientContext>>()
+            .map_err(|e| e.to_string())?;
+        let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = rt
+            .block_on(admin.delete_topics(&[&self.name], &opts))
+            .map_err(|e| e.to_string())?;
+        match results.into_iter().next() {
+            Some(Err((_, code))) => Err(code.to_string()),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Topic {
+    fn drop(&mut self) {
+        if let Err(e) = self.delete() {
+            eprintln!("deleting test topic {}: {e}", self.name);
+        }
+    }
+}
+
+/// Creates `topics` with `partitions` partitions each (replication 1) and
+/// waits until the broker's metadata shows them.
+pub fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let config = {
+        let mut c = rdkafka::config::ClientConfig::new();
+        c.set("bootstrap.servers", bootstrap);
+        c
+    };
+    let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let results = rt
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .expect("create topics");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let consumer: BaseConsumer = config.create().expect("metadata client");
+    for t in topics {
+        assert!(
+            poll_until(Duration::from_secs(30), || consumer
+                .fetch_metadata(Some(t), Duration::from_secs(2))
+                .is_ok_and(|m| m.topics().iter().any(
+                    |x| x.name() == *t && x.partitions().len() == partitions as usize
+                ))),
+            "topic {t} exists"
+        );
+    }
+}
+
+/// librdkafka's in-process mock cluster with `brokers` brokers and `topic`
+/// of `partitions` partitions, replicated on every broker, partition p led
+/// by broker p % brokers + 1 (so each broker leads some).
+pub fn mock_cluster(
+    topic: &str,
+    partitions: i32,
+    brokers: i32,
+) -> rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let mock = rdkafka::mocking::MockCluster::new(brokers).expect("mock cluster");
+    mock.create_topic(topic, partitions, brokers)
+        .expect("topic");
+    for p in 0..partitions {
+        mock.partition_leader(topic, p, Some(p % brokers + 1))
+            .expect("leader");
+    }
+    mock
+}
+
+/// A tansu broker of the test's own on a free loopback port, with memory
+/// storage: a restart brings it back empty, topics and offsets gone.
+pub struct Tansu {
+    child: Option<Child>,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Tansu {
+    /// `None` (SKIP, or a failure with CI=true) when tansu is not installed.
+    pub fn start(dir: &Path) -> Option<Tansu> {
+        let installed = Command::new("tansu")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            missing_prerequisite("tansu", "cargo install tansu --features dynostore");
+            return None;
+        }
+        let mut t = Tansu {
+            child: None,
+            addr: free_addr(),
+            log: dir.join("tansu.log"),
+        };
+        t.launch();
+        Some(t)
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn launch(&mut self) {
+        let url = format!("tcp://{}", self.addr);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("tansu log");
+        let child = Command::new("tansu")
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let client: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .expect("metadata client");
+        assert!(
+            poll_until(Duration::from_secs(60), || client
+                .fetch_metadata(None, Duration::from_secs(1))
+                .is_ok()),
+            "tansu answers on {}; log:\n{}",
+            self.addr,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Killed (SIGKILL) and started again, empty, on the same port.
+    pub fn restart_empty(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.launch();
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A heartbeat-probe config for `topic`, created by slaprobe with
+/// `partitions_per_broker` partitions per broker.
+pub fn heartbeat_yaml(bootstrap: &str, topic: &str, probe: &str) -> String {
+    format!(
+        r#"
+defaults:
+  interval: 200ms
+  deadline: 5s
+clusters:
+  it:
+    bootstrap: {bootstrap}
+    librdkafka: {{ fetch.wait.max.ms: '10' }}
+probes:
+  - name: {probe}
+    type: heartbeat
+    cluster: it
+    topic: {topic}
+    topic_management: {{ create: true, partitions_per_broker: 3, replication_factor: 1 }}
+    slos:
+      - {{ sli: delivery, objective: 99.9% }}
+"#
+    )
+}
+
+/// Like [`heartbeat_yaml`], without topic management (observe only).
+pub fn heartbeat_yaml_observing(bootstrap: &str, topic: &str, probe: &str) -> String {
+    heartbeat_yaml(bootstrap, topic, probe).replace(
+        "    topic_management: { create: true, partitions_per_broker: 3, replication_factor: 1 }\n",
+        "",
+    )
+}
+
+/// The prologue of most real-broker tests: a heartbeat probe on a random
+/// topic of the suite's broker, its process started.
+pub struct Probed {
+    pub bootstrap: String,
+    pub topic: Topic,
+    pub dir: PathBuf,
+    pub s: Slaprobe,
+}
+
+impl Probed {
+    /// Probe `probe` on a new topic that slaprobe creates (3 partitions per
+    /// broker), or, with `observe: Some(n)`, on one created here with `n`
+    /// partitions that slaprobe only observes. `None` (after a SKIP line)
+    /// without a broker.
+    pub fn start(probe: &str, observe: Option<i32>) -> Option<Probed> {
+        let bootstrap = bootstrap()?;
+        let topic = Topic::new(&bootstrap);
+        let yaml = match observe {
+            None => heartbeat_yaml(&bootstrap, &topic.name, probe),
+            Some(partitions) => {
+                topic.create(partitions);
+                heartbeat_yaml_observing(&bootstrap, &topic.name, probe)
+            }
+        };
+        let dir = scratch(probe);
+        let s = Slaprobe::start(&dir, "a", &yaml);
+        Some(Probed {
+            bootstrap,
+            topic,
+            dir,
+            s,
+        })
+    }
+
+    /// [`Probed::start`], then waits until `/readyz` says every cluster
+    /// answered and the probe matched a canary.
+    pub fn ready(probe: &str, observe: Option<i32>) -> Option<Probed> {
+        let p = Probed::start(probe, observe)?;
+        assert!(
+            poll_until(Duration::from_secs(30), || p.s.ready()),
+            "/readyz turns 200; log:\n{}",
+            p.s.log()
+        );
+        Some(p)
+    }
+}

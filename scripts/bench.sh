@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks: prints figures and tables, asserts nothing (machines are
 # shared and noisy; BENCHMARKS.md says how to read them). Installs what it
-# needs and starts a tansu broker on loopback unless --bootstrap names one.
+# needs and starts a broker on loopback unless --bootstrap names one: tansu
+# (the default) or, with --broker kafka, a 3-node Apache Kafka cluster
+# (scripts/kafka/cluster.sh; topics replicated 3 times, librdkafka's fetch
+# wait, since Kafka answers a waiting fetch as soon as data arrives).
 #
-#   bash scripts/bench.sh [--bootstrap HOST:PORT] [--only bare,loss,core,probes,lag]
-#                         [--seconds N] [--repeats N]
+#   bash scripts/bench.sh [--bootstrap HOST:PORT] [--broker tansu|kafka]
+#                         [--only bare,loss,core,probes,lag]
+#                         [--setups 100x6,...] [--seconds N] [--repeats N]
 #
 # Sections:
 #   bare    slaprobe against a bare rdkafka round trip (examples/bare.rs) with
@@ -23,12 +27,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bootstrap=""
+broker="tansu"
 only="bare,loss,core,probes,lag"
+setups=""
 seconds=""
 repeats=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bootstrap) bootstrap="$2"; shift 2 ;;
+    --broker) broker="$2"; shift 2 ;;
+    --setups) setups="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --repeats) repeats="$2"; shift 2 ;;
@@ -47,24 +55,36 @@ echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
 if wants bare || wants loss || wants probes || wants lag; then
   if [ -z "$bootstrap" ]; then
-    ensure_tansu
-    start_tansu
+    case "$broker" in
+      tansu) ensure_tansu; start_tansu ;;
+      kafka) ensure_kafka; start_kafka ;;
+      *) echo "unknown --broker $broker (tansu or kafka)" >&2; exit 2 ;;
+    esac
     bootstrap="$SLAPROBE_TEST_BOOTSTRAP"
   fi
+fi
+# Kafka answers a waiting fetch at once: both clients keep librdkafka's
+# fetch wait there, and topics are replicated as the cluster's default.
+if [ "$broker" = kafka ]; then
+  broker_args=(--fetch-wait 0 --replication -1)
+else
+  broker_args=(--fetch-wait 10 --replication 1)
 fi
 
 if wants bare; then
   echo
-  echo "## slaprobe against a bare client (against $bootstrap)"
+  echo "## slaprobe against a bare client (against $broker at $bootstrap)"
   python3 scripts/bench/bare.py --bootstrap "$bootstrap" \
     --slaprobe target/release/slaprobe --bare target/release/examples/bare \
+    "${broker_args[@]}" ${setups:+--setups "$setups"} \
     ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"}
 fi
 
 if wants loss; then
   echo
   echo "## Loss detection (against $bootstrap)"
-  python3 scripts/bench/loss.py --bootstrap "$bootstrap" --slaprobe target/release/slaprobe
+  python3 scripts/bench/loss.py --bootstrap "$bootstrap" --slaprobe target/release/slaprobe \
+    --replication "${broker_args[3]}"
 fi
 
 if wants core; then
@@ -77,12 +97,13 @@ if wants probes; then
   echo
   echo "## Cost per probe count (against $bootstrap)"
   python3 scripts/bench/probes.py --bootstrap "$bootstrap" \
-    --slaprobe target/release/slaprobe \
+    --slaprobe target/release/slaprobe --replication "${broker_args[3]}" \
     ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"}
 fi
 
 if wants lag; then
   echo
   echo "## Cost of watching consumer groups (against $bootstrap)"
-  python3 scripts/bench/lag.py --bootstrap "$bootstrap" --slaprobe target/release/slaprobe
+  python3 scripts/bench/lag.py --bootstrap "$bootstrap" --slaprobe target/release/slaprobe \
+    --replication "${broker_args[3]}"
 fi

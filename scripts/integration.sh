@@ -1,10 +1,22 @@
-# Sourced by scripts/test.sh: installs and starts what the black-box tests
-# need — a Kafka-compatible broker (tansu), Prometheus (promtool too),
-# Alertmanager (amtool too) and an independent Kafka client (Python
-# confluent-kafka) — skipping what is already there. Every server binds to
-# 127.0.0.1 on a free port and is stopped on exit, whatever happens.
+# Sourced by scripts/test.sh and scripts/bench.sh: installs and starts what
+# the black-box tests need — Apache Kafka (a 3-node KRaft cluster, the
+# reference broker), tansu (a Kafka-compatible broker the tests restart
+# empty), Prometheus (promtool too), Alertmanager (amtool too) and an
+# independent Kafka client (Python confluent-kafka) — skipping what is
+# already there. Every server binds to 127.0.0.1 on free ports and is
+# stopped on exit, whatever happens.
 
 TANSU_VERSION=0.6.0
+
+# What runs at exit: every server started here is stopped, in reverse order.
+EXIT_HOOKS=()
+run_exit_hooks() {
+  local i
+  for ((i = ${#EXIT_HOOKS[@]} - 1; i >= 0; i--)); do
+    "${EXIT_HOOKS[$i]}" || true
+  done
+}
+trap run_exit_hooks EXIT
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -84,7 +96,7 @@ start_tansu() {
     --advertised-listener-url "tcp://127.0.0.1:$port" \
     >"$log" 2>&1 &
   TANSU_PID=$!
-  trap 'stop_tansu' EXIT
+  EXIT_HOOKS+=(stop_tansu)
   if ! python3 - "127.0.0.1:$port" <<'PY'
 import sys, time
 from confluent_kafka.admin import AdminClient
@@ -111,5 +123,44 @@ stop_tansu() {
   if [ -n "${TANSU_PID:-}" ]; then
     kill "$TANSU_PID" 2>/dev/null || true
     wait "$TANSU_PID" 2>/dev/null || true
+  fi
+}
+
+# Java 17+ and Maven (Debian's), then Kafka's jars from Maven Central
+# (scripts/kafka/cluster.sh fetch; about 55 MB, once).
+ensure_kafka() {
+  local missing=()
+  if ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; then
+    missing+=(openjdk-17-jre-headless)
+  fi
+  command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} (Apache Kafka's runtime and its fetch)"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  bash scripts/kafka/cluster.sh fetch
+}
+
+# Starts the 3-node cluster in a fresh directory and exports what the
+# tests read (SLAPROBE_TEST_BOOTSTRAP, the SASL_SSL bootstrap, the CA,
+# the users' passwords, SLAPROBE_TEST_KAFKA_DIR); stopped on exit.
+start_kafka() {
+  KAFKA_DIR=$(mktemp -d -t slaprobe-kafka.XXXXXX)
+  EXIT_HOOKS+=(stop_kafka)
+  bash scripts/kafka/cluster.sh start "$KAFKA_DIR"
+  set -a
+  # shellcheck disable=SC1091
+  source "$KAFKA_DIR/env"
+  set +a
+  echo "Apache Kafka on $SLAPROBE_TEST_BOOTSTRAP (SASL_SSL $SLAPROBE_TEST_KAFKA_SASL_BOOTSTRAP; logs in $KAFKA_DIR)"
+}
+
+stop_kafka() {
+  if [ -n "${KAFKA_DIR:-}" ]; then
+    bash scripts/kafka/cluster.sh stop "$KAFKA_DIR" || true
+    rm -rf "$KAFKA_DIR"
+    KAFKA_DIR=""
   fi
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs prerequisites,
-# starts a tansu broker on loopback (unless SLAPROBE_TEST_BOOTSTRAP already
-# names a cluster to test against), and runs every test tier.
+# starts a 3-node Apache Kafka cluster on loopback (the real-broker tiers
+# use SLAPROBE_TEST_BOOTSTRAP instead when it names a cluster of yours), and
+# runs every test tier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/prereqs.sh
@@ -12,9 +13,16 @@ ensure_python_client
 ensure_manifest_linters
 ensure_valgrind
 ensure_chromium
-if [ -z "${SLAPROBE_TEST_BOOTSTRAP:-}" ]; then
-  ensure_tansu
-  start_tansu
+# tansu: the broker the tests restart empty (tests/broker.rs starts its own).
+ensure_tansu
+# Apache Kafka: the real-broker tiers' broker, unless SLAPROBE_TEST_BOOTSTRAP
+# names one of yours; the security tier always uses this one (it changes
+# ACLs and users).
+ensure_kafka
+yours="${SLAPROBE_TEST_BOOTSTRAP:-}"
+start_kafka
+if [ -n "$yours" ]; then
+  export SLAPROBE_TEST_BOOTSTRAP="$yours"
 fi
 # Everything above is installed and started: a test that finds a
 # prerequisite missing now fails instead of printing SKIP.

@@ -5,7 +5,8 @@
 //! endpoints, with independent (Python) clients writing the records.
 //!
 //! Like `tests/broker.rs`, they run on the suite's real broker
-//! (`SLAPROBE_TEST_BOOTSTRAP`) and use random topic names.
+//! (`SLAPROBE_TEST_BOOTSTRAP`) and use random topic names; the damaged
+//! batch goes to a tansu of the test's own (Kafka refuses to store it).
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::broker::{self, heartbeat_yaml, Probed, Topic};
+use common::broker::{self, heartbeat_yaml, Probed, Tansu, Topic};
 use common::{metric, poll_until, scratch, Slaprobe};
 
 fn delivered(s: &Slaprobe) -> f64 {
@@ -194,17 +195,29 @@ fn header_names_that_are_not_utf8_are_foreign_quietly_and_hide_no_canary() {
 /// Records the consumer cannot decode (a corrupt batch) are consume
 /// errors, counted by class and logged, never silently lost canaries nor a
 /// crash.
+///
+/// Kafka validates every batch it is sent and refuses such a one, so the
+/// test writes it to a tansu of its own, which stores what it gets: the
+/// case of a broker that hands out a damaged batch.
 #[test]
 fn records_the_consumer_cannot_decode_are_counted_consume_errors() {
-    let Some(Probed {
-        bootstrap,
-        topic,
-        s,
-        ..
-    }) = Probed::ready("it-codec", None)
-    else {
+    let dir = scratch("codec");
+    let Some(tansu) = Tansu::start(&dir) else {
         return;
     };
+    let bootstrap = tansu.bootstrap();
+    let topic = format!("slaprobe-it-{:016x}", rand::random::<u64>());
+    let yaml = heartbeat_yaml(&bootstrap, &topic, "it-codec").replace(
+        "partitions_per_broker: 3 }",
+        // One broker.
+        "partitions_per_broker: 3, replication_factor: 1 }",
+    );
+    let s = Slaprobe::start(&dir, "codec", &yaml);
+    assert!(
+        poll_until(Duration::from_secs(30), || s.ready()),
+        "ready; log:\n{}",
+        s.log()
+    );
     // A batch that claims zstd but holds uncompressed records: no client
     // can decode it (every codec is built in, so a missing one cannot be
     // the test any more).
@@ -213,7 +226,7 @@ fn records_the_consumer_cannot_decode_are_counted_consume_errors() {
     for partition in ["0", "1", "2"] {
         let out = Command::new("python3")
             .arg(&script)
-            .args([&bootstrap, &topic.name, partition, "10"])
+            .args([&bootstrap, &topic, partition, "10"])
             .output()
             .expect("python3");
         assert!(

@@ -32,7 +32,7 @@ probes:
     topic: {topic}
     interval: 100ms
     deadline: 5s
-    topic_management: {{ create: true, partitions_per_broker: 2, replication_factor: 1 }}
+    topic_management: {{ create: true, partitions_per_broker: 2 }}
     slos:
       - {{ sli: latency, threshold: 1ms, objective: 99% }}
 "#,

@@ -8,7 +8,14 @@ slaprobe's ratio to bare (median over the repeats, with min..max).
 
 Usage: bare.py --bootstrap HOST:PORT --slaprobe PATH --bare PATH
        [--setups 100x6,100x60,1000x6,1000x60,10000x6,10000x60]
-       [--warmup 10] [--seconds 50] [--repeats 3]
+       [--warmup 30] [--seconds 50] [--repeats 3]
+       [--fetch-wait MS] [--replication N]
+
+--fetch-wait: both clients' fetch.wait.max.ms (default 10, for brokers that
+hold a fetch until the wait expires, such as tansu; 0 leaves librdkafka's
+500, right for Kafka, which answers as soon as data arrives).
+--replication: the topics' replication factor (default 1; -1: the broker's
+default).
 Prints a Markdown table; asserts nothing.
 """
 
@@ -23,14 +30,11 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from probes import Slaprobe, metric_sum, proc  # noqa: E402
 
-FETCH_WAIT = "10"
-
-
-def create_topic(bootstrap, topic, partitions):
+def create_topic(bootstrap, topic, partitions, replication=1):
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for f in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+    for f in admin.create_topics([NewTopic(topic, partitions, replication)]).values():
         f.result(30)
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -46,8 +50,8 @@ def run_bare(args, rate, partitions, topic):
     p = subprocess.Popen(
         [args.bare, "--bootstrap", args.bootstrap, "--topic", topic,
          "--partitions", str(partitions), "--rate", str(rate),
-         "--warmup", str(args.warmup), "--seconds", str(args.seconds),
-         "--librdkafka", f"fetch.wait.max.ms={FETCH_WAIT}"],
+         "--warmup", str(args.warmup), "--seconds", str(args.seconds)]
+        + (["--librdkafka", f"fetch.wait.max.ms={args.fetch_wait}"] if args.fetch_wait else []),
         stdout=subprocess.PIPE, text=True,
     )
     cpu0 = t0 = None
@@ -82,7 +86,9 @@ def run_slaprobe(args, rate, partitions, topic):
     interval_us = round(partitions * 1e6 / rate)
     yaml = (
         "clusters:\n"
-        f"  b: {{ bootstrap: '{args.bootstrap}', librdkafka: {{ fetch.wait.max.ms: '{FETCH_WAIT}' }} }}\n"
+        f"  b: {{ bootstrap: '{args.bootstrap}'"
+        + (f", librdkafka: {{ fetch.wait.max.ms: '{args.fetch_wait}' }}" if args.fetch_wait else "")
+        + " }\n"
         "probes:\n"
         f"  - {{ name: bench, type: heartbeat, cluster: b, topic: {topic}, "
         f"interval: {interval_us}us, deadline: 5s }}\n"
@@ -126,9 +132,13 @@ def main():
     ap.add_argument("--slaprobe", required=True)
     ap.add_argument("--bare", required=True)
     ap.add_argument("--setups", default="100x6,100x60,1000x6,1000x60,10000x6,10000x60")
-    ap.add_argument("--warmup", type=float, default=10)
+    # 30 s: slaprobe's quantiles cover its last minute, which must not hold
+    # the first seconds after start (fetch sessions being set up).
+    ap.add_argument("--warmup", type=float, default=30)
     ap.add_argument("--seconds", type=float, default=50)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fetch-wait", type=int, default=10)
+    ap.add_argument("--replication", type=int, default=1)
     args = ap.parse_args()
     setups = [tuple(int(x) for x in s.split("x")) for s in args.setups.split(",")]
     runs = {s: {"bare": [], "slaprobe": []} for s in setups}
@@ -137,7 +147,7 @@ def main():
         for repeat in range(args.repeats):
             for kind, fn in (("bare", run_bare), ("slaprobe", run_slaprobe)):
                 topic = f"bench.{kind}.{rate}x{partitions}.{repeat}.{stamp}"
-                create_topic(args.bootstrap, topic, partitions)
+                create_topic(args.bootstrap, topic, partitions, args.replication)
                 r = fn(args, rate, partitions, topic)
                 print(f"# {rate}/s x {partitions} {kind} #{repeat}: {r}", file=sys.stderr, flush=True)
                 runs[(rate, partitions)][kind].append(r)

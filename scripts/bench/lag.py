@@ -26,11 +26,11 @@ from confluent_kafka import ConsumerGroupTopicPartitions
 from probes import Slaprobe, get, metric_sum, proc
 
 
-def prepare(bootstrap, tag, groups, partitions):
+def prepare(bootstrap, tag, groups, partitions, replication=1):
     """The topic, a record per partition, and every group's commits."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     topic = f"lagbench.{tag}"
-    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result()
+    admin.create_topics([NewTopic(topic, partitions, replication)])[topic].result()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "batch.num.messages": 1})
     for _ in range(4):
         for p in range(partitions):
@@ -116,6 +116,7 @@ def measure(args, yaml, groups, partitions):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--replication", type=int, default=1)
     ap.add_argument("--slaprobe", required=True)
     ap.add_argument("--groups", type=int, default=100)
     ap.add_argument("--partitions", type=int, default=50)
@@ -123,7 +124,7 @@ def main():
     ap.add_argument("--reads", type=int, default=6)
     args = ap.parse_args()
     tag = str(int(time.time()))
-    _, names = prepare(args.bootstrap, tag, args.groups, args.partitions)
+    _, names = prepare(args.bootstrap, tag, args.groups, args.partitions, args.replication)
     base = measure(args, config(args.bootstrap, None, args.interval), 0, args.partitions)
     lag = measure(args, config(args.bootstrap, f"lagbench-{tag}-.*", args.interval), len(names), args.partitions)
     print(f"\n### Watching {args.groups} groups x {args.partitions} partitions, read every {args.interval} s "

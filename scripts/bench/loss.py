@@ -25,6 +25,7 @@ from probes import Slaprobe, metric_sum  # noqa: E402
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--replication", type=int, default=1)
     ap.add_argument("--slaprobe", required=True)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--deadline-ms", type=int, default=1000)
@@ -33,8 +34,8 @@ def main():
     partitions = 6
     stamp = int(time.time())
     source, sink = f"bench.loss.in.{stamp}", f"bench.loss.out.{stamp}"
-    create_topic(args.bootstrap, source, partitions)
-    create_topic(args.bootstrap, sink, 1)
+    create_topic(args.bootstrap, source, partitions, args.replication)
+    create_topic(args.bootstrap, sink, 1, args.replication)
     yaml = (
         "clusters:\n"
         f"  b: {{ bootstrap: '{args.bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}\n"

@@ -115,7 +115,7 @@ class Slaprobe:
         self.dir.cleanup()
 
 
-def config(bootstrap, probes, partitions, interval_ms, tag, extra):
+def config(bootstrap, probes, partitions, interval_ms, tag, extra, replication=1):
     lines = [
         "clusters:",
         f"  b: {{ bootstrap: '{bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10', "
@@ -126,8 +126,9 @@ def config(bootstrap, probes, partitions, interval_ms, tag, extra):
     for i in range(probes):
         lines.append(
             f"  - {{ name: p{i}, type: heartbeat, cluster: b, topic: bench.{tag}.{i}, "
-            f"topic_management: {{ create: true, partitions_per_broker: {partitions}, "
-            f"replication_factor: 1 }} }}"
+            f"topic_management: {{ create: true, partitions_per_broker: {partitions}"
+            + (f", replication_factor: {replication}" if replication > 0 else "")
+            + " } }"
         )
     return "\n".join(lines) + "\n"
 
@@ -136,7 +137,8 @@ def run_one(args, probes, partitions, repeat):
     interval_ms = probes * partitions * 1000 / args.rate
     tag = f"{probes}x{partitions}.{repeat}.{int(time.time())}"
     extra = ", ".join([""] + [f"{k}: '{v}'" for k, v in args.librdkafka])
-    yaml = config(args.bootstrap, probes, partitions, round(interval_ms), tag, extra)
+    yaml = config(args.bootstrap, probes, partitions, round(interval_ms), tag, extra,
+                  args.replication)
     with Slaprobe(args.slaprobe, yaml) as s:
         s.wait_ready()
         time.sleep(args.warmup)
@@ -178,6 +180,7 @@ def run_one(args, probes, partitions, repeat):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--replication", type=int, default=1)
     ap.add_argument("--slaprobe", required=True)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--warmup", type=float, default=10)

@@ -77,6 +77,12 @@ impl Output {
         let result =
             kafka::off_runtime(move || kafka::fetch_layout(consumer.client(), &topic)).await;
         shared.readiness.note_metadata(&self.cluster, &result);
+        if let Err(MetadataError::Kafka(e)) = &result {
+            self.fetcher
+                .consumer()
+                .context()
+                .error(e, "metadata request");
+        }
         result
     }
 

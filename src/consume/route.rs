@@ -86,7 +86,7 @@ impl Route {
             let (topic, partition) = at.map_or(("", -1), |(t, p)| (t, p));
             warn!(probe = %self.shared.name, output = %self.output, topic, partition,
                 class = class.label(), error = %e, errors,
-                "consume errors (counted in slaprobe_consume_errors_total; canaries in undecodable records cannot be seen)");
+                "consume errors (counted in slaprobe_consume_errors_total by class; canaries in records the client cannot read are not seen)");
         }
     }
 }

@@ -114,10 +114,14 @@ pub fn queue_bound(deadline: Duration, interval: Duration) -> usize {
 
 /// Producer settings. `acks=all` and idempotence are forced (after the
 /// user's options) so that the prober never manufactures the duplicates and
-/// reorders it reports; the message timeout is the probe's deadline, so a
-/// produce is never retried past the point where its canary counts as lost;
-/// the local queue is bounded so nothing unbounded sits in front of the
-/// client during an outage.
+/// reorders it reports (with one exception librdkafka makes: after canaries
+/// time out in its queue it bumps the producer epoch and sends the ones
+/// behind them again, which a leader that had appended them without being
+/// able to commit then holds twice; see the README's failure table). The
+/// message timeout is the probe's deadline, so a produce is never retried
+/// past the point where its canary counts as lost; the local queue is
+/// bounded so nothing unbounded sits in front of the client during an
+/// outage.
 fn producer_config(cluster: &Cluster, deadline: Duration, queue_bound: usize) -> ClientConfig {
     let mut c = base_config(
         cluster,

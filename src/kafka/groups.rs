@@ -74,30 +74,42 @@ pub fn committed<C: ClientContext>(
         .collect()
 }
 
+/// Partitions' high watermarks, and the partitions whose answer was an
+/// error (an ACL, a leader gone), with it.
+pub type Watermarks = (
+    HashMap<(String, i32), i64>,
+    Vec<((String, i32), KafkaError)>,
+);
+
 /// The high watermark (the offset the next record will get) of each
 /// partition, from one ListOffsets per leader. Partitions whose leader did
-/// not answer are left out.
+/// not answer are left out; those answered with an error are returned
+/// apart.
 pub fn high_watermarks<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     partitions: &[(String, i32)],
     timeout: Duration,
-) -> Result<HashMap<(String, i32), i64>, KafkaError> {
+) -> Result<Watermarks, KafkaError> {
     let mut tpl = TopicPartitionList::with_capacity(partitions.len());
     for (topic, partition) in partitions {
         // A timestamp of -1 (Offset::End) asks for the latest offset.
         tpl.add_partition_offset(topic, *partition, Offset::End)?;
     }
     if tpl.count() == 0 {
-        return Ok(HashMap::new());
+        return Ok((HashMap::new(), Vec::new()));
     }
     let answer = consumer.offsets_for_times(tpl, timeout)?;
-    Ok(answer
-        .elements()
-        .iter()
-        .filter(|e| e.error().is_ok())
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
-            _ => None,
-        })
-        .collect())
+    let mut high = HashMap::new();
+    let mut failed = Vec::new();
+    for e in answer.elements() {
+        let tp = (e.topic().to_string(), e.partition());
+        match (e.error(), e.offset()) {
+            (Err(error), _) => failed.push((tp, error)),
+            (Ok(()), Offset::Offset(o)) => {
+                high.insert(tp, o);
+            }
+            (Ok(()), _) => {}
+        }
+    }
+    Ok((high, failed))
 }

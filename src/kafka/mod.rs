@@ -217,7 +217,14 @@ pub enum ProduceError {
     /// The topic or partition does not exist (any more).
     UnknownPartition,
     NotLeader,
+    /// The principal may not write the topic (an ACL).
     Authorization,
+    /// The cluster refused the client's credentials (SASL): every canary
+    /// times out while it does.
+    Authentication,
+    /// The TLS handshake failed (an untrusted CA, a certificate that
+    /// expired or names another host): every canary times out while it does.
+    Tls,
     /// Brokers unreachable.
     Transport,
     MessageTooLarge,
@@ -227,12 +234,14 @@ pub enum ProduceError {
 }
 
 impl ProduceError {
-    pub const ALL: [ProduceError; 9] = [
+    pub const ALL: [ProduceError; 11] = [
         ProduceError::Timeout,
         ProduceError::QueueFull,
         ProduceError::UnknownPartition,
         ProduceError::NotLeader,
         ProduceError::Authorization,
+        ProduceError::Authentication,
+        ProduceError::Tls,
         ProduceError::Transport,
         ProduceError::MessageTooLarge,
         ProduceError::Fatal,
@@ -246,6 +255,8 @@ impl ProduceError {
             ProduceError::UnknownPartition => "unknown_partition",
             ProduceError::NotLeader => "not_leader",
             ProduceError::Authorization => "authorization",
+            ProduceError::Authentication => "authentication",
+            ProduceError::Tls => "tls",
             ProduceError::Transport => "transport",
             ProduceError::MessageTooLarge => "message_too_large",
             ProduceError::Fatal => "fatal",
@@ -265,18 +276,26 @@ pub enum ConsumeError {
     OffsetOutOfRange,
     /// The topic or partition does not exist (any more).
     UnknownPartition,
+    /// The principal may not read the topic (an ACL).
     Authorization,
+    /// The cluster refused the client's credentials (SASL).
+    Authentication,
+    /// The TLS handshake failed (an untrusted CA, a certificate that
+    /// expired or names another host).
+    Tls,
     /// Brokers unreachable.
     Transport,
     Other,
 }
 
 impl ConsumeError {
-    pub const ALL: [ConsumeError; 6] = [
+    pub const ALL: [ConsumeError; 8] = [
         ConsumeError::Decode,
         ConsumeError::OffsetOutOfRange,
         ConsumeError::UnknownPartition,
         ConsumeError::Authorization,
+        ConsumeError::Authentication,
+        ConsumeError::Tls,
         ConsumeError::Transport,
         ConsumeError::Other,
     ];
@@ -287,6 +306,8 @@ impl ConsumeError {
             ConsumeError::OffsetOutOfRange => "offset_out_of_range",
             ConsumeError::UnknownPartition => "unknown_partition",
             ConsumeError::Authorization => "authorization",
+            ConsumeError::Authentication => "authentication",
+            ConsumeError::Tls => "tls",
             ConsumeError::Transport => "transport",
             ConsumeError::Other => "other",
         }
@@ -311,10 +332,76 @@ impl ConsumeError {
             Some(C::TopicAuthorizationFailed | C::GroupAuthorizationFailed) => {
                 ConsumeError::Authorization
             }
+            Some(C::Authentication | C::SaslAuthenticationFailed) => ConsumeError::Authentication,
+            Some(C::SSL) => ConsumeError::Tls,
             Some(C::BrokerTransportFailure | C::AllBrokersDown | C::NetworkException) => {
                 ConsumeError::Transport
             }
             _ => ConsumeError::Other,
+        }
+    }
+}
+
+/// Why one of slaprobe's own clients could not do what it asked of the
+/// cluster, classified into a fixed small set (the `error` label of
+/// `slaprobe_kafka_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientError {
+    /// The cluster refused the client's credentials (SASL).
+    Authentication,
+    /// The TLS handshake failed: an untrusted CA, a certificate that
+    /// expired or names another host.
+    Tls,
+    /// An ACL refused the principal (topic, group or cluster).
+    Authorization,
+    /// Brokers unreachable, connections lost.
+    Transport,
+    /// A request got no answer in time.
+    Timeout,
+    Other,
+}
+
+impl ClientError {
+    pub const ALL: [ClientError; 6] = [
+        ClientError::Authentication,
+        ClientError::Tls,
+        ClientError::Authorization,
+        ClientError::Transport,
+        ClientError::Timeout,
+        ClientError::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientError::Authentication => "authentication",
+            ClientError::Tls => "tls",
+            ClientError::Authorization => "authorization",
+            ClientError::Transport => "transport",
+            ClientError::Timeout => "timeout",
+            ClientError::Other => "other",
+        }
+    }
+
+    /// The class of an error a client got.
+    pub fn of(error: &KafkaError) -> ClientError {
+        use RDKafkaErrorCode as C;
+        match error.rdkafka_error_code() {
+            Some(C::Authentication | C::SaslAuthenticationFailed) => ClientError::Authentication,
+            Some(C::SSL) => ClientError::Tls,
+            Some(
+                C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::TransactionalIdAuthorizationFailed
+                | C::DelegationTokenAuthorizationFailed,
+            ) => ClientError::Authorization,
+            Some(
+                C::BrokerTransportFailure | C::AllBrokersDown | C::NetworkException | C::Resolve,
+            ) => ClientError::Transport,
+            Some(C::RequestTimedOut | C::OperationTimedOut | C::MessageTimedOut) => {
+                ClientError::Timeout
+            }
+            _ => ClientError::Other,
         }
     }
 }
@@ -334,6 +421,17 @@ pub fn is_fatal(error: &KafkaError) -> bool {
     matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal))
 }
 
+/// Why the client cannot talk to the cluster at all, when an error (from
+/// librdkafka's error callback) says so: its credentials refused, or the
+/// TLS handshake failed. Produces fail as timeouts meanwhile; this is
+/// their cause.
+pub fn connection_refusal(error: &KafkaError) -> Option<ProduceError> {
+    match classify(error) {
+        c @ (ProduceError::Authentication | ProduceError::Tls) => Some(c),
+        _ => None,
+    }
+}
+
 /// Maps a produce error onto the fixed `error` label set.
 pub fn classify(error: &KafkaError) -> ProduceError {
     use RDKafkaErrorCode as C;
@@ -347,6 +445,8 @@ pub fn classify(error: &KafkaError) -> ProduceError {
         Some(C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed) => {
             ProduceError::Authorization
         }
+        Some(C::Authentication | C::SaslAuthenticationFailed) => ProduceError::Authentication,
+        Some(C::SSL) => ProduceError::Tls,
         Some(C::BrokerTransportFailure | C::AllBrokersDown | C::NetworkException) => {
             ProduceError::Transport
         }
@@ -397,6 +497,54 @@ pub fn silence_header_name_panics() {
 
 #[cfg(test)]
 mod tests {
+    /// Each class of refusal is told apart: credentials, TLS, ACLs, for
+    /// every metric that classifies errors.
+    #[test]
+    fn refusals_are_classified_by_their_cause() {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+        let global = |c| KafkaError::Global(c);
+        for (code, client, produce, consume) in [
+            (
+                C::Authentication,
+                "authentication",
+                "authentication",
+                "authentication",
+            ),
+            (
+                C::SaslAuthenticationFailed,
+                "authentication",
+                "authentication",
+                "authentication",
+            ),
+            (C::SSL, "tls", "tls", "tls"),
+            (
+                C::TopicAuthorizationFailed,
+                "authorization",
+                "authorization",
+                "authorization",
+            ),
+            (C::AllBrokersDown, "transport", "transport", "transport"),
+            (C::MessageTimedOut, "timeout", "timeout", "other"),
+        ] {
+            assert_eq!(
+                super::ClientError::of(&global(code)).label(),
+                client,
+                "{code:?}"
+            );
+            assert_eq!(super::classify(&global(code)).label(), produce, "{code:?}");
+            assert_eq!(
+                super::ConsumeError::of(&global(code)).label(),
+                consume,
+                "{code:?}"
+            );
+        }
+        assert_eq!(
+            super::connection_refusal(&global(C::SSL)),
+            Some(super::ProduceError::Tls)
+        );
+        assert_eq!(super::connection_refusal(&global(C::AllBrokersDown)), None);
+    }
+
     /// Every codec a pipeline's output may use, and every SASL mechanism
     /// users run, is built in: a codec missing here would turn a pipeline's
     /// canaries into decode errors, a false outage.

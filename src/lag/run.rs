@@ -179,9 +179,36 @@ fn read(watch: &Watch, reader: &Reader, errors: &LagMetrics) -> Read {
         .filter(|(t, _, _)| watch.config.topics.is_empty() || watch.config.topics.contains(t))
         .map(|(t, p, _)| (t.clone(), *p))
         .collect();
+    // A named topic none of whose partitions came back: Kafka leaves out
+    // of a group's offsets the topics the principal may not describe, so
+    // ask the topic itself why (one metadata request, only then).
+    for topic in &watch.config.topics {
+        if partitions.iter().any(|(t, _)| t == topic) {
+            continue;
+        }
+        if let Err(kafka::MetadataError::Kafka(e)) = kafka::fetch_layout(reader.client(), topic) {
+            errors
+                .read_errors
+                .with_label_values(&[cluster, WATERMARKS])
+                .inc();
+            reader.context().error(&e, "describing a watched topic");
+            warn!(%cluster, topic = %topic, error = %e,
+                "cannot describe a watched topic: its groups' offsets on it are hidden (an ACL?)");
+        }
+    }
     let partitions: Vec<Tp> = partitions.into_iter().collect();
     let high_watermarks = match groups::high_watermarks(reader, &partitions, timeout) {
-        Ok(h) => h,
+        Ok((h, failed)) => {
+            if let Some((tp, e)) = failed.first() {
+                errors
+                    .read_errors
+                    .with_label_values(&[cluster, WATERMARKS])
+                    .inc();
+                warn!(%cluster, partitions = failed.len(), topic = %tp.0, partition = tp.1, error = %e,
+                    "cannot read some partitions' high watermarks");
+            }
+            h
+        }
         Err(e) => {
             errors
                 .read_errors

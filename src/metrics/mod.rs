@@ -47,6 +47,7 @@ pub struct Metrics {
     duplicate: IntCounterVec,
     out_of_order: IntCounterVec,
     foreign: IntCounterVec,
+    failed_but_arrived: IntCounterVec,
     consume_errors: IntCounterVec,
     abandoned: IntCounterVec,
     in_flight: IntGaugeVec,
@@ -62,6 +63,7 @@ pub struct Metrics {
     slo_budget: GaugeVec,
     slo_firing: IntGaugeVec,
     client_requests: IntCounterVec,
+    client_errors: IntCounterVec,
     /// Consumer-group lag (`lag` probes and pipelines' `lag:`).
     pub lag: LagMetrics,
 }
@@ -118,6 +120,7 @@ impl Metrics {
             out_of_order: outcome("canaries_out_of_order_total", "First arrivals with a lower seq than an earlier arrival from the same input partition."),
             abandoned: counter("canaries_abandoned_total", "Canaries restored after a restart that could not be accounted for (their output partition could not be resumed, or their delivery report went with the old process and they never arrived): neither delivered nor lost.", &["probe", "output", "reason"]),
             consume_errors: counter("consume_errors_total", "Errors the output's consumer reported, by error class (records it could not decode are canaries it cannot see).", &["probe", "output", "error"]),
+            failed_but_arrived: outcome("canaries_failed_but_arrived_total", "Arrivals of canaries whose produce was reported failed: the broker wrote them after all (a request that timed out in flight). Never delivered, lost, late nor duplicate; their produce stays an availability error."),
             foreign: outcome("records_foreign_total", "Records on probed topics that are not this run's canaries (other traffic, other probers, earlier runs, malformed)."),
             in_flight: int_gauge("canaries_in_flight", "Canaries sent whose outcome is not known yet.", &["probe"]),
             produce_latency: r.histogram_vec(&name("produce_latency_seconds"), "Send to broker ack, by the partition's leader broker.", &["probe", "kafka_cluster", "broker"], buckets.clone()),
@@ -131,6 +134,7 @@ impl Metrics {
             slo_burn_rate: gauge("slo_burn_rate", "Error ratio over the window / (1 - objective).", &["slo", "window"]),
             slo_budget: gauge("slo_error_budget_remaining_ratio", "Share of the period's error budget left; negative when overspent.", &["slo"]),
             slo_firing: int_gauge("slo_alert_firing", "1 while a burn-rate alert of this severity fires for the SLO.", &["slo", "severity"]),
+            client_errors: counter("kafka_errors_total", "Errors slaprobe's own Kafka clients got, by class: authentication (credentials refused), tls (handshake failed), authorization (an ACL), transport (brokers unreachable), timeout, other (librdkafka's error callback and failed metadata requests).", &["kafka_cluster", "client", "error"]),
             client_requests: counter("kafka_requests_total", "Requests slaprobe's own Kafka clients sent, per broker and request type (from librdkafka's statistics, every statistics.interval.ms): the load the prober puts on the cluster.", &["kafka_cluster", "client", "broker", "request"]),
             lag: LagMetrics {
                 lag_records: int_gauge("consumergroup_lag_records", "Records the group has not consumed: the partition's high watermark minus the group's committed offset.", &["kafka_cluster", "group", "topic", "partition"]),
@@ -155,6 +159,12 @@ impl Metrics {
     ) -> IntCounter {
         self.client_requests
             .with_label_values(&[cluster, client, broker, request])
+    }
+
+    /// The error counter of (cluster, client role, class).
+    pub fn client_errors(&self, cluster: &str, client: &str, error: &str) -> IntCounter {
+        self.client_errors
+            .with_label_values(&[cluster, client, error])
     }
 
     /// The text exposition of every family.
@@ -228,6 +238,7 @@ impl Metrics {
             duplicate: self.duplicate.with_label_values(&l),
             out_of_order: self.out_of_order.with_label_values(&l),
             foreign: self.foreign.with_label_values(&l),
+            failed_but_arrived: self.failed_but_arrived.with_label_values(&l),
             consume_errors: ConsumeError::ALL
                 .iter()
                 .map(|e| {
@@ -315,6 +326,8 @@ pub struct OutputMetrics {
     pub duplicate: IntCounter,
     pub out_of_order: IntCounter,
     pub foreign: IntCounter,
+    /// Every arrival of a canary whose produce was reported failed.
+    pub failed_but_arrived: IntCounter,
     /// Per consume error class, every class present (at 0).
     pub consume_errors: Vec<(ConsumeError, IntCounter)>,
     pub e2e: Histogram,

@@ -1,18 +1,25 @@
-//! What each Kafka client asks of each broker, from librdkafka's
-//! statistics (`slaprobe_kafka_requests_total`): the cost of probing, in
-//! requests, per client role.
+//! What each of slaprobe's Kafka clients asks of each broker, from
+//! librdkafka's statistics (`slaprobe_kafka_requests_total`: the cost of
+//! probing, in requests, per client role), and what the cluster refused
+//! it, by class (`slaprobe_kafka_errors_total`: credentials, TLS, ACLs,
+//! brokers unreachable), each class logged at most every 10 s with a
+//! count.
 //!
 //! [`RequestStats`] is also the client context of the clients that need
 //! nothing else (the shared consumers and the lag readers): librdkafka
-//! hands it every statistics report.
+//! hands it every statistics report and every error.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
 use rdkafka::ClientContext;
 
 use super::{IntCounter, Metrics};
+use crate::kafka::ClientError;
+use crate::util::Throttle;
 
 /// Counts the requests one client sends, per broker and request type,
 /// from librdkafka's statistics (`slaprobe_kafka_requests_total`).
@@ -23,6 +30,9 @@ pub struct RequestStats {
     /// Per (broker entry, request type): the client's last total and the
     /// counter it goes to.
     seen: Mutex<HashMap<(String, String), (i64, IntCounter)>>,
+    /// Per error class, its counter (every class present, at 0) and its
+    /// log throttle.
+    errors: Vec<(ClientError, IntCounter, Mutex<Throttle>)>,
 }
 
 impl RequestStats {
@@ -32,6 +42,33 @@ impl RequestStats {
             cluster: cluster.to_string(),
             client,
             seen: Mutex::default(),
+            errors: ClientError::ALL
+                .iter()
+                .map(|c| {
+                    let counter = metrics.client_errors(cluster, client, c.label());
+                    (*c, counter, Mutex::default())
+                })
+                .collect(),
+        }
+    }
+
+    /// An error the client got (librdkafka's error callback, a failed
+    /// metadata request): counted by class, and logged at most every 10 s
+    /// per class with the count since.
+    pub fn error(&self, error: &KafkaError, reason: &str) {
+        let class = ClientError::of(error);
+        let Some((_, counter, log)) = self.errors.iter().find(|(c, _, _)| *c == class) else {
+            return;
+        };
+        counter.inc();
+        let due = log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .note(1, Instant::now());
+        if let Some(errors) = due {
+            tracing::warn!(kafka_cluster = %self.cluster, client = self.client,
+                class = class.label(), error = %error, reason, errors,
+                "Kafka client error (counted in slaprobe_kafka_errors_total; errors: how many of this class since the last line)");
         }
     }
 
@@ -84,6 +121,10 @@ impl RequestStats {
 impl ClientContext for RequestStats {
     fn stats_raw(&self, statistics: &[u8]) {
         self.record(statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        RequestStats::error(self, &error, reason);
     }
 }
 

@@ -58,6 +58,23 @@ pub struct OutputSaved {
     pub tracker: TrackerSnapshot,
 }
 
+/// A produce that failed, and its class (the `error` label of
+/// `slaprobe_produce_errors_total`).
+pub(crate) struct ProduceFailure<'a> {
+    pub(crate) error: &'a rdkafka::error::KafkaError,
+    pub(crate) class: crate::kafka::ProduceError,
+}
+
+impl<'a> ProduceFailure<'a> {
+    /// `error`, classified by itself.
+    pub(crate) fn of(error: &'a rdkafka::error::KafkaError) -> ProduceFailure<'a> {
+        ProduceFailure {
+            error,
+            class: crate::kafka::classify(error),
+        }
+    }
+}
+
 /// Everything a probe's threads share.
 pub(crate) struct Shared {
     pub(crate) name: String,
@@ -146,6 +163,7 @@ impl Shared {
                     layout: None,
                     per_partition: matches!(probe.kind, ProbeKind::Heartbeat(_)),
                     unacknowledged: Default::default(),
+                    failed: Default::default(),
                 },
                 outputs: output_states,
             }),
@@ -236,12 +254,15 @@ impl Shared {
         partition: i32,
         seq: u64,
         sent: Instant,
-        result: Result<(), &rdkafka::error::KafkaError>,
+        result: Result<(), ProduceFailure<'_>>,
     ) {
         // Purged by our own shutdown (any other purge arrives as a fatal
         // error): the canary may well have been written, so it stays
         // unresolved, to be saved and settled by the next run.
-        if result.is_err_and(crate::kafka::is_purge) {
+        if result
+            .as_ref()
+            .is_err_and(|f| crate::kafka::is_purge(f.error))
+        {
             return;
         }
         let now = Instant::now();
@@ -267,9 +288,12 @@ impl Shared {
                     .metrics
                     .acked(leader, now.saturating_duration_since(sent));
             }
-            Err(e) => {
-                input.metrics.produce_failed(crate::kafka::classify(e));
-                tracing::debug!(probe = %self.name, partition, seq, error = %e, "produce failed");
+            Err(f) => {
+                input.metrics.produce_failed(f.class);
+                if let Some(failed) = input.failed.note(1, now) {
+                    warn!(probe = %self.name, partition, class = f.class.label(), error = %f.error, failed,
+                        "canaries failed to produce (counted in slaprobe_produce_errors_total by class; failed: how many since the last line)");
+                }
             }
         }
     }
@@ -314,10 +338,11 @@ impl Shared {
                     // Our run, but an id we never sent: someone forged or
                     // mangled it.
                     Arrival::Unknown => rec.metrics.foreign.inc(),
-                    Arrival::AfterFailedProduce => tracing::debug!(
-                        probe = %self.name, partition, seq,
-                        "canary arrived although its produce was reported failed"
-                    ),
+                    Arrival::AfterFailedProduce => {
+                        rec.metrics.failed_but_arrived.inc();
+                        tracing::debug!(probe = %self.name, partition, seq,
+                            "canary arrived although its produce was reported failed");
+                    }
                     Arrival::Counted | Arrival::AwaitingAck => {}
                 }
             }

@@ -15,6 +15,8 @@ pub(super) struct InputState {
     /// Canaries given up as unacknowledged, logged with a count at most
     /// every 10 s.
     pub(super) unacknowledged: crate::util::Throttle,
+    /// Failed produces, logged with a count at most every 10 s.
+    pub(super) failed: crate::util::Throttle,
 }
 
 impl InputState {

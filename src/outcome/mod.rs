@@ -20,7 +20,7 @@ pub mod readiness;
 mod recorder;
 pub mod tracker;
 
-pub(crate) use accounting::Shared;
 pub use accounting::{OutputSaved, OutputStart, Sinks};
+pub(crate) use accounting::{ProduceFailure, Shared};
 pub use journal::{Journal, LatencyPoint, Loss};
 pub use readiness::Readiness;

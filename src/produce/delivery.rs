@@ -4,7 +4,7 @@
 //! longer produce ([`ProducerSlot`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -15,7 +15,11 @@ use tracing::warn;
 use crate::config::Cluster;
 use crate::kafka::{self, Role};
 use crate::metrics::{Metrics, RequestStats};
-use crate::outcome::Shared;
+use crate::outcome::{ProduceFailure, Shared};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Whether the producer still gets canaries acked: the last ack, and how
 /// many produces failed since.
@@ -70,9 +74,8 @@ pub(crate) struct Delivery {
 /// Receives librdkafka's delivery reports on its producer thread and hands
 /// each to the probe that sent the canary.
 pub(crate) struct ProduceContext {
-    /// The cluster, and the probes sharing the producer (for logs).
-    users: String,
-    requests: RequestStats,
+    /// Its requests and errors, counted (and its errors logged).
+    pub(crate) requests: RequestStats,
     /// Set when librdkafka reports a fatal error: the producer must be
     /// replaced (see [`ProducerSlot`]).
     pub(crate) fatal: Arc<AtomicBool>,
@@ -82,6 +85,10 @@ pub(crate) struct ProduceContext {
     /// after a fatal error, a replaced producer dropped) counts as failed
     /// produces, so no canary ends without its availability event.
     pub(crate) shutting_down: AtomicBool,
+    /// Why the client cannot reach the cluster (credentials refused, a
+    /// failed TLS handshake), from the error callback, until the next ack:
+    /// the class of the timeouts it causes.
+    refused: Mutex<Option<kafka::ProduceError>>,
 }
 
 impl ClientContext for ProduceContext {
@@ -93,7 +100,11 @@ impl ClientContext for ProduceContext {
         if kafka::is_fatal(&error) {
             self.fatal.store(true, Ordering::Relaxed);
         }
-        tracing::error!(producer = %self.users, error = %error, reason, "producer error");
+        let refusal = kafka::connection_refusal(&error);
+        if refusal.is_some() {
+            *lock(&self.refused) = refusal;
+        }
+        self.requests.error(&error, reason);
     }
 }
 
@@ -111,6 +122,7 @@ impl ProducerContext for ProduceContext {
         let outcome = match result {
             Ok(_) => {
                 self.acks.acked();
+                *lock(&self.refused) = None;
                 Ok(())
             }
             Err((e, _)) => {
@@ -118,11 +130,14 @@ impl ProducerContext for ProduceContext {
                     self.fatal.store(true, Ordering::Relaxed);
                 }
                 self.acks.failed();
-                if kafka::is_purge(e) && !self.shutting_down.load(Ordering::Relaxed) {
-                    Err(&failed_queue)
+                let e = if kafka::is_purge(e) && !self.shutting_down.load(Ordering::Relaxed) {
+                    &failed_queue
                 } else {
-                    Err(e)
-                }
+                    e
+                };
+                let mut failure = ProduceFailure::of(e);
+                failure.class = attribute(failure.class, *lock(&self.refused));
+                Err(failure)
             }
         };
         shared.ack(partition, seq, sent, outcome);
@@ -216,7 +231,7 @@ impl ProducerSlot {
         metrics: &Metrics,
     ) -> Result<ProducerSlot, KafkaError> {
         let fatal = Arc::new(AtomicBool::new(false));
-        let producer = Self::create(cluster, role, &users, &fatal, metrics)?;
+        let producer = Self::create(cluster, role, &fatal, metrics)?;
         Ok(ProducerSlot {
             current: RwLock::new(Arc::new(producer)),
             fatal,
@@ -231,16 +246,15 @@ impl ProducerSlot {
     fn create(
         cluster: &Cluster,
         role: Role,
-        users: &str,
         fatal: &Arc<AtomicBool>,
         metrics: &Metrics,
     ) -> rdkafka::error::KafkaResult<Producer> {
         let context = ProduceContext {
-            users: users.to_string(),
             requests: RequestStats::new(metrics, &cluster.name, "producer"),
             fatal: fatal.clone(),
             acks: AckWatch::new(),
             shutting_down: AtomicBool::new(false),
+            refused: Mutex::default(),
         };
         let producer = kafka::client::create(cluster, role, context)?;
         Producer::new(producer).map_err(|e| {
@@ -278,13 +292,7 @@ impl ProducerSlot {
         if !self.fatal.swap(false, Ordering::Relaxed) {
             return;
         }
-        match Self::create(
-            &self.cluster,
-            self.role,
-            &self.users,
-            &self.fatal,
-            &self.metrics,
-        ) {
+        match Self::create(&self.cluster, self.role, &self.fatal, &self.metrics) {
             Ok(fresh) => {
                 let old = std::mem::replace(
                     &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
@@ -298,5 +306,40 @@ impl ProducerSlot {
                 warn!(producer = %self.users, error = %e, "recreating the producer failed; retrying");
             }
         }
+    }
+}
+
+/// The class of a failed produce: a timeout (or lost connection) while the
+/// cluster refuses the client (`refused`: its credentials, its TLS
+/// handshake) is that refusal; any other failure is its own.
+fn attribute(
+    class: kafka::ProduceError,
+    refused: Option<kafka::ProduceError>,
+) -> kafka::ProduceError {
+    use kafka::ProduceError as E;
+    match (class, refused) {
+        (E::Timeout | E::Transport, Some(why)) => why,
+        (class, _) => class,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attribute;
+    use crate::kafka::ProduceError as E;
+
+    #[test]
+    fn timeouts_while_refused_are_the_refusal_and_nothing_else_is() {
+        assert_eq!(
+            attribute(E::Timeout, Some(E::Authentication)),
+            E::Authentication
+        );
+        assert_eq!(attribute(E::Transport, Some(E::Tls)), E::Tls);
+        assert_eq!(attribute(E::Timeout, None), E::Timeout);
+        assert_eq!(attribute(E::Authorization, Some(E::Tls)), E::Authorization);
+        assert_eq!(
+            attribute(E::QueueFull, Some(E::Authentication)),
+            E::QueueFull
+        );
     }
 }

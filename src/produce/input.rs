@@ -68,12 +68,14 @@ impl Input {
     /// producer's client.
     pub(crate) async fn fetch_layout(&self) -> Result<TopicLayout, MetadataError> {
         let producer = self.producer.get();
-        let topic = self.topic.clone();
-        let result =
-            kafka::off_runtime(move || kafka::fetch_layout(producer.client(), &topic)).await;
+        let (client, topic) = (producer.clone(), self.topic.clone());
+        let result = kafka::off_runtime(move || kafka::fetch_layout(client.client(), &topic)).await;
         self.shared
             .readiness
             .note_metadata(&self.cluster.name, &result);
+        if let Err(MetadataError::Kafka(e)) = &result {
+            producer.context().requests.error(e, "metadata request");
+        }
         result
     }
 

@@ -14,7 +14,7 @@ use super::delivery::{Delivery, Producer, ProducerSlot};
 use super::payload::{CanaryRecord, Payload};
 use crate::canary::{self, Canary, ID_HEADER, SENT_HEADER};
 use crate::kafka;
-use crate::outcome::Shared;
+use crate::outcome::{ProduceFailure, Shared};
 
 /// The partitions canaries go to, replaced as the input topic's layout
 /// changes.
@@ -155,7 +155,7 @@ fn send_one(
         if kafka::is_fatal(&e) {
             producer.context().fatal.store(true, Ordering::Relaxed);
         }
-        shared.ack(partition, seq, now, Err(&e));
+        shared.ack(partition, seq, now, Err(ProduceFailure::of(&e)));
     }
 }
 

@@ -6,9 +6,8 @@ Each role runs until killed and prints one line per phase change.
 Usage: lag_group.py BOOTSTRAP ROLE TOPIC [GROUP] [TRIGGER_FILE]
 
 Roles:
-  produce    one record every 50 ms to each partition, each in its own
-             batch (tansu 0.6 reports a batch's base offset + 1 as the high
-             watermark, so multi-record batches would misstate it)
+  produce    five records every 250 ms to each partition, in batches of
+             five (multi-record batches, as real producers write)
   keepup     subscribes, consumes, commits every record: OK
   nocommit   like keepup until TRIGGER_FILE exists, then goes on consuming
              without committing: STALL
@@ -17,8 +16,6 @@ Roles:
   rewind     assigned (no membership), commits high watermark - 5 on each
              partition every 0.5 s; once TRIGGER_FILE exists, commits 0 (the
              offsets reset to the beginning), then moves on slowly: REWIND
-  leave      joins GROUP and leaves it at once, closing cleanly (tansu drops
-             a dead member only when the group is next talked to)
   offsets    prints {"committed": {"topic/partition": offset},
              "high_watermarks": {"topic/partition": offset}} for GROUP on
              TOPIC, then exits
@@ -52,13 +49,14 @@ def member(bootstrap, group):
 
 def produce(bootstrap, topic):
     parts = partitions(bootstrap, topic)
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "batch.num.messages": 1})
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     print("producing", flush=True)
     while True:
         for part in parts:
-            p.produce(topic, b"x", partition=part)
+            for _ in range(5):
+                p.produce(topic, b"x", partition=part)
         p.flush(5)
-        time.sleep(0.05)
+        time.sleep(0.25)
 
 
 def consume(bootstrap, topic, group, trigger, pause):
@@ -101,16 +99,6 @@ def rewind(bootstrap, topic, group, trigger):
         time.sleep(0.5)
 
 
-def leave(bootstrap, topic, group):
-    c = member(bootstrap, group)
-    c.subscribe([topic])
-    end = time.time() + 20
-    while not c.assignment() and time.time() < end:
-        c.poll(0.2)
-    c.close()
-    print("left", flush=True)
-
-
 def offsets(bootstrap, topic, group):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
@@ -139,8 +127,6 @@ def main():
         consume(bootstrap, topic, group, None, 0.4)
     elif role == "rewind":
         rewind(bootstrap, topic, group, trigger)
-    elif role == "leave":
-        leave(bootstrap, topic, group)
     elif role == "offsets":
         offsets(bootstrap, topic, group)
     else:

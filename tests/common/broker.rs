@@ -39,6 +39,18 @@ pub fn bootstrap() -> Option<String> {
     b
 }
 
+/// How many brokers the cluster at `bootstrap` has (its metadata says).
+pub fn brokers(bootstrap: &str) -> usize {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("metadata client");
+    c.fetch_metadata(None, Duration::from_secs(5))
+        .expect("metadata")
+        .brokers()
+        .len()
+}
+
 /// A random topic, deleted when dropped.
 pub struct Topic {
     pub name: String,
@@ -80,7 +92,8 @@ impl Topic {
         let topic = rdkafka::admin::NewTopic::new(
             &self.name,
             partitions,
-            rdkafka::admin::TopicReplication::Fixed(1),
+            // The broker's default replication factor.
+            rdkafka::admin::TopicReplication::Fixed(-1),
         );
         let result = rt
             .block_on(admin.create_topics([&topic], &AdminOptions::new()))
@@ -116,7 +129,8 @@ impl Drop for Topic {
     }
 }
 
-/// Creates `topics` with `partitions` partitions each (replication 1) and
+/// Creates `topics` with `partitions` partitions each (the broker's default
+/// replication factor) and
 /// waits until the broker's metadata shows them.
 pub fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -130,7 +144,7 @@ pub fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(-1)))
         .collect();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let results = rt
@@ -265,7 +279,7 @@ probes:
     type: heartbeat
     cluster: it
     topic: {topic}
-    topic_management: {{ create: true, partitions_per_broker: 3, replication_factor: 1 }}
+    topic_management: {{ create: true, partitions_per_broker: 3 }}
     slos:
       - {{ sli: delivery, objective: 99.9% }}
 "#
@@ -275,7 +289,7 @@ probes:
 /// Like [`heartbeat_yaml`], without topic management (observe only).
 pub fn heartbeat_yaml_observing(bootstrap: &str, topic: &str, probe: &str) -> String {
     heartbeat_yaml(bootstrap, topic, probe).replace(
-        "    topic_management: { create: true, partitions_per_broker: 3, replication_factor: 1 }\n",
+        "    topic_management: { create: true, partitions_per_broker: 3 }\n",
         "",
     )
 }
@@ -324,5 +338,99 @@ impl Probed {
             p.s.log()
         );
         Some(p)
+    }
+}
+
+/// A 3-node Apache Kafka cluster of the test's own
+/// (`scripts/kafka/cluster.sh`), for faults that would disturb the other
+/// tests on the suite's cluster: nodes killed, stopped and started again
+/// with their data. Stopped when dropped.
+pub struct KafkaCluster {
+    dir: PathBuf,
+    pub bootstrap: String,
+}
+
+impl KafkaCluster {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka/cluster.sh")
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = Command::new("bash")
+            .arg(Self::script())
+            .args(args)
+            .output()
+            .expect("bash");
+        assert!(
+            out.status.success(),
+            "cluster.sh {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A new cluster under `dir`; `None` (SKIP, or a failure where the
+    /// whole suite runs) without Kafka's jars (`cluster.sh fetch`).
+    pub fn start(dir: &Path) -> Option<KafkaCluster> {
+        let libs = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kafka/libs");
+        if !libs.join(".complete-4.4.0").exists() {
+            missing_prerequisite(
+                "Apache Kafka's jars",
+                "bash scripts/kafka/cluster.sh fetch (scripts/test.sh does)",
+            );
+            return None;
+        }
+        let dir = dir.join("kafka");
+        let out = Command::new("bash")
+            .arg(Self::script())
+            .arg("start")
+            .arg(&dir)
+            .output()
+            .expect("bash");
+        let cluster = KafkaCluster {
+            dir: dir.clone(),
+            bootstrap: String::new(),
+        };
+        assert!(
+            out.status.success(),
+            "starting a Kafka cluster: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprint!("{}", String::from_utf8_lossy(&out.stdout));
+        let env = std::fs::read_to_string(dir.join("env")).expect("env");
+        let bootstrap = env
+            .lines()
+            .find_map(|l| l.strip_prefix("SLAPROBE_TEST_BOOTSTRAP="))
+            .expect("bootstrap")
+            .to_string();
+        let mut cluster = cluster;
+        cluster.bootstrap = bootstrap;
+        Some(cluster)
+    }
+
+    /// Node `n` (1..3) killed with SIGKILL.
+    pub fn kill(&self, n: u8) {
+        self.run(&["kill", &self.dir.to_string_lossy(), &n.to_string()]);
+    }
+
+    /// Node `n` stopped with SIGTERM (a controlled shutdown), waited for.
+    pub fn terminate(&self, n: u8) {
+        self.run(&["term", &self.dir.to_string_lossy(), &n.to_string()]);
+    }
+
+    /// Node `n` started again with its data, waited for until it answers.
+    pub fn restart(&self, n: u8) {
+        self.run(&["node", &self.dir.to_string_lossy(), &n.to_string()]);
+    }
+}
+
+impl Drop for KafkaCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
     }
 }

@@ -14,7 +14,7 @@ pub mod servers;
 
 pub use broker::{create_topics, mock_cluster, Topic};
 pub use inproc::{heartbeat_config, Running};
-pub use process::Slaprobe;
+pub use process::{Python, Slaprobe};
 pub use servers::{am_alerts, Alertmanager, Prometheus};
 
 use std::collections::BTreeMap;

@@ -136,3 +136,36 @@ impl Drop for Slaprobe {
         }
     }
 }
+
+/// An independent client of the tests (`tests/clients/<script>`, Python),
+/// killed (SIGKILL) when dropped.
+pub struct Python(pub std::process::Child);
+
+impl Python {
+    /// `python3 tests/clients/<script> args…`, its output discarded.
+    pub fn start(script: &str, args: &[&str]) -> Python {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/clients")
+            .join(script);
+        let child = std::process::Command::new("python3")
+            .arg(&path)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("python3 {}: {e}", path.display()));
+        Python(child)
+    }
+
+    /// Kills it now (SIGKILL: it never leaves a group or flushes).
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Python {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

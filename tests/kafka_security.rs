@@ -1,0 +1,428 @@
+//! slaprobe as a SASL_SSL client of Apache Kafka: SCRAM-SHA-512 over TLS
+//! with a private CA, under Kafka's StandardAuthorizer. Heartbeat,
+//! pipeline and `type: lag` probes work as a principal that has exactly
+//! the ACLs docs/operations.md lists; each of those ACLs taken away, a
+//! wrong password and an untrusted CA each show as a classified error in
+//! the metrics and the log, never as a silent outage or a false loss.
+//!
+//! Needs the suite's Kafka cluster (`scripts/kafka/cluster.sh`, which
+//! `scripts/test.sh` starts): its SASL_SSL listeners, CA and users
+//! (`SLAPROBE_TEST_KAFKA_*`). ACLs and SCRAM users are managed through
+//! the PLAINTEXT listener, whose principal is a super user
+//! (`tests/clients/kafka_admin.py`); each test has users of its own.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{metric, poll_until, scratch, Python, Slaprobe};
+
+/// The suite's Kafka cluster, as `scripts/kafka/cluster.sh` describes it.
+struct Secure {
+    /// PLAINTEXT: the tests' own administration and stages.
+    plain: String,
+    /// SASL_SSL: slaprobe's.
+    sasl: String,
+    ca: String,
+    other_ca: String,
+}
+
+fn secure() -> Option<Secure> {
+    let var = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+    let found = (|| {
+        Some(Secure {
+            plain: var("SLAPROBE_TEST_KAFKA_BOOTSTRAP")?,
+            sasl: var("SLAPROBE_TEST_KAFKA_SASL_BOOTSTRAP")?,
+            ca: var("SLAPROBE_TEST_KAFKA_CA")?,
+            other_ca: var("SLAPROBE_TEST_KAFKA_OTHER_CA")?,
+        })
+    })();
+    if found.is_none() {
+        common::missing_prerequisite(
+            "the suite's Kafka cluster with SASL_SSL (SLAPROBE_TEST_KAFKA_*)",
+            "run scripts/test.sh, or source the env file scripts/kafka/cluster.sh start writes",
+        );
+    }
+    found
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(name)
+}
+
+/// `kafka_admin.py BOOTSTRAP args...`; its stdout.
+fn admin(sec: &Secure, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(script("kafka_admin.py"))
+        .arg(&sec.plain)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "kafka_admin.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A SCRAM user of this test's own: (name, password).
+fn new_user(sec: &Secure) -> (String, String) {
+    let name = format!("it-{:08x}", rand::random::<u32>());
+    let password = format!("pw-{:016x}", rand::random::<u64>());
+    admin(sec, &["user", &name, &password]);
+    (name, password)
+}
+
+/// Replaces every ACL of `user` with `acls` ((type, name, operation)).
+fn set_acls(sec: &Secure, user: &str, acls: &[(&str, &str, &str)]) {
+    let json = serde_json::to_string(acls).expect("json");
+    admin(sec, &["acls", &format!("User:{user}"), &json]);
+}
+
+/// The `clusters:` section: the SASL_SSL listeners as `user`, trusting
+/// `ca`.
+fn cluster_yaml(sec: &Secure, user: &str, password: &str, ca: &str) -> String {
+    format!(
+        r#"clusters:
+  k:
+    bootstrap: '{}'
+    librdkafka:
+      security.protocol: SASL_SSL
+      sasl.mechanism: SCRAM-SHA-512
+      sasl.username: '{user}'
+      sasl.password: '{password}'
+      ssl.ca.location: '{ca}'
+"#,
+        sec.sasl
+    )
+}
+
+/// The topics and clients of one test: a heartbeat topic, a pipeline's
+/// input and output with a stage between them, and a topic slaprobe does
+/// not probe with a consumer group keeping up on it (for the lag probe).
+struct Topics {
+    heartbeat: String,
+    input: String,
+    output: String,
+    watched: String,
+    /// The stage (an independent consumer group, on the PLAINTEXT
+    /// listener), the watched topic's producer and its group's member.
+    _clients: [Python; 3],
+}
+
+impl Topics {
+    fn create(sec: &Secure) -> Topics {
+        let suffix = format!("{:016x}", rand::random::<u64>());
+        let (heartbeat, input, output, watched) = (
+            format!("it-hb-{suffix}"),
+            format!("it-in-{suffix}"),
+            format!("it-out-{suffix}"),
+            format!("it-lag-{suffix}"),
+        );
+        common::create_topics(&sec.plain, &[&heartbeat, &input, &output, &watched], 3);
+        let plain = sec.plain.as_str();
+        let stage = Python::start("delay_stage.py", &[plain, &input, &output, "0"]);
+        let group = format!("it-group-{suffix}");
+        let producer = Python::start("lag_group.py", &[plain, "produce", &watched]);
+        let member = Python::start("lag_group.py", &[plain, "keepup", &watched, &group]);
+        Topics {
+            heartbeat,
+            input,
+            output,
+            watched,
+            _clients: [stage, producer, member],
+        }
+    }
+
+    /// The group the lag probe watches (on `watched`).
+    fn group(&self) -> String {
+        self.watched.replacen("it-lag-", "it-group-", 1)
+    }
+
+    /// A heartbeat probe, a pipeline probe and a lag probe on the stage's
+    /// group, all on cluster `k`.
+    fn probes(&self) -> String {
+        format!(
+            r#"probes:
+  - name: hb
+    type: heartbeat
+    cluster: k
+    topic: {hb}
+    interval: 200ms
+    deadline: 5s
+  - name: pipe
+    type: pipeline
+    interval: 200ms
+    deadline: 10s
+    input: {{ cluster: k, topic: {input}, payload: '{{{{"id":"{{{{id}}}}"}}}}' }}
+    outputs:
+      - {{ name: out, cluster: k, topic: {output}, match: {{ header: slaprobe-id }} }}
+  - name: groups
+    type: lag
+    cluster: k
+    groups: [{group}]
+    topics: [{watched}]
+    interval: 1s
+"#,
+            hb = self.heartbeat,
+            input = self.input,
+            output = self.output,
+            group = self.group(),
+            watched = self.watched,
+        )
+    }
+
+    /// What docs/operations.md says a principal needs for these probes:
+    /// each ACL with the check that shows it missing.
+    fn documented_acls(&self) -> Vec<(Acl, Missing)> {
+        let t = |name: &str, op: &'static str| Acl {
+            kind: "topic",
+            name: name.to_string(),
+            operation: op,
+        };
+        let g = |name: &str, op: &'static str| Acl {
+            kind: "group",
+            name: name.to_string(),
+            operation: op,
+        };
+        // Write and Read imply Describe (Kafka's ACL rules): a topic that
+        // is written or read needs no Describe of its own. Without its only
+        // ACL, a pipeline's input or output topic cannot even be described:
+        // its metadata request is refused.
+        vec![
+            (t(&self.heartbeat, "write"), Missing::Produce("hb")),
+            (t(&self.heartbeat, "read"), Missing::Consume("hb")),
+            (t(&self.input, "write"), Missing::Client("producer")),
+            (t(&self.output, "read"), Missing::Client("consumer")),
+            // The consumers' group id (`slaprobe`): never joined nor
+            // committed to, but librdkafka looks its coordinator up.
+            (g("slaprobe", "describe"), Missing::Client("consumer")),
+            (g(&self.group(), "describe"), Missing::LagRead("offsets")),
+            (t(&self.watched, "describe"), Missing::LagRead("watermarks")),
+        ]
+    }
+}
+
+/// One ACL: (resource type, name, operation).
+#[derive(Debug, Clone)]
+struct Acl {
+    kind: &'static str,
+    name: String,
+    operation: &'static str,
+}
+
+/// How a missing ACL shows: the metric that counts it, by class
+/// `authorization`.
+#[derive(Debug, Clone, Copy)]
+enum Missing {
+    /// `slaprobe_kafka_errors_total{client, error="authorization"}`.
+    Client(&'static str),
+    /// `slaprobe_produce_errors_total{probe, error="authorization"}`.
+    Produce(&'static str),
+    /// `slaprobe_consume_errors_total{probe, error="authorization"}`.
+    Consume(&'static str),
+    /// `slaprobe_consumergroup_read_errors_total{request}`.
+    LagRead(&'static str),
+}
+
+impl Missing {
+    fn value(self, s: &Slaprobe) -> Option<f64> {
+        let (name, labels): (&str, Vec<(&str, &str)>) = match self {
+            Missing::Client(client) => (
+                "slaprobe_kafka_errors_total",
+                vec![("client", client), ("error", "authorization")],
+            ),
+            Missing::Produce(probe) => (
+                "slaprobe_produce_errors_total",
+                vec![("probe", probe), ("error", "authorization")],
+            ),
+            Missing::Consume(probe) => (
+                "slaprobe_consume_errors_total",
+                vec![("probe", probe), ("error", "authorization")],
+            ),
+            Missing::LagRead(request) => (
+                "slaprobe_consumergroup_read_errors_total",
+                vec![("request", request)],
+            ),
+        };
+        s.value_if_up(name, &labels)
+    }
+}
+
+fn apply(sec: &Secure, user: &str, acls: &[&Acl]) {
+    let list: Vec<(&str, &str, &str)> = acls
+        .iter()
+        .map(|a| (a.kind, a.name.as_str(), a.operation))
+        .collect();
+    set_acls(sec, user, &list);
+}
+
+fn delivered(s: &Slaprobe, probe: &str) -> f64 {
+    s.value_if_up("slaprobe_canaries_delivered_total", &[("probe", probe)])
+        .unwrap_or(0.0)
+}
+
+/// The group's status as the status API shows it, and its read error.
+fn group_status(s: &Slaprobe, group: &str) -> Option<(String, Option<String>)> {
+    let (_, body) = common::http_get(s.addr, "/api/v1/status").ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["consumer_groups"].as_array()?.iter().find_map(|g| {
+        (g["group"] == group).then(|| {
+            (
+                g["status"].as_str().unwrap_or_default().to_string(),
+                g["error"].as_str().map(str::to_string),
+            )
+        })
+    })
+}
+
+/// With exactly the documented ACLs, every probe works and nothing is
+/// refused; with any one of them taken away, its own classified error
+/// shows within seconds.
+#[test]
+fn the_documented_acls_are_exactly_enough() {
+    let Some(sec) = secure() else { return };
+    let topics = Topics::create(&sec);
+    let (user, password) = new_user(&sec);
+    let acls = topics.documented_acls();
+    let all: Vec<&Acl> = acls.iter().map(|(a, _)| a).collect();
+    apply(&sec, &user, &all);
+    let dir = scratch("acls");
+    let yaml = cluster_yaml(&sec, &user, &password, &sec.ca) + &topics.probes();
+
+    let s = Slaprobe::start(&dir, "all", &yaml);
+    let working = poll_until(Duration::from_secs(60), || {
+        delivered(&s, "hb") >= 10.0
+            && delivered(&s, "pipe") >= 10.0
+            && group_status(&s, &topics.group()).is_some_and(|(st, e)| st == "OK" && e.is_none())
+    });
+    let text = s.metrics();
+    assert!(
+        working,
+        "heartbeat, pipeline and lag work with the documented ACLs:\n{text}\nlog:\n{}",
+        s.log()
+    );
+    for (name, labels) in [
+        ("slaprobe_kafka_errors_total", [("error", "authorization")]),
+        (
+            "slaprobe_produce_errors_total",
+            [("error", "authorization")],
+        ),
+        (
+            "slaprobe_consume_errors_total",
+            [("error", "authorization")],
+        ),
+    ] {
+        assert_eq!(metric(&text, name, &labels), 0.0, "{name}:\n{text}");
+    }
+    assert_eq!(
+        metric(&text, "slaprobe_consumergroup_read_errors_total", &[]),
+        0.0,
+        "{text}"
+    );
+    assert!(s.stop().success());
+
+    for (i, (gone, shows)) in acls.iter().enumerate() {
+        let rest: Vec<&Acl> = acls
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, (a, _))| a)
+            .collect();
+        apply(&sec, &user, &rest);
+        let s = Slaprobe::start(&dir, &format!("without-{i}"), &yaml);
+        let seen = poll_until(Duration::from_secs(30), || {
+            shows.value(&s).is_some_and(|v| v > 0.0)
+        });
+        assert!(
+            seen,
+            "without {gone:?}: {shows:?} counts it\n{}\nlog:\n{}",
+            s.metrics(),
+            s.log()
+        );
+        assert!(
+            s.log().contains("authorization") || s.log().contains("Authorization"),
+            "without {gone:?}: logged\n{}",
+            s.log()
+        );
+        eprintln!("without {gone:?}: {shows:?} counts it");
+        assert!(s.stop().success());
+    }
+}
+
+/// Over SASL_SSL as a super user: a heartbeat and a pipeline probe deliver
+/// every canary, none lost.
+#[test]
+fn heartbeat_and_pipeline_deliver_over_sasl_ssl_with_scram() {
+    let Some(sec) = secure() else { return };
+    let topics = Topics::create(&sec);
+    let password = std::env::var("SLAPROBE_TEST_KAFKA_ADMIN_PASSWORD").unwrap_or_default();
+    let dir = scratch("sasl");
+    let yaml = cluster_yaml(&sec, "admin", &password, &sec.ca) + &topics.probes();
+    let s = Slaprobe::start(&dir, "sasl", &yaml);
+    assert!(
+        poll_until(Duration::from_secs(60), || delivered(&s, "hb") >= 20.0
+            && delivered(&s, "pipe") >= 20.0),
+        "both deliver over SASL_SSL:\n{}\nlog:\n{}",
+        s.metrics(),
+        s.log()
+    );
+    let text = s.metrics();
+    for name in [
+        "slaprobe_canaries_lost_total",
+        "slaprobe_produce_errors_total",
+        "slaprobe_consume_errors_total",
+    ] {
+        assert_eq!(metric(&text, name, &[]), 0.0, "{name}:\n{text}");
+    }
+    assert!(s.stop().success());
+}
+
+/// A run that cannot get in (`what` misconfigured) says why: its clients'
+/// errors counted as `class`, a log line naming the class, /readyz not
+/// ready, and no canary counted lost.
+fn refused(name: &str, yaml: String, class: &str) {
+    let dir = scratch(name);
+    let s = Slaprobe::start(&dir, name, &yaml);
+    let counted = poll_until(Duration::from_secs(30), || {
+        s.value_if_up("slaprobe_kafka_errors_total", &[("error", class)])
+            .is_some_and(|v| v > 0.0)
+    });
+    assert!(
+        counted,
+        "{name}: slaprobe_kafka_errors_total{{error=\"{class}\"}}\n{}\nlog:\n{}",
+        s.metrics(),
+        s.log()
+    );
+    assert!(
+        s.log().contains(&format!("class=\"{class}\"")),
+        "{name}: logged with its class:\n{}",
+        s.log()
+    );
+    assert!(!s.ready(), "{name}: not ready");
+    assert_eq!(s.value("slaprobe_canaries_lost_total", &[]), 0.0);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn a_wrong_password_is_an_authentication_error() {
+    let Some(sec) = secure() else { return };
+    let topics = Topics::create(&sec);
+    let (user, _) = new_user(&sec);
+    let yaml = cluster_yaml(&sec, &user, "not-the-password", &sec.ca) + &topics.probes();
+    refused("wrong-password", yaml, "authentication");
+}
+
+#[test]
+fn an_untrusted_ca_is_a_tls_error() {
+    let Some(sec) = secure() else { return };
+    let topics = Topics::create(&sec);
+    let (user, password) = new_user(&sec);
+    let yaml = cluster_yaml(&sec, &user, &password, &sec.other_ca) + &topics.probes();
+    refused("untrusted-ca", yaml, "tls");
+}

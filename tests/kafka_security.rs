@@ -281,19 +281,45 @@ fn group_status(s: &Slaprobe, group: &str) -> Option<(String, Option<String>)> {
     })
 }
 
+/// A fresh principal holding exactly the ACLs of docs/operations.md on
+/// fresh topics, and the config that runs the probes as it.
+struct Documented {
+    topics: Topics,
+    user: String,
+    acls: Vec<(Acl, Missing)>,
+    yaml: String,
+}
+
+impl Documented {
+    fn new(sec: &Secure) -> Self {
+        let topics = Topics::create(sec);
+        let (user, password) = new_user(sec);
+        let acls = topics.documented_acls();
+        let all: Vec<&Acl> = acls.iter().map(|(a, _)| a).collect();
+        apply(sec, &user, &all);
+        let yaml = cluster_yaml(sec, &user, &password, &sec.ca) + &topics.probes();
+        Documented {
+            topics,
+            user,
+            acls,
+            yaml,
+        }
+    }
+}
+
 /// With exactly the documented ACLs, every probe works and nothing is
 /// refused; with any one of them taken away, its own classified error
 /// shows within seconds.
 #[test]
 fn the_documented_acls_are_exactly_enough() {
     let Some(sec) = secure() else { return };
-    let topics = Topics::create(&sec);
-    let (user, password) = new_user(&sec);
-    let acls = topics.documented_acls();
-    let all: Vec<&Acl> = acls.iter().map(|(a, _)| a).collect();
-    apply(&sec, &user, &all);
+    let Documented {
+        topics,
+        user,
+        acls,
+        yaml,
+    } = Documented::new(&sec);
     let dir = scratch("acls");
-    let yaml = cluster_yaml(&sec, &user, &password, &sec.ca) + &topics.probes();
 
     let s = Slaprobe::start(&dir, "all", &yaml);
     let working = poll_until(Duration::from_secs(60), || {
@@ -425,4 +451,37 @@ fn an_untrusted_ca_is_a_tls_error() {
     let (user, password) = new_user(&sec);
     let yaml = cluster_yaml(&sec, &user, &password, &sec.other_ca) + &topics.probes();
     refused("untrusted-ca", yaml, "tls");
+}
+
+/// The principal's password changed under a running prober (a rotation
+/// gone wrong): at its next re-authentication the cluster refuses it, and
+/// the canaries it cannot produce are failed produces of class
+/// `authentication`.
+#[test]
+fn a_password_changed_under_a_running_prober_is_an_authentication_error() {
+    let Some(sec) = secure() else { return };
+    let Documented { user, yaml, .. } = Documented::new(&sec);
+    let dir = scratch("rotated");
+    let s = Slaprobe::start(&dir, "rotated", &yaml);
+    assert!(
+        poll_until(Duration::from_secs(60), || delivered(&s, "hb") >= 10.0),
+        "delivers; log:\n{}",
+        s.log()
+    );
+    admin(&sec, &["user", &user, "a-new-password"]);
+    let refused = poll_until(Duration::from_secs(60), || {
+        s.value_if_up(
+            "slaprobe_produce_errors_total",
+            &[("probe", "hb"), ("error", "authentication")],
+        )
+        .is_some_and(|v| v > 0.0)
+    });
+    assert!(
+        refused,
+        "produce errors of class authentication:\n{}\nlog:\n{}",
+        s.metrics(),
+        s.log()
+    );
+    assert!(s.log().contains("class=\"authentication\""), "{}", s.log());
+    assert!(s.stop().success());
 }

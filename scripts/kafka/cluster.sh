@@ -24,7 +24,10 @@
 # min.insync.replicas 2, no topic created automatically.
 #
 # Users (SCRAM-SHA-512): admin (a super user), slaprobe, and nobody (no
-# ACL); passwords in DIR/env. Heap 512 MiB per node (KAFKA_TEST_HEAP).
+# ACL); passwords in DIR/env. SASL clients re-authenticate every 10 s
+# (KIP-368), so a changed password shows within seconds, as it does on
+# clusters that set connections.max.reauth.ms. Heap 512 MiB per node
+# (KAFKA_TEST_HEAP).
 set -euo pipefail
 
 KAFKA_VERSION=4.4.0
@@ -124,6 +127,7 @@ background.threads=2
 num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
 sasl.enabled.mechanisms=SCRAM-SHA-512
+connections.max.reauth.ms=10000
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$dir/tls/server.p12

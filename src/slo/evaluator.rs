@@ -165,8 +165,8 @@ impl Evaluator {
     }
 
     /// Restores windows and alert state saved by an earlier run (only
-    /// those of SLOs whose definition is unchanged:
-    /// [`crate::state::restore`] filters them). Returns the alerts that
+    /// those of SLOs whose definition is unchanged: the caller, which
+    /// reads the saved state, filters them). Returns the alerts that
     /// were firing when the state was saved, so that those that resolved
     /// while slaprobe was down are sent as resolved.
     pub fn restore(&mut self, saved: &[SloState]) -> Vec<Alert> {

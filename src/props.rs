@@ -206,7 +206,9 @@ pub fn tracker(data: &[u8]) {
                     );
                     *ends.entry((partition, seq)).or_default() += 1;
                 }
-                Outcome::Late { .. } | Outcome::Duplicate { .. } => {}
+                Outcome::Late { .. }
+                | Outcome::Duplicate { .. }
+                | Outcome::FailedButArrived { .. } => {}
                 Outcome::LateOrDuplicate { .. } => panic!("forgotten within the memory's bound"),
                 Outcome::Abandoned { .. } => panic!("abandoned without a restart"),
             }

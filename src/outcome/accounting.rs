@@ -351,12 +351,6 @@ impl Shared {
                     // Our run, but an id we never sent: someone forged or
                     // mangled it.
                     Arrival::Unknown => rec.metrics.foreign.inc(),
-                    Arrival::AfterFailedProduce => {
-                        rec.trace("failed_but_arrived", partition, seq, &"");
-                        rec.metrics.failed_but_arrived.inc();
-                        tracing::debug!(probe = %self.name, partition, seq,
-                            "canary arrived although its produce was reported failed");
-                    }
                     Arrival::Untracked => tracing::debug!(probe = %self.name, partition, seq,
                         "a canary sent before this output was configured"),
                     Arrival::Counted | Arrival::AwaitingAck => {}

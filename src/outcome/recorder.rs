@@ -87,6 +87,9 @@ impl Recorder {
             Outcome::Unacknowledged { partition, seq } => {
                 self.trace("unacknowledged", partition, seq, &"")
             }
+            Outcome::FailedButArrived { partition, seq } => {
+                self.trace("failed_but_arrived", partition, seq, &"")
+            }
             Outcome::Abandoned {
                 partition,
                 seq,
@@ -155,6 +158,7 @@ impl Recorder {
             // A produce failure: the input side counts it (once per canary,
             // not per output).
             (_, Outcome::Unacknowledged { .. }) => {}
+            (_, Outcome::FailedButArrived { .. }) => m.failed_but_arrived.inc(),
             (_, Outcome::Abandoned { reason, .. }) => {
                 if let Some((_, c)) = self.abandoned.iter().find(|(r, _)| *r == reason) {
                     c.inc();

@@ -43,6 +43,11 @@ pub enum Outcome {
     /// No delivery report by the deadline + [`ACK_GRACE`] (the producer was
     /// replaced, or its thread is gone): a failed produce, never a loss.
     Unacknowledged { partition: i32, seq: u64 },
+    /// An arrival of a canary whose produce was reported failed (or never
+    /// acknowledged): the broker wrote it after all, e.g. a request that
+    /// timed out in flight. Never delivered, lost, late nor duplicate; its
+    /// produce stays an availability error. One per arrival.
+    FailedButArrived { partition: i32, seq: u64 },
     /// A canary restored after a restart that cannot be accounted for:
     /// neither delivered, lost nor a failed produce.
     Abandoned {
@@ -166,9 +171,6 @@ pub enum Arrival {
     Counted,
     /// Arrived before its ack; the outcome follows with the ack.
     AwaitingAck,
-    /// A canary whose produce was reported failed showed up anyway
-    /// (e.g. a timed-out request the broker had in fact written).
-    AfterFailedProduce,
     /// Never sent by this tracker (a seq or partition it does not know).
     Unknown,
     /// Sent by this run before this output was configured (an output
@@ -451,9 +453,13 @@ impl Tracker {
         }
         if !ok {
             // An availability error (counted by the producer side), never a
-            // loss: no outcome here.
+            // loss. Had it arrived already, the broker wrote it after all.
             entry.state = State::Failed;
+            let arrived = entry.early.is_some();
             self.in_flight -= 1;
+            if arrived {
+                out(Outcome::FailedButArrived { partition, seq });
+            }
             return true;
         }
         let age = now.saturating_duration_since(entry.sent);
@@ -510,7 +516,10 @@ impl Tracker {
                     out(Outcome::Late { partition });
                     Arrival::Counted
                 }
-                Some(Resolved::Failed) => Arrival::AfterFailedProduce,
+                Some(Resolved::Failed) => {
+                    out(Outcome::FailedButArrived { partition, seq });
+                    Arrival::Counted
+                }
                 None if forgotten => {
                     out(Outcome::LateOrDuplicate { partition });
                     Arrival::Counted
@@ -526,7 +535,10 @@ impl Tracker {
         let entry = &mut p.entries[offset];
         let latency = now.saturating_duration_since(entry.sent);
         match entry.state {
-            State::Failed => return Arrival::AfterFailedProduce,
+            State::Failed => {
+                out(Outcome::FailedButArrived { partition, seq });
+                return Arrival::Counted;
+            }
             State::Arrived => {
                 out(Outcome::Duplicate { partition });
                 return Arrival::Counted;
@@ -813,6 +825,12 @@ impl Tracker {
                             partition,
                             seq: p.base,
                         });
+                        if front.early.is_some() {
+                            out(Outcome::FailedButArrived {
+                                partition,
+                                seq: p.base,
+                            });
+                        }
                         self.in_flight -= 1;
                         Some(Resolved::Failed)
                     }
@@ -1068,11 +1086,38 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(t.in_flight(), 0);
         assert!(collect(|o| t.expire(t0 + DEADLINE * 2, &mut |x| o(x))).is_empty());
-        // It showed up after all: not a delivery, not a duplicate.
+        // It showed up after all: not a delivery, not a duplicate; each
+        // copy is one such arrival.
+        for _ in 0..2 {
+            assert_eq!(
+                collect(|o| t.on_arrival(0, seq, t0 + DEADLINE * 2, &mut |x| o(x))),
+                vec![Outcome::FailedButArrived { partition: 0, seq }]
+            );
+        }
+    }
+
+    #[test]
+    fn an_arrival_before_a_failed_report_is_counted_with_the_report() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let seq = t.on_send(0, t0);
+        let mut none = |o| panic!("no outcome: {o:?}");
+        assert_eq!(t.on_arrival(0, seq, t0, &mut none), Arrival::AwaitingAck);
         assert_eq!(
-            t.on_arrival(0, seq, t0 + DEADLINE * 2, &mut |_| panic!("no outcome")),
-            Arrival::AfterFailedProduce
+            collect(|o| t.on_ack(0, seq, false, t0, &mut |x| o(x))),
+            vec![Outcome::FailedButArrived { partition: 0, seq }]
         );
+        // Arrived, then no report at all: unacknowledged, and arrived.
+        let seq = t.on_send(0, t0);
+        assert_eq!(t.on_arrival(0, seq, t0, &mut none), Arrival::AwaitingAck);
+        assert_eq!(
+            collect(|o| t.expire(t0 + DEADLINE + ACK_GRACE, &mut |x| o(x))),
+            vec![
+                Outcome::Unacknowledged { partition: 0, seq },
+                Outcome::FailedButArrived { partition: 0, seq }
+            ]
+        );
+        assert_eq!(t.in_flight(), 0);
     }
 
     #[test]
@@ -1131,10 +1176,13 @@ mod tests {
         // A report that turns up after all settles nothing.
         let mut none = |_| panic!("no outcome");
         assert!(!t.on_ack(0, stuck, true, t0 + DEADLINE * 2, &mut none));
-        // Nor does its canary arriving: its produce counts as failed.
+        // Its canary arriving is no delivery: its produce counts as failed.
         assert_eq!(
-            t.on_arrival(0, stuck, t0 + DEADLINE * 2, &mut none),
-            Arrival::AfterFailedProduce
+            collect(|o| t.on_arrival(0, stuck, t0 + DEADLINE * 2, &mut |x| o(x))),
+            vec![Outcome::FailedButArrived {
+                partition: 0,
+                seq: stuck
+            }]
         );
     }
 
@@ -1373,10 +1421,12 @@ mod tests {
             r.restore(&saved, &until(&saved, 0), t1, 1_000_000_000_000),
             0
         );
-        let mut none = |o| panic!("no outcome: {o:?}");
         assert_eq!(
-            r.on_arrival(0, failed, t1, &mut none),
-            Arrival::AfterFailedProduce
+            collect(|o| r.on_arrival(0, failed, t1, &mut |x| o(x))),
+            vec![Outcome::FailedButArrived {
+                partition: 0,
+                seq: failed
+            }]
         );
         let out = collect(|o| {
             r.on_arrival(0, lost, t1, &mut |x| o(x));

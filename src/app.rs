@@ -141,6 +141,9 @@ impl App {
                 metrics: metrics.clone(),
                 readiness: readiness.clone(),
                 journal: journal.clone(),
+                memory: crate::outcome::tracker::Memory::new(
+                    crate::outcome::tracker::RESOLVED_MEMORY,
+                ),
             },
         };
         let mut clients = probe::Clients::new(config, &metrics);

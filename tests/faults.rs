@@ -150,6 +150,109 @@ fn connections_over_the_cap_are_refused_without_starving_kafka() {
     assert!(s.stop().success());
 }
 
+/// Resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// 2,000 clients ask for `/metrics` and never read the response:
+/// `/healthz` answers meanwhile, resident memory stays far below a pod's
+/// limit, and every connection is closed by the server. (A body this size,
+/// ~90 KB, fits in the sockets' buffers on loopback, so the response is
+/// written and the idle timeout closes it; a body larger than the buffers
+/// stalls, and the write deadline closes it: `serve::listen`'s unit test
+/// with a 32 MB body.)
+#[test]
+fn clients_that_never_read_their_response_cannot_hold_the_server() {
+    use std::io::{ErrorKind, Read};
+    rlimit::increase_nofile_limit(u64::MAX).expect("raise the open-files limit");
+    let mock = cluster();
+    let dir = scratch("never-read");
+    // Ten probes: a /metrics body of ~90 KB.
+    let mut yaml = heartbeat(&mock.bootstrap_servers());
+    for i in 1..10 {
+        yaml += &format!(
+            "  - {{ name: faults-{i}, type: heartbeat, cluster: it, topic: {TOPIC}, interval: 1s, deadline: 5s }}\n"
+        );
+    }
+    let s = Slaprobe::start(&dir, "never-read", &yaml);
+    assert!(
+        poll_until(Duration::from_secs(30), || delivered(&s) > 0.0),
+        "delivers; log:\n{}",
+        s.log()
+    );
+    let body = s.metrics().len();
+    let pid = s.child.id();
+    let before = rss(pid);
+    let mut held = Vec::new();
+    for _ in 0..2000 {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(1024).expect("rcvbuf");
+        socket.connect(&s.addr.into()).expect("connect");
+        let mut stream: TcpStream = socket.into();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("request");
+        held.push(stream);
+    }
+    let mut peak = 0;
+    let t = Instant::now();
+    // Past the write and idle timeouts (10 s) before reading anything.
+    while t.elapsed() < Duration::from_secs(12) {
+        let health = http_get(s.addr, "/healthz");
+        assert!(
+            health.as_ref().is_ok_and(|(code, _)| *code == 200),
+            "/healthz answers while 2,000 clients hold responses: {health:?}"
+        );
+        peak = peak.max(rss(pid));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Each has been closed by the server by now: reading finds its end.
+    let (mut closed, mut most) = (0, 0);
+    for stream in &mut held {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut buf = vec![0u8; 1 << 16];
+        let mut got = 0;
+        let was_closed = loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => got += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break false
+                }
+                Err(_) => break true,
+            }
+        };
+        closed += usize::from(was_closed);
+        most = most.max(got);
+    }
+    peak = peak.max(rss(pid));
+    assert_eq!(
+        closed,
+        held.len(),
+        "closed by the server; at most {most} of {body} bytes received"
+    );
+    eprintln!(
+        "/metrics body {body} bytes; RSS {} MiB before, {} MiB at most with 2,000 stalled clients",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(peak < 256 << 20, "RSS {peak} bytes");
+    assert!(
+        http_get(s.addr, "/healthz").is_ok_and(|(code, _)| code == 200),
+        "still serving"
+    );
+    assert!(s.stop().success());
+}
+
 /// A TCP server that accepts connections and never answers (a broker or an
 /// Alertmanager that hangs); how many it accepted.
 fn black_hole() -> (

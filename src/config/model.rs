@@ -456,6 +456,9 @@ pub struct LagWatch {
     pub window: usize,
     /// Most partition series exported (each group's status always is).
     pub max_partitions: usize,
+    /// Most groups a `group_pattern` watches (those already watched first,
+    /// then by name); the rest are counted and warned about.
+    pub max_groups: usize,
     /// How long a group is STALL or STOP before the alert fires. Default 5m.
     pub stalled_for: Duration,
     /// Lag in time above which `SlaprobeConsumerGroupLagHigh` fires.

@@ -97,6 +97,7 @@ pub(crate) struct RawProbe {
     pub topics: Option<Vec<String>>,
     pub window: Option<u64>,
     pub max_partitions: Option<u64>,
+    pub max_groups: Option<u64>,
     pub stalled_for: Option<String>,
     pub max_lag: Option<String>,
 }
@@ -113,6 +114,7 @@ pub(crate) struct RawLag {
     pub interval: Option<String>,
     pub window: Option<u64>,
     pub max_partitions: Option<u64>,
+    pub max_groups: Option<u64>,
     pub stalled_for: Option<String>,
     pub max_lag: Option<String>,
 }
@@ -128,6 +130,7 @@ impl RawProbe {
             interval: self.interval.clone(),
             window: self.window,
             max_partitions: self.max_partitions,
+            max_groups: self.max_groups,
             stalled_for: self.stalled_for.clone(),
             max_lag: self.max_lag.clone(),
         }

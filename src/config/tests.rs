@@ -475,7 +475,7 @@ fn unknown_probe_key_typo() {
         "test.yaml:9:5: probes[0].deadlin: unknown field `deadlin`, expected one of `name`, `type`, \
          `interval`, `deadline`, `payload_bytes`, `slos`, `dedicated_client`, `cluster`, `topic`, `topic_management`, \
          `input`, `outputs`, `lag`, `groups`, `group_pattern`, `topics`, `window`, `max_partitions`, \
-         `stalled_for`, `max_lag`"
+         `max_groups`, `stalled_for`, `max_lag`"
     );
 }
 

@@ -133,11 +133,14 @@ impl Fetcher {
 
     /// Route `route` reads `partitions` of `topic`: those in `resume` from
     /// their saved offset when it is still within the partition, those in
-    /// `from_beginning` from their first offset, the others (and those
-    /// whose saved offset is no longer valid) from their current end.
-    /// Blocking (offset requests). Returns the partitions added (one whose
-    /// offsets cannot be read now is retried at the next layout refresh
-    /// rather than guessed at), and those whose saved offset was invalid.
+    /// `from_beginning` from their first offset, those in `since` from the
+    /// first record written at or after that time (Unix ms: a partition
+    /// that should have been read from its end then, but could not be),
+    /// the others (and those whose saved offset is no longer valid) from
+    /// their current end. Blocking (offset requests). Returns the
+    /// partitions added (one whose offsets cannot be read now is retried at
+    /// the next layout refresh rather than guessed at), and those whose
+    /// saved offset was invalid.
     pub(crate) fn add(
         &self,
         route: RouteId,
@@ -145,6 +148,7 @@ impl Fetcher {
         partitions: &[i32],
         from_beginning: &BTreeSet<i32>,
         resume: &BTreeMap<i32, i64>,
+        since: &BTreeMap<i32, i64>,
     ) -> (BTreeSet<i32>, Vec<i32>) {
         let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
         let mut invalid = Vec::new();
@@ -168,7 +172,17 @@ impl Fetcher {
                     high
                 }
                 None if from_beginning.contains(&p) => low,
-                None => high,
+                None => match since.get(&p) {
+                    Some(&at) => match kafka::offset_at(&*self.consumer, topic, p, at) {
+                        Ok(o) => o.map_or(high, |o| o.clamp(low, high)),
+                        Err(e) => {
+                            warn!(consumer = %self.name, topic, partition = p, error = %e,
+                                "cannot look up the offset at the time the partition was first wanted; not consumed until the next refresh");
+                            continue;
+                        }
+                    },
+                    None => high,
+                },
             };
             starts.insert(p, start);
         }
@@ -300,7 +314,10 @@ impl Fetcher {
         let me = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("consume-{}", self.name))
-            .spawn(move || me.dispatch(&receiver, &cancel));
+            .spawn(move || {
+                let _watch = crate::util::threads::Watch::new(format!("consume-{}", me.name));
+                me.dispatch(&receiver, &cancel)
+            });
         match spawned {
             Ok(t) => *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(t),
             Err(e) => {

@@ -31,6 +31,10 @@ pub(crate) struct Output {
     /// Saved offsets to resume from after a restart (partition -> next
     /// offset), used by each partition's first assignment.
     resume: std::sync::Mutex<std::collections::BTreeMap<i32, i64>>,
+    /// Partitions to be read from their end that could not be assigned
+    /// yet, with when they were first wanted (Unix ms): a later try reads
+    /// from there, so that canaries written in between are not skipped.
+    wanted_since: std::sync::Mutex<BTreeMap<i32, i64>>,
     /// It reads the input topic itself (heartbeat): its partitions are the
     /// canaries' partitions.
     reads_input: bool,
@@ -65,6 +69,7 @@ impl Output {
             route,
             first_layout: OnceLock::new(),
             resume: std::sync::Mutex::new(resume),
+            wanted_since: std::sync::Mutex::new(BTreeMap::new()),
             reads_input,
         }
     }
@@ -138,11 +143,33 @@ impl Output {
                 .filter_map(|p| r.get(p).map(|o| (*p, *o)))
                 .collect()
         };
+        let since: BTreeMap<i32, i64> = {
+            let mut wanted = self.wanted_since.lock().unwrap_or_else(|e| e.into_inner());
+            let since = new
+                .iter()
+                .filter_map(|p| wanted.get(p).map(|t| (*p, *t)))
+                .collect();
+            // Those read from their end: if this try fails, the next reads
+            // from now on (a second early, for the clocks).
+            let now_ms = crate::canary::unix_ns(std::time::SystemTime::now()) / 1_000_000;
+            for p in &new {
+                if !from_beginning.contains(p) && !resume.contains_key(p) {
+                    wanted.entry(*p).or_insert(now_ms as i64 - 1000);
+                }
+            }
+            since
+        };
         let (added, invalid) = tokio::task::spawn_blocking(move || {
-            fetcher.add(route, &topic, &new, &from_beginning, &resume)
+            fetcher.add(route, &topic, &new, &from_beginning, &resume, &since)
         })
         .await
         .unwrap_or_default();
+        {
+            let mut wanted = self.wanted_since.lock().unwrap_or_else(|e| e.into_inner());
+            for p in added.iter().chain(&invalid) {
+                wanted.remove(p);
+            }
+        }
         {
             // Resumed (or found invalid) once; a partition whose offsets
             // could not be read keeps its saved offset for the next try.

@@ -15,8 +15,10 @@ use crate::config::TopicManagement;
 
 pub mod client;
 pub mod groups;
+mod offsets;
 
 pub use client::{queue_bound, Admin, Role};
+pub use offsets::offset_at;
 
 /// librdkafka's version and the features it was built with
 /// (`builtin.features`), e.g. `2.12.1 (gzip,snappy,ssl,sasl,…,zstd,…)`.
@@ -478,8 +480,10 @@ pub fn headers(
 
 /// Keeps the panic that rdkafka's header accessor raises on a header name
 /// that is not UTF-8 (caught in [`headers`]) out of stderr: a topic full of
-/// such records would otherwise print a panic message per record. Every
-/// other panic reaches the previous hook unchanged. Process-wide, set once.
+/// such records would otherwise print a panic message per record. Only
+/// that one (raised in rdkafka's `message.rs`, about a `Utf8Error`) is
+/// silenced; every other panic reaches the previous hook unchanged.
+/// Process-wide, set once.
 pub fn silence_header_name_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -487,7 +491,8 @@ pub fn silence_header_name_panics() {
         std::panic::set_hook(Box::new(move |info| {
             let from_headers = info
                 .location()
-                .is_some_and(|l| l.file().contains("rdkafka") && l.file().ends_with("message.rs"));
+                .is_some_and(|l| l.file().contains("rdkafka") && l.file().ends_with("message.rs"))
+                && is_utf8_panic(info.payload());
             if !from_headers {
                 previous(info);
             }
@@ -495,8 +500,29 @@ pub fn silence_header_name_panics() {
     });
 }
 
+/// Whether a panic's payload is the `Utf8Error` of an `unwrap` on a
+/// header name.
+fn is_utf8_panic(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied());
+    text.is_some_and(|t| t.contains("Utf8Error"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_the_header_name_panic_is_silenced() {
+        let bytes = vec![b'a', 0xff];
+        let utf8 = std::str::from_utf8(&bytes).unwrap_err();
+        let message = format!("called `Result::unwrap()` on an `Err` value: {utf8:?}");
+        assert!(super::is_utf8_panic(&message));
+        assert!(!super::is_utf8_panic(&String::from("index out of bounds")));
+        assert!(!super::is_utf8_panic(&"attempt to subtract with overflow"));
+        assert!(!super::is_utf8_panic(&42));
+    }
+
     /// Each class of refusal is told apart: credentials, TLS, ACLs, for
     /// every metric that classifies errors.
     #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
@@ -132,10 +132,12 @@ fn named_elsewhere(config: &Config, w: &LagWatch) -> BTreeSet<String> {
         .collect()
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+/// Seconds on the monotonic clock since the first read: lag in seconds
+/// and the evaluation windows only ever take differences of these, so a
+/// wall-clock step cannot fire a false `max_lag` alert or stretch a window.
+fn monotonic_now() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
 /// One read: the listing (members, and a pattern's groups), the offsets
@@ -163,7 +165,7 @@ fn read(watch: &Watch, reader: &Reader, errors: &LagMetrics) -> Read {
             None
         }
     };
-    let names = watch.groups_to_read(listed.as_deref());
+    let (names, groups_over_max) = watch.groups_to_read(listed.as_deref());
     let committed = groups::committed(reader.client(), &names, timeout);
     let failed = committed.values().filter(|r| r.is_err()).count();
     if failed > 0 {
@@ -219,7 +221,8 @@ fn read(watch: &Watch, reader: &Reader, errors: &LagMetrics) -> Read {
         }
     };
     Read {
-        at: unix_now(),
+        groups_over_max,
+        at: monotonic_now(),
         listed,
         committed,
         high_watermarks,
@@ -240,6 +243,7 @@ impl Task {
             mut series,
         } = self;
         let mut errors_logged: BTreeSet<String> = BTreeSet::new();
+        let mut over_max = crate::util::Throttle::default();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -263,6 +267,14 @@ impl Task {
                 },
             };
             watch = w;
+            series.groups_over_max.set(r.groups_over_max as i64);
+            if r.groups_over_max > 0 {
+                if let Some(reads) = over_max.note(1, std::time::Instant::now()) {
+                    warn!(cluster = %watch.config.cluster, probe = %watch.config.probe,
+                        over = r.groups_over_max, max_groups = watch.config.max_groups, reads,
+                        "group_pattern matches more groups than max_groups; the rest are not watched (raise max_groups or narrow the pattern)");
+                }
+            }
             for (group, result) in &r.committed {
                 match result {
                     Err(e) if errors_logged.insert(group.clone()) => {
@@ -288,10 +300,13 @@ impl Task {
 struct Series {
     metrics: LagMetrics,
     cluster: String,
+    /// Two probes whose patterns match one group each have its series.
+    probe: String,
     partitions: HashMap<(String, Tp), (IntGauge, Gauge, IntGauge)>,
     groups: HashMap<String, Vec<IntGauge>>,
     /// Created at 0, so an alert on it has a series from the start.
     dropped: IntCounter,
+    groups_over_max: IntGauge,
 }
 
 impl Series {
@@ -299,10 +314,14 @@ impl Series {
         Series {
             metrics: metrics.clone(),
             cluster: w.cluster.clone(),
+            probe: w.probe.clone(),
             partitions: HashMap::new(),
             groups: HashMap::new(),
             dropped: metrics
                 .partitions_dropped
+                .with_label_values(&[&w.cluster, &w.probe]),
+            groups_over_max: metrics
+                .groups_over_max
                 .with_label_values(&[&w.cluster, &w.probe]),
         }
     }
@@ -310,6 +329,7 @@ impl Series {
     fn update(&mut self, watch: &Watch, dropped: usize) {
         let m = &self.metrics;
         let c = self.cluster.as_str();
+        let probe = self.probe.as_str();
         self.dropped.inc_by(dropped as u64);
         let mut live = BTreeSet::new();
         for (group, p) in watch.exported() {
@@ -317,7 +337,7 @@ impl Series {
             let (records, seconds, committed) =
                 self.partitions.entry(key.clone()).or_insert_with(|| {
                     let partition = p.partition.to_string();
-                    let l = [c, group, p.topic.as_str(), partition.as_str()];
+                    let l = [c, probe, group, p.topic.as_str(), partition.as_str()];
                     (
                         m.lag_records.with_label_values(&l),
                         m.lag_seconds.with_label_values(&l),
@@ -333,7 +353,7 @@ impl Series {
             let keep = live.contains(&(group.clone(), (topic.clone(), *partition)));
             if !keep {
                 let partition = partition.to_string();
-                let l = [c, group.as_str(), topic.as_str(), partition.as_str()];
+                let l = [c, probe, group.as_str(), topic.as_str(), partition.as_str()];
                 m.lag_records.remove(&l);
                 m.lag_seconds.remove(&l);
                 m.committed_offset.remove(&l);
@@ -345,7 +365,7 @@ impl Series {
             let gauges = self.groups.entry(group.to_string()).or_insert_with(|| {
                 Status::ALL
                     .iter()
-                    .map(|s| m.status.with_label_values(&[c, group, s.label()]))
+                    .map(|s| m.status.with_label_values(&[c, probe, group, s.label()]))
                     .collect()
             });
             for (g, s) in gauges.iter().zip(Status::ALL) {
@@ -357,7 +377,7 @@ impl Series {
             let keep = groups.contains(group);
             if !keep {
                 for s in Status::ALL {
-                    m.status.remove(&[c, group.as_str(), s.label()]);
+                    m.status.remove(&[c, probe, group.as_str(), s.label()]);
                 }
             }
             keep

@@ -17,7 +17,9 @@ pub type Tp = (String, i32);
 /// What one read of the cluster returned.
 #[derive(Debug, Clone, Default)]
 pub struct Read {
-    /// Unix seconds.
+    /// Groups the pattern matched beyond `max_groups`, not read.
+    pub groups_over_max: usize,
+    /// Seconds on the monotonic clock (any origin: only differences count).
     pub at: f64,
     /// Every group the cluster listed, with its members; `None` when the
     /// cluster could not list them (then STOP cannot be told from STALL:
@@ -108,15 +110,26 @@ impl Watch {
 
     /// The groups to read offsets of, given the cluster's listing (`None`
     /// when it failed: a pattern then reads the groups it already knows).
-    pub fn groups_to_read(&self, listed: Option<&[GroupInfo]>) -> Vec<String> {
+    /// The groups to read, and how many a pattern matched beyond
+    /// `max_groups` (left unread: those already watched are kept first,
+    /// then the others by name, so the set does not churn).
+    pub fn groups_to_read(&self, listed: Option<&[GroupInfo]>) -> (Vec<String>, usize) {
         match (&self.config.groups, listed) {
-            (GroupSelector::Named(names), _) => names.clone(),
-            (GroupSelector::Pattern(_), None) => self.groups.keys().cloned().collect(),
-            (GroupSelector::Pattern(p), Some(listed)) => listed
-                .iter()
-                .filter(|g| p.regex.is_match(&g.name) && !self.excluded.contains(&g.name))
-                .map(|g| g.name.clone())
-                .collect(),
+            (GroupSelector::Named(names), _) => (names.clone(), 0),
+            (GroupSelector::Pattern(_), None) => (self.groups.keys().cloned().collect(), 0),
+            (GroupSelector::Pattern(p), Some(listed)) => {
+                let mut names: Vec<&str> = listed
+                    .iter()
+                    .filter(|g| p.regex.is_match(&g.name) && !self.excluded.contains(&g.name))
+                    .map(|g| g.name.as_str())
+                    .collect();
+                names.sort_by_key(|n| (!self.groups.contains_key(*n), *n));
+                names.dedup();
+                let over = names.len().saturating_sub(self.config.max_groups);
+                names.truncate(self.config.max_groups);
+                names.sort_unstable();
+                (names.into_iter().map(str::to_string).collect(), over)
+            }
         }
     }
 
@@ -327,6 +340,7 @@ mod tests {
             interval: Duration::from_secs(10),
             window: 3,
             max_partitions,
+            max_groups: 3,
             stalled_for: Duration::from_secs(300),
             max_lag: Duration::from_secs(300),
         }
@@ -353,6 +367,7 @@ mod tests {
         hw: &[i64],
     ) -> Read {
         Read {
+            groups_over_max: 0,
             at,
             listed,
             committed: groups
@@ -458,7 +473,7 @@ mod tests {
             info("billing", 1),
             info("orders-named", 1),
         ];
-        assert_eq!(w.groups_to_read(Some(&listed)), ["orders-a"]);
+        assert_eq!(w.groups_to_read(Some(&listed)).0, ["orders-a"]);
         let mut w = w;
         w.apply(&read(
             0.0,
@@ -467,7 +482,7 @@ mod tests {
             &[1],
         ));
         let listed = [info("orders-a", 1), info("orders-b", 1)];
-        assert_eq!(w.groups_to_read(Some(&listed)), ["orders-a", "orders-b"]);
+        assert_eq!(w.groups_to_read(Some(&listed)).0, ["orders-a", "orders-b"]);
         w.apply(&read(
             10.0,
             Some(listed.to_vec()),
@@ -477,7 +492,38 @@ mod tests {
         let names: Vec<&str> = w.statuses().map(|(g, _)| g).collect();
         assert_eq!(names, ["orders-b"]);
         // A failed listing keeps the groups known.
-        assert_eq!(w.groups_to_read(None), ["orders-b"]);
+        assert_eq!(w.groups_to_read(None).0, ["orders-b"]);
+    }
+
+    /// A pattern matching more than `max_groups` reads that many: the
+    /// groups already watched first, then by name; the rest are counted.
+    #[test]
+    fn a_pattern_reads_at_most_max_groups_keeping_those_it_watches() {
+        let p = GroupPattern {
+            source: "g.*".into(),
+            regex: regex::Regex::new("^(?:g.*)$").unwrap(),
+        };
+        let mut w = Watch::new(config(GroupSelector::Pattern(p), 100), BTreeSet::new());
+        let listed: Vec<GroupInfo> = ["g5", "g4", "g3", "g2", "g1"]
+            .iter()
+            .map(|n| info(n, 1))
+            .collect();
+        assert_eq!(
+            w.groups_to_read(Some(&listed)),
+            (vec!["g1".into(), "g2".into(), "g3".into()], 2)
+        );
+        w.apply(&read(
+            0.0,
+            Some(listed.clone()),
+            &[("g3", &[1]), ("g4", &[1]), ("g5", &[1])],
+            &[1],
+        ));
+        let mut more = listed;
+        more.push(info("g0", 1));
+        assert_eq!(
+            w.groups_to_read(Some(&more)),
+            (vec!["g3".into(), "g4".into(), "g5".into()], 3)
+        );
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub struct Metrics {
     out_of_order: IntCounterVec,
     foreign: IntCounterVec,
     failed_but_arrived: IntCounterVec,
+    late_or_duplicate: IntCounterVec,
     consume_errors: IntCounterVec,
     abandoned: IntCounterVec,
     in_flight: IntGaugeVec,
@@ -77,6 +78,7 @@ pub struct LagMetrics {
     pub committed_offset: IntGaugeVec,
     pub status: IntGaugeVec,
     pub partitions_dropped: IntCounterVec,
+    pub groups_over_max: IntGaugeVec,
     pub read_errors: IntCounterVec,
 }
 
@@ -120,6 +122,7 @@ impl Metrics {
             out_of_order: outcome("canaries_out_of_order_total", "First arrivals with a lower seq than an earlier arrival from the same input partition."),
             abandoned: counter("canaries_abandoned_total", "Canaries restored after a restart that could not be accounted for (their output partition could not be resumed, or their delivery report went with the old process and they never arrived): neither delivered nor lost.", &["probe", "output", "reason"]),
             consume_errors: counter("consume_errors_total", "Errors the output's consumer reported, by error class (records it could not decode are canaries it cannot see).", &["probe", "output", "error"]),
+            late_or_duplicate: outcome("canaries_late_or_duplicate_total", "Arrivals of canaries resolved so long ago that their outcome was forgotten (beyond the process-wide memory of 262,144 lost, failed or late canaries): late if it was lost, a duplicate otherwise; counted as neither."),
             failed_but_arrived: outcome("canaries_failed_but_arrived_total", "Arrivals of canaries whose produce was reported failed: the broker wrote them after all (a request that timed out in flight). Never delivered, lost, late nor duplicate; their produce stays an availability error."),
             foreign: outcome("records_foreign_total", "Records on probed topics that are not this run's canaries (other traffic, other probers, earlier runs, malformed)."),
             in_flight: int_gauge("canaries_in_flight", "Canaries sent whose outcome is not known yet.", &["probe"]),
@@ -137,11 +140,12 @@ impl Metrics {
             client_errors: counter("kafka_errors_total", "Errors slaprobe's own Kafka clients got, by class: authentication (credentials refused), tls (handshake failed), authorization (an ACL), transport (brokers unreachable), timeout, other (librdkafka's error callback and failed metadata requests).", &["kafka_cluster", "client", "error"]),
             client_requests: counter("kafka_requests_total", "Requests slaprobe's own Kafka clients sent, per broker and request type (from librdkafka's statistics, every statistics.interval.ms): the load the prober puts on the cluster.", &["kafka_cluster", "client", "broker", "request"]),
             lag: LagMetrics {
-                lag_records: int_gauge("consumergroup_lag_records", "Records the group has not consumed: the partition's high watermark minus the group's committed offset.", &["kafka_cluster", "group", "topic", "partition"]),
-                lag_seconds: gauge("consumergroup_lag_seconds", "How long ago the first record the group has not consumed was written (interpolated from the high watermarks read; 0 when caught up).", &["kafka_cluster", "group", "topic", "partition"]),
-                committed_offset: int_gauge("consumergroup_committed_offset", "The group's committed offset.", &["kafka_cluster", "group", "topic", "partition"]),
-                status: int_gauge("consumergroup_status", "1 on the group's current status (the worst of its partitions', judged Burrow's way over the last reads), 0 on the others.", &["kafka_cluster", "group", "status"]),
+                lag_records: int_gauge("consumergroup_lag_records", "Records the group has not consumed: the partition's high watermark minus the group's committed offset.", &["kafka_cluster", "probe", "group", "topic", "partition"]),
+                lag_seconds: gauge("consumergroup_lag_seconds", "How long ago the first record the group has not consumed was written (interpolated from the high watermarks read; 0 when caught up).", &["kafka_cluster", "probe", "group", "topic", "partition"]),
+                committed_offset: int_gauge("consumergroup_committed_offset", "The group's committed offset.", &["kafka_cluster", "probe", "group", "topic", "partition"]),
+                status: int_gauge("consumergroup_status", "1 on the group's current status (the worst of its partitions', judged Burrow's way over the last reads), 0 on the others.", &["kafka_cluster", "probe", "group", "status"]),
                 partitions_dropped: counter("consumergroup_partitions_dropped_total", "Partitions left without series because the probe's max_partitions was reached (each counted once).", &["kafka_cluster", "probe"]),
+                groups_over_max: int_gauge("consumergroup_groups_over_max", "Groups the probe's group_pattern matched beyond its max_groups at the last read: not watched.", &["kafka_cluster", "probe"]),
                 read_errors: counter("consumergroup_read_errors_total", "Failed reads of consumer groups, by request: list_groups (members), offsets (committed offsets) or watermarks.", &["kafka_cluster", "request"]),
             },
             registry: r.clone(),
@@ -239,6 +243,7 @@ impl Metrics {
             out_of_order: self.out_of_order.with_label_values(&l),
             foreign: self.foreign.with_label_values(&l),
             failed_but_arrived: self.failed_but_arrived.with_label_values(&l),
+            late_or_duplicate: self.late_or_duplicate.with_label_values(&l),
             consume_errors: ConsumeError::ALL
                 .iter()
                 .map(|e| {
@@ -328,6 +333,7 @@ pub struct OutputMetrics {
     pub foreign: IntCounter,
     /// Every arrival of a canary whose produce was reported failed.
     pub failed_but_arrived: IntCounter,
+    pub late_or_duplicate: IntCounter,
     /// Per consume error class, every class present (at 0).
     pub consume_errors: Vec<(ConsumeError, IntCounter)>,
     pub e2e: Histogram,

@@ -25,6 +25,8 @@ pub struct Sinks {
     pub metrics: Metrics,
     pub readiness: Arc<Readiness>,
     pub journal: Arc<Journal>,
+    /// The process-wide memory of resolved canaries every tracker shares.
+    pub memory: Arc<tracker::Memory>,
 }
 
 /// Where an output's accounting starts: a fresh tracker, or one restored
@@ -116,6 +118,7 @@ impl Shared {
             metrics,
             readiness,
             journal,
+            memory,
         } = sinks;
         let origin = Instant::now();
         let mut starts = starts.into_iter();
@@ -123,9 +126,10 @@ impl Shared {
             .outputs()
             .into_iter()
             .map(|o| {
-                let start = starts
+                let mut start = starts
                     .next()
                     .unwrap_or_else(|| OutputStart::fresh(probe.deadline));
+                start.tracker.share(memory);
                 OutputState {
                     tracker: start.tracker,
                     rec: Recorder {
@@ -240,12 +244,15 @@ impl Shared {
     pub(crate) fn send(&self, partition: i32, now: Instant) -> u64 {
         let mut st = self.lock();
         st.input.metrics.sent.inc();
-        // Every tracker sees every send, so they all assign the same seq.
-        let mut seq = 0;
+        // Every tracker sees every send and starts from the probe's seqs
+        // (see `state::restore`), so they all assign the same seq.
+        let mut seq = None;
         for o in &mut st.outputs {
-            seq = o.tracker.on_send(partition, now);
+            let s = o.tracker.on_send(partition, now);
+            debug_assert!(seq.is_none_or(|x| x == s), "outputs' seqs split");
+            seq.get_or_insert(s);
         }
-        seq
+        seq.unwrap_or(0)
     }
 
     /// The delivery report of a canary sent at `sent`.
@@ -274,8 +281,12 @@ impl Shared {
         for (i, o) in outputs.iter_mut().enumerate() {
             let OutputState { tracker, rec, .. } = o;
             let settled = tracker.on_ack(partition, seq, result.is_ok(), now, &mut |out| {
+                rec.trace_outcome(out, seq);
                 rec.apply(out, now, input)
             });
+            if settled && result.is_err() {
+                rec.trace("produce_failed", partition, seq, &"");
+            }
             news |= i == 0 && settled;
         }
         if !news {
@@ -333,16 +344,15 @@ impl Shared {
                     let age = Duration::from_nanos(now_ns.saturating_sub(sent));
                     tracker.unsaved_sent(partition, seq, age, now);
                 }
-                match tracker.on_arrival(partition, seq, now, &mut |out| rec.apply(out, now, input))
-                {
+                match tracker.on_arrival(partition, seq, now, &mut |out| {
+                    rec.trace_outcome(out, seq);
+                    rec.apply(out, now, input)
+                }) {
                     // Our run, but an id we never sent: someone forged or
                     // mangled it.
                     Arrival::Unknown => rec.metrics.foreign.inc(),
-                    Arrival::AfterFailedProduce => {
-                        rec.metrics.failed_but_arrived.inc();
-                        tracing::debug!(probe = %self.name, partition, seq,
-                            "canary arrived although its produce was reported failed");
-                    }
+                    Arrival::Untracked => tracing::debug!(probe = %self.name, partition, seq,
+                        "a canary sent before this output was configured"),
                     Arrival::Counted | Arrival::AwaitingAck => {}
                 }
             }
@@ -359,6 +369,7 @@ impl Shared {
         let State { input, outputs } = &mut *st;
         if let Some(OutputState { tracker, rec, .. }) = outputs.get_mut(index) {
             tracker.abandon(partition, tracker::Abandon::OffsetInvalid, &mut |out| {
+                rec.trace_outcome(out, 0);
                 rec.apply(out, now, input)
             });
         }
@@ -375,6 +386,8 @@ impl Shared {
                 if i == 0 && matches!(out, Outcome::Unacknowledged { .. }) {
                     unacknowledged += 1;
                 }
+                // Expiry's outcomes carry their canary's seq.
+                rec.trace_outcome(out, 0);
                 rec.apply(out, now, input)
             });
             in_flight = in_flight.max(tracker.in_flight());

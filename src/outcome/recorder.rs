@@ -30,7 +30,74 @@ pub(super) struct Recorder {
     pub(super) abandoned: Vec<(Abandon, IntCounter)>,
 }
 
+/// The target of the per-canary log lines: `RUST_LOG=slaprobe::canary=debug`
+/// logs one line per outcome, with the canary's id (an audit trail, and
+/// what the chaos run compares with its independent truth).
+pub(super) const CANARY_TARGET: &str = "slaprobe::canary";
+
 impl Recorder {
+    /// Logs what became of canary `partition`/`seq` at this output (only
+    /// when `slaprobe::canary` is enabled at debug).
+    pub(super) fn trace(
+        &self,
+        what: &str,
+        partition: i32,
+        seq: u64,
+        detail: &dyn std::fmt::Display,
+    ) {
+        if tracing::enabled!(target: CANARY_TARGET, tracing::Level::DEBUG) {
+            let id = CanaryId {
+                probe: &self.probe,
+                run: self.run,
+                partition,
+                seq,
+            };
+            tracing::debug!(target: CANARY_TARGET, probe = %self.probe, output = %self.output,
+                %id, outcome = what, "{detail}");
+        }
+    }
+
+    /// [`Recorder::trace`] for `outcome` of the canary with `seq` (the
+    /// outcome's own seq where it carries one).
+    pub(super) fn trace_outcome(&self, outcome: Outcome, seq: u64) {
+        if !tracing::enabled!(target: CANARY_TARGET, tracing::Level::DEBUG) {
+            return;
+        }
+        match outcome {
+            Outcome::Delivered {
+                partition,
+                latency,
+                out_of_order,
+            } => self.trace(
+                if out_of_order {
+                    "delivered_out_of_order"
+                } else {
+                    "delivered"
+                },
+                partition,
+                seq,
+                &format_args!("latency {latency:?}"),
+            ),
+            Outcome::Lost { partition, seq } => self.trace("lost", partition, seq, &""),
+            Outcome::Late { partition } => self.trace("late", partition, seq, &""),
+            Outcome::Duplicate { partition } => self.trace("duplicate", partition, seq, &""),
+            Outcome::LateOrDuplicate { partition } => {
+                self.trace("late_or_duplicate", partition, seq, &"")
+            }
+            Outcome::Unacknowledged { partition, seq } => {
+                self.trace("unacknowledged", partition, seq, &"")
+            }
+            Outcome::FailedButArrived { partition, seq } => {
+                self.trace("failed_but_arrived", partition, seq, &"")
+            }
+            Outcome::Abandoned {
+                partition,
+                seq,
+                reason,
+            } => self.trace("abandoned", partition, seq, &reason.label()),
+        }
+    }
+
     pub(super) fn apply(&mut self, outcome: Outcome, now: Instant, input: &mut InputState) {
         let m = &self.metrics;
         match (self.expect, outcome) {
@@ -87,9 +154,11 @@ impl Recorder {
                 m.delivery_bad.inc();
             }
             (_, Outcome::Duplicate { .. }) => m.duplicate.inc(),
+            (_, Outcome::LateOrDuplicate { .. }) => m.late_or_duplicate.inc(),
             // A produce failure: the input side counts it (once per canary,
             // not per output).
             (_, Outcome::Unacknowledged { .. }) => {}
+            (_, Outcome::FailedButArrived { .. }) => m.failed_but_arrived.inc(),
             (_, Outcome::Abandoned { reason, .. }) => {
                 if let Some((_, c)) = self.abandoned.iter().find(|(r, _)| *r == reason) {
                     c.inc();

@@ -15,7 +15,9 @@
 //! Over 600 lines: the rules take under 600, and their unit tests, one
 //! per outcome rule, stay next to them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What happened to a canary, as reported to the probe.
@@ -34,9 +36,18 @@ pub enum Outcome {
     Late { partition: i32 },
     /// Arrived again after its first arrival.
     Duplicate { partition: i32 },
+    /// Arrived after its outcome was forgotten (it was resolved longer ago
+    /// than the process-wide [`Memory`] of resolved canaries reaches): late
+    /// if it had been lost, a duplicate otherwise; counted as neither.
+    LateOrDuplicate { partition: i32 },
     /// No delivery report by the deadline + [`ACK_GRACE`] (the producer was
     /// replaced, or its thread is gone): a failed produce, never a loss.
     Unacknowledged { partition: i32, seq: u64 },
+    /// An arrival of a canary whose produce was reported failed (or never
+    /// acknowledged): the broker wrote it after all, e.g. a request that
+    /// timed out in flight. Never delivered, lost, late nor duplicate; its
+    /// produce stays an availability error. One per arrival.
+    FailedButArrived { partition: i32, seq: u64 },
     /// A canary restored after a restart that cannot be accounted for:
     /// neither delivered, lost nor a failed produce.
     Abandoned {
@@ -88,13 +99,58 @@ pub struct SavedCanary {
     pub acked: bool,
 }
 
-/// A tracker's state across a restart: each partition's next seq and every
-/// canary not yet resolved.
+/// A tracker's state across a restart: each partition's next seq, every
+/// canary not yet resolved, and the remembered resolved-and-unusual ones
+/// (so that one lost before a restart and arriving after it is late, not
+/// a duplicate). The fields after `unresolved` were added within format
+/// version 1: files without them read as empty, and older readers ignore
+/// them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TrackerSnapshot {
     pub next_seq: Vec<(i32, u64)>,
     pub unresolved: Vec<SavedCanary>,
+    /// Runs of consecutive resolved canaries with the same outcome, in
+    /// seq order per partition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<ResolvedRun>,
+    /// Per partition, the first seq this output tracked (a seq below it
+    /// was sent before the output was configured).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub floor: Vec<(i32, u64)>,
+    /// Per partition, seqs below this may have been resolved unusually and
+    /// forgotten since (see [`Outcome::LateOrDuplicate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forgotten: Vec<(i32, u64)>,
 }
+
+/// `count` consecutive seqs from `first` of `partition`, all resolved the
+/// same way.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResolvedRun {
+    pub partition: i32,
+    pub first: u64,
+    pub count: u64,
+    pub outcome: SavedResolved,
+}
+
+/// How a remembered canary was resolved, as saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SavedResolved {
+    Lost,
+    Failed,
+    Late,
+}
+
+/// Runs saved per tracker at most (the newest ones; the older ones are
+/// forgotten): a few hundred kilobytes of JSON written every second at
+/// worst, and one run per partition in a plain outage.
+const SAVED_RUNS: usize = 4096;
+
+/// The highest partition number a saved file may name: Kafka topics are
+/// far smaller, and the bound keeps a damaged file from allocating
+/// without limit.
+pub const MAX_PARTITION: i32 = 1 << 16;
 
 /// A restored partition holding more seqs than this between its oldest
 /// unresolved canary and its next seq is not restored (a rate × deadline
@@ -115,11 +171,11 @@ pub enum Arrival {
     Counted,
     /// Arrived before its ack; the outcome follows with the ack.
     AwaitingAck,
-    /// A canary whose produce was reported failed showed up anyway
-    /// (e.g. a timed-out request the broker had in fact written).
-    AfterFailedProduce,
     /// Never sent by this tracker (a seq or partition it does not know).
     Unknown,
+    /// Sent by this run before this output was configured (an output
+    /// added or re-topicked across a restart): not its business.
+    Untracked,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +211,11 @@ struct Entry {
 struct PartitionState {
     /// Seq of `entries[0]`; everything below is resolved.
     base: u64,
+    /// The first seq this tracker tracked here: one below was sent before
+    /// its output was configured.
+    floor: u64,
+    /// Seqs below this may have been resolved unusually and forgotten.
+    forgotten: u64,
     entries: VecDeque<Entry>,
     /// Highest seq whose first arrival has been seen (out-of-order judge).
     max_arrived: Option<u64>,
@@ -179,12 +240,59 @@ enum Resolved {
     Late,
 }
 
-/// Resolved-and-unusual canaries remembered per tracker. Loss is rare in a
-/// healthy system, so this only fills during incidents: 64k entries of 20
-/// bytes (16 in their partition's list, 4 in the tracker's eviction order)
-/// bound it to 1.3 MiB, every lost canary of an hour-long outage at ~18
-/// canaries/s. Older ones arriving after that count as duplicates.
-const RESOLVED_MEMORY: usize = 65_536;
+impl Resolved {
+    fn saved(self) -> SavedResolved {
+        match self {
+            Resolved::Lost => SavedResolved::Lost,
+            Resolved::Failed => SavedResolved::Failed,
+            Resolved::Late => SavedResolved::Late,
+        }
+    }
+}
+
+impl From<SavedResolved> for Resolved {
+    fn from(s: SavedResolved) -> Resolved {
+        match s {
+            SavedResolved::Lost => Resolved::Lost,
+            SavedResolved::Failed => Resolved::Failed,
+            SavedResolved::Late => Resolved::Late,
+        }
+    }
+}
+
+/// Resolved-and-unusual canaries remembered by the whole process (every
+/// tracker of every probe). Loss is rare in a healthy system, so this only
+/// fills during incidents: 256k entries of 20 bytes (16 in their
+/// partition's list, 4 in the tracker's eviction order) bound it to
+/// 5 MiB, every lost canary of an hour-long outage at ~70 canaries/s. A
+/// tracker that adds past the bound forgets its own oldest; an arrival of
+/// a forgotten one is [`Outcome::LateOrDuplicate`].
+pub const RESOLVED_MEMORY: usize = 262_144;
+
+/// The process-wide count of remembered resolved canaries, and its bound.
+#[derive(Debug)]
+pub struct Memory {
+    held: AtomicUsize,
+    bound: usize,
+}
+
+impl Memory {
+    pub fn new(bound: usize) -> Arc<Memory> {
+        Arc::new(Memory {
+            held: AtomicUsize::new(0),
+            bound,
+        })
+    }
+
+    /// Remembered resolved canaries, all trackers together.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn over(&self) -> bool {
+        self.held() > self.bound
+    }
+}
 
 #[derive(Debug)]
 pub struct Tracker {
@@ -195,15 +303,91 @@ pub struct Tracker {
     resolved_order: VecDeque<u32>,
     /// Sent and not yet resolved (pending or acked, not yet arrived).
     in_flight: usize,
+    memory: Arc<Memory>,
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.memory
+            .held
+            .fetch_sub(self.resolved_order.len(), Ordering::Relaxed);
+    }
 }
 
 impl Tracker {
+    /// A tracker with a memory of its own (bounded by [`RESOLVED_MEMORY`]);
+    /// [`Tracker::share`] puts it under the process's.
     pub fn new(deadline: Duration) -> Tracker {
         Tracker {
             deadline,
             partitions: Vec::new(),
             resolved_order: VecDeque::new(),
             in_flight: 0,
+            memory: Memory::new(RESOLVED_MEMORY),
+        }
+    }
+
+    /// A fresh tracker for an output added to a probe whose canaries go on
+    /// from `start` (partition -> the next seq the probe sends there): its
+    /// seqs agree with the probe's other outputs, and an earlier canary
+    /// that turns up is none of its business ([`Arrival::Untracked`]).
+    pub fn starting_at(deadline: Duration, start: &BTreeMap<i32, u64>) -> Tracker {
+        let mut t = Tracker::new(deadline);
+        for (&partition, &next) in start {
+            if let Some(p) = t.partition_mut(partition) {
+                p.base = next;
+                p.floor = next;
+            }
+        }
+        t
+    }
+
+    /// Counts this tracker's remembered canaries in `memory` (the process's)
+    /// from now on, forgetting its oldest if that is over its bound.
+    pub fn share(&mut self, memory: &Arc<Memory>) {
+        let mine = self.resolved_order.len();
+        self.memory.held.fetch_sub(mine, Ordering::Relaxed);
+        memory.held.fetch_add(mine, Ordering::Relaxed);
+        self.memory = memory.clone();
+        self.forget_over_bound();
+    }
+
+    /// Partition `partition`'s state, created on first use; `None` for a
+    /// negative one or one over [`MAX_PARTITION`].
+    fn partition_mut(&mut self, partition: i32) -> Option<&mut PartitionState> {
+        if !(0..=MAX_PARTITION).contains(&partition) {
+            return None;
+        }
+        let index = partition as usize;
+        if self.partitions.len() <= index {
+            self.partitions
+                .resize_with(index + 1, PartitionState::default);
+        }
+        self.partitions.get_mut(index)
+    }
+
+    /// Remembers that `seq` of partition `index` resolved as `kind`.
+    fn remember(&mut self, index: usize, seq: u64, kind: Resolved) {
+        if let Some(p) = self.partitions.get_mut(index) {
+            p.resolved.push_back((seq, kind));
+            self.resolved_order.push_back(index as u32);
+            self.memory.held.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets this tracker's oldest remembered canaries while the
+    /// process's memory is over its bound.
+    fn forget_over_bound(&mut self) {
+        while self.memory.over() {
+            let Some(oldest) = self.resolved_order.pop_front() else {
+                break;
+            };
+            self.memory.held.fetch_sub(1, Ordering::Relaxed);
+            if let Some(p) = self.partitions.get_mut(oldest as usize) {
+                if let Some((seq, _)) = p.resolved.pop_front() {
+                    p.forgotten = p.forgotten.max(seq + 1);
+                }
+            }
         }
     }
 
@@ -221,12 +405,16 @@ impl Tracker {
     /// Registers a canary about to be produced to `partition` and returns its
     /// seq. `partition` must be a real partition (non-negative).
     pub fn on_send(&mut self, partition: i32, now: Instant) -> u64 {
-        let index = usize::try_from(partition).unwrap_or(0);
-        if self.partitions.len() <= index {
-            self.partitions
-                .resize_with(index + 1, PartitionState::default);
-        }
-        let p = &mut self.partitions[index];
+        // Partitions come from the topic's metadata; one out of range
+        // (never seen) is counted on partition 0 rather than allocated.
+        let partition = if (0..=MAX_PARTITION).contains(&partition) {
+            partition
+        } else {
+            0
+        };
+        let Some(p) = self.partition_mut(partition) else {
+            return 0;
+        };
         let seq = p.next_seq();
         p.entries.push_back(Entry {
             sent: now,
@@ -265,9 +453,13 @@ impl Tracker {
         }
         if !ok {
             // An availability error (counted by the producer side), never a
-            // loss: no outcome here.
+            // loss. Had it arrived already, the broker wrote it after all.
             entry.state = State::Failed;
+            let arrived = entry.early.is_some();
             self.in_flight -= 1;
+            if arrived {
+                out(Outcome::FailedButArrived { partition, seq });
+            }
             return true;
         }
         let age = now.saturating_duration_since(entry.sent);
@@ -308,6 +500,10 @@ impl Tracker {
             return Arrival::Unknown;
         }
         if seq < p.base {
+            if seq < p.floor {
+                return Arrival::Untracked;
+            }
+            let forgotten = seq < p.forgotten;
             let found = p
                 .resolved
                 .binary_search_by_key(&seq, |r| r.0)
@@ -320,7 +516,14 @@ impl Tracker {
                     out(Outcome::Late { partition });
                     Arrival::Counted
                 }
-                Some(Resolved::Failed) => Arrival::AfterFailedProduce,
+                Some(Resolved::Failed) => {
+                    out(Outcome::FailedButArrived { partition, seq });
+                    Arrival::Counted
+                }
+                None if forgotten => {
+                    out(Outcome::LateOrDuplicate { partition });
+                    Arrival::Counted
+                }
                 Some(Resolved::Late) | None => {
                     out(Outcome::Duplicate { partition });
                     Arrival::Counted
@@ -332,7 +535,10 @@ impl Tracker {
         let entry = &mut p.entries[offset];
         let latency = now.saturating_duration_since(entry.sent);
         match entry.state {
-            State::Failed => return Arrival::AfterFailedProduce,
+            State::Failed => {
+                out(Outcome::FailedButArrived { partition, seq });
+                return Arrival::Counted;
+            }
             State::Arrived => {
                 out(Outcome::Duplicate { partition });
                 return Arrival::Counted;
@@ -378,6 +584,9 @@ impl Tracker {
         for (index, p) in self.partitions.iter().enumerate() {
             let partition = index as i32;
             snap.next_seq.push((partition, p.next_seq()));
+            if p.floor > 0 {
+                snap.floor.push((partition, p.floor));
+            }
             for (i, e) in p.entries.iter().enumerate() {
                 let acked = match e.state {
                     State::Acked => true,
@@ -392,39 +601,93 @@ impl Tracker {
                     acked,
                 });
             }
+            // Resolved ones still in the deque (lost or failed behind an
+            // unresolved front) are saved too: they are remembered once
+            // they leave it.
+            let in_deque = p.entries.iter().enumerate().filter_map(|(i, e)| {
+                let kind = match e.state {
+                    State::Lost => Resolved::Lost,
+                    State::Failed => Resolved::Failed,
+                    _ => return None,
+                };
+                Some((p.base + i as u64, kind))
+            });
+            let mut runs: Vec<ResolvedRun> = Vec::new();
+            for (seq, kind) in p.resolved.iter().copied().chain(in_deque) {
+                let outcome = kind.saved();
+                match runs.last_mut() {
+                    Some(r) if r.outcome == outcome && r.first + r.count == seq => r.count += 1,
+                    _ => runs.push(ResolvedRun {
+                        partition,
+                        first: seq,
+                        count: 1,
+                        outcome,
+                    }),
+                }
+            }
+            // Only the newest runs are saved; the older ones are forgotten.
+            let keep = (SAVED_RUNS / self.partitions.len().max(1)).max(1);
+            let mut forgotten = p.forgotten;
+            if runs.len() > keep {
+                let dropped = runs.len() - keep;
+                let last = &runs[dropped - 1];
+                forgotten = forgotten.max(last.first + last.count);
+                runs.drain(..dropped);
+            }
+            if forgotten > 0 {
+                snap.forgotten.push((partition, forgotten));
+            }
+            snap.resolved.extend(runs);
         }
         snap
     }
 
-    /// A tracker continuing `s`, saved by an earlier run (same run id): seqs
-    /// go on where they stopped, unresolved canaries keep their wall-clock
-    /// send times (clamped to now if the clock stepped back), and an
-    /// arrival of any other seq below the saved next one is a duplicate.
-    /// The earlier run may have sent up to `unsaved` more per partition
-    /// after its last save: those seqs are skipped, and one of them that
-    /// arrives is abandoned (its send time is unknown), never foreign nor
-    /// mistaken for a new canary with the same seq.
-    pub fn restore(&mut self, s: &TrackerSnapshot, unsaved: u64, now: Instant, now_unix_ns: u64) {
-        for &(partition, next) in &s.next_seq {
-            let Ok(index) = usize::try_from(partition) else {
-                continue;
-            };
+    /// A tracker continuing `s`, saved by an earlier run (same run id):
+    /// each partition of `until` goes on from there (the probe's next seq:
+    /// the highest any of its outputs saved, plus the seqs the earlier run
+    /// may have sent after its last save). Unresolved canaries keep their
+    /// wall-clock send times (clamped to now if the clock stepped back);
+    /// remembered resolved ones keep their outcome; an arrival of any
+    /// other seq below the saved next one is a duplicate. A seq from the
+    /// saved next one up to `until` that arrives is abandoned (its send
+    /// time is unknown), never foreign nor mistaken for a new canary.
+    /// What a damaged file holds out of range (a negative or huge
+    /// partition, a span over [`MAX_RESTORED_SPAN`], runs out of order or
+    /// not below the unresolved ones) is left out: returns how many items
+    /// were.
+    pub fn restore(
+        &mut self,
+        s: &TrackerSnapshot,
+        until: &BTreeMap<i32, u64>,
+        now: Instant,
+        now_unix_ns: u64,
+    ) -> usize {
+        let mut skipped = 0;
+        // Remembered canaries restored, all partitions together.
+        let mut budget = RESOLVED_MEMORY as u64;
+        let lookup = |v: &[(i32, u64)], partition: i32| {
+            v.iter().find(|(p, _)| *p == partition).map(|(_, x)| *x)
+        };
+        for (&partition, &until) in until {
+            let next = lookup(&s.next_seq, partition).unwrap_or(until).min(until);
             let mine: Vec<&SavedCanary> = s
                 .unresolved
                 .iter()
                 .filter(|c| c.partition == partition && c.seq < next)
                 .collect();
-            let base = mine.iter().map(|c| c.seq).min().unwrap_or(next);
-            if next - base > MAX_RESTORED_SPAN {
+            let mut base = mine.iter().map(|c| c.seq).min().unwrap_or(next);
+            if until - base > MAX_RESTORED_SPAN {
+                skipped += mine.len();
+                base = until;
+            }
+            let Some(p) = self.partition_mut(partition) else {
+                skipped += 1;
                 continue;
-            }
-            if self.partitions.len() <= index {
-                self.partitions
-                    .resize_with(index + 1, PartitionState::default);
-            }
-            let p = &mut self.partitions[index];
+            };
             p.base = base;
-            p.entries = (base..next + unsaved.min(MAX_RESTORED_SPAN))
+            p.floor = lookup(&s.floor, partition).unwrap_or(0).min(base);
+            p.forgotten = lookup(&s.forgotten, partition).unwrap_or(0).min(base);
+            p.entries = (base..until)
                 .map(|seq| Entry {
                     sent: now,
                     state: if seq < next {
@@ -435,18 +698,64 @@ impl Tracker {
                     early: None,
                 })
                 .collect();
+            // Remembered outcomes, in seq order from the floor: below the
+            // unresolved ones within the memory's bound, and among them
+            // (resolved behind an unresolved one) in their entries.
+            let mut from = p.floor;
+            let mut remembered: Vec<(u64, Resolved)> = Vec::new();
+            for r in s.resolved.iter().filter(|r| r.partition == partition) {
+                let Some(end) = r.first.checked_add(r.count).filter(|_| r.first >= from) else {
+                    skipped += 1;
+                    continue;
+                };
+                if end <= base && r.count <= budget {
+                    budget -= r.count;
+                    remembered.extend((r.first..end).map(|seq| (seq, r.outcome.into())));
+                } else if r.first >= base && end <= next {
+                    for e in p
+                        .entries
+                        .range_mut((r.first - base) as usize..(end - base) as usize)
+                    {
+                        e.state = match r.outcome {
+                            SavedResolved::Lost => State::Lost,
+                            SavedResolved::Failed => State::Failed,
+                            SavedResolved::Late => State::Arrived,
+                        };
+                    }
+                } else {
+                    skipped += 1;
+                    continue;
+                }
+                from = end;
+            }
+            let mut restored = 0;
             for c in mine {
+                let Some(e) = c
+                    .seq
+                    .checked_sub(base)
+                    .and_then(|i| p.entries.get_mut(i as usize))
+                else {
+                    continue;
+                };
+                if matches!(e.state, State::Acked | State::Restored) {
+                    continue;
+                }
                 let age = Duration::from_nanos(now_unix_ns.saturating_sub(c.sent_unix_ns));
-                let e = &mut p.entries[(c.seq - base) as usize];
                 e.sent = now.checked_sub(age).unwrap_or(now);
                 e.state = if c.acked {
                     State::Acked
                 } else {
                     State::Restored
                 };
-                self.in_flight += 1;
+                restored += 1;
             }
+            self.in_flight += restored;
+            for (seq, kind) in remembered {
+                self.remember(partition as usize, seq, kind);
+            }
+            self.forget_over_bound();
         }
+        skipped
     }
 
     /// A seq the earlier run may have sent after its last save turned up
@@ -516,6 +825,12 @@ impl Tracker {
                             partition,
                             seq: p.base,
                         });
+                        if front.early.is_some() {
+                            out(Outcome::FailedButArrived {
+                                partition,
+                                seq: p.base,
+                            });
+                        }
                         self.in_flight -= 1;
                         Some(Resolved::Failed)
                     }
@@ -544,18 +859,13 @@ impl Tracker {
                 if let Some(kind) = resolved {
                     p.resolved.push_back((p.base, kind));
                     self.resolved_order.push_back(index as u32);
+                    self.memory.held.fetch_add(1, Ordering::Relaxed);
                 }
                 p.entries.pop_front();
                 p.base += 1;
             }
         }
-        while self.resolved_order.len() > RESOLVED_MEMORY {
-            if let Some(oldest) = self.resolved_order.pop_front() {
-                if let Some(p) = self.partitions.get_mut(oldest as usize) {
-                    p.resolved.pop_front();
-                }
-            }
-        }
+        self.forget_over_bound();
     }
 
     /// Resolved canaries remembered (for tests of the bound).
@@ -603,6 +913,12 @@ mod tests {
         let mut v = Vec::new();
         f(&mut |o| v.push(o));
         v
+    }
+
+    /// Where a probe whose only output saved `s` goes on: `skip` seqs past
+    /// each saved next one.
+    fn until(s: &TrackerSnapshot, skip: u64) -> BTreeMap<i32, u64> {
+        s.next_seq.iter().map(|(p, n)| (*p, n + skip)).collect()
     }
 
     fn acked(t: &mut Tracker, partition: i32, sent: Instant, ack_after: Duration) -> u64 {
@@ -770,11 +1086,38 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(t.in_flight(), 0);
         assert!(collect(|o| t.expire(t0 + DEADLINE * 2, &mut |x| o(x))).is_empty());
-        // It showed up after all: not a delivery, not a duplicate.
+        // It showed up after all: not a delivery, not a duplicate; each
+        // copy is one such arrival.
+        for _ in 0..2 {
+            assert_eq!(
+                collect(|o| t.on_arrival(0, seq, t0 + DEADLINE * 2, &mut |x| o(x))),
+                vec![Outcome::FailedButArrived { partition: 0, seq }]
+            );
+        }
+    }
+
+    #[test]
+    fn an_arrival_before_a_failed_report_is_counted_with_the_report() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let seq = t.on_send(0, t0);
+        let mut none = |o| panic!("no outcome: {o:?}");
+        assert_eq!(t.on_arrival(0, seq, t0, &mut none), Arrival::AwaitingAck);
         assert_eq!(
-            t.on_arrival(0, seq, t0 + DEADLINE * 2, &mut |_| panic!("no outcome")),
-            Arrival::AfterFailedProduce
+            collect(|o| t.on_ack(0, seq, false, t0, &mut |x| o(x))),
+            vec![Outcome::FailedButArrived { partition: 0, seq }]
         );
+        // Arrived, then no report at all: unacknowledged, and arrived.
+        let seq = t.on_send(0, t0);
+        assert_eq!(t.on_arrival(0, seq, t0, &mut none), Arrival::AwaitingAck);
+        assert_eq!(
+            collect(|o| t.expire(t0 + DEADLINE + ACK_GRACE, &mut |x| o(x))),
+            vec![
+                Outcome::Unacknowledged { partition: 0, seq },
+                Outcome::FailedButArrived { partition: 0, seq }
+            ]
+        );
+        assert_eq!(t.in_flight(), 0);
     }
 
     #[test]
@@ -833,10 +1176,13 @@ mod tests {
         // A report that turns up after all settles nothing.
         let mut none = |_| panic!("no outcome");
         assert!(!t.on_ack(0, stuck, true, t0 + DEADLINE * 2, &mut none));
-        // Nor does its canary arriving: its produce counts as failed.
+        // Its canary arriving is no delivery: its produce counts as failed.
         assert_eq!(
-            t.on_arrival(0, stuck, t0 + DEADLINE * 2, &mut none),
-            Arrival::AfterFailedProduce
+            collect(|o| t.on_arrival(0, stuck, t0 + DEADLINE * 2, &mut |x| o(x))),
+            vec![Outcome::FailedButArrived {
+                partition: 0,
+                seq: stuck
+            }]
         );
     }
 
@@ -857,7 +1203,7 @@ mod tests {
         // The new process, two seconds later by both clocks.
         let t1 = t0 + Duration::from_secs(2);
         let mut r = Tracker::new(DEADLINE);
-        r.restore(&saved, 0, t1, unix0 + 1_600_000_000);
+        r.restore(&saved, &until(&saved, 0), t1, unix0 + 1_600_000_000);
         assert_eq!(r.in_flight(), 3);
         assert_eq!(r.on_send(0, t1), unsure + 1, "seqs go on");
         // The acked one arrives: delivered, its latency from its send.
@@ -900,7 +1246,7 @@ mod tests {
         let last_saved = acked(&mut t, 0, t0, ms(1));
         let saved = t.snapshot(t0, 1_000_000_000);
         let mut r = Tracker::new(DEADLINE);
-        r.restore(&saved, 10, t0, 1_000_000_000);
+        r.restore(&saved, &until(&saved, 10), t0, 1_000_000_000);
         assert_eq!(r.in_flight(), 1);
         // The new run's first canary does not reuse a seq the old one may
         // have used.
@@ -936,7 +1282,8 @@ mod tests {
         let mut t = Tracker::new(DEADLINE);
         let last_saved = acked(&mut t, 0, t0, ms(1));
         let mut r = Tracker::new(DEADLINE);
-        r.restore(&t.snapshot(t0, 1_000_000_000), 10, t0, 1_000_000_000);
+        let saved = t.snapshot(t0, 1_000_000_000);
+        r.restore(&saved, &until(&saved, 10), t0, 1_000_000_000);
         let seq = last_saved + 2;
         assert!(r.unsaved_sent(0, seq, ms(700), t0 + ms(50)));
         assert!(!r.unsaved_sent(0, seq, ms(700), t0 + ms(50)), "only once");
@@ -958,7 +1305,8 @@ mod tests {
         let mut t = Tracker::new(DEADLINE);
         let a = acked(&mut t, 1, t0, ms(1));
         let mut r = Tracker::new(DEADLINE);
-        r.restore(&t.snapshot(t0, 1_000_000_000), 0, t0, 1_000_000_000);
+        let saved = t.snapshot(t0, 1_000_000_000);
+        r.restore(&saved, &until(&saved, 0), t0, 1_000_000_000);
         let out = collect(|o| r.abandon(Some(1), Abandon::OffsetInvalid, &mut |x| o(x)));
         assert_eq!(
             out,
@@ -988,33 +1336,190 @@ mod tests {
         t.on_ack(7, 0, true, t0, &mut none);
     }
 
+    /// The bound is the process's: a tracker adding past it forgets its
+    /// own oldest, and an arrival of a forgotten one is neither late nor a
+    /// duplicate.
     #[test]
-    fn resolved_memory_is_bounded() {
+    fn resolved_memory_is_bounded_for_the_whole_process() {
         let t0 = Instant::now();
+        let memory = Memory::new(100);
+        let mut quiet = Tracker::new(ms(1));
+        quiet.share(&memory);
+        for i in 0..40 {
+            acked(&mut quiet, 0, t0 + Duration::from_micros(i), Duration::ZERO);
+        }
+        quiet.expire(t0 + Duration::from_secs(5), &mut |_| {});
+        assert_eq!(memory.held(), 40);
         let mut t = Tracker::new(ms(1));
-        for i in 0..(RESOLVED_MEMORY as u64 + 10) {
+        t.share(&memory);
+        for i in 0..110 {
             acked(&mut t, 0, t0 + Duration::from_micros(i), Duration::ZERO);
         }
         t.expire(t0 + Duration::from_secs(5), &mut |_| {});
-        assert_eq!(t.remembered(), RESOLVED_MEMORY);
-        assert_eq!(t.resolved_order.len(), RESOLVED_MEMORY);
-        // The oldest were forgotten: an arrival of the first one is now a
-        // duplicate, of the last one still late.
+        assert_eq!(memory.held(), 100);
+        assert_eq!((quiet.remembered(), t.remembered()), (40, 60));
         let mut outs = Vec::new();
-        t.on_arrival(0, 0, t0 + Duration::from_secs(6), &mut |o| outs.push(o));
-        t.on_arrival(
-            0,
-            RESOLVED_MEMORY as u64 + 9,
-            t0 + Duration::from_secs(6),
-            &mut |o| outs.push(o),
-        );
+        let later = t0 + Duration::from_secs(6);
+        t.on_arrival(0, 0, later, &mut |o| outs.push(o));
+        t.on_arrival(0, 109, later, &mut |o| outs.push(o));
+        quiet.on_arrival(0, 0, later, &mut |o| outs.push(o));
         assert_eq!(
             outs,
             [
-                Outcome::Duplicate { partition: 0 },
-                Outcome::Late { partition: 0 }
+                Outcome::LateOrDuplicate { partition: 0 },
+                Outcome::Late { partition: 0 },
+                Outcome::Late { partition: 0 },
             ]
         );
-        assert_eq!(t.entries(), 0);
+        drop(t);
+        assert_eq!(memory.held(), 40, "a dropped tracker gives its share back");
+    }
+
+    /// Lost and failed canaries are saved: one lost before a restart and
+    /// arriving after it is late (not a duplicate), a failed one that
+    /// shows up is no outcome, a delivered one is a duplicate.
+    #[test]
+    fn lost_and_failed_canaries_survive_a_restart() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let delivered = acked(&mut t, 0, t0, ms(1));
+        t.on_arrival(0, delivered, t0 + ms(5), &mut |_| {});
+        let lost = acked(&mut t, 0, t0 + ms(10), ms(1));
+        let failed = t.on_send(0, t0 + ms(20));
+        t.on_ack(0, failed, false, t0 + ms(21), &mut |_| {});
+        let lost_too = acked(&mut t, 0, t0 + ms(30), ms(1));
+        let out = collect(|o| t.expire(t0 + DEADLINE + ms(40), &mut |x| o(x)));
+        assert_eq!(out.len(), 2, "{out:?}");
+        let inflight = acked(&mut t, 0, t0 + DEADLINE, ms(1));
+        let saved = t.snapshot(t0 + DEADLINE + ms(50), 1_000_000_000_000);
+        assert_eq!(
+            saved.resolved,
+            vec![
+                ResolvedRun {
+                    partition: 0,
+                    first: lost,
+                    count: 1,
+                    outcome: SavedResolved::Lost
+                },
+                ResolvedRun {
+                    partition: 0,
+                    first: failed,
+                    count: 1,
+                    outcome: SavedResolved::Failed
+                },
+                ResolvedRun {
+                    partition: 0,
+                    first: lost_too,
+                    count: 1,
+                    outcome: SavedResolved::Lost
+                },
+            ]
+        );
+        let mut r = Tracker::new(DEADLINE);
+        let t1 = t0 + DEADLINE * 2;
+        assert_eq!(
+            r.restore(&saved, &until(&saved, 0), t1, 1_000_000_000_000),
+            0
+        );
+        assert_eq!(
+            collect(|o| r.on_arrival(0, failed, t1, &mut |x| o(x))),
+            vec![Outcome::FailedButArrived {
+                partition: 0,
+                seq: failed
+            }]
+        );
+        let out = collect(|o| {
+            r.on_arrival(0, lost, t1, &mut |x| o(x));
+            r.on_arrival(0, lost, t1, &mut |x| o(x));
+            r.on_arrival(0, delivered, t1, &mut |x| o(x));
+        });
+        assert_eq!(
+            out,
+            vec![
+                Outcome::Late { partition: 0 },
+                Outcome::Duplicate { partition: 0 },
+                Outcome::Duplicate { partition: 0 },
+            ]
+        );
+        assert_eq!(r.in_flight(), 1);
+        // Saved again after the restart: the late one stays late.
+        let again = r.snapshot(t1, 1_000_000_000_000);
+        assert!(again
+            .resolved
+            .iter()
+            .any(|x| x.first == lost && x.outcome == SavedResolved::Late));
+        let _ = inflight;
+    }
+
+    /// An output added (or re-topicked) across a restart starts clean at
+    /// the probe's seqs: it assigns the same seq as the restored outputs,
+    /// and an earlier canary is none of its business.
+    #[test]
+    fn a_new_output_starts_at_the_probes_seqs() {
+        let t0 = Instant::now();
+        let mut old = Tracker::new(DEADLINE);
+        let before = acked(&mut old, 0, t0, ms(1));
+        acked(&mut old, 1, t0, ms(1));
+        let saved = old.snapshot(t0, 1_000_000_000_000);
+        let start = until(&saved, 3);
+        let mut restored = Tracker::new(DEADLINE);
+        restored.restore(&saved, &start, t0, 1_000_000_000_000);
+        let mut new = Tracker::starting_at(DEADLINE, &start);
+        for p in [0, 1] {
+            assert_eq!(restored.on_send(p, t0), new.on_send(p, t0));
+        }
+        let mut none = |o| panic!("no outcome: {o:?}");
+        assert_eq!(new.on_arrival(0, before, t0, &mut none), Arrival::Untracked);
+        // And so it stays across the next restart.
+        let saved = new.snapshot(t0, 1_000_000_000_000);
+        let mut next = Tracker::new(DEADLINE);
+        next.restore(&saved, &until(&saved, 3), t0, 1_000_000_000_000);
+        assert_eq!(
+            next.on_arrival(0, before, t0, &mut none),
+            Arrival::Untracked
+        );
+    }
+
+    /// A damaged or crafted snapshot cannot allocate without bound nor
+    /// index out of range: what is out of range is left out and counted.
+    #[test]
+    fn a_damaged_snapshot_is_bounded() {
+        let t0 = Instant::now();
+        let canary = |partition, seq| SavedCanary {
+            partition,
+            seq,
+            sent_unix_ns: 0,
+            acked: true,
+        };
+        let bad = TrackerSnapshot {
+            next_seq: vec![(0, 10), (-1, 5), (i32::MAX, 5), (3, 1 << 40)],
+            unresolved: vec![canary(0, 3), canary(0, 3), canary(3, 0), canary(0, 99)],
+            resolved: vec![
+                ResolvedRun {
+                    partition: 0,
+                    first: 0,
+                    count: u64::MAX,
+                    outcome: SavedResolved::Lost,
+                },
+                ResolvedRun {
+                    partition: 0,
+                    first: 1,
+                    count: 1,
+                    outcome: SavedResolved::Lost,
+                },
+            ],
+            floor: vec![(0, 7)],
+            forgotten: vec![],
+        };
+        let mut r = Tracker::new(DEADLINE);
+        let start: BTreeMap<i32, u64> = [(0, 12), (-1, 5), (i32::MAX, 5), (3, 1 << 40)]
+            .into_iter()
+            .collect();
+        let skipped = r.restore(&bad, &start, t0, 1_000_000_000_000);
+        assert!(skipped >= 4, "{skipped}");
+        assert_eq!(r.in_flight(), 1, "seq 3 once; the others out of range");
+        assert!(r.entries() < 1000);
+        assert_eq!(r.on_send(0, t0), 12);
+        assert_eq!(r.on_send(3, t0), 1 << 40);
     }
 }

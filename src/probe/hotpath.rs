@@ -39,6 +39,7 @@ impl HotPath {
             metrics: Metrics::new(&[]),
             readiness: Arc::new(Readiness::new(Vec::<&str>::new(), [probe.name.as_str()])),
             journal: Arc::new(Journal::default()),
+            memory: crate::outcome::tracker::Memory::new(crate::outcome::tracker::RESOLVED_MEMORY),
         };
         let shared = Shared::build(probe, run, Vec::new(), &sinks);
         let matcher = Matcher::new(

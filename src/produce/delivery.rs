@@ -171,6 +171,7 @@ impl Producer {
             std::thread::Builder::new()
                 .name("produce-reports".into())
                 .spawn(move || {
+                    let _watch = crate::util::threads::Watch::new("produce-reports");
                     while !stop.load(Ordering::Relaxed) {
                         producer.poll(POLL_WINDOW);
                     }

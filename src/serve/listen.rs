@@ -1,14 +1,20 @@
 //! The accept loop: HTTP/1 with a header-read (and idle keep-alive)
-//! timeout and a cap on open connections, so that clients that connect and
-//! never finish a request cannot take the file descriptors the Kafka
-//! clients need or keep `/metrics` from answering.
+//! timeout, a write deadline, a lifetime per connection and a cap on open
+//! connections, so that clients that connect and never finish a request,
+//! or never read the response, cannot take the file descriptors the Kafka
+//! clients need, hold rendered bodies in memory, or keep `/metrics` from
+//! answering.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +39,13 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long open connections get to finish their request at shutdown.
     pub shutdown_grace: Duration,
+    /// A response that makes no progress being written this long (the
+    /// client stopped reading) closes its connection.
+    pub write_timeout: Duration,
+    /// A connection is closed this long after it opened, whatever it does
+    /// (after its current request, or at once if that does not finish
+    /// within `shutdown_grace`); clients reconnect.
+    pub lifetime: Duration,
 }
 
 impl Limits {
@@ -44,6 +57,8 @@ impl Limits {
                 .saturating_sub(FD_RESERVE)
                 .clamp(16, MAX_CONNECTIONS) as usize,
             shutdown_grace: Duration::from_millis(500),
+            write_timeout: Duration::from_secs(10),
+            lifetime: Duration::from_secs(300),
         }
     }
 }
@@ -111,11 +126,16 @@ pub async fn serve(
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout);
+            let stream = WriteDeadline::new(stream, limits.write_timeout);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => {}
                 _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(limits.shutdown_grace, connection).await;
+                }
+                _ = tokio::time::sleep(limits.lifetime) => {
                     connection.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(limits.shutdown_grace, connection).await;
                 }
@@ -126,6 +146,92 @@ pub async fn serve(
     connections.close();
     let _ = tokio::time::timeout(limits.shutdown_grace, connections.wait()).await;
     Ok(())
+}
+
+/// A stream whose writes fail with `TimedOut` once one has made no
+/// progress for `timeout` (the peer stopped reading and its window is
+/// full), so that the connection, and the response it holds, are dropped.
+struct WriteDeadline<S> {
+    inner: S,
+    timeout: Duration,
+    /// Armed while a write is pending.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        WriteDeadline {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// `poll`'s result, or `TimedOut` if it has been pending too long.
+    fn deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.timeout;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing of the response for the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.deadline(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.deadline(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.deadline(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Errors that concern one connection only; the listener is fine.
@@ -155,11 +261,16 @@ mod tests {
     use axum::routing::get;
     use std::io::{Read, Write};
 
+    /// A body larger than what loopback socket buffers absorb.
+    const BIG: usize = 32 << 20;
+
     fn limits(max_connections: usize) -> Limits {
         Limits {
             header_read_timeout: Duration::from_millis(300),
             max_connections,
             shutdown_grace: Duration::from_millis(200),
+            write_timeout: Duration::from_millis(500),
+            lifetime: Duration::from_secs(60),
         }
     }
 
@@ -167,7 +278,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cancel = CancellationToken::new();
-        let app = Router::new().route("/", get(|| async { "ok" }));
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .route("/big", get(|| async { vec![b'x'; BIG] }));
         tokio::spawn(serve(listener, app, cancel.clone(), limits));
         (addr, cancel)
     }
@@ -264,6 +377,70 @@ mod tests {
             assert!(closed_within(&mut idle, Duration::from_secs(1)));
             std::thread::sleep(Duration::from_millis(300));
             assert!(!get_ok(addr));
+        })
+        .await
+        .unwrap();
+    }
+
+    /// A client that asks for a large body and stops reading: the
+    /// connection (and the body it holds) is dropped at the write timeout,
+    /// long before the body is through.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_is_closed_at_the_write_timeout() {
+        let (addr, _cancel) = server(limits(8)).await;
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut read = 0;
+            let closed = loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(n) => read += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                    Err(_) => break true,
+                }
+            };
+            assert!(closed, "closed");
+            assert!(
+                read < BIG,
+                "closed before the body was through ({read} bytes)"
+            );
+            assert!(get_ok(addr), "serves others meanwhile");
+        })
+        .await
+        .unwrap();
+    }
+
+    /// A busy keep-alive connection is closed at the end of its lifetime.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_is_closed_at_the_end_of_its_lifetime() {
+        let mut l = limits(8);
+        l.lifetime = Duration::from_millis(800);
+        let (addr, _cancel) = server(l).await;
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let t = Instant::now();
+            let mut served = 0;
+            while t.elapsed() < Duration::from_secs(5) {
+                let mut buf = [0u8; 4096];
+                let answered = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").is_ok()
+                    && s.read(&mut buf).is_ok_and(|n| n > 0);
+                if !answered {
+                    break;
+                }
+                served += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert!(served >= 3, "kept alive meanwhile ({served})");
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "closed at its lifetime"
+            );
         })
         .await
         .unwrap();

@@ -27,7 +27,7 @@ struct AppState {
 pub fn router(metrics: Metrics, status: Sources) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status_handler))
         .route("/", get(status_page))
@@ -46,6 +46,24 @@ async fn status_page() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         STATUS_PAGE,
     )
+}
+
+/// 200 while the process works; 503 naming the thread once one of the
+/// consumer or delivery-report threads has died (a probe would be silently
+/// stopped: better restarted).
+async fn healthz() -> impl IntoResponse {
+    health(&crate::util::threads::dead())
+}
+
+fn health(dead: &[String]) -> (StatusCode, String) {
+    if dead.is_empty() {
+        (StatusCode::OK, "ok\n".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("threads died by a panic: {}\n", dead.join(", ")),
+        )
+    }
 }
 
 async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {

@@ -226,7 +226,7 @@ impl Ring {
     /// would have.
     fn restore(&mut self, s: &RingSnapshot) {
         for (i, (good, total)) in s.good.iter().zip(&s.total).enumerate() {
-            self.advance((s.first + i as u64) * self.width);
+            self.advance(s.first.saturating_add(i as u64).saturating_mul(self.width));
             if *total > 0 {
                 self.add(Counts {
                     good: (*good).min(*total),
@@ -236,6 +236,10 @@ impl Ring {
         }
     }
 }
+
+/// The most buckets two overlaid rings may span: far more than either ring
+/// holds, far less than a damaged file could ask for.
+const MAX_OVERLAY_BUCKETS: u64 = 1 << 20;
 
 /// A ring's buckets for the state file: consecutive buckets from `first`
 /// (bucket number, i.e. Unix time / bucket width), goods and totals as two
@@ -250,7 +254,7 @@ pub struct RingSnapshot {
 impl RingSnapshot {
     /// One past the newest bucket.
     fn end(&self) -> u64 {
-        self.first + self.total.len() as u64
+        self.first.saturating_add(self.total.len() as u64)
     }
 
     /// Only the buckets from bucket `from` on.
@@ -274,6 +278,11 @@ impl RingSnapshot {
         }
         let first = self.first.min(newer.first);
         let end = self.end().max(newer.end());
+        // Two rings far apart (a damaged file): the newer alone, rather
+        // than the gap between them allocated.
+        if end - first > MAX_OVERLAY_BUCKETS {
+            return newer.clone();
+        }
         let mut out = RingSnapshot {
             first,
             good: vec![0; (end - first) as usize],
@@ -471,7 +480,7 @@ impl SloWindows {
     /// all heaped into one future bucket. Returns that shift in seconds.
     pub fn restore(&mut self, s: &WindowsSnapshot, now: u64) -> u64 {
         let newest = |r: &RingSnapshot, width: u64| {
-            (!r.total.is_empty()).then(|| (r.first + r.total.len() as u64 - 1) * width)
+            (!r.total.is_empty()).then(|| (r.end() - 1).saturating_mul(width))
         };
         let newest = newest(&s.minutes, MINUTE)
             .into_iter()
@@ -689,6 +698,29 @@ mod tests {
                 since: Some(later)
             }
         );
+    }
+
+    /// Damaged snapshots (rings far apart, bucket numbers near the end of
+    /// the range, columns of different lengths) neither allocate the gap
+    /// nor overflow.
+    #[test]
+    fn damaged_snapshots_are_bounded() {
+        let ring = |first, n: usize| RingSnapshot {
+            first,
+            good: vec![1; n],
+            total: vec![2; n + 1],
+        };
+        let far = ring(u64::MAX - 1, 1);
+        assert_eq!(ring(0, 2).overlay(&far), far);
+        let s = WindowsSnapshot {
+            minutes: far.clone(),
+            hours: ring(u64::MAX / 2, 3),
+            tiers: vec![(true, Some(u64::MAX))],
+        };
+        let mut r = SloWindows::new(0.99, Duration::from_secs(7 * DAY), 10);
+        r.restore(&s, T0);
+        r.restore(&s.overlay(&s), T0);
+        let _ = r.evaluate(T0);
     }
 
     #[test]

@@ -27,6 +27,18 @@ use super::format::{
 use super::restore::Files;
 use crate::util::format as show;
 
+/// The largest state file read (100 probes' full windows are ~12 MB): a
+/// larger one is damaged or not ours, and is moved aside unread.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// `path`'s first `limit + 1` bytes at most (one more than `limit` tells
+/// a file over it).
+fn read_at_most(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// The lock file's name in `state_dir`.
 pub const LOCK_FILE: &str = "slaprobe.lock";
 
@@ -122,7 +134,7 @@ impl StateDir {
     /// One file, decoded; a corrupt one is moved aside.
     fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
         let file = self.dir.join(name);
-        let bytes = match std::fs::read(&file) {
+        let bytes = match read_at_most(&file, MAX_FILE_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => {
@@ -133,7 +145,15 @@ impl StateDir {
                 })
             }
         };
-        match format::decode(&bytes) {
+        let decoded = if bytes.len() as u64 > MAX_FILE_BYTES {
+            Decoded::Corrupt(format!(
+                "larger than {} MiB, far more than any state slaprobe writes",
+                MAX_FILE_BYTES >> 20
+            ))
+        } else {
+            format::decode(&bytes)
+        };
+        match decoded {
             Decoded::Ok(s) => Ok(Some(*s)),
             Decoded::Newer(found) => Err(StateError::Newer { file, found }),
             Decoded::Corrupt(why) => {

@@ -174,7 +174,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Decoded<T> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::outcome::tracker::{SavedCanary, TrackerSnapshot};
+    use crate::outcome::tracker::{ResolvedRun, SavedCanary, SavedResolved, TrackerSnapshot};
     use crate::slo::{RingSnapshot, WindowsSnapshot};
 
     pub(in crate::state) fn full() -> FullFile {
@@ -233,6 +233,7 @@ pub(super) mod tests {
                     sent_unix_ns: 1_800_000_004_000_000_000,
                     acked: true,
                 }],
+                ..TrackerSnapshot::default()
             },
         }
     }
@@ -257,6 +258,21 @@ pub(super) mod tests {
         assert_eq!(
             body(encode(&inflight())),
             r#"{"written_at":1800000005,"writer":"0.1.0","run":"00000000000000aa","probes":[{"probe":"p","outputs":[{"output":"heartbeat","topic":"t","offsets":[[0,42]],"tracker":{"next_seq":[[0,7]],"unresolved":[{"partition":0,"seq":6,"sent_unix_ns":1800000004000000000,"acked":true}]}}]}]}"#
+        );
+        // The fields added within version 1, when there is something in
+        // them.
+        let mut tracker = saved_output("heartbeat", "t").tracker;
+        tracker.resolved = vec![ResolvedRun {
+            partition: 0,
+            first: 2,
+            count: 3,
+            outcome: SavedResolved::Lost,
+        }];
+        tracker.floor = vec![(0, 1)];
+        tracker.forgotten = vec![(0, 2)];
+        assert_eq!(
+            serde_json::to_string(&tracker).expect("json"),
+            r#"{"next_seq":[[0,7]],"unresolved":[{"partition":0,"seq":6,"sent_unix_ns":1800000004000000000,"acked":true}],"resolved":[{"partition":0,"first":2,"count":3,"outcome":"lost"}],"floor":[[0,1]],"forgotten":[[0,2]]}"#
         );
     }
 

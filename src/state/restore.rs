@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::format::{FullFile, InflightFile, RecentFile};
 use crate::canary::RunId;
 use crate::config::{Config, Probe};
-use crate::outcome::tracker::Tracker;
+use crate::outcome::tracker::{Tracker, MAX_PARTITION};
 use crate::outcome::OutputStart;
 use crate::slo::evaluator::{definition, SloState};
 
@@ -17,6 +17,16 @@ use crate::slo::evaluator::{definition, SloState};
 /// killed run sent in at most about this long before is unknown to the
 /// next one.
 pub const INFLIGHT_EVERY: Duration = Duration::from_secs(1);
+
+/// Seqs skipped after a kill, all probes and partitions together, at
+/// most, beyond what a file written just now would skip: each one is an
+/// entry of ~48 bytes until its deadline passes (48 MiB for one
+/// deadline). A file older than that allows is stale: at one canary per
+/// second on 60 partitions, after 4.8 hours.
+const MAX_UNSAVED: u64 = 1 << 20;
+
+/// The highest seq a saved file may name (far beyond any run's).
+const MAX_SEQ: u64 = 1 << 53;
 
 /// The files found in `state_dir` (those that were missing or corrupt are
 /// `None`).
@@ -119,10 +129,53 @@ pub fn restore(files: &Files, config: &Config, now: Now, fresh: RunId) -> Restor
             }
         }
     }
-    let continued = files
+    let now_s = now.unix_ns / 1_000_000_000;
+    let mut continued = files
         .inflight
         .as_ref()
         .and_then(|f| u64::from_str_radix(&f.run, 16).ok().map(|r| (RunId(r), f)));
+    // Each probe's next seq per partition: the highest any of its outputs
+    // saved (they agree unless an earlier version split them), plus what
+    // the earlier run may have sent after its last save, judged by the
+    // file's age. A file so old that the skipped seqs would not fit in
+    // memory is stale: a new run id, and the old canaries are foreign.
+    let mut until: BTreeMap<String, BTreeMap<i32, u64>> = BTreeMap::new();
+    if let Some((_, f)) = continued {
+        let age = Duration::from_secs(now_s.saturating_sub(f.written_at));
+        let mut skipped = 0u64;
+        // What a file written just now would skip: always allowed.
+        let mut floor = 0u64;
+        for probe in &config.probes {
+            let Some(saved) = f.probes.iter().find(|s| s.probe == probe.name) else {
+                continue;
+            };
+            let skip = unsaved(probe, age);
+            let least = unsaved(probe, Duration::ZERO);
+            let mut next: BTreeMap<i32, u64> = BTreeMap::new();
+            for (partition, n) in saved.outputs.iter().flat_map(|o| &o.tracker.next_seq) {
+                if (0..=MAX_PARTITION).contains(partition) && *n <= MAX_SEQ {
+                    let e = next.entry(*partition).or_default();
+                    *e = (*e).max(*n);
+                }
+            }
+            for n in next.values_mut() {
+                *n += skip;
+                skipped = skipped.saturating_add(skip);
+                floor = floor.saturating_add(least);
+            }
+            until.insert(probe.name.clone(), next);
+        }
+        if skipped > MAX_UNSAVED.max(floor) {
+            warnings.push(format!(
+                "the in-flight state file is {} old (saves were late or failing): the canaries \
+                 the earlier run may have sent since are too many to skip; starting a new run \
+                 (the earlier run's canaries count as foreign)",
+                humantime::format_duration(age)
+            ));
+            continued = None;
+            until.clear();
+        }
+    }
     let run = continued.map_or(fresh, |(r, _)| r);
     let probes = config
         .probes
@@ -130,24 +183,40 @@ pub fn restore(files: &Files, config: &Config, now: Now, fresh: RunId) -> Restor
         .map(|probe| {
             let saved =
                 continued.and_then(|(_, f)| f.probes.iter().find(|s| s.probe == probe.name));
+            let start = until.remove(&probe.name).unwrap_or_default();
             let starts = probe
                 .outputs()
                 .iter()
                 .map(|o| {
                     // An output of the same name reading the same topic
-                    // goes on where the saved one stopped.
+                    // goes on where the saved one stopped; any other
+                    // starts clean, its seqs in step with the others.
                     let Some(so) = saved.and_then(|s| {
                         s.outputs
                             .iter()
                             .find(|so| so.output == o.name && so.topic == o.topic)
                     }) else {
-                        return OutputStart::fresh(probe.deadline);
+                        return OutputStart {
+                            tracker: Tracker::starting_at(probe.deadline, &start),
+                            offsets: BTreeMap::new(),
+                        };
                     };
                     let mut tracker = Tracker::new(probe.deadline);
-                    tracker.restore(&so.tracker, unsaved(probe), now.instant, now.unix_ns);
+                    let left_out = tracker.restore(&so.tracker, &start, now.instant, now.unix_ns);
+                    if left_out > 0 {
+                        warnings.push(format!(
+                            "probe {} output {}: {left_out} saved item(s) out of range were left out of the restored state",
+                            probe.name, o.name
+                        ));
+                    }
                     OutputStart {
                         tracker,
-                        offsets: so.offsets.iter().copied().collect(),
+                        offsets: so
+                            .offsets
+                            .iter()
+                            .copied()
+                            .filter(|(p, off)| (0..=MAX_PARTITION).contains(p) && *off >= 0)
+                            .collect(),
                     }
                 })
                 .collect();
@@ -164,12 +233,12 @@ pub fn restore(files: &Files, config: &Config, now: Now, fresh: RunId) -> Restor
 }
 
 /// Seqs per partition the earlier run may have sent after its last save
-/// (it was killed before the next): two save intervals' worth.
-fn unsaved(probe: &Probe) -> u64 {
-    (INFLIGHT_EVERY * 2)
-        .as_nanos()
-        .div_ceil(probe.interval.as_nanos().max(1)) as u64
-        + 1
+/// (it was killed before the next), the file being `age` old now: all it
+/// could have sent since, and two save intervals more for the clocks.
+fn unsaved(probe: &Probe, age: Duration) -> u64 {
+    let span = age.saturating_add(INFLIGHT_EVERY * 2).as_nanos();
+    let seqs = span.div_ceil(probe.interval.as_nanos().max(1)) + 1;
+    u64::try_from(seqs).unwrap_or(u64::MAX).min(MAX_SEQ)
 }
 
 #[cfg(test)]
@@ -283,5 +352,77 @@ mod tests {
             "{:?}",
             r.warnings
         );
+    }
+
+    fn inflight_at(written_at: u64, outputs: Vec<crate::outcome::OutputSaved>) -> Files {
+        Files {
+            inflight: Some(InflightFile {
+                written_at,
+                writer: "0.1.0".into(),
+                run: "00000000000000aa".into(),
+                probes: vec![ProbeSaved {
+                    probe: "p".into(),
+                    outputs,
+                }],
+            }),
+            ..Files::default()
+        }
+    }
+
+    /// Output `a` is restored, `b` re-topicked: both send the same seqs,
+    /// past everything the earlier run may have sent (saved next 7, the
+    /// file 1 s old: 1 + 2 s of saves at 1 s = 4 seqs, the rounding one
+    /// included).
+    #[test]
+    fn a_changed_output_starts_at_the_probes_seqs() {
+        let files = inflight_at(
+            1_800_000_004,
+            vec![saved_output("a", "out-a"), saved_output("b", "elsewhere")],
+        );
+        let mut r = restore(&files, &config(), now(), RunId(9));
+        let mut starts = r.probes.remove("p").expect("p");
+        let t = Instant::now();
+        let a = starts[0].tracker.on_send(0, t);
+        let b = starts[1].tracker.on_send(0, t);
+        assert_eq!((a, b), (7 + 4, 7 + 4));
+    }
+
+    /// The seqs skipped grow with the file's age: saves that were late or
+    /// failing cannot make the next run reuse seqs.
+    #[test]
+    fn the_seqs_skipped_follow_the_files_age() {
+        for (age, skip) in [(0, 3), (1, 4), (60, 63)] {
+            let files = inflight_at(1_800_000_005 - age, vec![saved_output("a", "out-a")]);
+            let mut r = restore(&files, &config(), now(), RunId(9));
+            assert_eq!(r.run, RunId(0xaa));
+            let mut starts = r.probes.remove("p").expect("p");
+            assert_eq!(
+                starts[0].tracker.on_send(0, Instant::now()),
+                7 + skip,
+                "age {age}"
+            );
+        }
+    }
+
+    /// A file so old that what the earlier run may have sent since cannot
+    /// be skipped is stale: a new run, every output fresh, and a warning
+    /// saying so.
+    #[test]
+    fn a_stale_inflight_file_starts_a_new_run() {
+        let files = inflight_at(
+            1_800_000_005 - 86_400 * 30,
+            vec![saved_output("a", "out-a")],
+        );
+        let mut r = restore(&files, &config(), now(), RunId(9));
+        assert_eq!(r.run, RunId(9));
+        assert!(
+            r.warnings.iter().any(|w| w.contains("new run")),
+            "{:?}",
+            r.warnings
+        );
+        let mut starts = r.probes.remove("p").expect("p");
+        assert_eq!(starts[0].tracker.in_flight(), 0);
+        assert!(starts[0].offsets.is_empty());
+        assert_eq!(starts[0].tracker.on_send(0, Instant::now()), 0);
     }
 }

@@ -180,3 +180,15 @@ async fn the_saver_writes_each_file_when_it_is_due() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A file over the size bound is moved aside unread, with the reason.
+#[test]
+fn an_oversized_file_is_moved_aside_unread() {
+    let dir = scratch("oversized");
+    let d = StateDir::open(&dir).expect("open");
+    let f = std::fs::File::create(d.file()).expect("create");
+    f.set_len(super::dir::MAX_FILE_BYTES + 1).expect("grow");
+    assert_eq!(d.load().expect("load").full, None);
+    assert!(!d.file().exists(), "moved aside");
+    let _ = std::fs::remove_dir_all(&dir);
+}

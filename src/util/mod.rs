@@ -1,12 +1,14 @@
 //! Small helpers every layer shares and that know nothing of Kafka or
 //! SLOs: how numbers, durations, times and URLs are shown to people
 //! ([`format`]), retry pacing ([`backoff`]), throttled warnings
-//! ([`throttle`]) and cancellable waits. One concept, one place: the plan,
+//! ([`throttle`]), which of our threads died ([`threads`]) and
+//! cancellable waits. One concept, one place: the plan,
 //! the status API, the generated rules and the Alertmanager pusher all
 //! print through these.
 
 pub mod backoff;
 pub mod format;
+pub mod threads;
 pub mod throttle;
 
 pub use backoff::Backoff;

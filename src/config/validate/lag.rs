@@ -10,12 +10,13 @@ use crate::config::raw::{RawLag, RawProbe};
 use crate::util::format::duration as format_duration;
 
 /// Keys of a `type: lag` probe that no other type has.
-pub(super) const KEYS: [&str; 7] = [
+pub(super) const KEYS: [&str; 8] = [
     "groups",
     "group_pattern",
     "topics",
     "window",
     "max_partitions",
+    "max_groups",
     "stalled_for",
     "max_lag",
 ];
@@ -23,6 +24,8 @@ pub(super) const KEYS: [&str; 7] = [
 pub(crate) const DEFAULT_LAG_INTERVAL: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_WINDOW: usize = 10;
 pub(crate) const DEFAULT_MAX_PARTITIONS: usize = 10_000;
+/// Groups a `group_pattern` watches at most by default.
+pub(crate) const DEFAULT_MAX_GROUPS: usize = 1_000;
 pub(crate) const DEFAULT_STALLED_FOR: Duration = Duration::from_secs(300);
 /// A `type: lag` probe's `max_lag` default (a pipeline's is its deadline).
 pub(crate) const DEFAULT_MAX_LAG: Duration = Duration::from_secs(300);
@@ -157,6 +160,24 @@ impl Validator<'_> {
             }
             None => DEFAULT_MAX_PARTITIONS,
         };
+        let max_groups = match (raw.max_groups, &groups) {
+            (Some(_), GroupSelector::Named(_)) => {
+                self.err(at.at_key(
+                    "max_groups",
+                    "only applies to `group_pattern` (the groups named in `groups` are all watched)",
+                ));
+                DEFAULT_MAX_GROUPS
+            }
+            (Some(n), _) if (1..=100_000).contains(&n) => n as usize,
+            (Some(n), _) => {
+                self.err(at.at_val(
+                    "max_groups",
+                    format!("must be between 1 and 100000, got {n}"),
+                ));
+                DEFAULT_MAX_GROUPS
+            }
+            (None, _) => DEFAULT_MAX_GROUPS,
+        };
         let stalled_for = match &raw.stalled_for {
             Some(s) => self.positive_duration(at, "stalled_for", s, DEFAULT_STALLED_FOR),
             None => DEFAULT_STALLED_FOR,
@@ -174,6 +195,7 @@ impl Validator<'_> {
             interval,
             window,
             max_partitions,
+            max_groups,
             stalled_for,
             max_lag,
         })

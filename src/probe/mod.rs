@@ -49,6 +49,8 @@ pub const EXPIRY_TICK: Duration = Duration::from_millis(100);
 const QUANTILE_REFRESH: Duration = Duration::from_secs(5);
 /// How often topics' partitions and leaders are re-read.
 pub const LAYOUT_REFRESH: Duration = Duration::from_secs(10);
+/// How soon after creating a gone topic again its layout is read.
+const RECREATED_FOLLOW: Duration = Duration::from_secs(1);
 /// Longest wait for the producer to drain at shutdown.
 const FLUSH_GRACE: Duration = Duration::from_secs(3);
 
@@ -252,7 +254,11 @@ impl ProbeRunner {
                     Err(MetadataError::NoSuchTopic { brokers, .. }) => {
                         warn!(probe = %name,
                             "the input topic does not exist any more; keeping the last known layout");
-                        self.input.recreate_if_gone(brokers).await;
+                        if self.input.recreate_if_gone(brokers).await {
+                            // Follow the new topic as soon as its partitions
+                            // have leaders, not a whole refresh later.
+                            refresh.reset_after(RECREATED_FOLLOW);
+                        }
                     }
                     Err(e) => warn!(probe = %name, error = %error_chain(&e),
                         "refreshing input topic metadata failed; keeping the last known layout"),

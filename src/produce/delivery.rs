@@ -278,6 +278,18 @@ impl ProducerSlot {
         }
     }
 
+    /// Marks the producer for replacement now: the topic it wrote to was
+    /// created again (deleted, or its broker came back empty), and an
+    /// idempotent producer's sequence state for it is worthless (the
+    /// broker answers UNKNOWN_PRODUCER_ID or out-of-order sequence until
+    /// [`ProducerSlot::replace_if_stuck`] would notice, twice the deadline
+    /// later).
+    pub(crate) fn replace_now(&self, why: &str) {
+        if !self.fatal.swap(true, Ordering::Relaxed) {
+            warn!(producer = %self.users, why, "replacing the producer");
+        }
+    }
+
     pub(crate) fn get(&self) -> Arc<Producer> {
         self.current
             .read()

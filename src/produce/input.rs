@@ -176,16 +176,24 @@ impl Input {
     /// With `topic_management.create`, creates the topic again when it has
     /// gone (deleted, or a broker came back empty): canaries sent meanwhile
     /// fail as produce errors, and delivery resumes without a restart.
-    pub(crate) async fn recreate_if_gone(&self, brokers: usize) {
+    /// Returns whether it created it (the caller then follows the new
+    /// topic's layout soon, rather than at the next refresh).
+    pub(crate) async fn recreate_if_gone(&self, brokers: usize) -> bool {
         let Some((tm, admin)) = &self.topic_management else {
-            return;
+            return false;
         };
         match kafka::ensure_topic(admin, &self.topic, tm, brokers, None).await {
-            Ok(true) => warn!(probe = %self.probe, topic = %self.topic,
-                partitions = kafka::wanted_partitions(tm, brokers), "the topic had gone; created it again"),
-            Ok(false) => {}
+            Ok(true) => {
+                warn!(probe = %self.probe, topic = %self.topic,
+                    partitions = kafka::wanted_partitions(tm, brokers), "the topic had gone; created it again");
+                self.producer
+                    .replace_now("the topic it wrote to was created again");
+                true
+            }
+            Ok(false) => false,
             Err(e) => {
-                warn!(probe = %self.probe, error = %error_chain(&e), "creating the gone topic again failed; retrying at the next refresh")
+                warn!(probe = %self.probe, error = %error_chain(&e), "creating the gone topic again failed; retrying at the next refresh");
+                false
             }
         }
     }

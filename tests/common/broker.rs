@@ -243,12 +243,14 @@ impl Tansu {
         );
     }
 
-    /// Killed (SIGKILL) and started again, empty, on the same port.
-    pub fn restart_empty(&mut self) {
+    /// Killed (SIGKILL) and, `down` later, started again, empty, on the
+    /// same port.
+    pub fn restart_empty(&mut self, down: Duration) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+        std::thread::sleep(down);
         self.launch();
     }
 }

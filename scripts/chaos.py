@@ -51,6 +51,9 @@ INTERVAL = "500ms"
 # A first arrival this close to the deadline (either side) is not judged:
 # slaprobe times an arrival when it reads it, the truth when it was written.
 UNCERTAIN = 1.5
+# An arrival written this close to slaprobe's final stop (either side) is
+# not judged: slaprobe may or may not have read it.
+CUT_MARGIN = 2.0
 TOPICS = {"chaos.hb": 6, "chaos.in": 3, "chaos.out": 3, "chaos.out2": 3}
 
 
@@ -297,19 +300,36 @@ class Chaos:
         open(self.stop_file, "w").close()
         self.truth.p.wait(300)
         self.stage.signal(signal.SIGTERM, wait=10)
+        with open(os.path.join(self.out, "meta.json"), "w") as f:
+            json.dump({"seed": self.args.seed, "seconds": self.args.seconds, "cut": self.cut,
+                       "out2_added_at": self.out2_added_at,
+                       "injected": dict(self.injected)}, f)
         return self.compare()
 
     # -- the comparison ---------------------------------------------------
 
     def reported(self):
-        """(probe, output, id) -> [outcome, ...] from slaprobe's log."""
+        """(probe, output, id) -> Counter of outcomes from slaprobe's log.
+
+        Each process (from its "slaprobe listening" line) reports on its
+        own; a canary's count of an outcome is the most any one process
+        reported. After a kill -9 the next process resumes from the last
+        save (every second) and reads again what the killed one read after
+        it: it judges those canaries again, from scratch, and its judgement
+        stands (the killed process's counters went with it)."""
         line = re.compile(r"slaprobe::canary.*?probe=(\S+) output=(\S+) id=(\S+) outcome=\"?(\w+)")
-        got = collections.defaultdict(list)
+        per_process = []
         with open(self.slaprobe.logfile, errors="replace") as f:
             for l in f:
+                if "slaprobe listening on" in l or not per_process:
+                    per_process.append(collections.defaultdict(collections.Counter))
                 m = line.search(l)
                 if m:
-                    got[(m.group(1), m.group(2), m.group(3))].append(m.group(4))
+                    per_process[-1][(m.group(1), m.group(2), m.group(3))][m.group(4)] += 1
+        got = collections.defaultdict(collections.Counter)
+        for process in per_process:
+            for key, outcomes in process.items():
+                got[key] |= outcomes  # the larger count of each
         return got
 
     def compare(self):
@@ -328,8 +348,11 @@ class Chaos:
         if self.out2_added_at:
             outputs.append(("pipe", "out2", "chaos.out2", self.out2_added_at))
         cut_ms = (self.cut - DEADLINE - 3) * 1000
+        # Arrivals written after slaprobe stopped are the truth's alone;
+        # those within CUT_MARGIN of its stop are not judged.
+        stop_ms = self.cut * 1000
         fields = ["delivered", "lost", "late", "duplicate", "out_of_order", "abandoned",
-                  "uncertain", "unsettled"]
+                  "failed_arrived", "uncertain", "unsettled"]
         table, mismatches = [], []
         for probe, output, topic, since in outputs:
             truth_n = collections.Counter()
@@ -359,7 +382,7 @@ class Chaos:
                     continue
                 if since is not None and sent_ms < since * 1000 + 2000:
                     continue  # sent before the output existed
-                outs = reported.get((probe, output, cid), [])
+                outs = reported.get((probe, output, cid), collections.Counter())
                 if sent_ms > cut_ms:
                     truth_n["unsettled"] += 1
                     continue
@@ -368,6 +391,21 @@ class Chaos:
                     rep_n["abandoned"] += 1
                     continue
                 arrivals = sorted(by_id.get(cid, []), key=lambda r: r["ts"])
+                if any(abs(a["ts"] - stop_ms) < CUT_MARGIN * 1000 for a in arrivals):
+                    truth_n["uncertain"] += 1
+                    continue
+                arrivals = [a for a in arrivals if a["ts"] < stop_ms]
+                if outs["produce_failed"] or outs["unacknowledged"]:
+                    # Its produce failed (or was never reported), yet the
+                    # cluster wrote it: each arrival is counted as such,
+                    # never as a delivery, loss or duplicate.
+                    t = collections.Counter(failed_arrived=len(arrivals))
+                    r = collections.Counter(failed_arrived=outs["failed_but_arrived"])
+                    truth_n.update(t)
+                    rep_n.update(r)
+                    if +t != +r:
+                        mismatches.append((probe, output, cid, dict(+t), dict(outs)))
+                    continue
                 if output == "heartbeat":
                     # The canary's own record: written means readable.
                     latency = 0.0 if arrivals else None
@@ -386,24 +424,30 @@ class Chaos:
                 t["duplicate"] = max(0, len(arrivals) - 1)
                 t["out_of_order"] = int(cid in ooo and t["delivered"] == 1)
                 r = collections.Counter()
-                for o in outs:
+                for o, n in outs.items():
                     if o == "delivered":
-                        r["delivered"] += 1
+                        r["delivered"] += n
                     elif o == "delivered_out_of_order":
-                        r["delivered"] += 1
-                        r["out_of_order"] += 1
+                        r["delivered"] += n
+                        r["out_of_order"] += n
                     elif o in ("lost", "late", "duplicate"):
-                        r[o] += 1
+                        r[o] += n
                 truth_n.update(t)
                 rep_n.update(r)
                 if +t != +r:
-                    mismatches.append((probe, output, cid, dict(+t), outs))
+                    mismatches.append((probe, output, cid, dict(+t), dict(outs)))
             table.append((f"{probe}/{output}", truth_n, rep_n))
         self.print_table(table, fields)
-        for m in mismatches[:30]:
+        kinds = collections.Counter((f"{m[0]}/{m[1]}", str(m[3]), str(m[4])) for m in mismatches)
+        for (output, t, r), n in kinds.most_common():
+            print(f"  {n} x {output}: truth {t}, slaprobe said {r}")
+        with open(os.path.join(self.out, "mismatches.txt"), "w") as f:
+            for m in mismatches:
+                f.write(f"{m[0]}/{m[1]} {m[2]}: truth {m[3]}, slaprobe said {m[4]}\n")
+        for m in mismatches[:10]:
             print(f"  MISMATCH {m[0]}/{m[1]} {m[2]}: truth {m[3]}, slaprobe said {m[4]}")
-        if len(mismatches) > 30:
-            print(f"  ... and {len(mismatches) - 30} more")
+        if mismatches:
+            print(f"  (all {len(mismatches)} in {self.out}/mismatches.txt)")
         print(f"result: {len(mismatches)} canaries where slaprobe and the truth differ "
               f"(seed {self.args.seed})")
         return 1 if mismatches else 0
@@ -412,24 +456,46 @@ class Chaos:
         print("\nfaults injected:")
         for what, n in sorted(self.injected.items()):
             print(f"  {what:16} {n}")
+        actions = collections.Counter()
+        try:
+            with open(os.path.join(self.out, "stage.jsonl")) as f:
+                for l in f:
+                    actions[json.loads(l)["action"]] += 1
+        except (OSError, ValueError):
+            pass
+        print("\nthe stage's own log (canaries): " + ", ".join(
+            f"{a} {actions[a]}" for a in ("forward", "drop", "dup", "reorder")))
         print("\ntruth vs slaprobe, per output:")
-        print(f"  {'output':14}" + "".join(f"{f:>14}" for f in fields))
+        print(f"  {'output':14}" + "".join(f"{f:>15}" for f in fields))
         for name, t, r in table:
             print(f"  {name:14}" + "".join(
-                f"{(str(t[f]) + ('/' + str(r[f]) if f not in ('uncertain', 'unsettled') else '')):>14}"
+                f"{(str(t[f]) + ('/' + str(r[f]) if f not in ('uncertain', 'unsettled') else '')):>15}"
                 for f in fields))
         print("  (each cell: truth/slaprobe; uncertain and unsettled are not compared)")
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--kafka-dir", required=True)
-    p.add_argument("--slaprobe", required=True)
+    p.add_argument("--bootstrap")
+    p.add_argument("--kafka-dir")
+    p.add_argument("--slaprobe")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--seconds", type=int, default=180)
+    p.add_argument("--compare-only", action="store_true",
+                   help="judge the run already in --out again (after a change to the comparison)")
     args = p.parse_args()
+    if args.compare_only:
+        with open(os.path.join(args.out, "meta.json")) as f:
+            meta = json.load(f)
+        args.seed, args.seconds = meta["seed"], meta["seconds"]
+        c = Chaos(args)
+        c.cut, c.out2_added_at = meta["cut"], meta["out2_added_at"]
+        c.injected.update(meta["injected"])
+        sys.exit(c.compare())
+    missing = [a for a in ("bootstrap", "kafka_dir", "slaprobe") if getattr(args, a) is None]
+    if missing:
+        p.error("a run needs --" + ", --".join(m.replace("_", "-") for m in missing))
     if args.seed is None:
         args.seed = random.SystemRandom().randint(1, 2**31)
     c = Chaos(args)

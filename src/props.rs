@@ -206,6 +206,7 @@ pub fn tracker(data: &[u8]) {
                     );
                     *ends.entry((partition, seq)).or_default() += 1;
                 }
+                Outcome::DeliveredUntimed { .. } => panic!("every arrival is timed here"),
                 Outcome::Late { .. }
                 | Outcome::Duplicate { .. }
                 | Outcome::FailedButArrived { .. } => {}

@@ -96,6 +96,7 @@ fn every_canary_settled(after: &Slaprobe, signal: &str) {
     assert!(value("slaprobe_canaries_delivered_total") > 0.0, "{m}");
     for counter in [
         "slaprobe_canaries_lost_total",
+        "slaprobe_canaries_late_total",
         "slaprobe_canaries_duplicate_total",
         "slaprobe_records_foreign_total",
         "slaprobe_canaries_abandoned_total",
@@ -297,8 +298,10 @@ fn sigterm_keeps_the_error_budget_and_the_page() {
 
 /// Canaries in flight when slaprobe stops: the next run takes over the run
 /// id, the unresolved canaries and the consumer offsets, so each ends as
-/// delivered — never lost, duplicate nor foreign.
-fn in_flight_canaries_survive(signal: &str) {
+/// delivered — never lost, late, duplicate nor foreign, even when it is
+/// down for `down`, longer than their deadline: they were written while
+/// it was down, and are judged once its consumer has read that far.
+fn in_flight_canaries_survive(signal: &str, down: Duration) {
     let Some(bootstrap) = common::broker::bootstrap() else {
         return;
     };
@@ -319,6 +322,7 @@ fn in_flight_canaries_survive(signal: &str) {
         Duration::from_secs(10)
     ));
     stop(s, signal);
+    std::thread::sleep(down);
     let after = Slaprobe::start(&dir, "after", &yaml);
     let status: serde_json::Value =
         serde_json::from_str(&http_get(after.addr, "/api/v1/status").expect("status").1)
@@ -339,19 +343,26 @@ fn in_flight_canaries_survive(signal: &str) {
 
 #[test]
 fn kill_9_loses_no_canary_in_flight() {
-    in_flight_canaries_survive("kill");
+    in_flight_canaries_survive("kill", Duration::ZERO);
 }
 
 #[test]
 fn sigterm_loses_no_canary_in_flight() {
-    in_flight_canaries_survive("term");
+    in_flight_canaries_survive("term", Duration::ZERO);
+}
+
+#[test]
+fn down_longer_than_the_deadline_loses_no_canary_in_flight() {
+    in_flight_canaries_survive("kill", Duration::from_secs(8));
 }
 
 /// A pipeline whose stage (an independent Python client) holds every
-/// record 5 s: slaprobe stops while seconds of canaries are inside it.
-/// After a restart within 2 s, every one of them is delivered — none lost,
-/// duplicate, foreign nor abandoned.
-fn canaries_inside_a_slow_stage_survive(signal: &str) {
+/// record `hold` seconds: slaprobe stops while seconds of canaries are
+/// inside it, and starts again after `down`. Every one of them is
+/// delivered — none lost, late, duplicate, foreign nor abandoned — also
+/// when it was down longer than the `deadline`: what the stage wrote
+/// meanwhile is timed by when it wrote it.
+fn canaries_inside_a_slow_stage_survive(signal: &str, hold: u64, deadline: &str, down: Duration) {
     let Some(bootstrap) = common::broker::bootstrap() else {
         return;
     };
@@ -362,7 +373,7 @@ fn canaries_inside_a_slow_stage_survive(signal: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/delay_stage.py");
     let mut stage = Command::new("python3")
         .arg(&script)
-        .args([&bootstrap, &input, &output, "5"])
+        .args([&bootstrap, &input, &output, &hold.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -375,7 +386,7 @@ probes:
   - name: it-stage
     type: pipeline
     interval: 200ms
-    deadline: 30s
+    deadline: {deadline}
     input: {{ cluster: it, topic: {input}, payload: '{{{{"id":"{{{{id}}}}"}}}}' }}
     outputs:
       - {{ name: out, cluster: it, topic: {output}, match: {{ header: slaprobe-id }} }}
@@ -396,17 +407,17 @@ probes:
         Duration::from_secs(10)
     ));
     stop(s, signal);
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(down);
     let after = Slaprobe::start(&dir, "after", &yaml);
-    // Everything held by the stage comes out within 5 s.
+    // Everything held by the stage comes out within its hold.
     assert!(
         poll_until(Duration::from_secs(30), || delivered(&after) >= 20.0),
         "delivered after the restart; log:\n{}",
         after.log()
     );
     // A loss, duplicate or late arrival could only show within the
-    // stage's 5 s hold after that: wait it out before looking for none.
-    std::thread::sleep(Duration::from_secs(6));
+    // stage's hold after that: wait it out before looking for none.
+    std::thread::sleep(Duration::from_secs(hold + 1));
     let _ = stage.kill();
     let _ = stage.wait();
     every_canary_settled(&after, signal);
@@ -416,10 +427,15 @@ probes:
 
 #[test]
 fn kill_9_with_canaries_inside_a_slow_stage() {
-    canaries_inside_a_slow_stage_survive("kill");
+    canaries_inside_a_slow_stage_survive("kill", 5, "30s", Duration::from_millis(500));
 }
 
 #[test]
 fn sigterm_with_canaries_inside_a_slow_stage() {
-    canaries_inside_a_slow_stage_survive("term");
+    canaries_inside_a_slow_stage_survive("term", 5, "30s", Duration::from_millis(500));
+}
+
+#[test]
+fn down_longer_than_the_deadline_with_canaries_inside_a_slow_stage() {
+    canaries_inside_a_slow_stage_survive("kill", 2, "5s", Duration::from_secs(10));
 }

@@ -124,8 +124,9 @@ impl Fetcher {
         index: usize,
         output: String,
         matcher: Arc<Matcher>,
+        reads_input: bool,
     ) -> RouteId {
-        let route = Route::new(shared, index, output, matcher);
+        let route = Route::new(shared, index, output, matcher, reads_input);
         let mut t = self.table();
         t.routes.push(route);
         t.routes.len() - 1
@@ -138,9 +139,9 @@ impl Fetcher {
     /// that should have been read from its end then, but could not be),
     /// the others (and those whose saved offset is no longer valid) from
     /// their current end. Blocking (offset requests). Returns the
-    /// partitions added (one whose offsets cannot be read now is retried at
-    /// the next layout refresh rather than guessed at), and those whose
-    /// saved offset was invalid.
+    /// partitions added with the offset each is read from (one whose
+    /// offsets cannot be read now is retried at the next layout refresh
+    /// rather than guessed at), and those whose saved offset was invalid.
     pub(crate) fn add(
         &self,
         route: RouteId,
@@ -149,9 +150,11 @@ impl Fetcher {
         from_beginning: &BTreeSet<i32>,
         resume: &BTreeMap<i32, i64>,
         since: &BTreeMap<i32, i64>,
-    ) -> (BTreeSet<i32>, Vec<i32>) {
+    ) -> (BTreeMap<i32, i64>, Vec<i32>) {
         let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
         let mut invalid = Vec::new();
+        // Resumed partitions: (partition, start, end then).
+        let mut resumed = Vec::new();
         for &p in partitions {
             let (low, high) =
                 match self
@@ -166,7 +169,10 @@ impl Fetcher {
                     }
                 };
             let start = match resume.get(&p) {
-                Some(&saved) if (low..=high).contains(&saved) => saved,
+                Some(&saved) if (low..=high).contains(&saved) => {
+                    resumed.push((p, saved, high));
+                    saved
+                }
                 Some(_) => {
                     invalid.push(p);
                     high
@@ -186,8 +192,19 @@ impl Fetcher {
             };
             starts.insert(p, start);
         }
+        if let Some(r) = self.table().routes.get_mut(route) {
+            for &(p, start, end) in &resumed {
+                r.resuming(p, start, end);
+            }
+        }
         let added = self.assign(route, topic, &starts);
-        (added, invalid)
+        if let Some(r) = self.table().routes.get_mut(route) {
+            for (p, _, _) in resumed {
+                r.resumed(p, added.contains(&p));
+            }
+        }
+        starts.retain(|p, _| added.contains(p));
+        (starts, invalid)
     }
 
     /// Puts `route` on each partition of `starts` from its offset, assigning

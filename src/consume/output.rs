@@ -58,7 +58,13 @@ impl Output {
             &probe.name,
             shared.run,
         ));
-        let route = fetcher.route(shared.clone(), index, spec.name.clone(), matcher);
+        let route = fetcher.route(
+            shared.clone(),
+            index,
+            spec.name.clone(),
+            matcher,
+            reads_input,
+        );
         Output {
             index,
             probe: probe.name.clone(),
@@ -166,7 +172,7 @@ impl Output {
         .unwrap_or_default();
         {
             let mut wanted = self.wanted_since.lock().unwrap_or_else(|e| e.into_inner());
-            for p in added.iter().chain(&invalid) {
+            for p in added.keys().chain(&invalid) {
                 wanted.remove(p);
             }
         }
@@ -174,17 +180,18 @@ impl Output {
             // Resumed (or found invalid) once; a partition whose offsets
             // could not be read keeps its saved offset for the next try.
             let mut r = self.resume.lock().unwrap_or_else(|e| e.into_inner());
-            for p in added.iter().chain(&invalid) {
+            for p in added.keys().chain(&invalid) {
                 r.remove(p);
             }
         }
         for p in invalid {
+            shared.caught_up(self.index, p);
             warn!(probe = %self.probe, output = %self.name, topic = %self.topic, partition = p,
                 "the saved offset is no longer valid (topic recreated, or retention passed it): reading from the end; its restored canaries are abandoned");
             shared.abandon(self.index, self.reads_input.then_some(p));
         }
         if !added.is_empty() {
-            info!(probe = %self.probe, output = %self.name, topic = %self.topic, partitions = ?added, "consuming partitions");
+            info!(probe = %self.probe, output = %self.name, topic = %self.topic, partitions = ?added.keys(), "consuming partitions");
             shared.assigned_more(self.index, added);
         }
     }

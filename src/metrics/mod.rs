@@ -346,13 +346,20 @@ pub struct OutputMetrics {
 }
 
 impl OutputMetrics {
-    pub fn delivered(&self, latency: Duration, out_of_order: bool) {
+    /// A delivery whose latency is not known (see
+    /// `Outcome::DeliveredUntimed`): a good delivery event, no latency
+    /// observation nor latency SLI event.
+    pub fn delivered_untimed(&self, out_of_order: bool) {
         self.delivered.inc();
-        self.e2e.observe(latency.as_secs_f64());
         if out_of_order {
             self.out_of_order.inc();
         }
         self.delivery_good.inc();
+    }
+
+    pub fn delivered(&self, latency: Duration, out_of_order: bool) {
+        self.delivered_untimed(out_of_order);
+        self.e2e.observe(latency.as_secs_f64());
         if let Some((threshold, good, bad)) = &self.latency {
             if latency <= *threshold {
                 good.inc()

@@ -101,6 +101,10 @@ pub(super) struct OutputState {
     pub(super) offsets: BTreeMap<i32, i64>,
     /// The output topic (saved offsets are only valid for it).
     pub(super) topic: String,
+    /// Partitions resumed from a saved offset whose consumer has not yet
+    /// read up to where the partition ended when it was resumed: while any
+    /// is left, the tracker holds its restored canaries from expiry.
+    pub(super) catching_up: BTreeSet<i32>,
 }
 
 impl Shared {
@@ -130,6 +134,12 @@ impl Shared {
                     .next()
                     .unwrap_or_else(|| OutputStart::fresh(probe.deadline));
                 start.tracker.share(memory);
+                let catching_up: BTreeSet<i32> = start.offsets.keys().copied().collect();
+                if catching_up.is_empty() {
+                    // Nothing to read on from: what the restored canaries
+                    // were written to is read from now on.
+                    start.tracker.release();
+                }
                 OutputState {
                     tracker: start.tracker,
                     rec: Recorder {
@@ -149,6 +159,7 @@ impl Shared {
                     assigned: BTreeSet::new(),
                     offsets: start.offsets,
                     topic: o.topic,
+                    catching_up,
                 }
             })
             .collect();
@@ -197,10 +208,33 @@ impl Shared {
         st.input.layout = Some(layout);
     }
 
-    /// Output `index`'s consumer now reads `partitions` too.
-    pub(crate) fn assigned_more(&self, index: usize, partitions: BTreeSet<i32>) {
+    /// Output `index`'s consumer reads `partitions` (partition -> the
+    /// offset it reads from, also where a restart resumes until a canary
+    /// has been read there): canaries written to a partition that had none
+    /// yet when the process stopped are read after the restart, not
+    /// skipped.
+    pub(crate) fn assigned_more(&self, index: usize, partitions: BTreeMap<i32, i64>) {
         if let Some(o) = self.lock().outputs.get_mut(index) {
-            o.assigned.extend(partitions);
+            for (p, start) in partitions {
+                o.assigned.insert(p);
+                o.offsets.insert(p, start);
+            }
+        }
+    }
+
+    /// Output `index`'s consumer has read `partition` up to where it ended
+    /// when it was resumed (or it was not resumed after all: its saved
+    /// offset was invalid). Once every resumed partition has, restored
+    /// canaries are expired like any other.
+    pub(crate) fn caught_up(&self, index: usize, partition: i32) {
+        let mut st = self.lock();
+        let Some(o) = st.outputs.get_mut(index) else {
+            return;
+        };
+        if o.catching_up.remove(&partition) && o.catching_up.is_empty() && o.tracker.holding() {
+            tracing::info!(probe = %self.name, output = %o.rec.output,
+                "caught up with the output after the restart: restored canaries are judged from now on");
+            o.tracker.release();
         }
     }
 
@@ -311,7 +345,10 @@ impl Shared {
 
     /// A consumed record of output `index` (at `at`: its partition and
     /// offset), already classified, with the send time its
-    /// `slaprobe-sent-ns` header gives (Unix ns), when it has one.
+    /// `slaprobe-sent-ns` header gives (Unix ns), when it has one, read at
+    /// `now`. `arrived` is when it arrived at the output: `now`, unless it
+    /// was read while catching up after a restart (then the record's write
+    /// time, or `None` where the record does not tell).
     pub(crate) fn arrival(
         &self,
         index: usize,
@@ -319,6 +356,7 @@ impl Shared {
         at: (i32, i64),
         sent_ns: Option<u64>,
         now: Instant,
+        arrived: Option<Instant>,
     ) {
         let mut st = self.lock();
         let State { input, outputs } = &mut *st;
@@ -339,15 +377,21 @@ impl Shared {
                 offsets.insert(at.0, at.1 + 1);
                 // A seq a killed earlier run sent after its last save: its
                 // header says when (clamped at 0 if the clock stepped).
-                if let Some(sent) = sent_ns {
-                    let now_ns = crate::canary::unix_ns(std::time::SystemTime::now());
-                    let age = Duration::from_nanos(now_ns.saturating_sub(sent));
-                    tracker.unsaved_sent(partition, seq, age, now);
-                }
-                match tracker.on_arrival(partition, seq, now, &mut |out| {
+                let mut emit = |out| {
                     rec.trace_outcome(out, seq);
                     rec.apply(out, now, input)
-                }) {
+                };
+                let judged = sent_ns.is_some_and(|sent| {
+                    let now_ns = crate::canary::unix_ns(std::time::SystemTime::now());
+                    let age = Duration::from_nanos(now_ns.saturating_sub(sent));
+                    tracker.unsaved_sent(partition, seq, age, now, &mut emit)
+                });
+                let arrival = if judged {
+                    Arrival::Counted
+                } else {
+                    tracker.on_arrival_at(partition, seq, arrived, &mut emit)
+                };
+                match arrival {
                     // Our run, but an id we never sent: someone forged or
                     // mangled it.
                     Arrival::Unknown => rec.metrics.foreign.inc(),
@@ -437,5 +481,53 @@ impl Shared {
             .get(index)
             .map(|o| o.assigned.clone())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::readiness::Readiness;
+    use crate::outcome::tracker::{Memory, RESOLVED_MEMORY};
+
+    fn shared() -> Arc<Shared> {
+        let config = crate::config::load_str(
+            "a.yaml",
+            "clusters: { c: { bootstrap: '127.0.0.1:9092' } }\n\
+             probes: [ { name: hb, type: heartbeat, cluster: c, topic: t } ]\n",
+            &|_| None,
+        )
+        .expect("config");
+        let probe = &config.probes[0];
+        let sinks = Sinks {
+            metrics: crate::metrics::Metrics::new(&[]),
+            readiness: Arc::new(Readiness::new(Vec::<&str>::new(), [probe.name.as_str()])),
+            journal: Arc::new(crate::outcome::journal::Journal::default()),
+            memory: Memory::new(RESOLVED_MEMORY),
+        };
+        Shared::build(probe, RunId(1), Vec::new(), &sinks)
+    }
+
+    /// A partition assigned and not yet read from is saved at the offset
+    /// it is read from: what is written there while the process is down is
+    /// read after the restart. A canary read moves it on.
+    #[test]
+    fn an_assigned_partition_is_saved_from_where_it_is_read() {
+        let s = shared();
+        s.assigned_more(0, BTreeMap::from([(0, 40), (1, 7)]));
+        let now = Instant::now();
+        let saved = s.save(now, 1_800_000_000_000_000_000);
+        assert_eq!(saved[0].offsets, vec![(0, 40), (1, 7)]);
+        let seq = s.lock().outputs[0].tracker.on_send(0, now);
+        s.arrival(
+            0,
+            Matched::Ours { partition: 0, seq },
+            (0, 45),
+            None,
+            now,
+            Some(now),
+        );
+        let saved = s.save(now, 1_800_000_000_000_000_000);
+        assert_eq!(saved[0].offsets, vec![(0, 46), (1, 7)]);
     }
 }

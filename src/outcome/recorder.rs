@@ -60,6 +60,13 @@ impl Recorder {
     /// [`Recorder::trace`] for `outcome` of the canary with `seq` (the
     /// outcome's own seq where it carries one).
     pub(super) fn trace_outcome(&self, outcome: Outcome, seq: u64) {
+        let delivered = |out_of_order| {
+            if out_of_order {
+                "delivered_out_of_order"
+            } else {
+                "delivered"
+            }
+        };
         if !tracing::enabled!(target: CANARY_TARGET, tracing::Level::DEBUG) {
             return;
         }
@@ -69,14 +76,19 @@ impl Recorder {
                 latency,
                 out_of_order,
             } => self.trace(
-                if out_of_order {
-                    "delivered_out_of_order"
-                } else {
-                    "delivered"
-                },
+                delivered(out_of_order),
                 partition,
                 seq,
                 &format_args!("latency {latency:?}"),
+            ),
+            Outcome::DeliveredUntimed {
+                partition,
+                out_of_order,
+            } => self.trace(
+                delivered(out_of_order),
+                partition,
+                seq,
+                &"latency unknown (read while catching up)",
             ),
             Outcome::Lost { partition, seq } => self.trace("lost", partition, seq, &""),
             Outcome::Late { partition } => self.trace("late", partition, seq, &""),
@@ -103,7 +115,7 @@ impl Recorder {
         match (self.expect, outcome) {
             // A filter must drop the canary: its arrival is the failure, its
             // absence by the deadline the success.
-            (Expect::None, Outcome::Delivered { .. }) => {
+            (Expect::None, Outcome::Delivered { .. } | Outcome::DeliveredUntimed { .. }) => {
                 m.delivered.inc();
                 m.delivery_bad.inc();
             }
@@ -126,6 +138,20 @@ impl Recorder {
             ) => {
                 m.delivered(latency, out_of_order);
                 self.window.record(latency, now);
+                if input.per_partition {
+                    let leader = input.leader(partition);
+                    input.metrics.partition_delivered(partition, leader);
+                }
+                self.readiness.probe_matched(&self.probe);
+            }
+            (
+                _,
+                Outcome::DeliveredUntimed {
+                    partition,
+                    out_of_order,
+                },
+            ) => {
+                m.delivered_untimed(out_of_order);
                 if input.per_partition {
                     let leader = input.leader(partition);
                     input.metrics.partition_delivered(partition, leader);

@@ -30,6 +30,11 @@ pub enum Outcome {
         /// It arrived after a canary with a higher seq from the same partition.
         out_of_order: bool,
     },
+    /// First arrival of a canary that was written before this process read
+    /// its output (read while catching up after a restart) and whose
+    /// arrival time the record does not tell (a heartbeat's record carries
+    /// its produce time): delivered, its latency unmeasured.
+    DeliveredUntimed { partition: i32, out_of_order: bool },
     /// Acked, and not seen by the deadline.
     Lost { partition: i32, seq: u64 },
     /// Arrived after having been declared lost.
@@ -140,6 +145,9 @@ pub enum SavedResolved {
     Lost,
     Failed,
     Late,
+    /// A seq the earlier run may have sent after its last save, not seen
+    /// by its deadline (added within version 1).
+    Unsent,
 }
 
 /// Runs saved per tracker at most (the newest ones; the older ones are
@@ -157,6 +165,12 @@ pub const MAX_PARTITION: i32 = 1 << 16;
 /// that large is no heartbeat; the bound keeps a bad file from allocating
 /// without limit).
 const MAX_RESTORED_SPAN: u64 = 1_000_000;
+
+/// How long after a restore its canaries wait at most for the output's
+/// consumer to read what was written while no process read it (see
+/// [`Tracker::release`]): an output that cannot be read for longer gets
+/// its restored canaries judged all the same.
+pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
 
 /// How long past its deadline a canary may wait for its delivery report.
 /// librdkafka's message timeout is the deadline, so a report comes by then
@@ -204,7 +218,7 @@ struct Entry {
     state: State,
     /// Arrival seen while the ack was still pending: its latency and whether
     /// it was out of order, reported once the ack comes.
-    early: Option<(Duration, bool)>,
+    early: Option<(Option<Duration>, bool)>,
 }
 
 #[derive(Debug, Default)]
@@ -222,6 +236,9 @@ struct PartitionState {
     /// Resolved-and-unusual canaries below `base`, in seq order (they are
     /// appended as they leave `entries`), so found by binary search.
     resolved: VecDeque<(u64, Resolved)>,
+    /// Seqs below this were restored from an earlier run: their expiry
+    /// waits while the tracker [holds](Tracker::hold) them.
+    restored_below: u64,
 }
 
 impl PartitionState {
@@ -238,6 +255,10 @@ enum Resolved {
     Failed,
     /// Lost, then arrived (reported late): later copies are duplicates.
     Late,
+    /// A seq the earlier run may have sent after its last save, not seen
+    /// by its deadline: maybe never sent, so nothing was reported. One that
+    /// arrives after all was sent: judged then, by its send time.
+    Unsent,
 }
 
 impl Resolved {
@@ -246,6 +267,7 @@ impl Resolved {
             Resolved::Lost => SavedResolved::Lost,
             Resolved::Failed => SavedResolved::Failed,
             Resolved::Late => SavedResolved::Late,
+            Resolved::Unsent => SavedResolved::Unsent,
         }
     }
 }
@@ -256,6 +278,7 @@ impl From<SavedResolved> for Resolved {
             SavedResolved::Lost => Resolved::Lost,
             SavedResolved::Failed => Resolved::Failed,
             SavedResolved::Late => Resolved::Late,
+            SavedResolved::Unsent => Resolved::Unsent,
         }
     }
 }
@@ -304,6 +327,10 @@ pub struct Tracker {
     /// Sent and not yet resolved (pending or acked, not yet arrived).
     in_flight: usize,
     memory: Arc<Memory>,
+    /// Until when restored canaries are not expired: the output's consumer
+    /// is still reading what was written while no process read it (see
+    /// [`Tracker::release`]).
+    hold: Option<Instant>,
 }
 
 impl Drop for Tracker {
@@ -324,6 +351,7 @@ impl Tracker {
             resolved_order: VecDeque::new(),
             in_flight: 0,
             memory: Memory::new(RESOLVED_MEMORY),
+            hold: None,
         }
     }
 
@@ -481,12 +509,26 @@ impl Tracker {
         true
     }
 
-    /// An arrival of one of this tracker's canaries.
+    /// An arrival of one of this tracker's canaries, at `now`.
     pub fn on_arrival(
         &mut self,
         partition: i32,
         seq: u64,
         now: Instant,
+        out: &mut impl FnMut(Outcome),
+    ) -> Arrival {
+        self.on_arrival_at(partition, seq, Some(now), out)
+    }
+
+    /// An arrival of one of this tracker's canaries at `at`, or at a time
+    /// not known (`None`: read while catching up, from a record that does
+    /// not say when it was written; a first arrival is then delivered,
+    /// untimed).
+    pub fn on_arrival_at(
+        &mut self,
+        partition: i32,
+        seq: u64,
+        at: Option<Instant>,
         out: &mut impl FnMut(Outcome),
     ) -> Arrival {
         let deadline = self.deadline;
@@ -520,6 +562,17 @@ impl Tracker {
                     out(Outcome::FailedButArrived { partition, seq });
                     Arrival::Counted
                 }
+                Some(r @ Resolved::Unsent) => {
+                    // Sent after all, when is unknown (see
+                    // `Tracker::unsaved_sent` for one that tells).
+                    *r = Resolved::Late;
+                    out(Outcome::Abandoned {
+                        partition,
+                        seq,
+                        reason: Abandon::SentAfterLastSave,
+                    });
+                    Arrival::Counted
+                }
                 None if forgotten => {
                     out(Outcome::LateOrDuplicate { partition });
                     Arrival::Counted
@@ -533,7 +586,7 @@ impl Tracker {
         let offset = (seq - p.base) as usize;
         let max_arrived = p.max_arrived;
         let entry = &mut p.entries[offset];
-        let latency = now.saturating_duration_since(entry.sent);
+        let latency = at.map(|at| at.saturating_duration_since(entry.sent));
         match entry.state {
             State::Failed => {
                 out(Outcome::FailedButArrived { partition, seq });
@@ -608,6 +661,8 @@ impl Tracker {
                 let kind = match e.state {
                     State::Lost => Resolved::Lost,
                     State::Failed => Resolved::Failed,
+                    // Below the saved next seq, it would read as arrived.
+                    State::Unsaved => Resolved::Unsent,
                     _ => return None,
                 };
                 Some((p.base + i as u64, kind))
@@ -720,6 +775,7 @@ impl Tracker {
                             SavedResolved::Lost => State::Lost,
                             SavedResolved::Failed => State::Failed,
                             SavedResolved::Late => State::Arrived,
+                            SavedResolved::Unsent => State::Unsaved,
                         };
                     }
                 } else {
@@ -749,6 +805,10 @@ impl Tracker {
                 };
                 restored += 1;
             }
+            if restored > 0 {
+                p.restored_below = until;
+                self.hold = Some(now + CATCH_UP_LIMIT);
+            }
             self.in_flight += restored;
             for (seq, kind) in remembered {
                 self.remember(partition as usize, seq, kind);
@@ -758,16 +818,60 @@ impl Tracker {
         skipped
     }
 
-    /// A seq the earlier run may have sent after its last save turned up
+    /// Whether restored canaries are held from expiry (see
+    /// [`Tracker::release`]).
+    pub fn holding(&self) -> bool {
+        self.hold.is_some()
+    }
+
+    /// The output's consumer has read everything written before this
+    /// process started reading it: restored canaries are judged from now
+    /// on like any other. Until then (at most [`CATCH_UP_LIMIT`] after the
+    /// restore) one that has not arrived may still be in what is left to
+    /// read, and calling it lost would be a false loss.
+    pub fn release(&mut self) {
+        self.hold = None;
+    }
+
+    /// A seq an earlier run may have sent after its last save turned up
     /// with its send time (`age` before `now`, from the record's
-    /// `slaprobe-sent-ns` header): it was sent and written, so it is judged
-    /// like any acked canary. Returns whether `seq` was such a seq.
-    pub fn unsaved_sent(&mut self, partition: i32, seq: u64, age: Duration, now: Instant) -> bool {
-        match self.entry(partition, seq) {
-            Some(e) if e.state == State::Unsaved => {
+    /// `slaprobe-sent-ns` header): it was sent and written. Still in
+    /// flight, it is judged like any acked canary by the arrival that
+    /// follows (returns false). Already expired (silently: it might not
+    /// have been sent), it is judged here, by its send time, and the
+    /// arrival is counted (returns true): delivered within the deadline,
+    /// otherwise lost, then late.
+    pub fn unsaved_sent(
+        &mut self,
+        partition: i32,
+        seq: u64,
+        age: Duration,
+        now: Instant,
+        out: &mut impl FnMut(Outcome),
+    ) -> bool {
+        if let Some(e) = self.entry(partition, seq) {
+            if e.state == State::Unsaved {
                 e.state = State::Acked;
                 e.sent = now.checked_sub(age).unwrap_or(now);
                 self.in_flight += 1;
+            }
+            return false;
+        }
+        let deadline = self.deadline;
+        let Some(p) = usize::try_from(partition)
+            .ok()
+            .and_then(|i| self.partitions.get_mut(i))
+        else {
+            return false;
+        };
+        if seq >= p.base || seq < p.floor {
+            return false;
+        }
+        match p.resolved.binary_search_by_key(&seq, |r| r.0) {
+            Ok(i) if p.resolved[i].1 == Resolved::Unsent => {
+                // Later copies are duplicates.
+                p.resolved[i].1 = Resolved::Late;
+                first_arrival(deadline, partition, seq, Some(age), false, out);
                 true
             }
             _ => false,
@@ -804,10 +908,16 @@ impl Tracker {
     }
 
     pub fn expire(&mut self, now: Instant, out: &mut impl FnMut(Outcome)) {
+        if self.hold.is_some_and(|until| now >= until) {
+            self.hold = None;
+        }
+        let held = self.hold.is_some();
         for (index, p) in self.partitions.iter_mut().enumerate() {
             let partition = index as i32;
             while let Some(front) = p.entries.front() {
-                if now.saturating_duration_since(front.sent) < self.deadline {
+                if now.saturating_duration_since(front.sent) < self.deadline
+                    || (held && p.base < p.restored_below)
+                {
                     break;
                 }
                 let resolved = match front.state {
@@ -853,8 +963,10 @@ impl Tracker {
                     }
                     State::Lost => Some(Resolved::Lost),
                     State::Failed => Some(Resolved::Failed),
-                    // Maybe never sent: nothing to report.
-                    State::Arrived | State::Unsaved => None,
+                    // Maybe never sent: nothing to report, but remembered
+                    // (an arrival after all is judged by its send time).
+                    State::Unsaved => Some(Resolved::Unsent),
+                    State::Arrived => None,
                 };
                 if let Some(kind) = resolved {
                     p.resolved.push_back((p.base, kind));
@@ -882,10 +994,17 @@ fn first_arrival(
     deadline: Duration,
     partition: i32,
     seq: u64,
-    latency: Duration,
+    latency: Option<Duration>,
     out_of_order: bool,
     out: &mut impl FnMut(Outcome),
 ) {
+    let Some(latency) = latency else {
+        out(Outcome::DeliveredUntimed {
+            partition,
+            out_of_order,
+        });
+        return;
+    };
     if latency < deadline {
         out(Outcome::Delivered {
             partition,
@@ -1219,8 +1338,11 @@ mod tests {
         // The one delivered before the restart would be a duplicate.
         let out = collect(|o| r.on_arrival(0, delivered, t1, &mut |x| o(x)));
         assert_eq!(out, vec![Outcome::Duplicate { partition: 0 }]);
-        // The unacknowledged one is abandoned at its deadline, the one of
-        // partition 2 lost, and the new send waits for its own report.
+        // Its output caught up: the unacknowledged one is abandoned at its
+        // deadline, the one of partition 2 lost, and the new send waits for
+        // its own report.
+        assert!(r.holding());
+        r.release();
         let out = collect(|o| r.expire(t0 + DEADLINE + ms(350), &mut |x| o(x)));
         assert_eq!(
             out,
@@ -1237,6 +1359,73 @@ mod tests {
             ]
         );
         assert_eq!(r.in_flight(), 1);
+    }
+
+    #[test]
+    fn restored_canaries_wait_for_the_output_to_catch_up() {
+        let t0 = Instant::now();
+        let unix0: u64 = 1_800_000_000_000_000_000;
+        let mut t = Tracker::new(DEADLINE);
+        let written = acked(&mut t, 0, t0, ms(1));
+        let gone = acked(&mut t, 0, t0 + ms(100), ms(1));
+        let saved = t.snapshot(t0 + ms(200), unix0);
+        // Down for twice the deadline: both are past it when the new
+        // process starts, and its consumer has not read anything yet.
+        let t1 = t0 + DEADLINE * 2;
+        let mut r = Tracker::new(DEADLINE);
+        r.restore(&saved, &until(&saved, 0), t1, unix0 + 20_000_000_000);
+        assert!(r.holding());
+        let later = r.on_send(0, t1);
+        r.on_ack(0, later, true, t1 + ms(1), &mut |_| {});
+        let mut none = |o| panic!("nothing is judged while catching up: {o:?}");
+        r.expire(t1 + DEADLINE * 2, &mut none);
+        // Read while catching up: written while no process read the
+        // output, at a time its record does not tell.
+        assert_eq!(
+            collect(|o| r.on_arrival_at(0, written, None, &mut |x| o(x))),
+            vec![Outcome::DeliveredUntimed {
+                partition: 0,
+                out_of_order: false
+            }]
+        );
+        // Caught up: the one that never came is lost, and the canary sent
+        // since (behind it) is judged too.
+        r.release();
+        assert_eq!(
+            collect(|o| r.expire(t1 + DEADLINE * 2, &mut |x| o(x))),
+            vec![
+                Outcome::Lost {
+                    partition: 0,
+                    seq: gone
+                },
+                Outcome::Lost {
+                    partition: 0,
+                    seq: later
+                },
+            ]
+        );
+        assert_eq!(r.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_output_that_never_catches_up_is_judged_after_the_limit() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let gone = acked(&mut t, 0, t0, ms(1));
+        let saved = t.snapshot(t0, 1_000_000_000_000);
+        let mut r = Tracker::new(DEADLINE);
+        r.restore(&saved, &until(&saved, 0), t0, 1_000_000_000_000);
+        r.expire(t0 + CATCH_UP_LIMIT - ms(1), &mut |o| {
+            panic!("held within the limit: {o:?}")
+        });
+        assert_eq!(
+            collect(|o| r.expire(t0 + CATCH_UP_LIMIT, &mut |x| o(x))),
+            vec![Outcome::Lost {
+                partition: 0,
+                seq: gone
+            }]
+        );
+        assert!(!r.holding());
     }
 
     #[test]
@@ -1264,7 +1453,9 @@ mod tests {
         );
         let out = collect(|o| r.on_arrival(0, last_saved + 3, t0 + ms(6), &mut |x| o(x)));
         assert_eq!(out, vec![Outcome::Duplicate { partition: 0 }]);
-        // The others were maybe never sent: they expire without a word.
+        // The others were maybe never sent: they expire without a word,
+        // once the output has caught up.
+        r.release();
         let out = collect(|o| r.expire(t0 + DEADLINE + ms(10), &mut |x| o(x)));
         assert_eq!(
             out,
@@ -1285,8 +1476,11 @@ mod tests {
         let saved = t.snapshot(t0, 1_000_000_000);
         r.restore(&saved, &until(&saved, 10), t0, 1_000_000_000);
         let seq = last_saved + 2;
-        assert!(r.unsaved_sent(0, seq, ms(700), t0 + ms(50)));
-        assert!(!r.unsaved_sent(0, seq, ms(700), t0 + ms(50)), "only once");
+        let mut none = |o| panic!("judged by the arrival that follows: {o:?}");
+        assert!(!r.unsaved_sent(0, seq, ms(700), t0 + ms(50), &mut none));
+        assert_eq!(r.in_flight(), 2, "in flight from its send time");
+        assert!(!r.unsaved_sent(0, seq, ms(700), t0 + ms(50), &mut none));
+        assert_eq!(r.in_flight(), 2, "only once");
         let out = collect(|o| r.on_arrival(0, seq, t0 + ms(50), &mut |x| o(x)));
         assert_eq!(
             out,
@@ -1297,6 +1491,73 @@ mod tests {
             }]
         );
         assert_eq!(r.in_flight(), 1, "the saved one still awaits its arrival");
+    }
+
+    /// A seq skipped after a kill -9 expires without a word (it may never
+    /// have been sent), and is remembered across the next restart: when
+    /// it turns up after all, with its send time, it is judged by it (here
+    /// lost, then late), not taken for a duplicate of something that
+    /// arrived; without a send time it is abandoned.
+    #[test]
+    fn a_skipped_seq_that_arrives_after_its_deadline_is_lost_then_late() {
+        let t0 = Instant::now();
+        let unix0: u64 = 1_800_000_000_000_000_000;
+        let mut t = Tracker::new(DEADLINE);
+        let last_saved = acked(&mut t, 0, t0, ms(1));
+        t.on_arrival(0, last_saved, t0 + ms(5), &mut |_| {});
+        let saved = t.snapshot(t0, unix0);
+        // The second run skips 3 seqs, sends one, and lets the skipped
+        // ones expire silently.
+        let mut r = Tracker::new(DEADLINE);
+        r.restore(&saved, &until(&saved, 3), t0, unix0);
+        let (timed, untimed) = (last_saved + 1, last_saved + 2);
+        let sent = r.on_send(0, t0);
+        r.on_ack(0, sent, true, t0 + ms(1), &mut |_| {});
+        r.on_arrival(0, sent, t0 + ms(5), &mut |_| {});
+        let mut none = |o| panic!("maybe never sent: {o:?}");
+        r.expire(t0 + DEADLINE + ms(1), &mut none);
+        assert_eq!(r.in_flight(), 0);
+        // A third run, after a clean stop.
+        let t1 = t0 + DEADLINE * 2;
+        let saved = r.snapshot(t1, unix0 + 2 * DEADLINE.as_nanos() as u64);
+        let mut third = Tracker::new(DEADLINE);
+        third.restore(
+            &saved,
+            &until(&saved, 0),
+            t1,
+            unix0 + 2 * DEADLINE.as_nanos() as u64,
+        );
+        let out = collect(|o| {
+            assert!(third.unsaved_sent(0, timed, DEADLINE * 3, t1, &mut |x| o(x)));
+        });
+        assert_eq!(
+            out,
+            vec![
+                Outcome::Lost {
+                    partition: 0,
+                    seq: timed
+                },
+                Outcome::Late { partition: 0 }
+            ]
+        );
+        assert_eq!(
+            collect(|o| third.on_arrival(0, timed, t1, &mut |x| o(x))),
+            vec![Outcome::Duplicate { partition: 0 }],
+            "a second copy"
+        );
+        assert_eq!(
+            collect(|o| third.on_arrival(0, untimed, t1, &mut |x| o(x))),
+            vec![Outcome::Abandoned {
+                partition: 0,
+                seq: untimed,
+                reason: Abandon::SentAfterLastSave
+            }]
+        );
+        assert_eq!(
+            collect(|o| third.on_arrival(0, sent, t1, &mut |x| o(x))),
+            vec![Outcome::Duplicate { partition: 0 }],
+            "the one that did arrive"
+        );
     }
 
     #[test]

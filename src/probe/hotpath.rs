@@ -103,6 +103,7 @@ impl HotPath {
                 (partition, (seq + 1) as i64),
                 crate::canary::parse_sent_ns(sent.as_bytes()),
                 arrived,
+                Some(arrived),
             );
             if i % 100 == 99 {
                 self.shared.expire(arrived, false);

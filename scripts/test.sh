@@ -31,3 +31,11 @@ export SLAPROBE_TEST_STRICT=1
 cargo test --workspace --lib --bins --tests
 # The hot path's instruction count against its committed figure.
 bash scripts/callgrind-guard.sh
+# The chaos run, 3 minutes of faults on a cluster of its own: every
+# canary's outcome against an independent truth (docs/chaos.md). A fixed
+# seed, so that CI's schedule is the one a failure replays; other seeds:
+# scripts/chaos.sh --seed N, or SLAPROBE_CHAOS_SEED=random here.
+stop_kafka  # the suite's cluster is done; the chaos run starts its own
+chaos_seed="${SLAPROBE_CHAOS_SEED:-20261206}"
+if [ "$chaos_seed" = random ]; then chaos_seed=""; fi
+bash scripts/chaos.sh --seconds 180 ${chaos_seed:+--seed "$chaos_seed"}

@@ -18,21 +18,29 @@ fn dockerfile() -> String {
         .expect("Dockerfile")
 }
 
-/// The final stage's instructions (after its last `FROM`), continuation
-/// lines joined.
-fn final_stage() -> Vec<String> {
+/// The Dockerfile's stages (from each `FROM`), instructions with
+/// continuation lines joined, comments left out.
+fn stages() -> Vec<Vec<String>> {
     let text = dockerfile().replace("\\\n", " ");
-    let lines: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect();
-    let from = lines
-        .iter()
-        .rposition(|l| l.starts_with("FROM "))
-        .expect("a FROM");
-    lines[from..].to_vec()
+    let mut stages: Vec<Vec<String>> = Vec::new();
+    for l in text.lines().map(str::trim) {
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        if l.starts_with("FROM ") {
+            stages.push(Vec::new());
+        }
+        stages
+            .last_mut()
+            .expect("FROM before any instruction")
+            .push(l.to_string());
+    }
+    stages
+}
+
+/// The final stage's instructions.
+fn final_stage() -> Vec<String> {
+    stages().pop().expect("a FROM")
 }
 
 fn json_array(stage: &[String], instruction: &str) -> Vec<String> {
@@ -72,6 +80,138 @@ fn hadolint_finds_nothing() {
     );
 }
 
+/// Top-level entries `.dockerignore` leaves out of the build context
+/// (the file uses only `/name` and `**/name` lines).
+fn docker_ignored() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(root.join(".dockerignore"))
+        .expect(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            assert!(
+                l.starts_with('/') || l.starts_with("**/"),
+                ".dockerignore line {l:?}: this test reads only /name and **/name"
+            );
+            l.trim_start_matches("**/").trim_start_matches('/').to_string()
+        })
+        .collect()
+}
+
+fn copy_tree(from: &Path, to: &Path, ignored: &[String]) {
+    let name = from.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if ignored.iter().any(|i| i == name) {
+        return;
+    }
+    if from.is_dir() {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read_dir") {
+            let e = e.expect("entry");
+            copy_tree(&e.path(), &to.join(e.file_name()), ignored);
+        }
+    } else {
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+}
+
+/// The build stage run the way `docker build` would, without a container
+/// engine: its context is the repository less `.dockerignore`, each COPY
+/// puts exactly its sources into a directory standing for the WORKDIR, and
+/// each RUN that builds runs there with `cargo build` replaced by `cargo
+/// fetch --locked --offline` for this machine's target (the same manifest,
+/// lock and registry copy; nothing compiled). A source the Dockerfile does
+/// not copy (the example Cargo.toml declares), or one the context leaves
+/// out, fails here instead of in a user's build.
+#[test]
+fn the_build_stage_has_every_input_it_needs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ignored = docker_ignored();
+    let ctx = scratch("docker-build-stage");
+    let _ = std::fs::remove_dir_all(&ctx);
+    std::fs::create_dir_all(&ctx).expect("context dir");
+    let host = String::from_utf8(
+        Command::new("rustc")
+            .arg("-vV")
+            .output()
+            .expect("rustc -vV")
+            .stdout,
+    )
+    .expect("utf-8")
+    .lines()
+    .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+    .expect("host target");
+    let fetch = format!("cargo fetch --locked --offline --target {host}");
+    let stage = &stages()[0];
+    let mut ran = 0;
+    for line in stage {
+        if let Some(args) = line.strip_prefix("COPY ") {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            assert!(!args.contains("--from"), "{line}");
+            let (dest, sources) = words.split_last().expect("COPY sources dest");
+            for src in sources {
+                let first = src.split('/').next().unwrap_or(src);
+                assert!(
+                    !ignored.iter().any(|i| i == first || i == src),
+                    "{line}: {src} is left out of the context by .dockerignore"
+                );
+                let from = root.join(src);
+                assert!(from.exists(), "{line}: {src} is not in the repository");
+                let to = if dest.ends_with('/') || sources.len() > 1 {
+                    ctx.join(dest).join(from.file_name().expect("name"))
+                } else {
+                    ctx.join(dest)
+                };
+                copy_tree(&from, &to, &ignored);
+            }
+        } else if let Some(cmd) = line.strip_prefix("RUN ") {
+            if cmd.contains("apt-get") {
+                continue;
+            }
+            assert!(cmd.contains("cargo build --release --locked"), "{line}");
+            let cmd = cmd
+                .replace("cargo build --release --locked", &fetch)
+                .replace("strip target/release/slaprobe", "true");
+            let out = Command::new("bash")
+                .args(["-c", &cmd])
+                .current_dir(&ctx)
+                .env("CARGO_NET_OFFLINE", "true")
+                .output()
+                .expect("bash");
+            assert!(
+                out.status.success(),
+                "{line}\nfailed in the assembled context {}:\n{}{}",
+                ctx.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 2, "the dependency layer and the application build");
+    // What the compiler reads besides the sources: include_str! paths,
+    // relative to the file that has them.
+    let found = String::from_utf8(
+        Command::new("grep")
+            .args(["-roE", r#"include_(str|bytes)!\("[^"]+"\)"#, "src"])
+            .current_dir(root)
+            .output()
+            .expect("grep")
+            .stdout,
+    )
+    .expect("utf-8");
+    for hit in found.lines() {
+        let (file, inc) = hit.split_once(':').expect("file:match");
+        let rel = inc.split('"').nth(1).expect("path");
+        let dir = Path::new(file).parent().expect("dir");
+        assert!(
+            ctx.join(dir).join(rel).exists(),
+            "{file}: {inc} is not in the build context's copy"
+        );
+    }
+}
+
 #[test]
 fn the_image_bakes_no_configuration_and_runs_as_non_root() {
     let stage = final_stage();
@@ -93,6 +233,24 @@ fn the_image_bakes_no_configuration_and_runs_as_non_root() {
         assert!(
             dockerfile().contains(&format!("org.opencontainers.image.{label}=")),
             "OCI label {label}"
+        );
+    }
+}
+
+/// GSSAPI is built in, and librdkafka runs `kinit` (its default
+/// `sasl.kerberos.kinit.cmd`) with the Cyrus GSSAPI plugin: both are in
+/// the image.
+#[test]
+fn the_image_has_what_gssapi_runs() {
+    let installs = final_stage()
+        .into_iter()
+        .filter(|l| l.starts_with("RUN ") && l.contains("apt-get install"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    for package in ["krb5-user", "libsasl2-modules-gssapi-mit"] {
+        assert!(
+            installs.split_whitespace().any(|w| w == package),
+            "{package} in {installs}"
         );
     }
 }

@@ -198,6 +198,49 @@ fn the_objects_are_wired_to_each_other() {
         && e["valueFrom"]["fieldRef"]["fieldPath"].as_str() == Some("status.podIP")));
 }
 
+/// One image name and tag everywhere a user meets it: the Deployment,
+/// the kustomization's `images:` override, the Dockerfile's version label,
+/// the README's `docker build`, and the package version.
+#[test]
+fn the_image_tag_agrees_everywhere() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).expect(p);
+    let version = read("Cargo.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("version = "))
+        .expect("version")
+        .trim_matches('"')
+        .to_string();
+    let tagged = format!("slaprobe:{version}");
+    let deployment = load("deployment.yaml");
+    let image = str_at(&deployment, "spec.template.spec.containers.0.image");
+    assert_eq!(image, tagged, "deployment.yaml");
+    let kustomization = load("kustomization.yaml");
+    assert_eq!(str_at(&kustomization, "images.0.name"), "slaprobe");
+    assert_eq!(
+        format!(
+            "{}:{}",
+            str_at(&kustomization, "images.0.newName"),
+            str_at(&kustomization, "images.0.newTag")
+        ),
+        tagged,
+        "kustomization.yaml images:"
+    );
+    assert!(
+        read("Dockerfile").contains(&format!("ARG VERSION={version}")),
+        "Dockerfile ARG VERSION"
+    );
+    let readme = read("README.md");
+    assert!(
+        readme.contains(&format!("docker build -t {tagged} .")),
+        "README builds {tagged}"
+    );
+    assert!(
+        !readme.contains("slaprobe:latest"),
+        "README names slaprobe:latest"
+    );
+}
+
 #[test]
 fn the_config_is_the_production_example_and_the_rules_are_current() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/examples/production.yaml");

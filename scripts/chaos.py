@@ -49,7 +49,8 @@ CLUSTER = os.path.join(HERE, "kafka", "cluster.sh")
 DEADLINE = 10.0
 INTERVAL = "500ms"
 # A first arrival this close to the deadline (either side) is not judged:
-# slaprobe times an arrival when it reads it, the truth when it was written.
+# slaprobe and the truth each time an arrival when they read it, in their
+# own processes.
 UNCERTAIN = 1.5
 # An arrival written this close to slaprobe's final stop (either side) is
 # not judged: slaprobe may or may not have read it.
@@ -390,11 +391,11 @@ class Chaos:
                     truth_n["abandoned"] += 1
                     rep_n["abandoned"] += 1
                     continue
-                arrivals = sorted(by_id.get(cid, []), key=lambda r: r["ts"])
-                if any(abs(a["ts"] - stop_ms) < CUT_MARGIN * 1000 for a in arrivals):
+                arrivals = sorted(by_id.get(cid, []), key=lambda r: r["read_ms"])
+                if any(abs(a["read_ms"] - stop_ms) < CUT_MARGIN * 1000 for a in arrivals):
                     truth_n["uncertain"] += 1
                     continue
-                arrivals = [a for a in arrivals if a["ts"] < stop_ms]
+                arrivals = [a for a in arrivals if a["read_ms"] < stop_ms]
                 if outs["produce_failed"] or outs["unacknowledged"]:
                     # Its produce failed (or was never reported), yet the
                     # cluster wrote it: each arrival is counted as such,
@@ -406,11 +407,10 @@ class Chaos:
                     if +t != +r:
                         mismatches.append((probe, output, cid, dict(+t), dict(outs)))
                     continue
-                if output == "heartbeat":
-                    # The canary's own record: written means readable.
-                    latency = 0.0 if arrivals else None
-                else:
-                    latency = (arrivals[0]["ts"] - sent_ms) / 1000 if arrivals else None
+                # When it became readable: the truth's read time (a record
+                # appended is readable once its partition's replicas have it,
+                # which a dead replica delays for seconds).
+                latency = (arrivals[0]["read_ms"] - sent_ms) / 1000 if arrivals else None
                 if latency is not None and abs(latency - DEADLINE) < UNCERTAIN:
                     truth_n["uncertain"] += 1
                     continue

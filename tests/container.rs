@@ -94,7 +94,9 @@ fn docker_ignored() -> Vec<String> {
                 l.starts_with('/') || l.starts_with("**/"),
                 ".dockerignore line {l:?}: this test reads only /name and **/name"
             );
-            l.trim_start_matches("**/").trim_start_matches('/').to_string()
+            l.trim_start_matches("**/")
+                .trim_start_matches('/')
+                .to_string()
         })
         .collect()
 }

@@ -153,8 +153,11 @@ impl Fetcher {
     ) -> (BTreeMap<i32, i64>, Vec<i32>) {
         let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
         let mut invalid = Vec::new();
-        // Resumed partitions: (partition, start, end then).
-        let mut resumed = Vec::new();
+        // Partitions read from before their end: (partition, start, end
+        // then). What is there was written while this process could not
+        // read it (before a restart, or while the partition could not be
+        // assigned), so it is timed by when it was written.
+        let mut behind = Vec::new();
         for &p in partitions {
             let (low, high) =
                 match self
@@ -169,10 +172,7 @@ impl Fetcher {
                     }
                 };
             let start = match resume.get(&p) {
-                Some(&saved) if (low..=high).contains(&saved) => {
-                    resumed.push((p, saved, high));
-                    saved
-                }
+                Some(&saved) if (low..=high).contains(&saved) => saved,
                 Some(_) => {
                     invalid.push(p);
                     high
@@ -190,16 +190,17 @@ impl Fetcher {
                     None => high,
                 },
             };
+            behind.push((p, start, high));
             starts.insert(p, start);
         }
         if let Some(r) = self.table().routes.get_mut(route) {
-            for &(p, start, end) in &resumed {
+            for &(p, start, end) in &behind {
                 r.resuming(p, start, end);
             }
         }
         let added = self.assign(route, topic, &starts);
         if let Some(r) = self.table().routes.get_mut(route) {
-            for (p, _, _) in resumed {
+            for (p, _, _) in behind {
                 r.resumed(p, added.contains(&p));
             }
         }

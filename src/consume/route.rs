@@ -28,9 +28,10 @@ pub(super) struct Route {
     /// It reads the probe's input topic (a heartbeat): a record's create
     /// time is then the canary's produce time, not when it arrived.
     reads_input: bool,
-    /// Partitions resumed after a restart and not yet read up to where
-    /// they ended then (partition -> that end offset): their records were
-    /// written while no process read them.
+    /// Partitions read from before their end (resumed after a restart,
+    /// or assigned late) and not yet read up to where they ended then
+    /// (partition -> that end offset): their records were written while
+    /// this process could not read them.
     catching_up: BTreeMap<i32, i64>,
 }
 
@@ -60,11 +61,12 @@ impl Route {
         }
     }
 
-    /// `partition` is about to be read from `start`, resumed after a
-    /// restart, and ended at `end` then: until the route has read up to
-    /// there, its records were written before, and are timed by when they
-    /// were. Registered before the partition is assigned, so that no
-    /// record comes first.
+    /// `partition` is about to be read from `start` (resumed after a
+    /// restart, or picked up late: from the time it was first wanted, or
+    /// new and read from its beginning), and ended at `end` then: until the
+    /// route has read up to there, its records were written before, and
+    /// are timed by when they were. Registered before the partition is
+    /// assigned, so that no record comes first.
     pub(super) fn resuming(&mut self, partition: i32, start: i64, end: i64) {
         if start < end {
             self.catching_up.insert(partition, end);
@@ -72,7 +74,9 @@ impl Route {
     }
 
     /// The assignment [`Route::resuming`] announced was made (`assigned`)
-    /// or not (it is retried later, announced again).
+    /// or not (it is retried later, announced again). (A partition that
+    /// was not resumed from a saved offset is not waited for by restored
+    /// canaries: `caught_up` ignores it.)
     pub(super) fn resumed(&mut self, partition: i32, assigned: bool) {
         if !assigned {
             self.catching_up.remove(&partition);

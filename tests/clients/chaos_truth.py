@@ -3,7 +3,12 @@
 partition of each TOPIC from the beginning, without a group (explicit
 assignment), and writes one JSON line per canary record to OUT (appended):
   {"topic", "partition", "offset", "id", "ts": record timestamp (ms),
+   "read_ms": when this consumer read it (wall clock, ms),
    "sent_ns": the slaprobe-sent-ns header or null}
+It tails the topics from their creation, so a record's read time is when
+it became readable to a consumer (its partition's high watermark passed
+it), within a poll: a record appended but not yet committed (acks=all
+waiting for a replica that died) is read later than its timestamp says.
 Once STOP_FILE exists it reads on up to the partitions' high watermarks at
 that moment, then exits.
 
@@ -12,6 +17,7 @@ Usage: chaos_truth.py BOOTSTRAP TOPICS(comma) STOP_FILE OUT
 import json
 import os
 import sys
+import time
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -47,7 +53,8 @@ def main():
                 f.write(json.dumps({
                     "topic": msg.topic(), "partition": msg.partition(),
                     "offset": msg.offset(), "id": cid,
-                    "ts": msg.timestamp()[1], "sent_ns": sent,
+                    "ts": msg.timestamp()[1], "read_ms": int(time.time() * 1000),
+                    "sent_ns": sent,
                 }) + "\n")
             position[(msg.topic(), msg.partition())] = msg.offset() + 1
         if targets is None and os.path.exists(stop_file):

@@ -40,7 +40,9 @@ RUN bash scripts/patch-rdkafka-sys.sh \
     && rm -rf src target/release/.fingerprint/slaprobe-* target/release/deps/slaprobe-* \
         target/release/deps/libslaprobe-*
 COPY src ./src
+# Built into the binary (include_str!): the demo's probes and /runbooks.
 COPY probes/demo.yaml ./probes/demo.yaml
+COPY docs/runbooks.md ./docs/runbooks.md
 RUN cargo build --release --locked && strip target/release/slaprobe
 
 FROM debian:bookworm-slim

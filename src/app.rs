@@ -80,7 +80,8 @@ pub struct App {
     /// How often SLOs are evaluated.
     pub eval_tick: Duration,
     /// The Alertmanager configuration and a pusher per replica.
-    pusher: Option<(crate::config::Alertmanager, Vec<Pusher>)>,
+    /// The Alertmanager config, `alerts.job` and a pusher per replica.
+    pusher: Option<(crate::config::Alertmanager, String, Vec<Pusher>)>,
     status: Sources,
     /// Where SLO windows and alert state are saved, when configured.
     state_dir: Option<Arc<StateDir>>,
@@ -176,7 +177,8 @@ impl App {
                     .external_url
                     .as_ref()
                     .map(|_| config.server.status_link());
-                Pusher::for_each_url(am, generator).map(|p| (am.clone(), p))
+                Pusher::for_each_url(am, generator)
+                    .map(|p| (am.clone(), config.alerts.job.clone(), p))
             })
             .transpose()?;
         let status = Sources {
@@ -267,8 +269,8 @@ impl App {
             self.evaluator
                 .run(self.eval_tick, eval_cancel.clone(), snapshots),
         );
-        if let Some((am, pushers)) = self.pusher {
-            let labels = am.labels_for(local, &crate::util::hostname());
+        if let Some((am, job, pushers)) = self.pusher {
+            let labels = am.labels_for(&job, local, &crate::util::hostname());
             for mut pusher in pushers {
                 pusher.labels = labels.clone();
                 tasks.spawn(pusher.run(alerts.clone(), self.was_firing.clone(), cancel.clone()));

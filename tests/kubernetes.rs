@@ -116,7 +116,7 @@ fn the_objects_are_wired_to_each_other() {
     assert_eq!(at(container, "ports.0.containerPort").as_i64(), Some(9464));
     assert_eq!(
         str_at(&service, "metadata.name"),
-        slaprobe::generate::SCRAPE_JOB
+        slaprobe::config::DEFAULT_JOB
     );
 
     // Health, hardening, resources.

@@ -104,7 +104,7 @@ fn evaluator_and_prometheus_rules_agree() {
     let mut tests = String::new();
     for (m, got) in &states {
         for (tier, firing) in tiers.iter().zip(got) {
-            let expr = slaprobe::generate::burn_expr(&probe.name, slo, tier);
+            let expr = slaprobe::generate::burn_expr("slaprobe", &probe.name, slo, tier);
             let samples = if *firing {
                 "\n          - labels: '{}'\n            value: 1"
             } else {
@@ -124,7 +124,7 @@ fn evaluator_and_prometheus_rules_agree() {
     std::fs::write(
         &test_file,
         format!(
-            "rule_files:\n  - slaprobe.rules.yml\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'slaprobe_sli_events_total{{probe=\"p\",output=\"heartbeat\",sli=\"delivery\",outcome=\"good\"}}'\n        values: '{}'\n      - series: 'slaprobe_sli_events_total{{probe=\"p\",output=\"heartbeat\",sli=\"delivery\",outcome=\"bad\"}}'\n        values: '{}'\n    promql_expr_test:\n{tests}",
+            "rule_files:\n  - slaprobe.rules.yml\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'slaprobe_sli_events_total{{job=\"slaprobe\",probe=\"p\",output=\"heartbeat\",sli=\"delivery\",outcome=\"good\"}}'\n        values: '{}'\n      - series: 'slaprobe_sli_events_total{{job=\"slaprobe\",probe=\"p\",output=\"heartbeat\",sli=\"delivery\",outcome=\"bad\"}}'\n        values: '{}'\n    promql_expr_test:\n{tests}",
             series(&good),
             series(&bad)
         ),

@@ -22,6 +22,8 @@ pub struct Config {
     /// Where restart-safe accounting lives; `None` disables it.
     pub state_dir: Option<PathBuf>,
     pub alertmanager: Option<Alertmanager>,
+    /// How alerts are labelled and linked, pushed or from the rules.
+    pub alerts: Alerts,
     /// Cluster name -> cluster. Ordered so that plans and metrics are stable.
     pub clusters: BTreeMap<String, Cluster>,
     /// Probes in file order (files in merge order).
@@ -42,6 +44,59 @@ pub struct Server {
     pub external_url: Option<String>,
 }
 
+/// `alerts:`: what the alerts slaprobe pushes and the rules it writes say
+/// about where they come from and how bad they are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alerts {
+    /// The Prometheus job this instance is scraped under: `SlaprobeDown`
+    /// watches its `up`, and every rule selects its series (so the rule
+    /// files of several instances, one job each, load side by side).
+    pub job: String,
+    /// The `severity` label of alerts that page.
+    pub page: String,
+    /// The `severity` label of alerts that open a ticket.
+    pub ticket: String,
+    /// Where the runbooks are: each alert's `runbook_url` is this with
+    /// `#<alert name in lower case>` appended. `None`: this slaprobe's own
+    /// `/runbooks` (under `server.external_url` when set).
+    pub runbook_url: Option<String>,
+}
+
+/// The default `alerts.job`.
+pub const DEFAULT_JOB: &str = "slaprobe";
+
+/// The path slaprobe serves its runbooks at.
+pub const RUNBOOKS_PATH: &str = "/runbooks";
+
+impl Default for Alerts {
+    fn default() -> Alerts {
+        Alerts {
+            job: DEFAULT_JOB.to_string(),
+            page: "page".to_string(),
+            ticket: "ticket".to_string(),
+            runbook_url: None,
+        }
+    }
+}
+
+impl Alerts {
+    /// The `runbook_url` of alert `name`, for a slaprobe whose server is
+    /// `server`.
+    pub fn runbook(&self, server: &Server, name: &str) -> String {
+        let base = match &self.runbook_url {
+            Some(u) => u.clone(),
+            None => match &server.external_url {
+                Some(u) => format!(
+                    "{}{RUNBOOKS_PATH}",
+                    crate::util::format::strip_userinfo(u)
+                ),
+                None => RUNBOOKS_PATH.to_string(),
+            },
+        };
+        format!("{base}#{}", name.to_ascii_lowercase())
+    }
+}
+
 #[derive(Clone, PartialEq, Default)]
 pub struct Alertmanager {
     /// Base URLs, e.g. `http://alertmanager:9093`, one per replica: every
@@ -56,20 +111,24 @@ pub struct Alertmanager {
     pub insecure: bool,
     /// Added to every pushed alert that lacks them; `job` and `instance`
     /// default to what Prometheus gives the scraped metrics (see
-    /// [`Alertmanager::labels_for`]), so pushed alerts and the generated
-    /// rules' alerts are one alert in Alertmanager.
+    /// [`Alertmanager::labels_for`]; `job` is `alerts.job`), so pushed
+    /// alerts and the generated rules' alerts are one alert in
+    /// Alertmanager.
     pub labels: BTreeMap<String, String>,
 }
 
 impl Alertmanager {
-    /// `labels` with the defaults `job: slaprobe` and `instance: <host:port>`
+    /// `labels` with the defaults `job: <job>` and `instance: <host:port>`
     /// for a slaprobe listening on `listen` (its IP, or the host name when
     /// it listens on every address).
-    pub fn labels_for(&self, listen: SocketAddr, hostname: &str) -> BTreeMap<String, String> {
+    pub fn labels_for(
+        &self,
+        job: &str,
+        listen: SocketAddr,
+        hostname: &str,
+    ) -> BTreeMap<String, String> {
         let mut labels = self.labels.clone();
-        labels
-            .entry("job".into())
-            .or_insert_with(|| "slaprobe".into());
+        labels.entry("job".into()).or_insert_with(|| job.into());
         labels.entry("instance".into()).or_insert_with(|| {
             if listen.ip().is_unspecified() {
                 format!("{hostname}:{}", listen.port())
@@ -196,6 +255,20 @@ impl Probe {
         match &self.kind {
             ProbeKind::Heartbeat(h) => &h.cluster,
             ProbeKind::Pipeline(p) => &p.input.cluster,
+        }
+    }
+
+    /// The Kafka cluster an SLO of this probe measures (its alerts' and
+    /// series' `kafka_cluster`): the output's, or the input's for
+    /// availability (and for an output it does not have).
+    pub fn slo_cluster(&self, slo: &Slo) -> &str {
+        match &self.kind {
+            ProbeKind::Pipeline(p) => p
+                .outputs
+                .iter()
+                .find(|o| o.name == slo.output)
+                .map_or(p.input.cluster.as_str(), |o| o.cluster.as_str()),
+            ProbeKind::Heartbeat(h) => &h.cluster,
         }
     }
 

@@ -16,6 +16,7 @@ pub(crate) struct RawFile {
     pub server: Option<RawServer>,
     pub state_dir: Option<String>,
     pub alertmanager: Option<RawAlertmanager>,
+    pub alerts: Option<RawAlerts>,
     pub defaults: Option<RawDefaults>,
     pub clusters: Option<BTreeMap<String, RawCluster>>,
     pub probes: Option<Vec<RawProbe>>,
@@ -40,6 +41,21 @@ pub(crate) struct RawAlertmanager {
     #[serde(default)]
     pub insecure: bool,
     pub labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlerts {
+    pub job: Option<String>,
+    pub severity: Option<RawSeverity>,
+    pub runbook_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSeverity {
+    pub page: Option<String>,
+    pub ticket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1071,6 +1071,50 @@ fn external_url_links_alerts_to_the_status_api() {
 }
 
 #[test]
+fn alerts_job_severities_and_runbooks() {
+    let d = ok(HB);
+    assert_eq!(d.alerts, Alerts::default());
+    assert_eq!(d.alerts.job, "slaprobe");
+    assert_eq!(
+        d.alerts.runbook(&d.server, "SlaprobeDown"),
+        "/runbooks#slaprobedown"
+    );
+    let c = ok(&format!(
+        "server:\n  external_url: https://u:p@slaprobe.example/\n\
+         alerts:\n  job: slaprobe-eu1\n  severity: {{ page: critical, ticket: warning }}\n{HB}"
+    ));
+    assert_eq!(
+        (c.alerts.job.as_str(), c.alerts.page.as_str(), c.alerts.ticket.as_str()),
+        ("slaprobe-eu1", "critical", "warning")
+    );
+    assert_eq!(
+        c.alerts.runbook(&c.server, "SlaprobeSLOBurnRate"),
+        "https://slaprobe.example/runbooks#slaprobesloburnrate",
+        "under external_url, without its user info"
+    );
+    let own = ok(&format!(
+        "alerts:\n  runbook_url: https://wiki.example/runbooks/\n{HB}"
+    ));
+    assert_eq!(
+        own.alerts.runbook(&own.server, "SlaprobeDown"),
+        "https://wiki.example/runbooks#slaprobedown"
+    );
+    assert_eq!(
+        err(&format!("alerts:\n  job: ''\n{HB}")),
+        "test.yaml:2:8: alerts.job: must name the Prometheus job slaprobe is scraped under, e.g. `slaprobe`"
+    );
+    assert_eq!(
+        err(&format!("alerts:\n  severity: {{ page: x, ticket: x }}\n{HB}")),
+        "test.yaml:2:13: alerts.severity: page and ticket are both `x`: routing could not tell them apart"
+    );
+    assert_eq!(
+        err(&format!("alerts:\n  runbook_url: wiki\n{HB}")),
+        "test.yaml:2:16: alerts.runbook_url: must be an http:// or https:// URL with a host, e.g. `https://wiki.example/slaprobe-runbooks`; got `wiki`"
+    );
+    assert!(err(&format!("alerts:\n  severity: {{ pager: x }}\n{HB}")).contains("pager"));
+}
+
+#[test]
 fn alertmanager_replicas_credentials_and_labels() {
     let dir = temp_dir("am");
     let token = dir.join("token");
@@ -1104,17 +1148,17 @@ fn alertmanager_default_labels_match_prometheus_scraping_slaprobe() {
     let am = ok(&format!("alertmanager: {{ url: 'http://am:9093' }}\n{HB}"))
         .alertmanager
         .expect("am");
-    let l = am.labels_for("127.0.0.1:9464".parse().unwrap(), "pod-7");
+    let l = am.labels_for("slaprobe", "127.0.0.1:9464".parse().unwrap(), "pod-7");
     assert_eq!(l["job"], "slaprobe");
     assert_eq!(l["instance"], "127.0.0.1:9464");
-    let l = am.labels_for("0.0.0.0:9464".parse().unwrap(), "pod-7");
+    let l = am.labels_for("slaprobe", "0.0.0.0:9464".parse().unwrap(), "pod-7");
     assert_eq!(l["instance"], "pod-7:9464");
     let am = ok(&format!(
         "alertmanager: {{ url: 'http://am:9093', labels: {{ instance: 'x:1', env: prod }} }}\n{HB}"
     ))
     .alertmanager
     .expect("am");
-    let l = am.labels_for("0.0.0.0:9464".parse().unwrap(), "pod-7");
+    let l = am.labels_for("slaprobe", "0.0.0.0:9464".parse().unwrap(), "pod-7");
     assert_eq!(
         (l["instance"].as_str(), l["env"].as_str(), l["job"].as_str()),
         ("x:1", "prod", "slaprobe")

@@ -24,7 +24,7 @@ use crate::config::Config;
 use text::sources;
 
 pub use plan::plan;
-pub use rules::{burn_expr, down_expr, no_canaries_expr, SCRAPE_JOB};
+pub use rules::{burn_expr, down_expr, no_canaries_expr, ALERTS};
 
 /// File name of the Prometheus rule file.
 pub const RULES_FILE: &str = "slaprobe.rules.yml";
@@ -53,7 +53,7 @@ pub fn render(config: &Config) -> Vec<GeneratedFile> {
         },
         GeneratedFile {
             name: ALERTMANAGER_FILE,
-            content: alertmanager::render(&sources),
+            content: alertmanager::render(&config.alerts, &sources),
         },
         GeneratedFile {
             name: DASHBOARD_FILE,

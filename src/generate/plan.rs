@@ -75,6 +75,15 @@ fn write_plan(out: &mut String, c: &Config) -> std::fmt::Result {
             "alertmanager: none (alert state is exported as metrics only)"
         )?,
     }
+    let runbooks = c.alerts.runbook(&c.server, "<alert>");
+    writeln!(
+        out,
+        "alerts: scraped as job {}; severity page={}, ticket={}; runbooks {}",
+        c.alerts.job,
+        c.alerts.page,
+        c.alerts.ticket,
+        runbooks.trim_end_matches("#<alert>")
+    )?;
 
     writeln!(out, "clusters: {}", c.clusters.len())?;
     for cluster in c.clusters.values() {
@@ -129,7 +138,7 @@ fn write_lag(out: &mut String, w: &LagWatch) -> std::fmt::Result {
     )?;
     writeln!(
         out,
-        "    alerts: SlaprobeConsumerGroupStalled after {} STALL or STOP; SlaprobeConsumerGroupLagHigh above {}",
+        "    alerts: SlaprobeConsumerGroupStopped (page) after {0} STOP, SlaprobeConsumerGroupStalled after {0} STALL; SlaprobeConsumerGroupLagHigh above {1}",
         format_duration(w.stalled_for),
         format_duration(w.max_lag)
     )
@@ -267,7 +276,7 @@ mod tests {
             "  g (lag) on cluster c1\n",
             "    groups: every group matching `orders-.*` (found at each read)\n",
             "    read every 10s, judged over the last 10 reads (OK, WARN, REWIND, STALL, STOP); at most 10000 partition series\n",
-            "    alerts: SlaprobeConsumerGroupStalled after 10m STALL or STOP; SlaprobeConsumerGroupLagHigh above 5m\n",
+            "    alerts: SlaprobeConsumerGroupStopped (page) after 10m STOP, SlaprobeConsumerGroupStalled after 10m STALL; SlaprobeConsumerGroupLagHigh above 5m\n",
         ] {
             assert!(text.contains(line), "{line:?} in\n{text}");
         }

@@ -13,14 +13,25 @@ use std::fmt::Write as _;
 
 use super::text::{promql_str, write_header, yaml_str};
 use crate::config::{Config, LagWatch, Slo};
-use crate::slo::alert::{self, burn_rate_alert, BURN_RATE_ALERT};
-use crate::slo::{burn_tiers, error_threshold, BurnTier, WINDOWS};
+use crate::slo::alert::{burn_rate_alert, AlertStyle, BURN_RATE_ALERT};
+use crate::slo::{burn_tiers, error_threshold, BurnTier, Severity, WINDOWS};
 use crate::util::format::duration as format_duration;
 
-/// The `job` label Prometheus must scrape slaprobe under: `SlaprobeDown`
-/// can only notice a dead prober through its scrape target's `up` series,
-/// and that needs a name known when the rules are written.
-pub const SCRAPE_JOB: &str = "slaprobe";
+/// Every alert the rules can hold, in the order they are written (the
+/// runbooks have a section for each: `tests/rules.rs`).
+pub const ALERTS: [&str; 6] = [
+    BURN_RATE_ALERT,
+    STALLED_ALERT,
+    STOPPED_ALERT,
+    LAG_HIGH_ALERT,
+    NO_CANARIES_ALERT,
+    DOWN_ALERT,
+];
+const STALLED_ALERT: &str = "SlaprobeConsumerGroupStalled";
+const STOPPED_ALERT: &str = "SlaprobeConsumerGroupStopped";
+const LAG_HIGH_ALERT: &str = "SlaprobeConsumerGroupLagHigh";
+const NO_CANARIES_ALERT: &str = "SlaprobeNoCanaries";
+const DOWN_ALERT: &str = "SlaprobeDown";
 
 /// Window of `SlaprobeNoCanaries`' increase and its `for:`: long enough to
 /// ride out a producer reconnect, short enough that a silent prober (whose
@@ -31,10 +42,13 @@ const NO_CANARIES_WINDOW: &str = "10m";
 /// `SlaprobeDown`'s `for:`: one failed scrape is not an outage.
 const DOWN_FOR: &str = "5m";
 
-/// The selector of one SLO's series: `{probe="P",output="O",sli="S"}`.
-fn selector(probe: &str, slo: &Slo) -> String {
+/// The selector of one SLO's series: `{job="J",probe="P",output="O",sli="S"}`
+/// (the job scopes them to this instance: several instances' rule files
+/// load side by side, probes of the same name included).
+fn selector(job: &str, probe: &str, slo: &Slo) -> String {
     format!(
-        "{{probe={},output={},sli={}}}",
+        "{{job={},probe={},output={},sli={}}}",
+        promql_str(job),
         promql_str(probe),
         promql_str(&slo.output),
         promql_str(&slo.sli.to_string())
@@ -44,8 +58,8 @@ fn selector(probe: &str, slo: &Slo) -> String {
 /// The alert expression of one SLO tier. Mirrors `SloWindows::burning` for
 /// both windows: the error ratio reaches the threshold and the window holds
 /// at least `min_events` events (at least 1, as in the evaluator).
-pub fn burn_expr(probe: &str, slo: &Slo, tier: &BurnTier) -> String {
-    let sel = selector(probe, slo);
+pub fn burn_expr(job: &str, probe: &str, slo: &Slo, tier: &BurnTier) -> String {
+    let sel = selector(job, probe, slo);
     let threshold = error_threshold(tier.factor, slo.objective);
     let min = slo.min_events.max(1);
     let (long, short) = (tier.long_label(), tier.short_label());
@@ -59,8 +73,8 @@ pub fn burn_expr(probe: &str, slo: &Slo, tier: &BurnTier) -> String {
 
 /// `SlaprobeNoCanaries`' expression for one probe: the counter is missing
 /// (never produced, or the prober is gone) or flat.
-pub fn no_canaries_expr(probe: &str) -> String {
-    let sel = format!("{{probe={}}}", promql_str(probe));
+pub fn no_canaries_expr(job: &str, probe: &str) -> String {
+    let sel = format!("{{job={},probe={}}}", promql_str(job), promql_str(probe));
     format!(
         "absent(slaprobe_canaries_sent_total{sel}) or sum without (kafka_cluster, topic) \
          (increase(slaprobe_canaries_sent_total{sel}[{NO_CANARIES_WINDOW}])) == 0"
@@ -69,8 +83,8 @@ pub fn no_canaries_expr(probe: &str) -> String {
 
 /// `SlaprobeDown`'s expression: the target is down, or not scraped at all
 /// (a prober removed from service discovery would otherwise be silent).
-pub fn down_expr() -> String {
-    let sel = format!("{{job={}}}", promql_str(SCRAPE_JOB));
+pub fn down_expr(job: &str) -> String {
+    let sel = format!("{{job={}}}", promql_str(job));
     format!("up{sel} == 0 or absent(up{sel})")
 }
 
@@ -79,29 +93,31 @@ pub fn down_expr() -> String {
 pub const LAG_HIGH_FOR: &str = "2m";
 
 /// The selector of one watch's groups:
-/// `{kafka_cluster="C",group=~"a|b"<more>}` (a pattern as written: PromQL's
-/// regular expressions are anchored, as `group_pattern` is).
-fn lag_selector(w: &LagWatch, more: &str) -> String {
+/// `{job="J",kafka_cluster="C",group=~"a|b"<more>}` (a pattern as written:
+/// PromQL's regular expressions are anchored, as `group_pattern` is).
+fn lag_selector(job: &str, w: &LagWatch, more: &str) -> String {
     format!(
-        "{{kafka_cluster={},group=~{}{more}}}",
+        "{{job={},kafka_cluster={},group=~{}{more}}}",
+        promql_str(job),
         promql_str(&w.cluster),
         promql_str(&w.groups.promql_regex())
     )
 }
 
-/// `SlaprobeConsumerGroupStalled`'s expression for one watch: a group whose
-/// status is STALL or STOP.
-pub fn lag_stalled_expr(w: &LagWatch) -> String {
-    let sel = lag_selector(w, ",status=~\"STALL|STOP\"");
+/// The expression of a group whose status is `status` (`STALL`:
+/// `SlaprobeConsumerGroupStalled`, `STOP`: `SlaprobeConsumerGroupStopped`)
+/// for one watch.
+pub fn lag_status_expr(job: &str, w: &LagWatch, status: &str) -> String {
+    let sel = lag_selector(job, w, &format!(",status={}", promql_str(status)));
     format!("max by (kafka_cluster, group) (slaprobe_consumergroup_status{sel}) == 1")
 }
 
 /// `SlaprobeConsumerGroupLagHigh`'s expression for one watch: a group with
 /// a partition whose lag in time is above `max_lag`.
-pub fn lag_high_expr(w: &LagWatch) -> String {
+pub fn lag_high_expr(job: &str, w: &LagWatch) -> String {
     format!(
         "max by (kafka_cluster, group) (slaprobe_consumergroup_lag_seconds{}) > {}",
-        lag_selector(w, ""),
+        lag_selector(job, w, ""),
         w.max_lag.as_secs_f64()
     )
 }
@@ -138,19 +154,26 @@ pub fn render(config: &Config, sources: &str) -> String {
 }
 
 fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Result {
+    let job = &config.alerts.job;
+    let style = AlertStyle::new(config);
     write_header(out, sources)?;
     writeln!(
         out,
-        "# Scrape slaprobe under job=\"{SCRAPE_JOB}\": SlaprobeDown watches that job's `up`."
+        "# Scrape slaprobe under job=\"{job}\" (`alerts.job`): SlaprobeDown watches that\n\
+         # job's `up`, and every rule reads only that job's series, so the rule files\n\
+         # of several slaprobe instances (one job each) load side by side."
     )?;
     writeln!(out, "groups:")?;
     // One group for the recording rules and the burn-rate alerts: rules of a
     // group run in order at the same timestamp, so each alert reads ratios
     // recorded at that very evaluation, not one interval old.
-    writeln!(out, "  - name: slaprobe-slo")?;
+    writeln!(out, "  - name: {}", group_name("slaprobe-slo", job))?;
     writeln!(out, "    rules:")?;
-    let all = "slaprobe_sli_events_total";
-    let bad = "slaprobe_sli_events_total{outcome=\"bad\"}";
+    let all = format!("slaprobe_sli_events_total{{job={}}}", promql_str(job));
+    let bad = format!(
+        "slaprobe_sli_events_total{{job={},outcome=\"bad\"}}",
+        promql_str(job)
+    );
     for (w, _) in WINDOWS {
         // `without (outcome)`, not `by (probe, output, sli)`: each prober
         // instance (job, instance) keeps its own series, so a region's
@@ -169,120 +192,181 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
     for probe in &config.probes {
         for slo in &probe.slos {
             for tier in burn_tiers(slo.period) {
-                write_burn_alert(out, config, &probe.name, slo, &tier)?;
+                write_burn_alert(out, &style, job, probe, slo, &tier)?;
             }
         }
     }
 
-    write_lag_rules(out, config)?;
-    write_health_rules(out, config)
+    write_lag_rules(out, config, &style)?;
+    write_health_rules(out, config, &style)
+}
+
+/// A rule group's name: `base`, suffixed with the job when it is not the
+/// default (so the groups of several instances are told apart).
+fn group_name(base: &str, job: &str) -> String {
+    if job == crate::config::DEFAULT_JOB {
+        base.to_string()
+    } else {
+        format!("{base}-{job}")
+    }
+}
+
+/// One alerting rule: its name, expression, `for:`, labels and
+/// annotations (the runbook link among them).
+struct Rule<'a> {
+    name: &'a str,
+    expr: String,
+    for_: Option<String>,
+    labels: Vec<(&'a str, String)>,
+    summary: String,
+    description: String,
+}
+
+fn write_rule(out: &mut String, style: &AlertStyle, r: Rule<'_>) -> std::fmt::Result {
+    writeln!(out, "      - alert: {}", r.name)?;
+    writeln!(out, "        expr: {}", yaml_str(&r.expr))?;
+    if let Some(f) = &r.for_ {
+        writeln!(out, "        for: {f}")?;
+    }
+    writeln!(out, "        labels:")?;
+    for (k, v) in &r.labels {
+        writeln!(out, "          {k}: {}", yaml_str(v))?;
+    }
+    write_annotations(out, &style.annotations(r.name, r.summary, r.description))
 }
 
 /// The consumer-group alerts, per watch (`type: lag` probes and pipeline
-/// probes' `lag:`).
-fn write_lag_rules(out: &mut String, config: &Config) -> std::fmt::Result {
+/// probes' `lag:`): STOP pages (the job is gone), STALL and high lag are
+/// tickets.
+fn write_lag_rules(out: &mut String, config: &Config, style: &AlertStyle) -> std::fmt::Result {
     if config.lag.is_empty() {
         return Ok(());
     }
-    writeln!(out, "  - name: slaprobe-consumer-groups")?;
+    let job = &config.alerts.job;
+    writeln!(
+        out,
+        "  - name: {}",
+        group_name("slaprobe-consumer-groups", job)
+    )?;
     writeln!(out, "    rules:")?;
     for w in &config.lag {
         let stalled_for = format_duration(w.stalled_for);
-        let alerts = [
-            (
-                "SlaprobeConsumerGroupStalled",
-                lag_stalled_expr(w),
-                stalled_for.clone(),
-                "consumer group {{ $labels.group }} on {{ $labels.kafka_cluster }} is STALL or STOP".to_string(),
-                format!(
+        let max_lag = format_duration(w.max_lag);
+        let labels = |severity: Severity| {
+            vec![
+                ("severity", style.severity(severity).to_string()),
+                ("probe", w.probe.clone()),
+            ]
+        };
+        let rules = [
+            Rule {
+                name: STOPPED_ALERT,
+                expr: lag_status_expr(job, w, "STOP"),
+                for_: Some(stalled_for.clone()),
+                labels: labels(Severity::Page),
+                summary: "consumer group {{ $labels.group }} on {{ $labels.kafka_cluster }} is STOP: no members, records waiting".to_string(),
+                description: format!(
+                    "For {stalled_for}, {{{{ $labels.group }}}} has had no members while a partition \
+                     has unconsumed records and its committed offset has not moved: the job is gone. \
+                     The status page names the partitions."
+                ),
+            },
+            Rule {
+                name: STALLED_ALERT,
+                expr: lag_status_expr(job, w, "STALL"),
+                for_: Some(stalled_for.clone()),
+                labels: labels(Severity::Ticket),
+                summary: "consumer group {{ $labels.group }} on {{ $labels.kafka_cluster }} is STALL: members, no commits".to_string(),
+                description: format!(
                     "For {stalled_for}, the committed offsets of a partition of {{{{ $labels.group }}}} \
-                     have not moved while it has unconsumed records: with members (STALL: the job runs \
-                     but commits nothing) or without (STOP: the job is gone). The status page names the \
-                     partitions."
+                     have not moved while it has unconsumed records and members: the job runs but \
+                     commits nothing. The status page names the partitions."
                 ),
-            ),
-            (
-                "SlaprobeConsumerGroupLagHigh",
-                lag_high_expr(w),
-                LAG_HIGH_FOR.to_string(),
-                "consumer group {{ $labels.group }} on {{ $labels.kafka_cluster }} lags more than ".to_string()
-                    + &format_duration(w.max_lag),
-                format!(
+            },
+            Rule {
+                name: LAG_HIGH_ALERT,
+                expr: lag_high_expr(job, w),
+                for_: Some(LAG_HIGH_FOR.to_string()),
+                labels: labels(Severity::Ticket),
+                summary: format!(
+                    "consumer group {{{{ $labels.group }}}} on {{{{ $labels.kafka_cluster }}}} lags more than {max_lag}"
+                ),
+                description: format!(
                     "For {LAG_HIGH_FOR}, the oldest record {{{{ $labels.group }}}} has not consumed \
-                     on some partition was written more than {} ago (slaprobe_consumergroup_lag_seconds).",
-                    format_duration(w.max_lag)
+                     on some partition was written more than {max_lag} ago (slaprobe_consumergroup_lag_seconds)."
                 ),
-            ),
+            },
         ];
-        for (name, expr, for_, summary, description) in alerts {
-            writeln!(out, "      - alert: {name}")?;
-            writeln!(out, "        expr: {}", yaml_str(&expr))?;
-            writeln!(out, "        for: {for_}")?;
-            writeln!(out, "        labels:")?;
-            writeln!(out, "          severity: 'ticket'")?;
-            writeln!(out, "          probe: {}", yaml_str(&w.probe))?;
-            let notes = alert::annotations(summary, description, &config.server.status_link());
-            write_annotations(out, &notes)?;
+        for r in rules {
+            write_rule(out, style, r)?;
         }
     }
     Ok(())
 }
 
 /// The group that watches the prober itself: no canaries, not scraped.
-fn write_health_rules(out: &mut String, config: &Config) -> std::fmt::Result {
-    writeln!(out, "  - name: slaprobe-health")?;
+fn write_health_rules(out: &mut String, config: &Config, style: &AlertStyle) -> std::fmt::Result {
+    let job = &config.alerts.job;
+    writeln!(out, "  - name: {}", group_name("slaprobe-health", job))?;
     writeln!(out, "    rules:")?;
     for probe in &config.probes {
         let p = &probe.name;
-        writeln!(out, "      - alert: SlaprobeNoCanaries")?;
-        writeln!(out, "        expr: {}", yaml_str(&no_canaries_expr(p)))?;
-        writeln!(out, "        for: {NO_CANARIES_WINDOW}")?;
-        writeln!(out, "        labels:")?;
-        writeln!(out, "          severity: 'ticket'")?;
-        // absent() carries only the matchers' labels; set it explicitly so
-        // routing never depends on which branch of the `or` fired.
-        writeln!(out, "          probe: {}", yaml_str(p))?;
-        let summary = format!("slaprobe produces no canaries for probe {p}");
-        let description = format!(
-            "slaprobe_canaries_sent_total{{probe=\"{p}\"}} is absent or has not increased \
-             in {NO_CANARIES_WINDOW}: the prober is down, stuck, or cannot produce (e.g. its \
-             topic does not exist). Its SLIs get no events, so no burn-rate alert can fire."
-        );
-        let notes = alert::annotations(summary, description, &config.server.status_link());
-        write_annotations(out, &notes)?;
+        write_rule(
+            out,
+            style,
+            Rule {
+                name: NO_CANARIES_ALERT,
+                expr: no_canaries_expr(job, p),
+                for_: Some(NO_CANARIES_WINDOW.to_string()),
+                // absent() carries only the matchers' labels; set these
+                // explicitly so routing never depends on which branch of
+                // the `or` fired.
+                labels: vec![
+                    ("severity", style.severity(Severity::Ticket).to_string()),
+                    ("probe", p.clone()),
+                    ("kafka_cluster", probe.input_cluster().to_string()),
+                ],
+                summary: format!("slaprobe produces no canaries for probe {p}"),
+                description: format!(
+                    "slaprobe_canaries_sent_total{{probe=\"{p}\"}} is absent or has not increased \
+                     in {NO_CANARIES_WINDOW}: the prober is down, stuck, or cannot produce (e.g. its \
+                     topic does not exist). Its SLIs get no events, so no burn-rate alert can fire."
+                ),
+            },
+        )?;
     }
-    writeln!(out, "      - alert: SlaprobeDown")?;
-    writeln!(out, "        expr: {}", yaml_str(&down_expr()))?;
-    writeln!(out, "        for: {DOWN_FOR}")?;
-    writeln!(out, "        labels:")?;
-    // A dead prober silences every SLO alert it owns: page.
-    writeln!(out, "          severity: 'page'")?;
-    let description = format!(
-        "Prometheus cannot scrape job=\"{SCRAPE_JOB}\" (up == 0, or no such target) for \
-         {DOWN_FOR}: no canaries are measured and no SLO alert can fire."
-    );
-    let notes = alert::annotations(
-        "slaprobe is down or not scraped".to_string(),
-        description,
-        &config.server.status_link(),
-    );
-    write_annotations(out, &notes)?;
-    Ok(())
+    write_rule(
+        out,
+        style,
+        Rule {
+            name: DOWN_ALERT,
+            expr: down_expr(job),
+            for_: Some(DOWN_FOR.to_string()),
+            // A dead prober silences every SLO alert it owns: page.
+            labels: vec![("severity", style.severity(Severity::Page).to_string())],
+            summary: "slaprobe is down or not scraped".to_string(),
+            description: format!(
+                "Prometheus cannot scrape job=\"{job}\" (up == 0, or no such target) for \
+                 {DOWN_FOR}: no canaries are measured and no SLO alert can fire."
+            ),
+        },
+    )
 }
 
 fn write_burn_alert(
     out: &mut String,
-    config: &Config,
-    probe: &str,
+    style: &AlertStyle,
+    job: &str,
+    probe: &crate::config::Probe,
     slo: &Slo,
     tier: &BurnTier,
 ) -> std::fmt::Result {
-    let a = burn_rate_alert(probe, slo, tier, &config.server.status_link());
+    let a = burn_rate_alert(&probe.name, probe.slo_cluster(slo), slo, tier, style);
     writeln!(out, "      - alert: {BURN_RATE_ALERT}")?;
     writeln!(
         out,
         "        expr: {}",
-        yaml_str(&burn_expr(probe, slo, tier))
+        yaml_str(&burn_expr(job, &probe.name, slo, tier))
     )?;
     writeln!(out, "        labels:")?;
     for (k, v) in &a.labels {

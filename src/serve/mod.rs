@@ -1,5 +1,5 @@
 //! The HTTP endpoints: `/metrics`, `/healthz`, `/readyz`,
-//! `/api/v1/status` and the status page `/`.
+//! `/api/v1/status`, the status page `/` and the runbooks `/runbooks`.
 //!
 //! Thin: handlers read shared state, they never block on Kafka.
 
@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::status::Sources;
 
 mod listen;
+mod runbooks;
 
 pub use listen::{raise_open_files_limit, serve, Limits};
 
@@ -31,6 +32,7 @@ pub fn router(metrics: Metrics, status: Sources) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status_handler))
         .route("/", get(status_page))
+        .route(crate::config::RUNBOOKS_PATH, get(runbooks_page))
         .with_state(AppState {
             metrics,
             status: Arc::new(status),
@@ -45,6 +47,13 @@ async fn status_page() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         STATUS_PAGE,
+    )
+}
+
+async fn runbooks_page() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        runbooks::html(),
     )
 }
 

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use super::{error_threshold, BurnTier};
-use crate::config::Slo;
+use super::{error_threshold, BurnTier, Severity};
+use crate::config::{Config, Slo};
 use crate::util::format;
 
 /// The alert name of burn-rate alerts.
@@ -23,13 +23,58 @@ pub struct BurnRateAlert {
     pub annotations: Vec<(&'static str, String)>,
 }
 
-/// The alert of `tier` of `slo` on `probe`; `status_link` is where a person
-/// reads more (the status API).
+/// How one configuration labels and links every alert (pushed, and in the
+/// rules): `alerts.severity`'s values, the status API and the runbooks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertStyle {
+    /// Where a person reads more: the status API.
+    pub status_link: String,
+    alerts: crate::config::Alerts,
+    server: crate::config::Server,
+}
+
+impl AlertStyle {
+    pub fn new(config: &Config) -> AlertStyle {
+        AlertStyle {
+            status_link: config.server.status_link(),
+            alerts: config.alerts.clone(),
+            server: config.server.clone(),
+        }
+    }
+
+    /// The `severity` label value of `severity`.
+    pub fn severity(&self, severity: Severity) -> &str {
+        match severity {
+            Severity::Page => &self.alerts.page,
+            Severity::Ticket => &self.alerts.ticket,
+        }
+    }
+
+    /// An alert's annotations: `summary`, `description`, `status_api` and
+    /// `runbook_url` (the alert's section in the runbooks).
+    pub fn annotations(
+        &self,
+        alert: &str,
+        summary: String,
+        description: String,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("summary", summary),
+            ("description", description),
+            ("status_api", self.status_link.clone()),
+            ("runbook_url", self.alerts.runbook(&self.server, alert)),
+        ]
+    }
+}
+
+/// The alert of `tier` of `slo` on `probe`, which measures Kafka cluster
+/// `cluster`.
 pub fn burn_rate_alert(
     probe: &str,
+    cluster: &str,
     slo: &Slo,
     tier: &BurnTier,
-    status_link: &str,
+    style: &AlertStyle,
 ) -> BurnRateAlert {
     let name = slo.name(probe);
     let (long, short) = (tier.long_label(), tier.short_label());
@@ -45,9 +90,10 @@ pub fn burn_rate_alert(
         ((slo.period.as_secs_f64() / tier.factor / 60.0).round() as u64) * 60,
     ));
     let labels = vec![
-        ("severity", tier.severity.as_str().to_string()),
+        ("severity", style.severity(tier.severity).to_string()),
         ("slo", name.clone()),
         ("probe", probe.to_string()),
+        ("kafka_cluster", cluster.to_string()),
         ("output", slo.output.clone()),
         ("sli", slo.sli.to_string()),
         ("long_window", long.to_string()),
@@ -63,19 +109,7 @@ pub fn burn_rate_alert(
     );
     BurnRateAlert {
         labels,
-        annotations: annotations(summary, description, status_link),
+        annotations: style.annotations(BURN_RATE_ALERT, summary, description),
     }
 }
 
-/// The annotations every slaprobe alert carries, in this order.
-pub fn annotations(
-    summary: String,
-    description: String,
-    status_link: &str,
-) -> Vec<(&'static str, String)> {
-    vec![
-        ("summary", summary),
-        ("description", description),
-        ("status_api", status_link.to_string()),
-    ]
-}

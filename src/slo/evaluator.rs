@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::alert::{burn_rate_alert, BURN_RATE_ALERT};
+use super::alert::{burn_rate_alert, AlertStyle, BURN_RATE_ALERT};
 use super::{BurnTier, Severity, SloWindows, WindowsSnapshot, WINDOWS};
 use crate::config::{Config, Slo};
 use crate::metrics::{IntCounter, Metrics, SloMetrics};
@@ -106,9 +106,11 @@ pub struct Alert {
 
 struct Tracked {
     slo: Slo,
-    /// Where a person reads more (the status API).
-    status_link: String,
+    /// How its alerts are labelled and linked.
+    style: Arc<AlertStyle>,
     probe: String,
+    /// The Kafka cluster it measures.
+    cluster: String,
     name: String,
     good: IntCounter,
     bad: IntCounter,
@@ -129,6 +131,7 @@ pub struct Evaluator {
 
 impl Evaluator {
     pub fn new(config: &Config, metrics: &Metrics, clock: Arc<dyn Clock>) -> Evaluator {
+        let style = Arc::new(AlertStyle::new(config));
         let slos = config
             .probes
             .iter()
@@ -143,8 +146,9 @@ impl Evaluator {
                 let bad = metrics.sli_counter(&p.name, &s.output, s.sli, "bad");
                 Tracked {
                     slo: s.clone(),
-                    status_link: config.server.status_link(),
+                    style: style.clone(),
                     probe: p.name.clone(),
+                    cluster: p.slo_cluster(s).to_string(),
                     seen: (good.get(), bad.get()),
                     good,
                     bad,
@@ -333,7 +337,7 @@ impl Evaluator {
 }
 
 fn alert(t: &Tracked, tier: &BurnTier, starts_at: u64) -> Alert {
-    let a = burn_rate_alert(&t.probe, &t.slo, tier, &t.status_link);
+    let a = burn_rate_alert(&t.probe, &t.cluster, &t.slo, tier, &t.style);
     let owned = |kv: Vec<(&str, String)>| -> BTreeMap<String, String> {
         kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     };

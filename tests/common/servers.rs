@@ -32,6 +32,22 @@ impl Prometheus {
         rule_files: &[std::path::PathBuf],
         alertmanager: Option<SocketAddr>,
     ) -> Option<Prometheus> {
+        Self::start_jobs(dir, &[("slaprobe", target)], rule_files, alertmanager)
+    }
+
+    /// A Prometheus scraping each `(job, target)` every second.
+    pub fn start_jobs(
+        dir: &std::path::Path,
+        jobs: &[(&str, SocketAddr)],
+        rule_files: &[std::path::PathBuf],
+        alertmanager: Option<SocketAddr>,
+    ) -> Option<Prometheus> {
+        let scrape: String = jobs
+            .iter()
+            .map(|(job, target)| {
+                format!("  - job_name: '{job}'\n    static_configs:\n      - targets: ['{target}']\n")
+            })
+            .collect();
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port");
@@ -43,7 +59,7 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rules}scrape_configs:\n  - job_name: slaprobe\n    static_configs:\n      - targets: ['{target}']\n{}",
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rules}scrape_configs:\n{scrape}{}",
                 alertmanager
                     .map(|a| format!(
                         "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{a}']\n"

@@ -52,10 +52,10 @@ LABEL org.opencontainers.image.title="slaprobe" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.documentation="README.md"
-# Not pinned (DL3008), as above.
-# hadolint ignore=DL3008
 # krb5-user: kinit, which librdkafka runs for GSSAPI (sasl.kerberos.kinit.cmd);
-# noninteractive, as it asks for a default realm.
+# noninteractive, as it asks for a default realm. Not pinned (DL3008), as
+# above.
+# hadolint ignore=DL3008
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates libssl3 zlib1g libsasl2-2 libsasl2-modules-gssapi-mit libcurl4 krb5-user \
     && rm -rf /var/lib/apt/lists/* \

@@ -107,7 +107,8 @@ fn two_instances_of_two_clusters_share_one_prometheus() {
     let mut rule_files = Vec::new();
     for (job, cluster) in [("slaprobe-east", "east"), ("slaprobe-west", "west")] {
         let mock = MockCluster::new(1).expect("mock cluster");
-        mock.create_topic("slaprobe.heartbeat", 3, 1).expect("topic");
+        mock.create_topic("slaprobe.heartbeat", 3, 1)
+            .expect("topic");
         let yaml = instance_yaml(job, cluster, &mock.bootstrap_servers());
         let s = Slaprobe::start(&dir, job, &yaml);
         let out = dir.join(format!("rules-{job}"));
@@ -149,7 +150,11 @@ fn two_instances_of_two_clusters_share_one_prometheus() {
             |v| v["status"] == "success",
         )
         .expect("query");
-    assert_eq!(count(&duplicates), 0, "duplicate recorded series: {duplicates}");
+    assert_eq!(
+        count(&duplicates),
+        0,
+        "duplicate recorded series: {duplicates}"
+    );
 
     // West's broker goes away: its canaries fail to produce.
     mocks[1].broker_down(1).expect("broker down");

@@ -12,6 +12,7 @@
 //! line and column, which is the whole point of a config loader an operator
 //! can fix at 3 a.m.
 
+mod alerts;
 pub mod model;
 
 mod error;
@@ -24,6 +25,7 @@ mod validate;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use alerts::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use librdkafka::check_option;
 pub use model::*;

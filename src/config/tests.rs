@@ -464,7 +464,7 @@ fn unknown_top_level_key() {
     assert_eq!(
         err(&format!("{HB}servr:\n  listen: 0.0.0.0:1\n")),
         "test.yaml:9:1: servr: unknown field `servr`, expected one of `server`, `state_dir`, \
-         `alertmanager`, `defaults`, `clusters`, `probes`"
+         `alertmanager`, `alerts`, `defaults`, `clusters`, `probes`"
     );
 }
 
@@ -1076,7 +1076,8 @@ fn alerts_job_severities_and_runbooks() {
     assert_eq!(d.alerts, Alerts::default());
     assert_eq!(d.alerts.job, "slaprobe");
     assert_eq!(
-        d.alerts.runbook(&d.server, "SlaprobeDown"),
+        d.alerts
+            .runbook(d.server.external_url.as_deref(), "SlaprobeDown"),
         "/runbooks#slaprobedown"
     );
     let c = ok(&format!(
@@ -1084,11 +1085,16 @@ fn alerts_job_severities_and_runbooks() {
          alerts:\n  job: slaprobe-eu1\n  severity: {{ page: critical, ticket: warning }}\n{HB}"
     ));
     assert_eq!(
-        (c.alerts.job.as_str(), c.alerts.page.as_str(), c.alerts.ticket.as_str()),
+        (
+            c.alerts.job.as_str(),
+            c.alerts.page.as_str(),
+            c.alerts.ticket.as_str()
+        ),
         ("slaprobe-eu1", "critical", "warning")
     );
     assert_eq!(
-        c.alerts.runbook(&c.server, "SlaprobeSLOBurnRate"),
+        c.alerts
+            .runbook(c.server.external_url.as_deref(), "SlaprobeSLOBurnRate"),
         "https://slaprobe.example/runbooks#slaprobesloburnrate",
         "under external_url, without its user info"
     );
@@ -1096,7 +1102,8 @@ fn alerts_job_severities_and_runbooks() {
         "alerts:\n  runbook_url: https://wiki.example/runbooks/\n{HB}"
     ));
     assert_eq!(
-        own.alerts.runbook(&own.server, "SlaprobeDown"),
+        own.alerts
+            .runbook(own.server.external_url.as_deref(), "SlaprobeDown"),
         "https://wiki.example/runbooks#slaprobedown"
     );
     assert_eq!(

@@ -75,7 +75,9 @@ fn write_plan(out: &mut String, c: &Config) -> std::fmt::Result {
             "alertmanager: none (alert state is exported as metrics only)"
         )?,
     }
-    let runbooks = c.alerts.runbook(&c.server, "<alert>");
+    let runbooks = c
+        .alerts
+        .runbook(c.server.external_url.as_deref(), "<alert>");
     writeln!(
         out,
         "alerts: scraped as job {}; severity page={}, ticket={}; runbooks {}",

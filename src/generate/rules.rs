@@ -421,11 +421,11 @@ probes:
         let slo = &p.slos[0];
         let tier = &burn_tiers(slo.period)[0];
         assert_eq!(
-            burn_expr(&p.name, slo, tier),
-            "slaprobe:sli_error:ratio_rate1h{probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 0.0144 \
-             and slaprobe:sli_error:ratio_rate5m{probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 0.0144 \
-             and slaprobe:sli_events:increase1h{probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 10 \
-             and slaprobe:sli_events:increase5m{probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 10"
+            burn_expr("slaprobe", &p.name, slo, tier),
+            "slaprobe:sli_error:ratio_rate1h{job=\"slaprobe\",probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 0.0144 \
+             and slaprobe:sli_error:ratio_rate5m{job=\"slaprobe\",probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 0.0144 \
+             and slaprobe:sli_events:increase1h{job=\"slaprobe\",probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 10 \
+             and slaprobe:sli_events:increase5m{job=\"slaprobe\",probe=\"hb\",output=\"heartbeat\",sli=\"delivery\"} >= 10"
         );
     }
 
@@ -437,16 +437,16 @@ probes:
         // 7d: 0.1 x 7/3 = 0.2333.. x 1% budget; printed as the evaluator's f64.
         let tier = &burn_tiers(slo.period)[3];
         let t = error_threshold(tier.factor, slo.objective);
-        let e = burn_expr(&p.name, slo, tier);
+        let e = burn_expr("slaprobe", &p.name, slo, tier);
         assert!(
             e.contains(&format!(
-                "ratio_rate3d{{probe=\"hb\",output=\"heartbeat\",sli=\"latency\"}} >= {t} "
+                "ratio_rate3d{{job=\"slaprobe\",probe=\"hb\",output=\"heartbeat\",sli=\"latency\"}} >= {t} "
             )),
             "{e}"
         );
         assert_eq!(t.to_string().parse::<f64>().ok(), Some(t), "round-trips");
         assert!(
-            e.ends_with("increase6h{probe=\"hb\",output=\"heartbeat\",sli=\"latency\"} >= 50"),
+            e.ends_with("increase6h{job=\"slaprobe\",probe=\"hb\",output=\"heartbeat\",sli=\"latency\"} >= 50"),
             "{e}"
         );
     }

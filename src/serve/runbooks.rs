@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn text_is_escaped() {
         let page = render("# T\n\n## A\n\nx <b> & \"y\"\n");
-        assert!(page.contains("<p>x &lt;b&gt; &amp; &quot;y&quot;</p>"), "{page}");
+        assert!(
+            page.contains("<p>x &lt;b&gt; &amp; &quot;y&quot;</p>"),
+            "{page}"
+        );
         assert!(page.contains("<h2 id=\"a\">A</h2>"), "{page}");
     }
 }

@@ -30,7 +30,7 @@ pub struct AlertStyle {
     /// Where a person reads more: the status API.
     pub status_link: String,
     alerts: crate::config::Alerts,
-    server: crate::config::Server,
+    external_url: Option<String>,
 }
 
 impl AlertStyle {
@@ -38,7 +38,12 @@ impl AlertStyle {
         AlertStyle {
             status_link: config.server.status_link(),
             alerts: config.alerts.clone(),
-            server: config.server.clone(),
+            // Links never carry the user info `external_url` may have.
+            external_url: config
+                .server
+                .external_url
+                .as_deref()
+                .map(|u| crate::util::format::strip_userinfo(u).to_string()),
         }
     }
 
@@ -62,7 +67,10 @@ impl AlertStyle {
             ("summary", summary),
             ("description", description),
             ("status_api", self.status_link.clone()),
-            ("runbook_url", self.alerts.runbook(&self.server, alert)),
+            (
+                "runbook_url",
+                self.alerts.runbook(self.external_url.as_deref(), alert),
+            ),
         ]
     }
 }
@@ -112,4 +120,3 @@ pub fn burn_rate_alert(
         annotations: style.annotations(BURN_RATE_ALERT, summary, description),
     }
 }
-

@@ -44,6 +44,7 @@ pub fn heartbeat_config(
         },
         state_dir: None,
         alertmanager: None,
+        alerts: Default::default(),
         clusters: [("test".to_string(), cluster)].into_iter().collect(),
         probes: vec![Probe {
             name: "hb".into(),

@@ -45,7 +45,9 @@ impl Prometheus {
         let scrape: String = jobs
             .iter()
             .map(|(job, target)| {
-                format!("  - job_name: '{job}'\n    static_configs:\n      - targets: ['{target}']\n")
+                format!(
+                    "  - job_name: '{job}'\n    static_configs:\n      - targets: ['{target}']\n"
+                )
             })
             .collect();
         let addr = std::net::TcpListener::bind("127.0.0.1:0")

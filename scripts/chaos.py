@@ -55,6 +55,9 @@ UNCERTAIN = 1.5
 # An arrival written this close to slaprobe's final stop (either side) is
 # not judged: slaprobe may or may not have read it.
 CUT_MARGIN = 2.0
+# slaprobe saves its canaries in flight every second: a canary sent this
+# long before a kill -9 may be unknown to the next process.
+SAVE_PERIOD = 2.0
 TOPICS = {"chaos.hb": 6, "chaos.in": 3, "chaos.out": 3, "chaos.out2": 3}
 
 
@@ -154,6 +157,7 @@ class Chaos:
                                     os.path.join(self.out, "truth.jsonl")],
                           os.path.join(self.out, "truth.log"))
         self.faults = []  # (t, what) as injected, for the table
+        self.kills = []  # when slaprobe was killed (SIGKILL)
 
     # -- set-up ---------------------------------------------------------
 
@@ -237,6 +241,8 @@ class Chaos:
             self.note("election (preferred leaders)")
         elif what in ("slaprobe_kill", "slaprobe_term") and not self.busy("slaprobe_up"):
             sig = signal.SIGKILL if what == "slaprobe_kill" else signal.SIGTERM
+            if sig == signal.SIGKILL:
+                self.kills.append(time.time())
             self.slaprobe.signal(sig)
             down = r.uniform(1, 5)
             self.note(f"{what} ({sig.name}), down {down:.1f} s")
@@ -303,7 +309,7 @@ class Chaos:
         self.stage.signal(signal.SIGTERM, wait=10)
         with open(os.path.join(self.out, "meta.json"), "w") as f:
             json.dump({"seed": self.args.seed, "seconds": self.args.seconds, "cut": self.cut,
-                       "out2_added_at": self.out2_added_at,
+                       "out2_added_at": self.out2_added_at, "kills": self.kills,
                        "injected": dict(self.injected)}, f)
         return self.compare()
 
@@ -353,7 +359,11 @@ class Chaos:
         # those within CUT_MARGIN of its stop are not judged.
         stop_ms = self.cut * 1000
         fields = ["delivered", "lost", "late", "duplicate", "out_of_order", "abandoned",
-                  "failed_arrived", "uncertain", "unsettled"]
+                  "failed_arrived", "uncertain", "unsaved", "unsettled"]
+        # Sent in the last save period before a kill -9: the next process
+        # cannot know whether they were sent (README, "Restarts"), so one
+        # that never arrives has no outcome; they are counted apart.
+        unsaved_window = [(k * 1000 - SAVE_PERIOD * 1000, k * 1000) for k in self.kills]
         table, mismatches = [], []
         for probe, output, topic, since in outputs:
             truth_n = collections.Counter()
@@ -396,6 +406,9 @@ class Chaos:
                     truth_n["uncertain"] += 1
                     continue
                 arrivals = [a for a in arrivals if a["read_ms"] < stop_ms]
+                if not arrivals and not +outs and any(lo <= sent_ms <= hi for lo, hi in unsaved_window):
+                    truth_n["unsaved"] += 1
+                    continue
                 if outs["produce_failed"] or outs["unacknowledged"]:
                     # Its produce failed (or was never reported), yet the
                     # cluster wrote it: each arrival is counted as such,
@@ -469,9 +482,9 @@ class Chaos:
         print(f"  {'output':14}" + "".join(f"{f:>15}" for f in fields))
         for name, t, r in table:
             print(f"  {name:14}" + "".join(
-                f"{(str(t[f]) + ('/' + str(r[f]) if f not in ('uncertain', 'unsettled') else '')):>15}"
+                f"{(str(t[f]) + ('/' + str(r[f]) if f not in ('uncertain', 'unsaved', 'unsettled') else '')):>15}"
                 for f in fields))
-        print("  (each cell: truth/slaprobe; uncertain and unsettled are not compared)")
+        print("  (each cell: truth/slaprobe; uncertain, unsaved and unsettled are not compared)")
 
 
 def main():
@@ -491,6 +504,7 @@ def main():
         args.seed, args.seconds = meta["seed"], meta["seconds"]
         c = Chaos(args)
         c.cut, c.out2_added_at = meta["cut"], meta["out2_added_at"]
+        c.kills = meta.get("kills", [])
         c.injected.update(meta["injected"])
         sys.exit(c.compare())
     missing = [a for a in ("bootstrap", "kafka_dir", "slaprobe") if getattr(args, a) is None]

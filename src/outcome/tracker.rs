@@ -216,9 +216,10 @@ enum State {
 struct Entry {
     sent: Instant,
     state: State,
-    /// Arrival seen while the ack was still pending: its latency and whether
-    /// it was out of order, reported once the ack comes.
-    early: Option<(Option<Duration>, bool)>,
+    /// Arrival seen while the ack was still pending: its latency, whether
+    /// it was out of order, and how many more copies arrived meanwhile,
+    /// reported once the ack comes.
+    early: Option<(Option<Duration>, bool, u16)>,
 }
 
 #[derive(Debug, Default)]
@@ -483,19 +484,22 @@ impl Tracker {
             // An availability error (counted by the producer side), never a
             // loss. Had it arrived already, the broker wrote it after all.
             entry.state = State::Failed;
-            let arrived = entry.early.is_some();
+            let arrivals = entry.early.map_or(0, |(_, _, more)| 1 + u32::from(more));
             self.in_flight -= 1;
-            if arrived {
+            for _ in 0..arrivals {
                 out(Outcome::FailedButArrived { partition, seq });
             }
             return true;
         }
         let age = now.saturating_duration_since(entry.sent);
         match entry.early {
-            Some((latency, out_of_order)) => {
+            Some((latency, out_of_order, more)) => {
                 entry.state = State::Arrived;
                 self.in_flight -= 1;
                 first_arrival(deadline, partition, seq, latency, out_of_order, out);
+                for _ in 0..more {
+                    out(Outcome::Duplicate { partition });
+                }
             }
             None if age >= deadline => {
                 // Acked after its deadline without having arrived: lost now;
@@ -597,8 +601,12 @@ impl Tracker {
                 return Arrival::Counted;
             }
             State::Pending if entry.early.is_some() => {
-                out(Outcome::Duplicate { partition });
-                return Arrival::Counted;
+                // Another copy before the ack: a duplicate, or one more
+                // arrival of a failed produce; the ack decides.
+                if let Some((_, _, more)) = &mut entry.early {
+                    *more = more.saturating_add(1);
+                }
+                return Arrival::AwaitingAck;
             }
             State::Lost => {
                 entry.state = State::Arrived;
@@ -619,7 +627,7 @@ impl Tracker {
         let out_of_order = max_arrived.is_some_and(|m| m > seq);
         p.max_arrived = Some(max_arrived.map_or(seq, |m| m.max(seq)));
         if entry.state == State::Pending {
-            entry.early = Some((latency, out_of_order));
+            entry.early = Some((latency, out_of_order, 0));
             return Arrival::AwaitingAck;
         }
         entry.state = State::Arrived;
@@ -935,7 +943,8 @@ impl Tracker {
                             partition,
                             seq: p.base,
                         });
-                        if front.early.is_some() {
+                        let arrivals = front.early.map_or(0, |(_, _, more)| 1 + u32::from(more));
+                        for _ in 0..arrivals {
                             out(Outcome::FailedButArrived {
                                 partition,
                                 seq: p.base,
@@ -1234,6 +1243,57 @@ mod tests {
             vec![
                 Outcome::Unacknowledged { partition: 0, seq },
                 Outcome::FailedButArrived { partition: 0, seq }
+            ]
+        );
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    /// Two copies of a canary in the log (an idempotent producer that
+    /// bumped its epoch and sent it again) read before its report: both are
+    /// arrivals of a failed produce when the report says failed (the chaos
+    /// run found the second counted as a duplicate), a delivery and a
+    /// duplicate when it says acked.
+    #[test]
+    fn copies_read_before_the_report_are_judged_by_it() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(DEADLINE);
+        let mut none = |o| panic!("no outcome before the report: {o:?}");
+        let failed = t.on_send(0, t0);
+        for _ in 0..2 {
+            assert_eq!(
+                t.on_arrival(0, failed, t0 + ms(5), &mut none),
+                Arrival::AwaitingAck
+            );
+        }
+        assert_eq!(
+            collect(|o| t.on_ack(0, failed, false, t0 + ms(6), &mut |x| o(x))),
+            vec![
+                Outcome::FailedButArrived {
+                    partition: 0,
+                    seq: failed
+                },
+                Outcome::FailedButArrived {
+                    partition: 0,
+                    seq: failed
+                }
+            ]
+        );
+        let acked = t.on_send(0, t0);
+        for _ in 0..2 {
+            assert_eq!(
+                t.on_arrival(0, acked, t0 + ms(5), &mut none),
+                Arrival::AwaitingAck
+            );
+        }
+        assert_eq!(
+            collect(|o| t.on_ack(0, acked, true, t0 + ms(6), &mut |x| o(x))),
+            vec![
+                Outcome::Delivered {
+                    partition: 0,
+                    latency: ms(5),
+                    out_of_order: false
+                },
+                Outcome::Duplicate { partition: 0 }
             ]
         );
         assert_eq!(t.in_flight(), 0);

@@ -7,7 +7,7 @@
 # wait, since Kafka answers a waiting fetch as soon as data arrives).
 #
 #   bash scripts/bench.sh [--bootstrap HOST:PORT] [--broker tansu|kafka]
-#                         [--only bare,loss,core,probes,lag]
+#                         [--only bare,loss,core,probes,lag,busy]
 #                         [--setups 100x6,...] [--seconds N] [--repeats N]
 #
 # Sections:
@@ -23,12 +23,15 @@
 #           threads, RSS, CPU, fetch requests per broker (scripts/bench/probes.py)
 #   lag     watching 100 consumer groups x 50 partitions every 10 s: CPU and
 #           requests per read, RSS, series, status API size (scripts/bench/lag.py)
+#   busy    a pipeline output on a busy topic: CPU, RSS and canary latency
+#           with 0 to 100,000 non-canary records/s beside the canaries
+#           (scripts/bench/busy.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bootstrap=""
 broker="tansu"
-only="bare,loss,core,probes,lag"
+only="bare,loss,core,probes,lag,busy"
 setups=""
 seconds=""
 repeats=""
@@ -53,7 +56,7 @@ cargo build --release --bin slaprobe --example bench_core --example bare
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
-if wants bare || wants loss || wants probes || wants lag; then
+if wants bare || wants loss || wants probes || wants lag || wants busy; then
   if [ -z "$bootstrap" ]; then
     case "$broker" in
       tansu) ensure_tansu; start_tansu ;;
@@ -106,4 +109,12 @@ if wants lag; then
   echo "## Cost of watching consumer groups (against $bootstrap)"
   python3 scripts/bench/lag.py --bootstrap "$bootstrap" --slaprobe target/release/slaprobe \
     --replication "${broker_args[3]}"
+fi
+
+if wants busy; then
+  echo
+  echo "## A pipeline output on a busy topic (against $bootstrap)"
+  python3 scripts/bench/busy.py --bootstrap "$bootstrap" --slaprobe target/release/slaprobe \
+    --replication "${broker_args[3]}" --fetch-wait "${broker_args[1]}" \
+    ${seconds:+--seconds "$seconds"}
 fi

@@ -104,6 +104,25 @@ ensure_manifest_linters() {
   venv_pip_install "${missing[@]}"
 }
 
+# kustomize, which renders deploy/kubernetes/ for kubernetes-validate: the
+# one on PATH, else built with Go (on the machine; Debian's is too old) into
+# target/tools/.
+KUSTOMIZE_VERSION=v5.5.0
+TOOLS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/tools"
+ensure_kustomize() {
+  case ":$PATH:" in
+    *":$TOOLS:"*) ;;
+    *) export PATH="$PATH:$TOOLS" ;;
+  esac
+  if command -v kustomize >/dev/null 2>&1; then return; fi
+  if ! command -v go >/dev/null 2>&1; then
+    echo "kustomize is missing and there is no Go to build it: install Go >= 1.22 (https://go.dev/doc/install) or kustomize $KUSTOMIZE_VERSION" >&2
+    return 1
+  fi
+  echo "building kustomize $KUSTOMIZE_VERSION with $(go version | cut -d' ' -f3) into $TOOLS"
+  GOBIN="$TOOLS" GOFLAGS=-mod=mod go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+}
+
 # Debian's chromium, headless, for the status page's browser test.
 ensure_chromium() {
   if command -v chromium >/dev/null 2>&1; then return; fi

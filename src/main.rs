@@ -20,8 +20,18 @@ use tokio_util::sync::CancellationToken;
     about = "Synthetic end-to-end SLA prober for Apache Kafka"
 )]
 struct Cli {
+    /// Log lines as text (for a person) or as one JSON object per line
+    /// (for a log pipeline: timestamp, level, target, message and fields).
+    #[arg(long, global = true, value_enum, env = "SLAPROBE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -72,18 +82,27 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
         // Colours for a person at a terminal; plain text for a file, a
         // journal or a container's log, which escape codes would litter.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
+    let json = cli.log_format == LogFormat::Json;
     match cli.command {
-        Command::Check { config } => match load(&config) {
+        Command::Check { config } => match load(&config, json) {
             Ok(cfg) => {
                 print!("{}", slaprobe::generate::plan(&cfg));
                 if let Some(dir) = &cfg.state_dir {
@@ -93,17 +112,17 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Rules { config, out, check } => match load(&config) {
+        Command::Rules { config, out, check } => match load(&config, json) {
             Ok(cfg) => rules(&cfg, &config, &out, check),
             Err(code) => code,
         },
         Command::Run { config, listen } => {
-            let cfg = match load(&config) {
+            let cfg = match load(&config, json) {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };
             let listen = listen.unwrap_or(cfg.server.listen);
-            runtime(|cancel| async move {
+            runtime(json, |cancel| async move {
                 let listener = app::bind(listen).await.map_err(failure)?;
                 let app = App::build(&cfg).map_err(failure)?;
                 app.run(listener, cancel).await.map_err(failure)
@@ -113,7 +132,7 @@ fn main() -> ExitCode {
             duration,
             listen,
             faults,
-        } => runtime(|cancel| async move {
+        } => runtime(json, |cancel| async move {
             slaprobe::demo::run(listen, duration, faults, cancel)
                 .await
                 .map_err(|e| (ExitCode::from(1), error_chain(&e)))
@@ -121,9 +140,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(paths: &[PathBuf]) -> Result<config::Config, ExitCode> {
+fn load(paths: &[PathBuf], json: bool) -> Result<config::Config, ExitCode> {
     config::load(paths, &|k| std::env::var(k).ok()).map_err(|e| {
-        eprintln!("configuration error:\n{e}");
+        if json {
+            tracing::error!(error = %e, "configuration error");
+        } else {
+            eprintln!("configuration error:\n{e}");
+        }
         ExitCode::from(2)
     })
 }
@@ -179,8 +202,9 @@ fn failure(e: app::RunError) -> (ExitCode, String) {
 const BLOCKING_THREADS: usize = 16;
 
 /// Runs `f` on a multi-threaded runtime with SIGINT/SIGTERM wired to its
-/// cancellation token.
-fn runtime<F, Fut>(f: F) -> ExitCode
+/// cancellation token; its error is the last line on stderr (a JSON log
+/// line with `json`).
+fn runtime<F, Fut>(json: bool, f: F) -> ExitCode
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<(), (ExitCode, String)>>,
@@ -211,7 +235,11 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, e)) => {
-            eprintln!("slaprobe: {e}");
+            if json {
+                tracing::error!(error = %e, "slaprobe stopped");
+            } else {
+                eprintln!("slaprobe: {e}");
+            }
             code
         }
     }

@@ -98,3 +98,89 @@ fn the_demo_probes_its_cluster_and_pipeline_and_ends_on_time() {
         "--duration ends it"
     );
 }
+
+/// `--log-format json` (or SLAPROBE_LOG_FORMAT=json): every line on
+/// stderr is one JSON object a log pipeline can index, from start-up to a
+/// fatal error; the default stays text for a person.
+#[test]
+fn logs_are_one_json_object_per_line_when_asked() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let out = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+        .args([
+            "--log-format",
+            "json",
+            "demo",
+            "--duration",
+            "3s",
+            "--listen",
+        ])
+        .arg(addr.to_string())
+        .env_remove("SLAPROBE_LOG_FORMAT")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("demo");
+    assert!(out.status.success(), "exit status {}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for l in &lines {
+        for field in ["timestamp", "level", "target", "message"] {
+            assert!(l[field].is_string(), "{field} in {l}");
+        }
+    }
+    let listening = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("slaprobe listening on"))
+        })
+        .unwrap_or_else(|| panic!("the start-up line:\n{stderr}"));
+    assert_eq!(listening["level"], "INFO");
+    assert!(listening["run"].is_string(), "fields are kept: {listening}");
+
+    // A fatal error too; and the environment variable chooses it as well.
+    let out = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+        .args(["run", "-c", "/nonexistent/slaprobe.yaml"])
+        .env("SLAPROBE_LOG_FORMAT", "json")
+        .env_remove("SLAPROBE_CONFIG")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error: serde_json::Value = serde_json::from_str(stderr.trim())
+        .unwrap_or_else(|e| panic!("one JSON line ({e}):\n{stderr}"));
+    assert_eq!(error["level"], "ERROR");
+    assert_eq!(error["message"], "configuration error");
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/nonexistent/slaprobe.yaml")),
+        "{error}"
+    );
+
+    // Text by default; a wrong value is refused by name.
+    let out = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+        .args(["run", "-c", "/nonexistent/slaprobe.yaml"])
+        .env_remove("SLAPROBE_LOG_FORMAT")
+        .env_remove("SLAPROBE_CONFIG")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("configuration error:\n"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+        .args(["--log-format", "xml", "check"])
+        .env_remove("SLAPROBE_LOG_FORMAT")
+        .output()
+        .expect("check");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'xml'") && stderr.contains("--log-format"),
+        "{stderr}"
+    );
+}

@@ -196,7 +196,16 @@ fn every_dashboard_query_names_exported_metrics() {
         .iter()
         .filter_map(|v| v["name"].as_str())
         .collect();
-    for v in ["datasource", "job", "instance", "probe", "output"] {
+    for v in [
+        "datasource",
+        "job",
+        "instance",
+        "kafka_cluster",
+        "probe",
+        "output",
+        "slo",
+        "group",
+    ] {
         assert!(names.contains(&v), "variable {v}");
     }
     for v in variables.iter().filter(|v| v["type"] == "query") {

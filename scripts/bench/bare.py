@@ -28,7 +28,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from probes import Slaprobe, metric_sum, proc  # noqa: E402
+from probes import Slaprobe, metric_sum, proc, quantile_ms  # noqa: E402
 
 def create_topic(bootstrap, topic, partitions, replication=1):
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -95,31 +95,21 @@ def run_slaprobe(args, rate, partitions, topic):
     )
     with Slaprobe(args.slaprobe, yaml) as s:
         ready = s.wait_ready(60)
-        time.sleep(args.warmup)
-        before = s.metrics()
-        cpu0, rss, _ = proc(s.pid)
-        t0 = time.time()
-        while time.time() - t0 < args.seconds:
-            time.sleep(1)
-            rss = max(rss, proc(s.pid)[1])
-        cpu1, _, _ = proc(s.pid)
-        after = s.metrics()
-        elapsed = time.time() - t0
+        m = s.measure(args.warmup, args.seconds)
+    before, after, elapsed = m["before"], m["after"], m["elapsed"]
     delivered = metric_sum(after, "slaprobe_canaries_delivered_total") - metric_sum(
         before, "slaprobe_canaries_delivered_total")
 
     def q(quantile):
-        v = metric_sum(after, "slaprobe_e2e_latency_quantile_seconds",
-                       quantile=quantile, window="1m")
-        return (v or 0.0) * 1000
+        return quantile_ms(after, quantile)
 
     return {
         "rate": delivered / elapsed,
-        "cpu_us": (cpu1 - cpu0) / max(delivered, 1) * 1e6,
+        "cpu_us": m["cpu"] / max(delivered, 1) * 1e6,
         "p50": q("0.5"),
         "p99": q("0.99"),
         "p999": q("0.999"),
-        "rss_mb": rss / 1024,
+        "rss_mb": m["rss_kb"] / 1024,
         "ready_s": ready,
         "lost": (metric_sum(after, "slaprobe_canaries_lost_total") or 0)
         - (metric_sum(before, "slaprobe_canaries_lost_total") or 0),

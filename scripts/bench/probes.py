@@ -105,6 +105,21 @@ class Slaprobe:
     def metrics(self):
         return get(self.base + "/metrics")[1]
 
+    def measure(self, warmup, seconds):
+        """After `warmup` seconds, `seconds` of it: /metrics before and
+        after, CPU seconds used, the most RSS seen (kB) and the window's
+        length."""
+        time.sleep(warmup)
+        before = self.metrics()
+        cpu0, rss, _ = proc(self.pid)
+        t0 = time.time()
+        while time.time() - t0 < seconds:
+            time.sleep(1)
+            rss = max(rss, proc(self.pid)[1])
+        cpu1, _, _ = proc(self.pid)
+        return {"before": before, "after": self.metrics(), "cpu": cpu1 - cpu0,
+                "rss_kb": rss, "elapsed": time.time() - t0}
+
     def __exit__(self, *exc):
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -113,6 +128,13 @@ class Slaprobe:
             self.process.kill()
         self.log.close()
         self.dir.cleanup()
+
+
+def quantile_ms(metrics, quantile):
+    """slaprobe's e2e latency quantile over its last minute, in ms."""
+    v = metric_sum(metrics, "slaprobe_e2e_latency_quantile_seconds",
+                   quantile=quantile, window="1m")
+    return (v or 0.0) * 1000
 
 
 def config(bootstrap, probes, partitions, interval_ms, tag, extra, replication=1):

@@ -1,8 +1,9 @@
 //! The Grafana dashboard `slaprobe rules` writes. One dashboard serves any
 //! configuration: template variables `datasource`, `job`, `instance`,
-//! `probe`, `output` and `slo` pick the series, latency quantiles come from
-//! the histograms with `histogram_quantile` (so they aggregate across
-//! replicas), and a row repeats per SLO. Only the burn-rate threshold lines
+//! `kafka_cluster`, `probe`, `output`, `group` and `slo` pick the series,
+//! latency quantiles come from the histograms with `histogram_quantile` (so
+//! they aggregate across replicas), and a row repeats per SLO and per
+//! watched consumer group. Only the burn-rate threshold lines
 //! come from the configuration (the tiers' factors for its SLO period).
 
 use serde_json::{json, Value};
@@ -112,11 +113,20 @@ pub fn render(config: &Config, sources: &str) -> String {
         .next()
         .unwrap_or(std::time::Duration::from_secs(30 * 86_400));
     slo_panels(&mut l, period);
+    group_panels(&mut l);
     document(sources, l.panels)
 }
 
 fn probe_sel() -> String {
     format!(r#"{SCOPE},probe=~"$probe""#)
+}
+
+fn cluster_sel() -> String {
+    format!(r#"{SCOPE},kafka_cluster=~"$kafka_cluster""#)
+}
+
+fn group_sel() -> String {
+    format!(r#"{},group=~"$group""#, cluster_sel())
 }
 
 fn output_sel() -> String {
@@ -404,6 +414,112 @@ fn alert_state_panel(slo_sel: &str) -> Value {
     })
 }
 
+/// A row per watched consumer group (repeated over `$group`): its status
+/// as a state timeline, its lag in records and in seconds per topic. A
+/// group two probes watch shows once (`max` over the probes).
+fn group_panels(l: &mut Layout) {
+    l.newline();
+    let mut row = json!({ "type": "row", "title": "Consumer group $group", "collapsed": false, "panels": [], "repeat": "group" });
+    row["id"] = json!(0);
+    l.add(24, 1, row);
+    l.newline();
+    let sel = group_sel();
+    l.add(8, 6, status_panel(&sel));
+    l.add(
+        8,
+        6,
+        timeseries(
+            "$group: lag (records)".to_string(),
+            "short",
+            vec![target(
+                "A",
+                format!(
+                    "sum by (kafka_cluster, group, topic) (max by (kafka_cluster, group, topic, partition) \
+                     (slaprobe_consumergroup_lag_records{{{sel}}}))"
+                ),
+                "{{kafka_cluster}} {{group}} {{topic}}",
+            )],
+            no_thresholds(),
+        ),
+    );
+    l.add(
+        8,
+        6,
+        timeseries(
+            "$group: lag (seconds, oldest partition)".to_string(),
+            "s",
+            vec![target(
+                "A",
+                format!(
+                    "max by (kafka_cluster, group, topic) (slaprobe_consumergroup_lag_seconds{{{sel}}})"
+                ),
+                "{{kafka_cluster}} {{group}} {{topic}}",
+            )],
+            no_thresholds(),
+        ),
+    );
+}
+
+/// The statuses in the order of their codes on the state timeline, with
+/// their colours.
+const STATUSES: [(&str, &str); 5] = [
+    ("OK", "green"),
+    ("WARN", "yellow"),
+    ("REWIND", "orange"),
+    ("STALL", "red"),
+    ("STOP", "dark-red"),
+];
+
+/// The group's status over time: `slaprobe_consumergroup_status` has a
+/// series per status (1 on the current one, 0 on the others, all always
+/// there), folded here into one code per group (0 OK … 4 STOP) that value
+/// mappings name and colour.
+fn status_panel(sel: &str) -> Value {
+    let expr = STATUSES
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(code, (status, _))| {
+            format!(
+                r#"{code} * max by (kafka_cluster, group) (slaprobe_consumergroup_status{{{sel},status="{status}"}})"#
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let mappings: serde_json::Map<String, Value> = STATUSES
+        .iter()
+        .enumerate()
+        .map(|(code, (status, color))| {
+            (
+                code.to_string(),
+                json!({ "text": status, "color": color, "index": code }),
+            )
+        })
+        .collect();
+    json!({
+        "type": "state-timeline",
+        "title": "$group: status",
+        "datasource": datasource(),
+        "fieldConfig": {
+            "defaults": {
+                "color": { "mode": "thresholds" },
+                "mappings": [{ "type": "value", "options": mappings }],
+                "thresholds": no_thresholds(),
+                "custom": { "fillOpacity": 80, "lineWidth": 0 },
+            },
+            "overrides": [],
+        },
+        "options": {
+            "mergeValues": true,
+            "showValue": "auto",
+            "rowHeight": 0.9,
+            "legend": { "displayMode": "list", "placement": "bottom", "showLegend": false },
+            "tooltip": { "mode": "single", "sort": "none" },
+        },
+        "targets": [target("A", expr, "{{kafka_cluster}} {{group}}")],
+    })
+}
+
 /// A query variable over a label's values (refreshed with the time range;
 /// multi-select with "All").
 fn variable(name: &str, label: &str, query: String) -> Value {
@@ -425,8 +541,8 @@ fn variable(name: &str, label: &str, query: String) -> Value {
     })
 }
 
-/// `datasource`, then `job` → `instance` → `probe` → `output`, and `slo`,
-/// each narrowed by the ones before it.
+/// `datasource`, then `job` → `instance` → `kafka_cluster` → `probe` →
+/// `output`, and `slo` and `group`, each narrowed by the ones before it.
 fn templating() -> Vec<Value> {
     vec![
         json!({
@@ -449,10 +565,20 @@ fn templating() -> Vec<Value> {
             "instance",
             r#"label_values(slaprobe_build_info{job=~"$job"}, instance)"#.to_string(),
         ),
+        // Every cluster has the error counters' series (at 0), whatever
+        // its probes.
+        variable(
+            "kafka_cluster",
+            "Kafka cluster",
+            format!("label_values(slaprobe_kafka_errors_total{{{SCOPE}}}, kafka_cluster)"),
+        ),
         variable(
             "probe",
             "probe",
-            format!("label_values(slaprobe_canaries_sent_total{{{SCOPE}}}, probe)"),
+            format!(
+                "label_values(slaprobe_canaries_sent_total{{{}}}, probe)",
+                cluster_sel()
+            ),
         ),
         variable(
             "output",
@@ -466,6 +592,14 @@ fn templating() -> Vec<Value> {
             "slo",
             "SLO",
             format!("label_values(slaprobe_slo_objective_ratio{{{SCOPE}}}, slo)"),
+        ),
+        variable(
+            "group",
+            "consumer group",
+            format!(
+                "label_values(slaprobe_consumergroup_status{{{}}}, group)",
+                cluster_sel()
+            ),
         ),
     ]
 }

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""A pipeline output on a busy topic: slaprobe reads every record of an
+output topic, its canaries and everything else the pipeline writes there.
+What that costs it, and what it does to canary latency.
+
+One pipeline probe whose output is its input topic (6 partitions), at
+--canaries canaries/s, matched by a JSON field (`match: { json:
+/order_id }`, the costliest rule: the foreign records are JSON with that
+field too, and only a byte search for slaprobe's run id keeps them from
+being parsed), while a separate process (an independent
+confluent-kafka producer) writes non-canary JSON records of ~200 bytes
+into the same topic at each --foreign rate in turn: 0, then 1,000, 10,000
+and 100,000 records/s by default. For each: the foreign records slaprobe
+read per second (the producer's rate where it keeps up), slaprobe's CPU
+(share of a core, and µs per 1,000 foreign records above the idle
+figure), RSS (most seen), canary e2e p50/p99 over its last minute, lost.
+
+Usage: busy.py --bootstrap HOST:PORT --slaprobe PATH [--replication N]
+       [--fetch-wait MS] [--foreign 0,1000,10000,100000] [--canaries 100]
+       [--warmup 20] [--seconds 40]
+Prints a Markdown table; asserts nothing.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bare import create_topic  # noqa: E402
+from probes import Slaprobe, metric_sum, quantile_ms  # noqa: E402
+
+PARTITIONS = 6
+
+# The foreign producer, a process of its own so that its CPU is not
+# slaprobe's and its pacing is not held up by the measurement.
+FOREIGN = r"""
+import sys, time
+from confluent_kafka import Producer
+bootstrap, topic, rate = sys.argv[1], sys.argv[2], float(sys.argv[3])
+p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
+              "queue.buffering.max.messages": 1000000, "compression.type": "none"})
+value = b'{"order_id":"%012d","amount":1250,"currency":"EUR","customer":"c-0042",' \
+        b'"items":[{"sku":"A-1","n":2},{"sku":"B-7","n":1}],"note":"' + b"x" * 60 + b'"}'
+start = time.time()
+sent = 0
+while True:
+    due = int((time.time() - start) * rate)
+    while sent < due:
+        try:
+            p.produce(topic, value % sent)
+        except BufferError:
+            p.poll(0.01)
+            continue
+        sent += 1
+    p.poll(0)
+    time.sleep(0.005)
+"""
+
+
+def yaml(args, topic):
+    wait = f", librdkafka: {{ fetch.wait.max.ms: '{args.fetch_wait}' }}" if args.fetch_wait else ""
+    # A pipeline probe sends one canary per input partition per interval.
+    interval_us = round(PARTITIONS * 1e6 / args.canaries)
+    return (
+        "clusters:\n"
+        f"  b: {{ bootstrap: '{args.bootstrap}'{wait} }}\n"
+        "probes:\n"
+        f"  - name: busy\n"
+        f"    type: pipeline\n"
+        f"    interval: {interval_us}us\n"
+        f"    deadline: 10s\n"
+        f"    input: {{ cluster: b, topic: {topic}, payload: '{{\"order_id\":\"{{{{id}}}}\"}}' }}\n"
+        f"    outputs:\n"
+        f"      - {{ name: out, cluster: b, topic: {topic}, match: {{ json: /order_id }} }}\n"
+    )
+
+
+def run_one(args, foreign):
+    topic = f"bench.busy.{foreign}.{int(time.time())}"
+    create_topic(args.bootstrap, topic, PARTITIONS, args.replication)
+    producer = None
+    if foreign > 0:
+        producer = subprocess.Popen(
+            [sys.executable, "-c", FOREIGN, args.bootstrap, topic, str(foreign)])
+    try:
+        with Slaprobe(args.slaprobe, yaml(args, topic)) as s:
+            s.wait_ready(120)
+            m = s.measure(args.warmup, args.seconds)
+    finally:
+        if producer is not None:
+            producer.kill()
+            producer.wait()
+    before, after, elapsed = m["before"], m["after"], m["elapsed"]
+
+    def delta(name):
+        return (metric_sum(after, name) or 0.0) - (metric_sum(before, name) or 0.0)
+
+    return {
+        "foreign": foreign,
+        "read": delta("slaprobe_records_foreign_total") / elapsed,
+        "canaries": delta("slaprobe_canaries_delivered_total") / elapsed,
+        "cpu_core": m["cpu"] / elapsed,
+        "rss_mb": m["rss_kb"] / 1024,
+        "p50": quantile_ms(after, "0.5"),
+        "p99": quantile_ms(after, "0.99"),
+        "lost": delta("slaprobe_canaries_lost_total"),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--slaprobe", required=True)
+    ap.add_argument("--replication", type=int, default=1)
+    ap.add_argument("--fetch-wait", type=int, default=10)
+    ap.add_argument("--foreign", default="0,1000,10000,100000")
+    ap.add_argument("--canaries", type=float, default=100)
+    ap.add_argument("--warmup", type=float, default=20)
+    ap.add_argument("--seconds", type=float, default=40)
+    args = ap.parse_args()
+    rows = [run_one(args, int(f)) for f in args.foreign.split(",")]
+    idle = next((r for r in rows if r["foreign"] == 0), None)
+    print(f"\n{args.canaries:.0f} canaries/s over {PARTITIONS} partitions, output = input topic; "
+          f"warm-up {args.warmup:.0f} s, measured {args.seconds:.0f} s; latency over slaprobe's last minute")
+    print("\n| foreign written/s | foreign read/s | canaries/s | CPU (cores) | CPU µs per 1,000 foreign | "
+          "RSS MB | e2e p50 ms | e2e p99 ms | p50 vs idle | p99 vs idle | lost |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        per_k = "–"
+        p50x = p99x = "–"
+        if idle is not None and r is not idle:
+            extra = r["cpu_core"] - idle["cpu_core"]
+            if r["read"] > 0:
+                per_k = f"{extra / r['read'] * 1e9:.0f}" if extra > 0 else "≈ 0 (noise)"
+            if idle["p50"] > 0 and idle["p99"] > 0:
+                p50x = f"{r['p50'] / idle['p50']:.2f}×"
+                p99x = f"{r['p99'] / idle['p99']:.2f}×"
+        print(f"| {r['foreign']:,} | {r['read']:,.0f} | {r['canaries']:.0f} | {r['cpu_core']:.3f} | "
+              f"{per_k} | {r['rss_mb']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {p50x} | {p99x} | "
+              f"{r['lost']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

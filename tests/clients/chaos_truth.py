@@ -30,6 +30,10 @@ def main():
         "group.id": "slaprobe-chaos-truth",
         "enable.auto.commit": False,
         "log_level": 0,
+        # slaprobe's own reconnect backoff (librdkafka's default backs off
+        # up to 10 s): after a broker's restart the truth must not read
+        # seconds after slaprobe for want of trying.
+        "reconnect.backoff.max.ms": 1000,
     })
     parts = []
     for t in topics:

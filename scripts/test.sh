@@ -34,7 +34,7 @@ fi
 export SLAPROBE_TEST_STRICT=1
 step "cargo test"
 # Examples (benchmarks) are built by clippy --all-targets; they test nothing.
-cargo test --workspace --lib --bins --tests
+cargo test --workspace --lib --bins --tests --no-fail-fast
 step "callgrind guard"
 # The hot path's instruction count against its committed figure.
 bash scripts/callgrind-guard.sh

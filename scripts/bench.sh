@@ -52,6 +52,7 @@ bash scripts/prereqs.sh
 source scripts/integration.sh
 ensure_python_client
 cargo build --release --bin slaprobe --example bench_core --example bare
+release="${CARGO_TARGET_DIR:-target}/release"
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -78,7 +79,7 @@ if wants bare; then
   echo
   echo "## slaprobe against a bare client (against $broker at $bootstrap)"
   python3 scripts/bench/bare.py --bootstrap "$bootstrap" \
-    --slaprobe target/release/slaprobe --bare target/release/examples/bare \
+    --slaprobe "$release"/slaprobe --bare "$release"/examples/bare \
     "${broker_args[@]}" ${setups:+--setups "$setups"} \
     ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"}
 fi
@@ -86,35 +87,35 @@ fi
 if wants loss; then
   echo
   echo "## Loss detection (against $bootstrap)"
-  python3 scripts/bench/loss.py --bootstrap "$bootstrap" --slaprobe target/release/slaprobe \
+  python3 scripts/bench/loss.py --bootstrap "$bootstrap" --slaprobe "$release"/slaprobe \
     --replication "${broker_args[3]}"
 fi
 
 if wants core; then
   echo
   echo "## In-process figures"
-  target/release/examples/bench_core
+  "$release"/examples/bench_core
 fi
 
 if wants probes; then
   echo
   echo "## Cost per probe count (against $bootstrap)"
   python3 scripts/bench/probes.py --bootstrap "$bootstrap" \
-    --slaprobe target/release/slaprobe --replication "${broker_args[3]}" \
+    --slaprobe "$release"/slaprobe --replication "${broker_args[3]}" \
     ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"}
 fi
 
 if wants lag; then
   echo
   echo "## Cost of watching consumer groups (against $bootstrap)"
-  python3 scripts/bench/lag.py --bootstrap "$bootstrap" --slaprobe target/release/slaprobe \
+  python3 scripts/bench/lag.py --bootstrap "$bootstrap" --slaprobe "$release"/slaprobe \
     --replication "${broker_args[3]}"
 fi
 
 if wants busy; then
   echo
   echo "## A pipeline output on a busy topic (against $bootstrap)"
-  python3 scripts/bench/busy.py --bootstrap "$bootstrap" --slaprobe target/release/slaprobe \
+  python3 scripts/bench/busy.py --bootstrap "$bootstrap" --slaprobe "$release"/slaprobe \
     --replication "${broker_args[3]}" --fetch-wait "${broker_args[1]}" \
     ${seconds:+--seconds "$seconds"}
 fi

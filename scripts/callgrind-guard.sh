@@ -17,7 +17,7 @@ read -r baseline tolerance toolchain target < <(grep -v '^#' scripts/callgrind-b
 here_toolchain="rustc-$(rustc -vV | sed -n 's/^release: //p')"
 here_target=$(rustc -vV | sed -n 's/^host: //p')
 cargo build --quiet --release --features bench --example hot_path
-bin=target/release/examples/hot_path
+bin="${CARGO_TARGET_DIR:-target}/release/examples/hot_path"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 count() {

@@ -39,5 +39,5 @@ EXIT_HOOKS+=(stop_chaos_kafka)
 bash scripts/kafka/cluster.sh start "$CHAOS_KAFKA"
 bootstrap=$(sed -n 's/^SLAPROBE_TEST_BOOTSTRAP=//p' "$CHAOS_KAFKA/env")
 python3 scripts/chaos.py --bootstrap "$bootstrap" --kafka-dir "$CHAOS_KAFKA" \
-  --slaprobe "$PWD/target/debug/slaprobe" --out "$out" --seconds "$seconds" \
+  --slaprobe "$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/slaprobe" --out "$out" --seconds "$seconds" \
   ${seed:+--seed "$seed"}

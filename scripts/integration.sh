@@ -1,7 +1,7 @@
 # Sourced by scripts/test.sh and scripts/bench.sh: installs and starts what
 # the black-box tests need — Apache Kafka (a 3-node KRaft cluster, the
-# reference broker), tansu (a Kafka-compatible broker the tests restart
-# empty), Prometheus (promtool too), Alertmanager (amtool too) and an
+# reference broker), tansu (a Kafka-compatible broker, for the benchmarks'
+# --broker tansu), Prometheus (promtool too), Alertmanager (amtool too) and an
 # independent Kafka client (Python confluent-kafka) — skipping what is
 # already there. Every server binds to 127.0.0.1 on free ports and is
 # stopped on exit, whatever happens.

@@ -16,6 +16,19 @@ if [ -f "$dest/.slaprobe-patched" ] && [ "$(cat "$dest/.slaprobe-patched")" = "$
   exit 0
 fi
 
+# The patched copy is kept once per stamp under the user's cache and copied
+# from there with its files' times: every clone then has the same tree with
+# the same times, so a cargo target directory kept between clones (CI's,
+# see .ci/run) finds librdkafka built and does not build it again.
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/slaprobe/rdkafka-sys-$(echo "$stamp" | tr ' +' '--')"
+if [ -f "$cache/.slaprobe-patched" ] && [ "$(cat "$cache/.slaprobe-patched")" = "$stamp" ]; then
+  echo "preparing $dest: rdkafka-sys $version with patches/librdkafka/*.patch (from $cache)"
+  mkdir -p vendor
+  rm -rf "$dest"
+  cp -a "$cache" "$dest"
+  exit 0
+fi
+
 echo "preparing $dest: rdkafka-sys $version with patches/librdkafka/*.patch"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -46,6 +59,10 @@ done
 perl -0pi -e 's|    if !Path::new\(&out_dir\).join\("LICENSE"\).exists\(\) \{\n|    let stamp = std::fs::read_to_string(".slaprobe-patched").unwrap_or_default();\n    let out_stamp = Path::new(&out_dir).join(".slaprobe-patched");\n    if std::fs::read_to_string(&out_stamp).unwrap_or_default() != stamp {\n        let _ = std::fs::remove_dir_all(&out_dir);\n        std::fs::create_dir_all(&out_dir).expect("OUT_DIR");\n    }\n    if !Path::new(&out_dir).join("LICENSE").exists() {\n|; s|(        run_command_or_fail\("\.", "cp", &\["-a", "librdkafka/\.", &out_dir\]\);\n)|$1        std::fs::write(&out_stamp, &stamp).expect("stamp");\n|' "$src/build.rs"
 grep -q 'out_stamp, &stamp' "$src/build.rs" || { echo "patch-rdkafka-sys: rdkafka-sys's build.rs has changed; update this script" >&2; exit 1; }
 echo "$stamp" > "$src/.slaprobe-patched"
-mkdir -p vendor
+mkdir -p vendor "$(dirname "$cache")"
 rm -rf "$dest"
 cp -a "$src" "$dest"
+# Into the cache last and in one step (a rename), so that a run that stops
+# half-way or a second run at the same time leaves no half-made copy there.
+cp -a "$src" "$tmp/cached"
+mv -T "$tmp/cached" "$cache" 2>/dev/null || true

@@ -17,8 +17,6 @@ ensure_manifest_linters
 ensure_kustomize
 ensure_valgrind
 ensure_chromium
-# tansu: the broker the tests restart empty (tests/broker.rs starts its own).
-ensure_tansu
 # Apache Kafka: the real-broker tiers' broker, unless SLAPROBE_TEST_BOOTSTRAP
 # names one of yours; the security tier always uses this one (it changes
 # ACLs and users).
@@ -32,9 +30,55 @@ fi
 # Everything above is installed and started: a test that finds a
 # prerequisite missing now fails instead of printing SKIP.
 export SLAPROBE_TEST_STRICT=1
-step "cargo test"
+step "cargo test: building"
 # Examples (benchmarks) are built by clippy --all-targets; they test nothing.
-cargo test --workspace --lib --bins --tests --no-fail-fast
+cargo test --workspace --lib --bins --tests --no-run
+# Two lanes at once, each a series of test binaries: the tiers on Apache
+# Kafka, and everything else (in-process clusters, tools, the page). Most
+# of a test's time is waiting on a broker, a timeout or a clock, so two
+# lanes take about half the time on two cores. Each lane's output is shown
+# when both are done; every binary runs even after a failure.
+kafka_tiers=(broker records state lag kafka_security kafka_faults)
+other_tiers=()
+for f in tests/*.rs; do
+  t=$(basename "$f" .rs)
+  [[ " ${kafka_tiers[*]} " == *" $t "* ]] || other_tiers+=("$t")
+done
+logs="target/test-logs"
+rm -rf "$logs"
+mkdir -p "$logs"
+lane() {
+  local name=$1
+  shift
+  local started=$SECONDS rc=0
+  "$@" >"$logs/$name.log" 2>&1 || rc=$?
+  echo "$rc $((SECONDS - started))" >"$logs/$name.rc"
+}
+step "cargo test: lanes kafka (${kafka_tiers[*]}) and other (${#other_tiers[@]} test binaries and the unit tests)"
+kafka_lane() { cargo test -p slaprobe --no-fail-fast "${kafka_tiers[@]/#/--test=}"; }
+other_lane() {
+  local rc=0
+  cargo test --workspace --exclude slaprobe --lib --bins --tests --no-fail-fast || rc=$?
+  cargo test -p slaprobe --lib --bins --no-fail-fast "${other_tiers[@]/#/--test=}" || rc=$?
+  return "$rc"
+}
+lane kafka kafka_lane &
+lane other other_lane &
+wait
+failed=0
+for name in kafka other; do
+  read -r rc secs <"$logs/$name.rc"
+  echo "===== lane $name: exit $rc after $secs s"
+  cat "$logs/$name.log"
+done
+for name in kafka other; do
+  read -r rc secs <"$logs/$name.rc"
+  echo "== lane $name: exit $rc after $secs s"
+  # Which binaries failed, and their failed tests.
+  awk '/^     Running/ { bin = $0 } /^test .* FAILED$/ { print bin; print }' "$logs/$name.log"
+  [ "$rc" -eq 0 ] || failed=1
+done
+[ "$failed" -eq 0 ] || { echo "some tests failed (above)" >&2; exit 1; }
 step "callgrind guard"
 # The hot path's instruction count against its committed figure.
 bash scripts/callgrind-guard.sh

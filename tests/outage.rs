@@ -102,6 +102,14 @@ probes:
     );
     let rss_before = common::proc_status_kb(pid, "VmRSS");
     let before = sample(&s);
+    // How long a canary took from send to read just before the outage (the
+    // last minute's p99.9): canaries acked within that much of the outage's
+    // start were written and could not be read before it.
+    let read_within = common::metric(
+        &s.metrics(),
+        "slaprobe_e2e_latency_quantile_seconds",
+        &[("quantile", "0.999"), ("window", "1m")],
+    );
 
     for b in 1..=BROKERS {
         mock.broker_down(b).expect("down");
@@ -148,7 +156,8 @@ probes:
     let bound = RATE * (DEADLINE.as_secs_f64() + 2.0);
     println!(
         "outage {outage:?} at {RATE}/s: RSS {rss_before} kB before, {rss_max} kB at most ({:.2}x); \
-         in flight at most {in_flight_max} (bound {bound}); produce errors {errors}, lost {lost}; \
+         in flight at most {in_flight_max} (bound {bound}); produce errors {errors}, lost {lost} \
+         (p99.9 before {read_within} s); \
          every partition delivering again {resumed:?} after the brokers returned",
         rss_max as f64 / rss_before as f64
     );
@@ -162,12 +171,19 @@ probes:
     );
     // The outage is availability: nearly every canary of it failed to
     // produce. Only canaries acked in the instant before the brokers went
-    // away can be lost (they were written and never read in time).
+    // away can be lost (they were written and never read in time): those
+    // of the last p99.9 latency, and 200 ms more. (On a loaded machine the
+    // prober reads later, and that instant is longer: a fixed bound made
+    // this test fail where it shared two cores with other tests.)
     assert!(
         errors >= RATE * (outage.as_secs_f64() - DEADLINE.as_secs_f64() * 2.0) * 0.8,
         "{errors} produce errors"
     );
-    assert!(lost <= RATE * 0.2, "{lost} canaries lost during the outage");
+    let lost_bound = RATE * (read_within + 0.2);
+    assert!(
+        lost <= lost_bound,
+        "{lost} canaries lost during the outage (bound {lost_bound}: p99.9 {read_within} s)"
+    );
     assert!(
         resumed <= Duration::from_secs(5),
         "resumed after {resumed:?}"

@@ -6,7 +6,8 @@
 //!
 //! Like `tests/broker.rs`, they run on the suite's real broker
 //! (`SLAPROBE_TEST_BOOTSTRAP`) and use random topic names; the damaged
-//! batch goes to a tansu of the test's own (Kafka refuses to store it).
+//! batch goes to librdkafka's mock cluster, which stores what it gets
+//! (Kafka refuses such a batch).
 
 mod common;
 
@@ -14,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::broker::{self, heartbeat_yaml, Probed, Tansu, Topic};
+use common::broker::{self, heartbeat_yaml, heartbeat_yaml_observing, Probed, Topic};
 use common::{metric, poll_until, scratch, Slaprobe};
 
 fn delivered(s: &Slaprobe) -> f64 {
@@ -197,21 +198,17 @@ fn header_names_that_are_not_utf8_are_foreign_quietly_and_hide_no_canary() {
 /// crash.
 ///
 /// Kafka validates every batch it is sent and refuses such a one, so the
-/// test writes it to a tansu of its own, which stores what it gets: the
-/// case of a broker that hands out a damaged batch.
+/// test writes it to librdkafka's mock cluster (in this process, on a
+/// loopback port), which stores what it gets: the case of a broker that
+/// hands out a damaged batch.
 #[test]
 fn records_the_consumer_cannot_decode_are_counted_consume_errors() {
     let dir = scratch("codec");
-    let Some(tansu) = Tansu::start(&dir) else {
-        return;
-    };
-    let bootstrap = tansu.bootstrap();
     let topic = format!("slaprobe-it-{:016x}", rand::random::<u64>());
-    let yaml = heartbeat_yaml(&bootstrap, &topic, "it-codec").replace(
-        "partitions_per_broker: 3 }",
-        // One broker.
-        "partitions_per_broker: 3, replication_factor: 1 }",
-    );
+    let mock = broker::mock_cluster(&topic, 3, 1);
+    let bootstrap = mock.bootstrap_servers();
+    let topic = format!("slaprobe-it-{:016x}", rand::random::<u64>());
+    let yaml = heartbeat_yaml_observing(&bootstrap, &topic, "it-codec");
     let s = Slaprobe::start(&dir, "codec", &yaml);
     assert!(
         poll_until(Duration::from_secs(30), || s.ready()),

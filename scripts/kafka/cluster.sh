@@ -15,6 +15,9 @@
 #                               waiting for it to exit
 #   cluster.sh node DIR N       start node N again, with its data, and wait
 #                               until it answers
+#   cluster.sh empty DIR [S]    the cluster rebuilt empty: every node killed,
+#                               its data removed, and S seconds later (0)
+#                               formatted anew and started on the same ports
 #
 # Each node listens on three loopback ports: PLAINTEXT (clients and
 # replication; its principal, User:ANONYMOUS, is a super user), SASL_SSL
@@ -200,21 +203,47 @@ SLAPROBE_TEST_KAFKA_SLAPROBE_PASSWORD=slaprobe-secret
 SLAPROBE_TEST_KAFKA_NOBODY_PASSWORD=nobody-secret
 SLAPROBE_TEST_KAFKA_DIR=$dir
 EOF
-  local id
-  id=$( (kafka_java kafka.tools.StorageTool random-uuid) | tail -n 1)
   for n in 1 2 3; do
     mkdir -p "$dir/node-$n"
     node_props "$n" >"$dir/node-$n/server.properties"
+  done
+  format_and_launch
+}
+
+# Formats every node's log dir for a new cluster id (the users created) and
+# starts the three nodes, waiting until they answer.
+format_and_launch() {
+  local id
+  id=$( (kafka_java kafka.tools.StorageTool random-uuid) | tail -n 1)
+  # The three at once (a JVM start each).
+  local pids=()
+  for n in 1 2 3; do
     (kafka_java kafka.tools.StorageTool format -t "$id" -c "$dir/node-$n/server.properties" \
       --add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]' \
       --add-scram 'SCRAM-SHA-512=[name=slaprobe,password=slaprobe-secret]' \
       --add-scram 'SCRAM-SHA-512=[name=nobody,password=nobody-secret]') \
-      >"$dir/node-$n/format.log" 2>&1 || { cat "$dir/node-$n/format.log" >&2; die "formatting node $n failed"; }
+      >"$dir/node-$n/format.log" 2>&1 &
+    pids+=($!)
+  done
+  for n in 1 2 3; do
+    wait "${pids[$((n - 1))]}" || { cat "$dir/node-$n/format.log" >&2; die "formatting node $n failed"; }
   done
   for n in 1 2 3; do launch "$n"; done
   # shellcheck disable=SC1091
   source "$dir/env"
   wait_nodes "$SLAPROBE_TEST_BOOTSTRAP" 1,2,3
+}
+
+# The cluster rebuilt empty on the same ports: every node killed (SIGKILL),
+# its data removed, and, `down` seconds later, the cluster formatted anew
+# and started (topics, offsets and ACLs gone; users created again).
+empty() {
+  local down=$1
+  for n in 1 2 3; do kill_node "$n" & done
+  wait
+  for n in 1 2 3; do rm -rf "$dir/node-$n/data"; done
+  sleep "$down"
+  format_and_launch
 }
 
 pid_of() {
@@ -258,7 +287,7 @@ stop() {
 cmd=${1:-}
 case "$cmd" in
   fetch) fetch ;;
-  start|stop|kill|term|node)
+  start|stop|kill|term|node|empty)
     dir=${2:?"$cmd needs the cluster's directory"}
     dir=$(mkdir -p "$dir" && cd "$dir" && pwd)
     case "$cmd" in
@@ -266,6 +295,7 @@ case "$cmd" in
       stop) stop ;;
       kill) kill_node "${3:?node number}" ;;
       term) term_node "${3:?node number}" ;;
+      empty) empty "${3:-0}" ;;
       node)
         n=${3:?node number}
         alive "$n" && die "node $n runs already"
@@ -277,5 +307,5 @@ case "$cmd" in
         ;;
     esac
     ;;
-  *) die "usage: $0 fetch | start DIR | stop DIR | kill DIR N | term DIR N | node DIR N" ;;
+  *) die "usage: $0 fetch | start DIR | stop DIR | kill DIR N | term DIR N | node DIR N | empty DIR [SECONDS]" ;;
 esac

@@ -3,17 +3,16 @@
 //!   fault injection (a broker down, round-trip time, request errors) and
 //!   its data kept across a broker's restart;
 //! - the suite's real broker ([`bootstrap`]): `SLAPROBE_TEST_BOOTSTRAP`,
-//!   which `scripts/test.sh` sets for the tansu it starts on loopback;
-//!   every test on it uses random topic names ([`Topic`]);
-//! - a tansu of the test's own ([`Tansu`]), for restarts that bring the
-//!   broker back empty.
+//!   which `scripts/test.sh` sets for the Apache Kafka cluster it starts on
+//!   loopback; every test on it uses random topic names ([`Topic`]);
+//! - an Apache Kafka cluster of the test's own ([`KafkaCluster`]), for
+//!   nodes killed and restarted, and the cluster rebuilt empty.
 //!
 //! [`Probed`] is the usual start of a real-broker test: a heartbeat probe
 //! on a random topic, its process started.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -22,7 +21,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::process::Slaprobe;
-use super::{free_addr, missing_prerequisite, poll_until, scratch};
+use super::{missing_prerequisite, poll_until, scratch};
 
 /// The suite's real broker (`SLAPROBE_TEST_BOOTSTRAP`; unset or empty:
 /// none, a SKIP line, or a failure where the whole suite runs).
@@ -33,7 +32,7 @@ pub fn bootstrap() -> Option<String> {
     if b.is_none() {
         missing_prerequisite(
             "a Kafka-compatible broker",
-            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts tansu",
+            "set SLAPROBE_TEST_BOOTSTRAP, or run scripts/test.sh which starts Apache Kafka",
         );
     }
     b
@@ -182,88 +181,6 @@ pub fn mock_cluster(
     mock
 }
 
-/// A tansu broker of the test's own on a free loopback port, with memory
-/// storage: a restart brings it back empty, topics and offsets gone.
-pub struct Tansu {
-    child: Option<Child>,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Tansu {
-    /// `None` (SKIP, or a failure with CI=true) when tansu is not installed.
-    pub fn start(dir: &Path) -> Option<Tansu> {
-        let installed = Command::new("tansu")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !installed {
-            missing_prerequisite("tansu", "cargo install tansu --features dynostore");
-            return None;
-        }
-        let mut t = Tansu {
-            child: None,
-            addr: free_addr(),
-            log: dir.join("tansu.log"),
-        };
-        t.launch();
-        Some(t)
-    }
-
-    pub fn bootstrap(&self) -> String {
-        self.addr.to_string()
-    }
-
-    fn launch(&mut self) {
-        let url = format!("tcp://{}", self.addr);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("tansu log");
-        let child = Command::new("tansu")
-            .args(["broker", "--storage-engine", "memory://tansu/"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start tansu");
-        self.child = Some(child);
-        let client: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .create()
-            .expect("metadata client");
-        assert!(
-            poll_until(Duration::from_secs(60), || client
-                .fetch_metadata(None, Duration::from_secs(1))
-                .is_ok()),
-            "tansu answers on {}; log:\n{}",
-            self.addr,
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
-
-    /// Killed (SIGKILL) and, `down` later, started again, empty, on the
-    /// same port.
-    pub fn restart_empty(&mut self, down: Duration) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        std::thread::sleep(down);
-        self.launch();
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// A heartbeat-probe config for `topic`, created by slaprobe with
 /// `partitions_per_broker` partitions per broker.
 pub fn heartbeat_yaml(bootstrap: &str, topic: &str, probe: &str) -> String {
@@ -346,7 +263,8 @@ impl Probed {
 /// A 3-node Apache Kafka cluster of the test's own
 /// (`scripts/kafka/cluster.sh`), for faults that would disturb the other
 /// tests on the suite's cluster: nodes killed, stopped and started again
-/// with their data. Stopped when dropped.
+/// with their data, or the whole cluster rebuilt empty. Stopped when
+/// dropped.
 pub struct KafkaCluster {
     dir: PathBuf,
     pub bootstrap: String,
@@ -424,6 +342,17 @@ impl KafkaCluster {
     /// Node `n` started again with its data, waited for until it answers.
     pub fn restart(&self, n: u8) {
         self.run(&["node", &self.dir.to_string_lossy(), &n.to_string()]);
+    }
+
+    /// The cluster rebuilt empty on the same ports: every node killed, its
+    /// data removed, and `down` later formatted anew and started, waited
+    /// for until every node answers (topics and offsets gone).
+    pub fn restart_empty(&self, down: Duration) {
+        self.run(&[
+            "empty",
+            &self.dir.to_string_lossy(),
+            &down.as_secs().to_string(),
+        ]);
     }
 }
 

@@ -140,7 +140,7 @@ impl Fetcher {
     /// the others (and those whose saved offset is no longer valid) from
     /// their current end. Blocking (offset requests). Returns the
     /// partitions added with the offset each is read from (one whose
-    /// offsets cannot be read now is retried at the next layout refresh
+    /// offsets cannot be read now is left out, for the caller to try again,
     /// rather than guessed at), and those whose saved offset was invalid.
     pub(crate) fn add(
         &self,
@@ -159,18 +159,18 @@ impl Fetcher {
         // assigned), so it is timed by when it was written.
         let mut behind = Vec::new();
         for &p in partitions {
-            let (low, high) =
-                match self
-                    .consumer
-                    .fetch_watermarks(topic, p, kafka::METADATA_TIMEOUT)
-                {
-                    Ok(w) => w,
-                    Err(e) => {
-                        warn!(consumer = %self.name, topic, partition = p, error = %e,
-                        "cannot read the partition's offsets; not consumed until the next refresh");
-                        continue;
-                    }
-                };
+            let (low, high) = match self.consumer.fetch_watermarks(
+                topic,
+                p,
+                kafka::METADATA_TIMEOUT,
+            ) {
+                Ok(w) => w,
+                Err(e) => {
+                    warn!(consumer = %self.name, topic, partition = p, error = %e,
+                        "cannot read the partition's offsets; not consumed yet, tried again shortly");
+                    continue;
+                }
+            };
             let start = match resume.get(&p) {
                 Some(&saved) if (low..=high).contains(&saved) => saved,
                 Some(_) => {
@@ -183,7 +183,7 @@ impl Fetcher {
                         Ok(o) => o.map_or(high, |o| o.clamp(low, high)),
                         Err(e) => {
                             warn!(consumer = %self.name, topic, partition = p, error = %e,
-                                "cannot look up the offset at the time the partition was first wanted; not consumed until the next refresh");
+                                "cannot look up the offset at the time the partition was first wanted; not consumed yet, tried again shortly");
                             continue;
                         }
                     },
@@ -230,7 +230,7 @@ impl Fetcher {
                 Some(&i) => i,
                 None => {
                     let Some(mut queue) = self.consumer.split_partition_queue(topic, p) else {
-                        warn!(consumer = %self.name, topic, partition = p, "cannot open the partition's queue; retrying at the next refresh");
+                        warn!(consumer = %self.name, topic, partition = p, "cannot open the partition's queue; tried again shortly");
                         continue;
                     };
                     let wake = self.wake.clone();

@@ -118,7 +118,10 @@ impl Output {
     }
 
     /// Assigns partitions not yet assigned, from their current end offsets.
-    pub(crate) async fn follow(&self, layout: TopicLayout, shared: &Shared) {
+    /// Whether every partition of `layout` is read now (false: the offsets
+    /// of some could not be read; the next call tries them again, from the
+    /// time they were first wanted).
+    pub(crate) async fn follow(&self, layout: TopicLayout, shared: &Shared) -> bool {
         let assigned = shared.assigned(self.index);
         let current: BTreeSet<i32> = layout.partitions.iter().map(|(p, _)| *p).collect();
         // Partitions that appeared after start are read from their
@@ -133,7 +136,7 @@ impl Output {
             .filter(|p| !assigned.contains(p))
             .collect();
         if new.is_empty() {
-            return;
+            return true;
         }
         let fetcher = self.fetcher.clone();
         let route = self.route;
@@ -165,11 +168,13 @@ impl Output {
             }
             since
         };
+        let wanted = new.clone();
         let (added, invalid) = tokio::task::spawn_blocking(move || {
             fetcher.add(route, &topic, &new, &from_beginning, &resume, &since)
         })
         .await
         .unwrap_or_default();
+        let complete = wanted.iter().all(|p| added.contains_key(p));
         {
             let mut wanted = self.wanted_since.lock().unwrap_or_else(|e| e.into_inner());
             for p in added.keys().chain(&invalid) {
@@ -194,5 +199,6 @@ impl Output {
             info!(probe = %self.probe, output = %self.name, topic = %self.topic, partitions = ?added.keys(), "consuming partitions");
             shared.assigned_more(self.index, added);
         }
+        complete
     }
 }

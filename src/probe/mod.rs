@@ -40,6 +40,7 @@ use crate::kafka::MetadataError;
 use crate::outcome::{OutputStart, Shared, Sinks};
 use crate::produce::{Input, Payload};
 use crate::util::format::error_chain;
+use crate::util::{sleep_or_cancel, Backoff};
 
 pub use clients::Clients;
 
@@ -51,6 +52,15 @@ const QUANTILE_REFRESH: Duration = Duration::from_secs(5);
 pub const LAYOUT_REFRESH: Duration = Duration::from_secs(10);
 /// How soon after creating a gone topic again its layout is read.
 const RECREATED_FOLLOW: Duration = Duration::from_secs(1);
+/// An output partition whose offsets could not be read (a topic just
+/// created, whose leaders not every broker knows yet) is tried again after
+/// this, backing off to [`LAYOUT_REFRESH`]: a canary the pipeline writes
+/// there meanwhile is read late, and one read after its deadline would be
+/// judged lost.
+const PENDING_RETRY: Duration = Duration::from_millis(250);
+/// How long a probe waits at its start for every output partition to be
+/// read before it sends its first canary anyway.
+const START_WAIT: Duration = Duration::from_secs(30);
 /// Longest wait for the producer to drain at shutdown.
 const FLUSH_GRACE: Duration = Duration::from_secs(3);
 
@@ -215,7 +225,22 @@ impl ProbeRunner {
             let Some(layout) = o.wait_for_topic(&self.shared, &cancel).await else {
                 return;
             };
-            o.follow(layout, &self.shared).await;
+            let began = tokio::time::Instant::now();
+            let mut backoff = Backoff::new(PENDING_RETRY, LAYOUT_REFRESH);
+            let mut complete = o.follow(layout, &self.shared).await;
+            while !complete {
+                if began.elapsed() >= START_WAIT {
+                    warn!(probe = %name, output = %o.name, waited = ?START_WAIT,
+                        "starting with output partitions not read yet: canaries that reach them before they are are read late");
+                    break;
+                }
+                if sleep_or_cancel(backoff.next_wait(), &cancel).await {
+                    return;
+                }
+                if let Ok(layout) = o.fetch_layout(&self.shared).await {
+                    complete = o.follow(layout, &self.shared).await;
+                }
+            }
         }
         self.input.follow(input_layout).await;
 
@@ -230,6 +255,8 @@ impl ProbeRunner {
         let mut refresh = tokio::time::interval(LAYOUT_REFRESH);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.tick().await;
+        // Retries of output partitions not read yet, sooner than a refresh.
+        let mut pending = Backoff::new(PENDING_RETRY, LAYOUT_REFRESH);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -238,9 +265,10 @@ impl ProbeRunner {
             // Metadata calls against a dead cluster can take a while; a
             // shutdown does not wait for the round to finish.
             let round = async {
+                let mut complete = true;
                 for o in &self.outputs {
                     match o.fetch_layout(&self.shared).await {
-                        Ok(layout) => o.follow(layout, &self.shared).await,
+                        Ok(layout) => complete &= o.follow(layout, &self.shared).await,
                         Err(e) => warn!(probe = %name, output = %o.name, error = %error_chain(&e),
                             "refreshing output topic metadata failed; keeping the last known layout"),
                     }
@@ -263,10 +291,17 @@ impl ProbeRunner {
                     Err(e) => warn!(probe = %name, error = %error_chain(&e),
                         "refreshing input topic metadata failed; keeping the last known layout"),
                 }
+                complete
             };
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = round => {}
+                complete = round => {
+                    if complete {
+                        pending.reset();
+                    } else {
+                        refresh.reset_after(pending.next_wait());
+                    }
+                }
             }
         }
 

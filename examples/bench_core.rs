@@ -127,8 +127,66 @@ fn main() {
         times[100].as_secs_f64() * 1e3,
         times[198].as_secs_f64() * 1e3
     );
+    shared_exposition(&metrics);
 
     state_file(&cfg);
+}
+
+/// What a scrape costs once `/metrics`' body is shared
+/// (`slaprobe::serve::exposition`): ten scrapes at once, and scrapes within
+/// a second of a render.
+fn shared_exposition(metrics: &Metrics) {
+    use slaprobe::serve::exposition::{Exposition, MAX_AGE};
+    use std::sync::Arc;
+    let renders = Arc::new(AtomicUsize::new(0));
+    let (m, r) = (metrics.clone(), renders.clone());
+    let e = Arc::new(Exposition::new(
+        move || {
+            r.fetch_add(1, Ordering::Relaxed);
+            m.render()
+        },
+        MAX_AGE,
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let (concurrent, mut hits) = rt.block_on(async {
+        let started = Instant::now();
+        let scrapes: Vec<_> = (0..10)
+            .map(|_| {
+                let e = e.clone();
+                tokio::spawn(async move { e.body().await.len() })
+            })
+            .collect();
+        for s in scrapes {
+            std::hint::black_box(s.await.expect("scrape"));
+        }
+        let concurrent = started.elapsed();
+        let hits: Vec<Duration> = timed_scrapes(&e, 200).await;
+        (concurrent, hits)
+    });
+    hits.sort();
+    println!(
+        "/metrics shared: 10 concurrent scrapes took {:.2} ms and {} render(s); a scrape within {:?} of a render p50 {:.3} ms, p99 {:.3} ms",
+        concurrent.as_secs_f64() * 1e3,
+        renders.load(Ordering::Relaxed),
+        MAX_AGE,
+        hits[100].as_secs_f64() * 1e3,
+        hits[198].as_secs_f64() * 1e3
+    );
+}
+
+/// `n` scrapes one after the other, each timed.
+async fn timed_scrapes(e: &slaprobe::serve::exposition::Exposition, n: usize) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = Instant::now();
+        std::hint::black_box(e.body().await.len());
+        times.push(s.elapsed());
+    }
+    times
 }
 
 /// A clock the bench moves by hand.

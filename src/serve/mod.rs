@@ -14,18 +14,22 @@ use axum::Router;
 use crate::metrics::Metrics;
 use crate::status::Sources;
 
+pub mod exposition;
 mod listen;
 mod runbooks;
+
+use exposition::Exposition;
 
 pub use listen::{raise_open_files_limit, serve, Limits};
 
 #[derive(Clone)]
 struct AppState {
-    metrics: Metrics,
+    exposition: Arc<Exposition>,
     status: Arc<Sources>,
 }
 
 pub fn router(metrics: Metrics, status: Sources) -> Router {
+    let exposition = Exposition::new(move || metrics.render(), exposition::MAX_AGE);
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
@@ -34,7 +38,7 @@ pub fn router(metrics: Metrics, status: Sources) -> Router {
         .route("/", get(status_page))
         .route(crate::config::RUNBOOKS_PATH, get(runbooks_page))
         .with_state(AppState {
-            metrics,
+            exposition: Arc::new(exposition),
             status: Arc::new(status),
         })
 }
@@ -82,7 +86,7 @@ async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        s.metrics.render(),
+        s.exposition.body().await,
     )
 }
 

@@ -39,7 +39,17 @@ def prepare(bootstrap, tag, groups, partitions, replication=1):
     names = [f"lagbench-{tag}-{i:03d}" for i in range(groups)]
     for name in names:
         offsets = [TopicPartition(topic, p, (p + hash(name)) % 4) for p in range(partitions)]
-        admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(name, offsets)])[name].result()
+        # A commit can fail per partition (on Kafka, while the offsets
+        # topic is created and its coordinators load): again until none does.
+        deadline = time.time() + 60
+        while True:
+            done = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(name, offsets)])[name].result()
+            errors = [tp.error for tp in done.topic_partitions if tp.error]
+            if not errors:
+                break
+            if time.time() > deadline:
+                raise SystemExit(f"committing offsets for {name} failed: {errors[0]}")
+            time.sleep(0.5)
     return topic, names
 
 

@@ -162,7 +162,10 @@ fn consumer_config(cluster: &Cluster) -> ClientConfig {
 /// partitions' watermarks (`lag` probes): a consumer that never joins,
 /// assigns or commits, so it needs no group id. Its statistics come every
 /// `read_every`, whatever the cluster's `librdkafka:` says: its events are
-/// served once per read, so they must not come faster than reads.
+/// served once per read, so they must not come faster than reads. It
+/// pushes no client telemetry (KIP-714): a reader of other clients' groups
+/// has nothing of its own to report, and it saves two requests per
+/// broker connection.
 fn lag_reader_config(cluster: &Cluster, read_every: Duration) -> ClientConfig {
     let stats_ms = read_every
         .as_millis()
@@ -170,6 +173,7 @@ fn lag_reader_config(cluster: &Cluster, read_every: Duration) -> ClientConfig {
         .to_string();
     let mut c = base_config(cluster, &[("enable.auto.commit", "false")]);
     c.set("statistics.interval.ms", stats_ms);
+    c.set("enable.metrics.push", "false");
     c
 }
 
@@ -242,5 +246,17 @@ mod tests {
         let short = super::config(&tansu, Role::Consumer);
         assert_eq!(short.get("fetch.wait.max.ms"), Some("10"));
         assert_eq!(short.get("statistics.interval.ms"), Some("0"));
+    }
+
+    #[test]
+    fn the_lag_reader_reads_at_its_interval_and_pushes_no_telemetry() {
+        let reader = super::config(
+            &cluster(&[("enable.metrics.push", "true")]),
+            Role::LagReader {
+                read_every: Duration::from_secs(30),
+            },
+        );
+        assert_eq!(reader.get("statistics.interval.ms"), Some("30000"));
+        assert_eq!(reader.get("enable.metrics.push"), Some("false"));
     }
 }

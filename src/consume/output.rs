@@ -37,7 +37,7 @@ pub(crate) struct Output {
     wanted_since: std::sync::Mutex<BTreeMap<i32, i64>>,
     /// It reads the input topic itself (heartbeat): its partitions are the
     /// canaries' partitions.
-    reads_input: bool,
+    pub(crate) reads_input: bool,
 }
 
 impl Output {

@@ -58,8 +58,10 @@ const RECREATED_FOLLOW: Duration = Duration::from_secs(1);
 /// there meanwhile is read late, and one read after its deadline would be
 /// judged lost.
 const PENDING_RETRY: Duration = Duration::from_millis(250);
-/// How long a probe waits at its start for every output partition to be
-/// read before it sends its first canary anyway.
+/// How long a pipeline probe waits at its start for every output
+/// partition to be read before it sends its first canary anyway. (A
+/// heartbeat probe sends only to the partitions it reads: it starts with
+/// those at once.)
 const START_WAIT: Duration = Duration::from_secs(30);
 /// Longest wait for the producer to drain at shutdown.
 const FLUSH_GRACE: Duration = Duration::from_secs(3);
@@ -227,7 +229,7 @@ impl ProbeRunner {
             };
             let began = tokio::time::Instant::now();
             let mut backoff = Backoff::new(PENDING_RETRY, LAYOUT_REFRESH);
-            let mut complete = o.follow(layout, &self.shared).await;
+            let mut complete = o.follow(layout, &self.shared).await || o.reads_input;
             while !complete {
                 if began.elapsed() >= START_WAIT {
                     warn!(probe = %name, output = %o.name, waited = ?START_WAIT,

@@ -62,17 +62,18 @@ fn expect_status(s: &Slaprobe, group: &str, status: &str, within: Duration) -> D
         groups(s).get(group)
     );
     let took = start.elapsed();
-    // The metric says the same.
-    let text = s.metrics();
-    assert_eq!(
-        metric(
-            &text,
+    // The metric says the same (`/metrics` may serve a body up to a
+    // second old).
+    let mut value = 0.0;
+    let agrees = poll_until(Duration::from_secs(3), || {
+        value = metric(
+            &s.metrics(),
             "slaprobe_consumergroup_status",
-            &[("group", group), ("status", status)]
-        ),
-        1.0,
-        "{group} status metric"
-    );
+            &[("group", group), ("status", status)],
+        );
+        value == 1.0
+    });
+    assert!(agrees, "{group} status metric for {status}: {value}");
     took
 }
 

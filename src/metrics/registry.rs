@@ -13,7 +13,7 @@
 //! The exposition is OpenMetrics text (served as
 //! `application/openmetrics-text`), which Prometheus scrapes natively.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::metrics::counter::Counter;
@@ -93,14 +93,9 @@ impl MetricConstructor<HistogramOf> for Bounds {
     }
 }
 
-/// Every family, registered once at start; rendered on each scrape. The
-/// second field is the last exposition's length: the next one starts with
-/// room for it, instead of growing a buffer from 64 KB by copies.
+/// Every family, registered once at start; rendered on each scrape.
 #[derive(Clone, Debug, Default)]
-pub struct Registry(
-    Arc<Mutex<prometheus_client::registry::Registry>>,
-    Arc<AtomicUsize>,
-);
+pub struct Registry(Arc<Mutex<prometheus_client::registry::Registry>>);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -157,11 +152,9 @@ impl Registry {
 
     /// The OpenMetrics text exposition of every series.
     pub fn render(&self) -> String {
-        let last = self.1.load(Ordering::Relaxed);
-        let mut out = String::with_capacity((last + last / 8).max(64 * 1024));
+        let mut out = String::with_capacity(64 * 1024);
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &lock(&self.0));
-        self.1.store(out.len(), Ordering::Relaxed);
         out
     }
 }

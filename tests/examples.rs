@@ -17,35 +17,64 @@ fn slaprobe() -> Command {
     c
 }
 
-#[test]
-fn the_production_example_passes_check() {
-    let dir = scratch("production-example");
-    let password = dir.join("password");
-    std::fs::write(&password, "not-the-real-one\n").expect("password file");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/examples/production.yaml");
+/// `slaprobe check -c probes/examples/<name>` with `env`: its plan, after
+/// asserting it passed and shows every one of `shown`.
+fn check_example(name: &str, env: &[(&str, &Path)], shown: &[&str]) -> String {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("probes/examples")
+        .join(name);
     let out = slaprobe()
         .args(["check", "-c"])
         .arg(&example)
-        .env("KAFKA_PASSWORD_FILE", &password)
+        .envs(env.iter().copied())
         .output()
         .expect("slaprobe check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for shown in [
-        "prod-heartbeat",
-        "orders",
-        "enriched",
-        "audit",
-        "sasl.password: <redacted>",
-    ] {
+    for shown in shown {
         assert!(stdout.contains(shown), "{shown} in:\n{stdout}");
     }
+    stdout
+}
+
+#[test]
+fn the_production_example_passes_check() {
+    let dir = scratch("production-example");
+    let password = dir.join("password");
+    std::fs::write(&password, "not-the-real-one\n").expect("password file");
+    let stdout = check_example(
+        "production.yaml",
+        &[("KAFKA_PASSWORD_FILE", &password)],
+        &[
+            "prod-heartbeat",
+            "orders",
+            "enriched",
+            "audit",
+            "sasl.password: <redacted>",
+        ],
+    );
     assert!(!stdout.contains("not-the-real-one"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// docs/dead-letter.md's recipe: its poison canaries are a probe of their
+/// own with the SLOs of the dead-letter path.
+#[test]
+fn the_dead_letter_example_passes_check() {
+    check_example(
+        "dead-letter.yaml",
+        &[],
+        &[
+            "payments.poison (pipeline: the poison canaries of payments",
+            "dlq: cluster prod, topic payments.dlq, match header slaprobe-id, expect exactly_once",
+            "payments.poison:validated:delivery",
+            "payments.poison:dlq:delivery",
+        ],
+    );
 }
 
 #[test]

@@ -327,3 +327,175 @@ probes:
     }
     assert!(s.stop().success());
 }
+
+/// A pipeline probe with poison canaries, through three independent
+/// stages (Python) that differ only in what they do with a record they
+/// cannot parse: route it to the dead-letter topic (right), forward it to
+/// the sink, or drop it. Each is reported exactly as what it did: the
+/// poison canaries delivered at the DLQ, leaked to the sink, or lost, in
+/// the numbers the stage itself counted; the normal canaries are
+/// delivered at the sink and never at the DLQ in all three.
+#[test]
+fn a_dead_letter_path_is_probed_with_poison_canaries() {
+    let Some(bootstrap) = broker::bootstrap() else {
+        return;
+    };
+    let dir = scratch("dlq");
+    let suffix = format!("{:016x}", rand::random::<u64>());
+    let modes = ["route", "forward", "drop"];
+    let topic = |role: &str, mode: &str| format!("it-{role}-{mode}-{suffix}");
+    let topics: Vec<String> = modes
+        .iter()
+        .flat_map(|m| ["in", "sink", "dlq"].map(|r| topic(r, m)))
+        .collect();
+    common::create_topics(
+        &bootstrap,
+        &topics.iter().map(String::as_str).collect::<Vec<_>>(),
+        2,
+    );
+    let counts = |mode: &str| dir.join(format!("{mode}.count"));
+    let mut stages: Vec<common::Python> = modes
+        .iter()
+        .map(|m| {
+            common::Python::start(
+                "dlq_stage.py",
+                &[
+                    &bootstrap,
+                    &topic("in", m),
+                    &topic("sink", m),
+                    &topic("dlq", m),
+                    m,
+                    counts(m).to_str().expect("utf-8 path"),
+                ],
+            )
+        })
+        .collect();
+    let probes: String = modes
+        .iter()
+        .map(|m| {
+            format!(
+                r#"  - name: dlq-{m}
+    type: pipeline
+    interval: 200ms
+    deadline: 5s
+    input: {{ cluster: it, topic: {input}, payload: '{{"id":"{{{{id}}}}"}}' }}
+    poison: {{ every: 2, payload: '{{"id":"{{{{id}}}}", broken' }}
+    outputs:
+      - {{ name: sink, cluster: it, topic: {sink}, match: {{ header: slaprobe-id }} }}
+      - {{ name: dlq, cluster: it, topic: {dlq}, match: {{ header: slaprobe-id }}, expect: none, poison: exactly_once }}
+"#,
+                input = topic("in", m),
+                sink = topic("sink", m),
+                dlq = topic("dlq", m),
+            )
+        })
+        .collect();
+    let yaml = format!(
+        "clusters:\n  it: {{ bootstrap: '{bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}\nprobes:\n{probes}"
+    );
+    let s = Slaprobe::start(&dir, "dlq", &yaml);
+    let at = |text: &str, name: &str, probe: &str, output: &str| {
+        metric(text, name, &[("probe", probe), ("output", output)])
+    };
+    const DELIVERED: &str = "slaprobe_canaries_delivered_total";
+    const LOST: &str = "slaprobe_canaries_lost_total";
+    let seen = poll_until(Duration::from_secs(90), || {
+        let t = s.metrics();
+        modes
+            .iter()
+            .all(|m| at(&t, DELIVERED, &format!("dlq-{m}"), "sink") >= 20.0)
+            && at(&t, DELIVERED, "dlq-route.poison", "dlq") >= 10.0
+            && at(&t, DELIVERED, "dlq-forward.poison", "sink") >= 10.0
+            && at(&t, LOST, "dlq-forward.poison", "dlq") >= 3.0
+            && at(&t, LOST, "dlq-drop.poison", "dlq") >= 3.0
+    });
+    assert!(
+        seen,
+        "every kind of canary resolved:\n{}\nlog:\n{}",
+        s.metrics(),
+        s.log()
+    );
+    // Read before the stages' counts: slaprobe cannot have seen more than
+    // they did.
+    let t = s.metrics();
+    let count = |mode: &str| -> f64 {
+        let text = std::fs::read_to_string(counts(mode)).expect("the stage's count");
+        let (m, n) = text.trim().split_once(' ').expect("`<mode> <count>`");
+        assert_eq!(m, mode);
+        n.parse().expect("a count")
+    };
+    for m in modes {
+        let normal = format!("dlq-{m}");
+        assert_eq!(
+            at(&t, LOST, &normal, "sink"),
+            0.0,
+            "{m}: normal canaries lost"
+        );
+        assert_eq!(
+            at(&t, DELIVERED, &normal, "dlq"),
+            0.0,
+            "{m}: normal canaries in the DLQ"
+        );
+        assert_eq!(
+            at(&t, "slaprobe_canaries_duplicate_total", &normal, "sink"),
+            0.0
+        );
+    }
+    for (name, probe, output, what) in [
+        (DELIVERED, "dlq-route.poison", "sink", "route: no leak"),
+        (LOST, "dlq-route.poison", "dlq", "route: nothing lost"),
+        (DELIVERED, "dlq-forward.poison", "dlq", "forward: DLQ empty"),
+        (DELIVERED, "dlq-drop.poison", "sink", "drop: no leak"),
+        (DELIVERED, "dlq-drop.poison", "dlq", "drop: DLQ empty"),
+    ] {
+        assert_eq!(at(&t, name, probe, output), 0.0, "{what}");
+    }
+    assert!(at(&t, LOST, "dlq-drop.poison", "dlq") <= count("drop"));
+    assert!(at(&t, DELIVERED, "dlq-forward.poison", "sink") <= count("forward"));
+
+    // Stopped (SIGTERM: each flushes and writes its final count), every
+    // poison canary a stage handled is accounted for as what it did.
+    for stage in &stages {
+        let pid = stage.0.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+    }
+    for stage in &mut stages {
+        let status = stage.0.wait().expect("the stage exits");
+        assert!(status.success(), "a stage exited with {status}");
+    }
+    let (routed, forwarded, dropped) = (count("route"), count("forward"), count("drop"));
+    assert!(routed >= 10.0 && forwarded >= 10.0 && dropped >= 3.0);
+    let exact = poll_until(Duration::from_secs(15), || {
+        let t = s.metrics();
+        at(&t, DELIVERED, "dlq-route.poison", "dlq") == routed
+            && at(&t, DELIVERED, "dlq-forward.poison", "sink") == forwarded
+            && at(&t, LOST, "dlq-drop.poison", "dlq") >= dropped
+    });
+    let t = s.metrics();
+    assert!(
+        exact,
+        "routed {routed}, forwarded {forwarded}, dropped {dropped}; slaprobe: delivered at the DLQ {}, \
+         leaked {}, lost {}",
+        at(&t, DELIVERED, "dlq-route.poison", "dlq"),
+        at(&t, DELIVERED, "dlq-forward.poison", "sink"),
+        at(&t, LOST, "dlq-drop.poison", "dlq")
+    );
+    // A leak is a bad delivery event of the poison canaries at the sink.
+    let bad = |probe: &str, output: &str| {
+        metric(
+            &t,
+            "slaprobe_sli_events_total",
+            &[
+                ("probe", probe),
+                ("output", output),
+                ("sli", "delivery"),
+                ("outcome", "bad"),
+            ],
+        )
+    };
+    assert_eq!(bad("dlq-forward.poison", "sink"), forwarded);
+    assert_eq!(bad("dlq-route.poison", "sink"), 0.0);
+    assert_eq!(at(&t, DELIVERED, "dlq-drop.poison", "sink"), 0.0);
+    assert!(s.stop().success());
+}

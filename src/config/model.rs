@@ -188,6 +188,9 @@ pub struct Probe {
     /// Its own producer and consumers instead of those its clusters' probes
     /// share (a busy output topic then costs the other probes nothing).
     pub dedicated_client: bool,
+    /// Set on the probe of a pipeline's poison canaries (`<name>.poison`,
+    /// from its `poison:`): the pipeline probe it was configured in.
+    pub poison_of: Option<String>,
 }
 
 impl Probe {

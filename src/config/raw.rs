@@ -105,6 +105,8 @@ pub(crate) struct RawProbe {
     // pipeline
     pub input: Option<RawInput>,
     pub outputs: Option<Vec<RawOutput>>,
+    /// Poison canaries sent besides the normal ones (a dead-letter path).
+    pub poison: Option<RawPoison>,
     /// The consumer groups of a pipeline's stages.
     pub lag: Option<RawLag>,
     // lag (`cluster` and `interval` are shared with the other types)
@@ -182,6 +184,23 @@ pub(crate) struct RawOutput {
     #[serde(rename = "match")]
     pub match_rule: RawMatch,
     pub expect: Option<RawExpect>,
+    /// What the output expects of poison canaries (default `none`).
+    pub poison: Option<RawExpect>,
+}
+
+/// A pipeline probe's `poison:`: canaries the pipeline must reject.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPoison {
+    /// One poison canary per partition every `every` intervals.
+    pub every: Option<u64>,
+    pub deadline: Option<String>,
+    /// Default: the input's payload (then `headers` must mark them).
+    pub payload: Option<String>,
+    pub key: Option<String>,
+    /// Added to (and overriding) the input's headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,4 +238,13 @@ pub(crate) struct RawSlo {
     pub output: Option<String>,
     /// Fewest events a window must hold to alert.
     pub min_events: Option<u64>,
+    /// Whose canaries: `normal` (default) or `poison`.
+    pub kind: Option<RawKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawKind {
+    Normal,
+    Poison,
 }

@@ -474,7 +474,7 @@ fn unknown_probe_key_typo() {
         err(&format!("{HB}    deadlin: 5s\n")),
         "test.yaml:9:5: probes[0].deadlin: unknown field `deadlin`, expected one of `name`, `type`, \
          `interval`, `deadline`, `payload_bytes`, `slos`, `dedicated_client`, `cluster`, `topic`, `topic_management`, \
-         `input`, `outputs`, `lag`, `groups`, `group_pattern`, `topics`, `window`, `max_partitions`, \
+         `input`, `outputs`, `poison`, `lag`, `groups`, `group_pattern`, `topics`, `window`, `max_partitions`, \
          `max_groups`, `stalled_for`, `max_lag`"
     );
 }
@@ -1415,3 +1415,5 @@ fn named_groups_are_escaped_for_promql() {
     let g = GroupSelector::Named(vec!["orders-enricher".into(), "a.b(c)".into()]);
     assert_eq!(g.promql_regex(), r"orders-enricher|a\.b\(c\)");
 }
+
+mod poison;

@@ -147,13 +147,21 @@ fn write_lag(out: &mut String, w: &LagWatch) -> std::fmt::Result {
 }
 
 fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {
-    writeln!(out, "  {} ({})", p.name, p.probe_type())?;
+    match &p.poison_of {
+        Some(of) => writeln!(
+            out,
+            "  {} ({}: the poison canaries of {of}, which the pipeline must reject)",
+            p.name,
+            p.probe_type()
+        )?,
+        None => writeln!(out, "  {} ({})", p.name, p.probe_type())?,
+    }
     match &p.kind {
         ProbeKind::Heartbeat(h) => {
             writeln!(out, "    cluster: {}", h.cluster)?;
             writeln!(out, "    topic: {}", h.topic)?;
         }
-        ProbeKind::Pipeline(pl) => write_pipeline(out, pl)?,
+        ProbeKind::Pipeline(pl) => write_pipeline(out, pl, p.poison_of.is_some())?,
     }
     writeln!(
         out,
@@ -186,7 +194,7 @@ fn write_probe(out: &mut String, p: &Probe) -> std::fmt::Result {
 
 /// A pipeline's input (templates, headers with secrets redacted) and
 /// outputs.
-fn write_pipeline(out: &mut String, pl: &Pipeline) -> std::fmt::Result {
+fn write_pipeline(out: &mut String, pl: &Pipeline, poison: bool) -> std::fmt::Result {
     let i = &pl.input;
     writeln!(out, "    input: cluster {}, topic {}", i.cluster, i.topic)?;
     match &i.key {
@@ -208,6 +216,7 @@ fn write_pipeline(out: &mut String, pl: &Pipeline) -> std::fmt::Result {
         let expect = match o.expect {
             Expect::ExactlyOnce => "exactly_once",
             Expect::AtLeastOnce => "at_least_once",
+            Expect::None if poison => "none (a poison canary here is a leak)",
             Expect::None => "none (the pipeline must drop canaries)",
         };
         writeln!(

@@ -62,6 +62,7 @@ pub fn heartbeat_config(
                 slo(Sli::Latency, Some(Duration::from_millis(100))),
             ],
             dedicated_client: false,
+            poison_of: None,
         }],
         lag: vec![],
     }

@@ -51,6 +51,7 @@ impl Validator<'_> {
             "topic_management",
             "input",
             "outputs",
+            "poison",
             "lag",
         ] {
             self.not_allowed(

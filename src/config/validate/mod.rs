@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod alerts;
 mod lag;
+mod poison;
 mod probes;
 mod slos;
 
@@ -36,7 +37,7 @@ pub(crate) const MIN_PERIOD: Duration = Duration::from_secs(86_400);
 const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
 /// Longest interval or deadline: slaprobe probes streams, and the clocks
 /// and queues it sizes from them stay sane.
-const MAX_PROBE_DURATION: Duration = Duration::from_secs(86_400);
+pub(crate) const MAX_PROBE_DURATION: Duration = Duration::from_secs(86_400);
 /// The shortest interval (per partition) whose rate slaprobe keeps.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_micros(100);
 /// Kafka's limit on topic name length.

@@ -8,7 +8,9 @@ use super::{
 };
 use crate::canary::template::{Placeholder, Template};
 use crate::config::model::*;
-use crate::config::raw::{RawExpect, RawInput, RawMatch, RawOutput, RawProbe, RawProbeType};
+use crate::config::raw::{
+    RawExpect, RawInput, RawKind, RawMatch, RawOutput, RawProbe, RawProbeType,
+};
 use crate::config::LoadedFile;
 use crate::util::format::duration as format_duration;
 use slaprobe_yaml::Pos;
@@ -35,15 +37,12 @@ impl Validator<'_> {
                     .and_then(|n| n.get("name"))
                     .map(|n| n.pos)
                     .unwrap_or_default();
-                if let Some((ff, pos)) = origin.get(&rp.name) {
+                if let Some(first) = claim(&mut origin, &rp.name, f, name_pos) {
                     let msg = format!(
-                        "duplicate probe name `{}`: already used at {}",
-                        rp.name,
-                        location(ff, *pos)
+                        "duplicate probe name `{}`: already used at {first}",
+                        rp.name
                     );
                     self.err(at.at_val("name", msg));
-                } else {
-                    origin.insert(rp.name.clone(), (f, name_pos));
                 }
                 if rp.kind == RawProbeType::Lag {
                     let watch: Vec<LagWatch> =
@@ -65,7 +64,19 @@ impl Validator<'_> {
                     self.lag_claim(&at, &watches, &mut claimed);
                     lag.extend(watches);
                 }
+                let poison = self.poison(&at, rp, &probe);
                 probes.push(probe);
+                if let Some(poison) = poison {
+                    let pos = at.child("poison").pos();
+                    if let Some(first) = claim(&mut origin, &poison.name, f, pos) {
+                        let msg = format!(
+                            "the poison canaries' probe is named `{}`, already a probe's name at {first}",
+                            poison.name
+                        );
+                        self.err(at.at_key("poison", msg));
+                    }
+                    probes.push(poison);
+                }
             }
         }
         (probes, lag)
@@ -125,8 +136,9 @@ impl Validator<'_> {
             kind,
             slos: Vec::new(),
             dedicated_client: rp.dedicated_client,
+            poison_of: None,
         };
-        probe.slos = self.slos(at, rp, &probe);
+        probe.slos = self.slos(at, rp, &probe, RawKind::Normal);
         probe
     }
 
@@ -366,16 +378,7 @@ impl Validator<'_> {
                     }
                 }
                 let hat = iat.child("headers");
-                for h in ri.headers.keys() {
-                    if h.is_empty() {
-                        self.err(hat.at_key(h, "header names must not be empty"));
-                    } else if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(h)) {
-                        self.err(hat.at_key(
-                            h,
-                            format!("`{h}` is set by slaprobe on every canary; reserved header names are slaprobe-id, slaprobe-sent-ns"),
-                        ));
-                    }
-                }
+                self.header_names(&hat, &ri.headers);
                 PipelineInput {
                     cluster: ri.cluster.clone(),
                     topic: ri.topic.clone(),
@@ -392,6 +395,20 @@ impl Validator<'_> {
             }
         };
         (input, payload_tpl, key_tpl)
+    }
+
+    /// A canary's header names: not empty, not slaprobe's own.
+    pub(super) fn header_names(&mut self, hat: &At<'_>, headers: &BTreeMap<String, String>) {
+        for h in headers.keys() {
+            if h.is_empty() {
+                self.err(hat.at_key(h, "header names must not be empty"));
+            } else if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(h)) {
+                self.err(hat.at_key(
+                    h,
+                    format!("`{h}` is set by slaprobe on every canary; reserved header names are slaprobe-id, slaprobe-sent-ns"),
+                ));
+            }
+        }
     }
 
     /// One pipeline output (its name's uniqueness is the caller's).
@@ -422,11 +439,7 @@ impl Validator<'_> {
             cluster: ro.cluster.clone(),
             topic: ro.topic.clone(),
             match_rule,
-            expect: match ro.expect {
-                None | Some(RawExpect::ExactlyOnce) => Expect::ExactlyOnce,
-                Some(RawExpect::AtLeastOnce) => Expect::AtLeastOnce,
-                Some(RawExpect::None) => Expect::None,
-            },
+            expect: expect(ro.expect, Expect::ExactlyOnce),
         }
     }
 
@@ -483,6 +496,33 @@ impl Validator<'_> {
             }
         }
         MatchRule::Key
+    }
+}
+
+/// Takes probe name `name` for the probe at `pos` of `f`; if another probe
+/// has it, where that one is instead.
+fn claim<'f>(
+    origin: &mut HashMap<String, (&'f LoadedFile, Pos)>,
+    name: &str,
+    f: &'f LoadedFile,
+    pos: Pos,
+) -> Option<String> {
+    match origin.get(name) {
+        Some((first, at)) => Some(location(first, *at)),
+        None => {
+            origin.insert(name.to_string(), (f, pos));
+            None
+        }
+    }
+}
+
+/// An output's `expect` (or `poison`), `default` when not given.
+pub(super) fn expect(raw: Option<RawExpect>, default: Expect) -> Expect {
+    match raw {
+        None => default,
+        Some(RawExpect::ExactlyOnce) => Expect::ExactlyOnce,
+        Some(RawExpect::AtLeastOnce) => Expect::AtLeastOnce,
+        Some(RawExpect::None) => Expect::None,
     }
 }
 

@@ -6,11 +6,19 @@ use std::time::Duration;
 
 use super::{At, Validator, DEFAULT_PERIOD, MAX_PERIOD, MIN_PERIOD};
 use crate::config::model::*;
-use crate::config::raw::{RawProbe, RawSli, RawSlo};
+use crate::config::raw::{RawKind, RawProbe, RawSli, RawSlo};
 use crate::util::format::duration as format_duration;
 
 impl Validator<'_> {
-    pub(super) fn slos(&mut self, at: &At<'_>, rp: &RawProbe, probe: &Probe) -> Vec<Slo> {
+    /// The SLOs of `rp.slos` about canaries of `kind` (a pipeline's poison
+    /// canaries are a probe of their own), expanded per output.
+    pub(super) fn slos(
+        &mut self,
+        at: &At<'_>,
+        rp: &RawProbe,
+        probe: &Probe,
+        kind: RawKind,
+    ) -> Vec<Slo> {
         let list = at.child("slos");
         let outputs = probe.output_names();
         // Outputs where a filter must drop the canary (`expect: none`).
@@ -27,6 +35,9 @@ impl Validator<'_> {
         // (output, sli) -> index in `slos:` that defined it first.
         let mut defined: BTreeMap<(String, Sli), usize> = BTreeMap::new();
         for (k, rs) in rp.slos.iter().enumerate() {
+            if rs.kind.unwrap_or(RawKind::Normal) != kind {
+                continue;
+            }
             let sat = list.item(k);
             let sli = match rs.sli {
                 RawSli::Availability => Sli::Availability,

@@ -49,6 +49,48 @@ fn sample(s: &Slaprobe) -> Sample {
     }
 }
 
+/// The e2e latency histogram's cumulative counts, by bucket bound
+/// (`+Inf` as infinity), in order.
+fn latency_buckets(s: &Slaprobe) -> Vec<(f64, f64)> {
+    let text = s.metrics();
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with("slaprobe_e2e_latency_seconds_bucket{"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// The smallest bucket bound that holds every latency observed between
+/// two samples of [`latency_buckets`]: the longest send-to-read time
+/// between them, rounded up to a bucket.
+fn longest_between(before: &[(f64, f64)], after: &[(f64, f64)]) -> f64 {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before
+                .iter()
+                .find(|(b, _)| b == le)
+                .map_or(0.0, |(_, n)| *n);
+            (*le, n - was)
+        })
+        .collect();
+    let all = delta.last().map_or(0.0, |(_, n)| *n);
+    delta
+        .iter()
+        .find(|(_, n)| *n >= all)
+        .map_or(f64::INFINITY, |(le, _)| *le)
+}
+
 /// Deliveries of one partition; its series appears with its first
 /// delivery (`None` until then).
 fn delivered_on(s: &Slaprobe, partition: i32) -> Option<f64> {
@@ -95,6 +137,7 @@ probes:
     // canaries (for duplicates), the histograms have their buckets: four
     // deadlines' worth of canaries delivered.
     let warm = sample(&s).delivered + RATE * DEADLINE.as_secs_f64() * 4.0;
+    let steady_from = latency_buckets(&s);
     assert!(
         poll_until(Duration::from_secs(60), || sample(&s).delivered >= warm),
         "steady delivery; log:\n{}",
@@ -102,14 +145,11 @@ probes:
     );
     let rss_before = common::proc_status_kb(pid, "VmRSS");
     let before = sample(&s);
-    // How long a canary took from send to read just before the outage (the
-    // last minute's p99.9): canaries acked within that much of the outage's
-    // start were written and could not be read before it.
-    let read_within = common::metric(
-        &s.metrics(),
-        "slaprobe_e2e_latency_quantile_seconds",
-        &[("quantile", "0.999"), ("window", "1m")],
-    );
+    // How long a canary took from send to read before the outage (the
+    // longest of the steady seconds before it, to the bucket): canaries
+    // acked within that much of the outage's start were written and could
+    // not be read before it.
+    let read_within = longest_between(&steady_from, &latency_buckets(&s));
 
     for b in 1..=BROKERS {
         mock.broker_down(b).expect("down");
@@ -157,7 +197,7 @@ probes:
     println!(
         "outage {outage:?} at {RATE}/s: RSS {rss_before} kB before, {rss_max} kB at most ({:.2}x); \
          in flight at most {in_flight_max} (bound {bound}); produce errors {errors}, lost {lost} \
-         (p99.9 before {read_within} s); \
+         (longest read before {read_within} s); \
          every partition delivering again {resumed:?} after the brokers returned",
         rss_max as f64 / rss_before as f64
     );
@@ -172,9 +212,10 @@ probes:
     // The outage is availability: nearly every canary of it failed to
     // produce. Only canaries acked in the instant before the brokers went
     // away can be lost (they were written and never read in time): those
-    // of the last p99.9 latency, and 200 ms more. (On a loaded machine the
-    // prober reads later, and that instant is longer: a fixed bound made
-    // this test fail where it shared two cores with other tests.)
+    // of the longest send-to-read time before it, and 200 ms more. (On a
+    // loaded machine the prober reads later, and that instant is longer: a
+    // fixed bound, and then one from the p99.9, made this test fail where
+    // it shared two cores with other tests: 785 lost at a p99.9 of 0.53 s.)
     assert!(
         errors >= RATE * (outage.as_secs_f64() - DEADLINE.as_secs_f64() * 2.0) * 0.8,
         "{errors} produce errors"
@@ -182,7 +223,7 @@ probes:
     let lost_bound = RATE * (read_within + 0.2);
     assert!(
         lost <= lost_bound,
-        "{lost} canaries lost during the outage (bound {lost_bound}: p99.9 {read_within} s)"
+        "{lost} canaries lost during the outage (bound {lost_bound}: longest read {read_within} s)"
     );
     assert!(
         resumed <= Duration::from_secs(5),

@@ -9,7 +9,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
-    let config = slaprobe::demo::config("127.0.0.1:9092").expect("demo config");
+    let config = slaprobe::demo::config("127.0.0.1:9092", None).expect("demo config");
     let mut path = slaprobe::probe::hotpath::HotPath::new(&config, 6).expect("a probe");
     path.run(1_000);
     let delivered = path.run(canaries);

@@ -59,6 +59,8 @@ pub enum RunError {
     State(#[from] StateError),
     #[error(transparent)]
     Lag(#[from] crate::lag::LagError),
+    #[error(transparent)]
+    Actions(#[from] crate::actions::ActionsError),
 }
 
 /// Binds the HTTP listener first, so a port conflict is reported before
@@ -76,6 +78,8 @@ pub struct App {
     pub run: RunId,
     probes: Vec<ProbeRunner>,
     lag: crate::lag::Lag,
+    /// The remediation actions, if any are configured.
+    actions: Option<crate::actions::Actions>,
     evaluator: Evaluator,
     /// How often SLOs are evaluated.
     pub eval_tick: Duration,
@@ -159,6 +163,13 @@ impl App {
             consumers, admins, "Kafka clients created (shared by the probes of each cluster)"
         );
         let lag = crate::lag::Lag::build(config, &metrics)?;
+        let state_dir = state_dir.map(Arc::new);
+        let actions = crate::actions::Actions::build(
+            config,
+            &metrics.actions,
+            lag.board.clone(),
+            state_dir.clone(),
+        )?;
         let mut evaluator = Evaluator::new(config, &metrics, clock);
         let was_firing = match (restored.slos_written_at, &state_dir) {
             (Some(written_at), Some(d)) => {
@@ -210,11 +221,12 @@ impl App {
             run,
             probes,
             lag,
+            actions,
             evaluator,
             eval_tick: EVAL_TICK,
             pusher,
             status,
-            state_dir: state_dir.map(Arc::new),
+            state_dir,
             was_firing,
         })
     }
@@ -252,6 +264,9 @@ impl App {
             probe_tasks.spawn(probe.run(stop_input.clone(), cancel.clone()));
         }
         self.lag.spawn(&probe_tasks, &cancel);
+        if let Some(actions) = self.actions {
+            probe_tasks.spawn(actions.run(cancel.clone()));
+        }
         probe_tasks.close();
         // The evaluator (and with it the last state save) stops after the
         // probes, so the state saved at shutdown has every settled canary.

@@ -28,6 +28,8 @@
 //!   rules; the evaluation is pure.
 //! - [`state`]: restart-safe accounting: the versioned file format and a
 //!   pure restore, the locked `state_dir` and the saver.
+//! - [`actions`]: remediation: commands and webhooks run on incidents of
+//!   the watched consumer groups (the rules are pure), escalation.
 //! - [`serve`]: HTTP: `/metrics`, health, the status API and page.
 //! - [`generate`]: what is generated from a config: the plan, Prometheus
 //!   rules, the Alertmanager example, the Grafana dashboard.
@@ -58,6 +60,8 @@ pub mod probe;
 pub mod lag;
 pub mod slo;
 pub mod state;
+
+pub mod actions;
 
 pub mod serve;
 

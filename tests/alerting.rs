@@ -38,10 +38,10 @@ impl Clock for Fast {
 async fn dropping_demo(
     alertmanager: &str,
 ) -> (DemoCluster, DemoPipeline, CancellationToken, Running) {
-    let cluster =
-        DemoCluster::start(&demo::config("127.0.0.1:9092").expect("demo config")).expect("cluster");
+    let cluster = DemoCluster::start(&demo::config("127.0.0.1:9092", None).expect("demo config"))
+        .expect("cluster");
     let bootstrap = cluster.bootstrap();
-    let mut config = demo::config(&bootstrap).expect("demo config");
+    let mut config = demo::config(&bootstrap, None).expect("demo config");
     config.alertmanager = Some(Alertmanager {
         urls: vec![alertmanager.to_string()],
         ..Default::default()

@@ -57,7 +57,7 @@ fn documented() -> BTreeMap<String, (String, BTreeSet<String>)> {
 fn demo_exposition() -> String {
     let port = common::free_addr().port();
     let mut demo = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
-        .args(["demo", "--faults", "--duration", "60s", "--listen"])
+        .args(["demo", "--faults", "--duration", "100s", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .env_remove("SLAPROBE_LISTEN")
         .stdout(Stdio::null())
@@ -69,10 +69,12 @@ fn demo_exposition() -> String {
         http_get(addr, "/readyz").is_ok_and(|r| r.0 == 200)
     });
     // Some families appear with their first series: the clients' request
-    // counts with their first statistics (10 s after start).
+    // counts with their first statistics (10 s after start), the
+    // remediation incidents when the fault script's stall is remediated
+    // (about 30 s) and while its stop escalates (60 s to 95 s).
     let documented: BTreeSet<String> = documented().into_keys().collect();
     let mut text = String::new();
-    poll_until(Duration::from_secs(30), || {
+    poll_until(Duration::from_secs(90), || {
         text = http_get(addr, "/metrics").map(|r| r.1).unwrap_or_default();
         families(&text).into_keys().collect::<BTreeSet<_>>() == documented
     });

@@ -65,12 +65,14 @@ fn expect_status(s: &Slaprobe, group: &str, status: &str, within: Duration) -> D
     // The metric says the same (`/metrics` may serve a body up to a
     // second old).
     let mut value = 0.0;
+    // (A group the status API shows may not have series in that body yet.)
     let agrees = poll_until(Duration::from_secs(3), || {
-        value = metric(
+        value = common::metric_if_present(
             &s.metrics(),
             "slaprobe_consumergroup_status",
             &[("group", group), ("status", status)],
-        );
+        )
+        .unwrap_or(0.0);
         value == 1.0
     });
     assert!(agrees, "{group} status metric for {status}: {value}");
@@ -264,4 +266,169 @@ probes:
         "the lag reader's OffsetFetch requests are counted"
     );
     let _ = slaprobe.stop();
+}
+
+/// A remediation action (`actions:`) on Apache Kafka's groups: two groups
+/// whose consumers are killed (STOP); the action's command (the test's
+/// `restart_group.py`) brings one back and cannot help the other. The
+/// first is back to OK after exactly one run; the second escalates once,
+/// `escalate_after` later. The incident and the cooldown survive a
+/// restart of slaprobe: no second run for the escalated group, and none
+/// when the revived group stops again within the cooldown.
+#[test]
+fn a_remediation_action_revives_a_stopped_group_once_and_escalates_one_it_cannot() {
+    let Some(bootstrap) = common::broker::bootstrap() else {
+        return;
+    };
+    let topic = format!("slaprobe-act-{:016x}", rand::random::<u64>());
+    create_topics(&bootstrap, &[&topic], 2);
+    let prefix = format!("actit-{:08x}-", rand::random::<u32>());
+    let (revive, dead) = (format!("{prefix}revive"), format!("{prefix}dead"));
+    let dir = scratch("actions");
+    let runs = dir.join("runs");
+    let restart = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/restart_group.py");
+    let _producer = Python::start("lag_group.py", &[&bootstrap, "produce", &topic]);
+    let mut members = [
+        Python::start("lag_group.py", &[&bootstrap, "keepup", &topic, &revive]),
+        Python::start("lag_group.py", &[&bootstrap, "keepup", &topic, &dead]),
+    ];
+    let yaml = format!(
+        "clusters:
+  it:
+    bootstrap: {bootstrap}
+state_dir: {state}
+probes:
+  - name: groups
+    type: lag
+    cluster: it
+    group_pattern: '{prefix}.*'
+    topics: [{topic}]
+    interval: {interval}s
+    window: {WINDOW}
+actions:
+  - name: restart
+    on:
+      consumer_group: {{ status: [STOP], probe: groups }}
+    run:
+      command: [python3, {restart}, '{bootstrap}', {topic}, {runs}]
+      timeout: 20s
+    cooldown: 10m
+    escalate_after: 20s
+",
+        state = dir.join("state").display(),
+        interval = INTERVAL.as_secs(),
+        restart = restart.display(),
+        runs = runs.display(),
+    );
+    let s = Slaprobe::start(&dir, "actions", &yaml);
+    let settle = Duration::from_secs(60);
+    expect_status(&s, &revive, "OK", settle);
+    expect_status(&s, &dead, "OK", settle);
+    let ran = || -> Vec<String> {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let value = |s: &Slaprobe, name: &str, labels: &[(&str, &str)]| {
+        common::metric_if_present(&s.metrics(), name, labels).unwrap_or(0.0)
+    };
+    assert!(ran().is_empty());
+
+    for m in &mut members {
+        m.kill();
+    }
+    let both = poll_until(SESSION_TIMEOUT + Duration::from_secs(30), || {
+        ran().len() == 2
+    });
+    assert!(both, "a run per stopped group: {:?}\n{}", ran(), s.log());
+    let mut lines = ran();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [format!("{dead} STOP 1"), format!("{revive} STOP 1")]
+    );
+    // The revived group is OK again; the other is not.
+    let took = expect_status(&s, &revive, "OK", settle);
+    eprintln!("revived group OK {took:?} after its run");
+    assert!(poll_until(Duration::from_secs(5), || value(
+        &s,
+        "slaprobe_action_runs_total",
+        &[("action", "restart"), ("outcome", "ok")]
+    ) == 2.0));
+    // `escalate_after` (20 s) after its run the dead group's remediation
+    // failed; the revived one's incident is over.
+    let incident = |s: &Slaprobe, group: &str, remediation: &str| {
+        value(
+            s,
+            "slaprobe_action_incident",
+            &[("group", group), ("remediation", remediation)],
+        )
+    };
+    let escalations = |s: &Slaprobe| {
+        value(
+            s,
+            "slaprobe_action_escalations_total",
+            &[("action", "restart")],
+        )
+    };
+    assert!(
+        poll_until(Duration::from_secs(40), || incident(&s, &dead, "failed")
+            == 1.0),
+        "escalated:\n{}\n{}",
+        s.metrics(),
+        s.log()
+    );
+    assert_eq!(escalations(&s), 1.0);
+    assert_eq!(
+        incident(&s, &revive, "attempted") + incident(&s, &revive, "failed"),
+        0.0
+    );
+    assert!(
+        s.log().contains("remediation failed: escalating"),
+        "{}",
+        s.log()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(ran().len(), 2, "no second run: {:?}", ran());
+    assert_eq!(escalations(&s), 1.0, "escalated once");
+
+    // A restart of slaprobe: the dead group's incident goes on (no run, no
+    // second escalation); the revived group stopping again within the
+    // cooldown is held back.
+    assert!(s.stop().success());
+    let s = Slaprobe::start(&dir, "actions-again", &yaml);
+    expect_status(&s, &revive, "OK", settle);
+    assert!(
+        poll_until(Duration::from_secs(20), || incident(&s, &dead, "failed")
+            == 1.0),
+        "the escalated incident is restored:\n{}",
+        s.metrics()
+    );
+    let pids = std::fs::read_to_string(runs.with_extension("pids")).unwrap_or_default();
+    for pid in pids.lines() {
+        let _ = Command::new("kill").args(["-KILL", pid]).status();
+    }
+    expect_status(
+        &s,
+        &revive,
+        "STOP",
+        SESSION_TIMEOUT + 4 * INTERVAL + Duration::from_secs(2),
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || s
+            .log()
+            .contains("remediation held back")),
+        "held back by the cooldown:\n{}",
+        s.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(ran().len(), 2, "no run within the cooldown: {:?}", ran());
+    assert_eq!(
+        escalations(&s),
+        0.0,
+        "the restored incident does not escalate again"
+    );
+    assert!(s.stop().success());
 }

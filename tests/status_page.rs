@@ -84,7 +84,7 @@ fn the_status_page_renders_everything_in_a_browser() {
             .unwrap_or_default()
             .to_string()
     };
-    // The script stalls the enrichment job at 30 s: its group turns STALL
+    // The script stalls the enrichment job at 20 s: its group turns STALL
     // (a full window of reads later) and its canaries are lost at the 10 s
     // deadline, which overspends the delivery SLO's budget.
     let mut s = serde_json::Value::Null;

@@ -12,6 +12,7 @@
 //! line and column, which is the whole point of a config loader an operator
 //! can fix at 3 a.m.
 
+mod actions;
 mod alerts;
 pub mod model;
 
@@ -20,11 +21,13 @@ mod file;
 mod interpolate;
 mod librdkafka;
 mod raw;
+mod secret;
 mod validate;
 
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use actions::*;
 pub use alerts::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use librdkafka::check_option;

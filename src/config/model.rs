@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::alerts::Alerts;
 use crate::util::format::REDACTED;
 
+pub use super::secret::is_secret_key;
 pub use crate::canary::MatchRule;
 
 /// The whole, validated configuration.
@@ -32,6 +33,8 @@ pub struct Config {
     /// Consumer groups watched: `type: lag` probes and pipeline probes'
     /// `lag:`, one entry per cluster, in file order.
     pub lag: Vec<LagWatch>,
+    /// What is done about incidents before a person is paged.
+    pub actions: Vec<super::actions::Action>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -545,22 +548,3 @@ impl GroupSelector {
 /// with fewer, one bad event is a huge error ratio and the page would be
 /// noise. Set per SLO with `min_events`.
 pub const DEFAULT_MIN_EVENTS: u64 = 10;
-
-/// librdkafka keys whose values must never be shown or logged.
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "passphrase",
-        "secret",
-        "token",
-        "private.key",
-        "oauthbearer.config",
-        "jaas",
-        "credential",
-        ".pem",
-        "key.pem",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-}

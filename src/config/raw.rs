@@ -20,6 +20,7 @@ pub(crate) struct RawFile {
     pub defaults: Option<RawDefaults>,
     pub clusters: Option<BTreeMap<String, RawCluster>>,
     pub probes: Option<Vec<RawProbe>>,
+    pub actions: Option<Vec<RawAction>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,4 +248,52 @@ pub(crate) struct RawSlo {
 pub(crate) enum RawKind {
     Normal,
     Poison,
+}
+
+/// One `actions:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAction {
+    pub name: String,
+    pub on: RawTrigger,
+    pub run: RawRun,
+    pub once_per: Option<String>,
+    pub cooldown: Option<String>,
+    pub escalate_after: Option<String>,
+    #[serde(default)]
+    pub hold: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrigger {
+    pub consumer_group: Option<RawGroupTrigger>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroupTrigger {
+    pub status: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    pub probe: Option<String>,
+    pub cluster: Option<String>,
+    #[serde(rename = "for")]
+    pub for_: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRun {
+    pub command: Option<Vec<String>>,
+    pub webhook: Option<RawWebhook>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    pub url: String,
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }

@@ -464,7 +464,7 @@ fn unknown_top_level_key() {
     assert_eq!(
         err(&format!("{HB}servr:\n  listen: 0.0.0.0:1\n")),
         "test.yaml:9:1: servr: unknown field `servr`, expected one of `server`, `state_dir`, \
-         `alertmanager`, `alerts`, `defaults`, `clusters`, `probes`"
+         `alertmanager`, `alerts`, `defaults`, `clusters`, `probes`, `actions`"
     );
 }
 
@@ -1416,4 +1416,5 @@ fn named_groups_are_escaped_for_promql() {
     assert_eq!(g.promql_regex(), r"orders-enricher|a\.b\(c\)");
 }
 
+mod actions;
 mod poison;

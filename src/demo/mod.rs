@@ -8,6 +8,8 @@ pub mod sim;
 mod transform;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
@@ -22,6 +24,10 @@ use sim::{Faults, KeyRewrite, Stage, StageSpec, Transform};
 pub const DEMO_CONFIG: &str = include_str!("../../probes/demo.yaml");
 /// The variable `probes/demo.yaml` takes its bootstrap address from.
 pub const BOOTSTRAP_VAR: &str = "SLAPROBE_DEMO_BOOTSTRAP";
+/// The directory its remediation action writes restart requests to.
+pub const CONTROL_VAR: &str = "SLAPROBE_DEMO_CONTROL";
+/// The file the `restart-enricher` action creates there.
+const RESTART_FILE: &str = "restart-orders-enricher";
 /// Brokers in the demo cluster.
 pub const BROKERS: i32 = 3;
 /// Partitions per broker of every demo topic: two, so each broker leads
@@ -44,14 +50,21 @@ pub enum DemoError {
     Run(#[from] RunError),
     #[error(transparent)]
     Sim(#[from] sim::SimError),
+    #[error("creating the directory the demo's action writes restart requests to")]
+    Control(#[source] std::io::Error),
 }
 
-/// The demo configuration with its cluster pointed at `bootstrap`; other
-/// `${VAR}`s come from the environment.
-pub fn config(bootstrap: &str) -> Result<Config, ConfigErrors> {
+/// The demo configuration with its cluster pointed at `bootstrap` (and
+/// its action's restart requests at `control`, if given); other `${VAR}`s
+/// come from the environment.
+pub fn config(bootstrap: &str, control: Option<&Path>) -> Result<Config, ConfigErrors> {
     config::load_str("probes/demo.yaml", DEMO_CONFIG, &|k| {
         if k == BOOTSTRAP_VAR {
             Some(bootstrap.to_string())
+        } else if k == CONTROL_VAR {
+            control
+                .map(|c| c.display().to_string())
+                .or_else(|| std::env::var(k).ok())
         } else {
             std::env::var(k).ok()
         }
@@ -178,6 +191,9 @@ struct Step {
     enrich: Faults,
     publish_leaks: bool,
     broker_down: Option<i32>,
+    /// A restart of the enrichment job (the `restart-enricher` action)
+    /// clears its faults.
+    restart_helps: bool,
 }
 
 fn script() -> Vec<Step> {
@@ -187,20 +203,24 @@ fn script() -> Vec<Step> {
         enrich,
         publish_leaks: false,
         broker_down: None,
+        restart_helps: false,
     };
     vec![
-        step("steady state", 30, Faults::default()),
+        step("steady state", 20, Faults::default()),
+        Step {
+            restart_helps: true,
+            ..step(
+                "enrichment stalled: member of its group, consuming nothing (group STALL, canaries lost at the 10s deadline); the restart-enricher action restarts it after 15s of STALL",
+                30,
+                Faults {
+                    stalled: true,
+                    ..Faults::default()
+                },
+            )
+        },
         step(
-            "enrichment stalled: member of its group, consuming nothing (group STALL, canaries lost at the 10s deadline, then late)",
-            20,
-            Faults {
-                stalled: true,
-                ..Faults::default()
-            },
-        ),
-        step(
-            "enrichment stopped: the hung job is killed, its consumer leaves the group (group STOP)",
-            15,
+            "enrichment stopped: the job is killed, its consumer leaves the group (group STOP); a restart does not help this time: the action escalates 20s after it",
+            45,
             Faults {
                 stopped: true,
                 ..Faults::default()
@@ -251,19 +271,29 @@ fn script() -> Vec<Step> {
     ]
 }
 
+/// `[faults mm:ss]` since `started`.
+fn faults_clock(started: std::time::Instant) -> String {
+    let t = started.elapsed().as_secs();
+    format!("[faults {:02}:{:02}]", t / 60, t % 60)
+}
+
 /// Plays the fault script in a loop until `cancel`.
-async fn play_faults(cluster: &DemoCluster, pipeline: &DemoPipeline, cancel: &CancellationToken) {
-    let started = std::time::Instant::now();
+async fn play_faults(
+    cluster: &DemoCluster,
+    pipeline: &DemoPipeline,
+    restart_helps: &AtomicBool,
+    started: std::time::Instant,
+    cancel: &CancellationToken,
+) {
     loop {
         for step in script() {
-            let t = started.elapsed().as_secs();
             println!(
-                "[faults {:02}:{:02}] {} ({}s)",
-                t / 60,
-                t % 60,
+                "{} {} ({}s)",
+                faults_clock(started),
                 step.label,
                 step.length.as_secs()
             );
+            restart_helps.store(step.restart_helps, Ordering::Relaxed);
             pipeline.enrich.control().set(step.enrich.clone());
             pipeline
                 .publish
@@ -286,6 +316,40 @@ async fn play_faults(cluster: &DemoCluster, pipeline: &DemoPipeline, cancel: &Ca
     }
 }
 
+/// The enrichment job's restarts: each request the `restart-enricher`
+/// action leaves in `control` restarts the job, clearing its faults when
+/// the script's step lets a restart help.
+async fn serve_restarts(
+    control: PathBuf,
+    pipeline: &DemoPipeline,
+    restart_helps: &AtomicBool,
+    started: std::time::Instant,
+    cancel: &CancellationToken,
+) {
+    let request = control.join(RESTART_FILE);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        if std::fs::remove_file(&request).is_err() {
+            continue;
+        }
+        if restart_helps.load(Ordering::Relaxed) {
+            pipeline.enrich.control().set(Faults::default());
+            println!(
+                "{} the restart-enricher action restarted the enrichment job: it consumes again",
+                faults_clock(started)
+            );
+        } else {
+            println!(
+                "{} the restart-enricher action restarted the enrichment job: it is still down",
+                faults_clock(started)
+            );
+        }
+    }
+}
+
 /// Runs the demo until `cancel` or `duration`.
 pub async fn run(
     listen: SocketAddr,
@@ -295,9 +359,11 @@ pub async fn run(
 ) -> Result<(), DemoError> {
     let listener = app::bind(listen).await?;
     // Validate before starting anything, then again with the real address.
-    let cluster = DemoCluster::start(&config("127.0.0.1:9092")?)?;
+    let cluster = DemoCluster::start(&config("127.0.0.1:9092", None)?)?;
     let bootstrap = cluster.bootstrap();
-    let config = config(&bootstrap)?;
+    let control = std::env::temp_dir().join(format!("slaprobe-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&control).map_err(DemoError::Control)?;
+    let config = config(&bootstrap, Some(&control))?;
     let pipeline = DemoPipeline::start(&bootstrap, &cancel)?;
     let app = App::build(&config)?;
     println!("slaprobe demo: {BROKERS}-broker in-process Kafka cluster at {bootstrap}");
@@ -324,12 +390,16 @@ pub async fn run(
             c.cancel();
         });
     }
+    let restart_helps = AtomicBool::new(false);
+    let started = std::time::Instant::now();
     let script = async {
         if faults {
-            play_faults(&cluster, &pipeline, &cancel).await;
+            play_faults(&cluster, &pipeline, &restart_helps, started, &cancel).await;
         }
     };
-    let (result, ()) = tokio::join!(app.run(listener, cancel.clone()), script);
+    let restarts = serve_restarts(control.clone(), &pipeline, &restart_helps, started, &cancel);
+    let (result, (), ()) = tokio::join!(app.run(listener, cancel.clone()), script, restarts);
+    let _ = std::fs::remove_dir_all(&control);
     result?;
     drop(pipeline);
     drop(cluster);

@@ -14,6 +14,10 @@
 pub mod alertmanager;
 pub mod dashboard;
 pub mod plan;
+mod remediation;
+#[cfg(test)]
+mod remediation_tests;
+mod rule;
 pub mod rules;
 mod text;
 

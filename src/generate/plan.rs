@@ -114,7 +114,89 @@ fn write_plan(out: &mut String, c: &Config) -> std::fmt::Result {
             write_lag(out, w)?;
         }
     }
+    if !c.actions.is_empty() {
+        writeln!(out, "actions: {}", c.actions.len())?;
+        for a in &c.actions {
+            write_action(out, a, c.state_dir.is_some())?;
+        }
+    }
     Ok(())
+}
+
+/// What an action runs on, what it runs, and how often.
+fn write_action(out: &mut String, a: &Action, kept: bool) -> std::fmt::Result {
+    writeln!(out, "  {}", a.name)?;
+    let Trigger::ConsumerGroup(t) = &a.on;
+    let groups = match &t.groups {
+        GroupScope::Named(g) => format!("group(s) {}", g.join(", ")),
+        GroupScope::Probe(p) => format!("every group probe {p} watches"),
+    };
+    let cluster = t
+        .cluster
+        .as_deref()
+        .map(|c| format!(" on cluster {c}"))
+        .unwrap_or_default();
+    let for_ = if t.for_.is_zero() {
+        String::new()
+    } else {
+        format!(" for {}", format_duration(t.for_))
+    };
+    writeln!(
+        out,
+        "    on: {groups}{cluster} {}{for_}",
+        t.statuses.join(" or ")
+    )?;
+    match &a.run {
+        Run::Command { argv, timeout } => writeln!(
+            out,
+            "    run: {} (no shell; timeout {}; the incident in SLAPROBE_ACTION, SLAPROBE_KAFKA_CLUSTER, SLAPROBE_GROUP, SLAPROBE_STATUS, SLAPROBE_INCIDENT_STARTED, SLAPROBE_ATTEMPT)",
+            argv.join(" "),
+            format_duration(*timeout)
+        )?,
+        Run::Webhook(w) => {
+            let headers: Vec<String> = w
+                .shown_headers()
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let headers = if headers.is_empty() {
+                String::new()
+            } else {
+                format!("headers {}; ", headers.join(", "))
+            };
+            writeln!(
+                out,
+                "    run: webhook {} {} ({headers}timeout {}; the incident as a JSON body)",
+                w.method,
+                redact_url(&w.url),
+                format_duration(w.timeout)
+            )?
+        }
+    }
+    let once = match a.once_per {
+        OncePer::Incident => "once per incident",
+        OncePer::Cooldown => "every cooldown while it holds",
+    };
+    let kept = if kept {
+        "kept in state_dir"
+    } else {
+        "not kept: without state_dir a restart forgets it"
+    };
+    writeln!(
+        out,
+        "    {once}, never twice within {} per group ({kept}); escalates {} after a run that did not bring the group back (its alerts then page with remediation=\"failed\")",
+        format_duration(a.cooldown),
+        format_duration(a.escalate_after)
+    )?;
+    writeln!(
+        out,
+        "    meanwhile its groups' STOP/STALL alerts {}",
+        if a.hold {
+            "are held (they do not fire)"
+        } else {
+            "fire with remediation=\"attempted\""
+        }
+    )
 }
 
 fn write_lag(out: &mut String, w: &LagWatch) -> std::fmt::Result {
@@ -291,6 +373,37 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn actions_are_planned_with_what_they_run_and_secrets_redacted() {
+        let dir = std::env::temp_dir().join(format!("slaprobe-plan-act-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let token = dir.join("token");
+        std::fs::write(&token, "Bearer s3cret\n").expect("write");
+        let yaml = format!(
+            "clusters:\n  c1: {{ bootstrap: 'k:9092' }}\nprobes:\n  - {{ name: g, type: lag, cluster: c1, groups: [a, b] }}\nactions:
+  - {{ name: restart, on: {{ consumer_group: {{ groups: [a], status: [STALL, STOP], for: 1m }} }}, run: {{ command: [restart-job, a] }}, hold: true }}
+  - {{ name: hook, on: {{ consumer_group: {{ probe: g, cluster: c1, status: [WARN] }} }}, run: {{ webhook: {{ url: 'https://u:pw@bot.example/h', headers: {{ X-Token_file: {} }} }} }}, once_per: cooldown }}
+",
+            token.display()
+        );
+        let c = load_str("test.yaml", &yaml, &|_| None).expect("valid");
+        let text = plan(&c);
+        for line in [
+            "actions: 2\n",
+            "  restart\n    on: group(s) a STALL or STOP for 1m\n",
+            "    run: restart-job a (no shell; timeout 30s; the incident in SLAPROBE_ACTION,",
+            "    once per incident, never twice within 10m per group (not kept: without state_dir a restart forgets it); escalates 10m after",
+            "    meanwhile its groups' STOP/STALL alerts are held (they do not fire)\n",
+            "  hook\n    on: every group probe g watches on cluster c1 WARN\n",
+            "    run: webhook POST https://<redacted>@bot.example/h (headers X-Token: <redacted>; timeout 10s; the incident as a JSON body)\n",
+            "    every cooldown while it holds, never twice within 10m",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+        assert!(!text.contains("s3cret") && !text.contains("pw@"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

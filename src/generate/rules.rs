@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 
+use super::rule::Rule;
 use super::text::{promql_str, write_header, yaml_str};
 use crate::config::{Config, LagWatch, Slo};
 use crate::slo::alert::{burn_rate_alert, AlertStyle, BURN_RATE_ALERT};
@@ -211,17 +212,6 @@ fn group_name(base: &str, job: &str) -> String {
     }
 }
 
-/// One alerting rule: its name, expression, `for:`, labels and
-/// annotations (the runbook link among them).
-struct Rule<'a> {
-    name: &'a str,
-    expr: String,
-    for_: Option<String>,
-    labels: Vec<(&'a str, String)>,
-    summary: String,
-    description: String,
-}
-
 fn write_rule(out: &mut String, style: &AlertStyle, r: Rule<'_>) -> std::fmt::Result {
     writeln!(out, "      - alert: {}", r.name)?;
     writeln!(out, "        expr: {}", yaml_str(&r.expr))?;
@@ -298,7 +288,15 @@ fn write_lag_rules(out: &mut String, config: &Config, style: &AlertStyle) -> std
             },
         ];
         for r in rules {
-            write_rule(out, style, r)?;
+            let status = match r.name {
+                STOPPED_ALERT => "STOP",
+                STALLED_ALERT => "STALL",
+                _ => "",
+            };
+            let covering = super::remediation::covering(&config.actions, w, status);
+            for r in super::remediation::variants(r, &covering, job, style) {
+                write_rule(out, style, r)?;
+            }
         }
     }
     Ok(())

@@ -106,6 +106,12 @@ impl PartitionWindow {
         self.observations.back()
     }
 
+    /// Whether the window is full: a STALL, STOP or WARN could be seen
+    /// (before, an OK may only mean "not enough reads yet").
+    pub fn full(&self) -> bool {
+        self.observations.len() == self.window
+    }
+
     pub fn status(&self) -> Status {
         let o = &self.observations;
         let Some(last) = o.back() else {

@@ -59,6 +59,11 @@ impl GroupState {
         group_status(self.partitions.values().map(|p| &p.window))
     }
 
+    /// Every partition read over a full window since slaprobe started.
+    fn judged(&self) -> bool {
+        self.partitions.values().all(|p| p.window.full())
+    }
+
     fn lag_records(&self) -> u64 {
         self.partitions
             .values()
@@ -290,6 +295,7 @@ impl Watch {
                     kafka_cluster: self.config.cluster.clone(),
                     probe: self.config.probe.clone(),
                     status: g.status().label(),
+                    judged: g.judged(),
                     members: g.members,
                     state: g.state.clone(),
                     error: g.error.clone(),

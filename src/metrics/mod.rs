@@ -67,6 +67,17 @@ pub struct Metrics {
     client_errors: IntCounterVec,
     /// Consumer-group lag (`lag` probes and pipelines' `lag:`).
     pub lag: LagMetrics,
+    /// Remediation actions (`actions:`).
+    pub actions: ActionMetrics,
+}
+
+/// The remediation families.
+#[derive(Clone)]
+pub struct ActionMetrics {
+    pub runs: IntCounterVec,
+    pub last_run: GaugeVec,
+    pub escalations: IntCounterVec,
+    pub incident: IntGaugeVec,
 }
 
 /// The consumer-group families. Partition series come and go with the
@@ -147,6 +158,12 @@ impl Metrics {
                 partitions_dropped: counter("consumergroup_partitions_dropped_total", "Partitions left without series because the probe's max_partitions was reached (each counted once).", &["kafka_cluster", "probe"]),
                 groups_over_max: int_gauge("consumergroup_groups_over_max", "Groups the probe's group_pattern matched beyond its max_groups at the last read: not watched.", &["kafka_cluster", "probe"]),
                 read_errors: counter("consumergroup_read_errors_total", "Failed reads of consumer groups, by request: list_groups (members), offsets (committed offsets) or watermarks.", &["kafka_cluster", "request"]),
+            },
+            actions: ActionMetrics {
+                runs: counter("action_runs_total", "Runs of a remediation action, by how they ended: ok (exit status 0, HTTP 2xx), failed (another status), timeout (killed at the action's timeout), error (could not start or connect).", &["action", "outcome"]),
+                last_run: gauge("action_last_run_timestamp_seconds", "When the action last started a run (Unix seconds; 0: not since slaprobe started, unless its state_dir remembers one within the cooldown).", &["action"]),
+                escalations: counter("action_escalations_total", "Incidents whose remediation failed: the run did not succeed, or the condition still held escalate_after after it.", &["action"]),
+                incident: int_gauge("action_incident", "1 for each consumer group whose remediation is `attempted` (the action ran, the condition may still clear) or `failed` (escalated): the generated alerts carry it as their remediation label.", &["action", "kafka_cluster", "group", "remediation"]),
             },
             registry: r.clone(),
         }

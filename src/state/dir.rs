@@ -185,6 +185,17 @@ impl StateDir {
         self.write(INFLIGHT_FILE, f)
     }
 
+    /// File `name` of another part of slaprobe (its own schema, the same
+    /// envelope, checks and corrupt-file handling as the state files).
+    pub fn load_named<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
+        self.read(name)
+    }
+
+    /// Writes file `name` of another part of slaprobe, atomically.
+    pub fn save_named<T: Serialize>(&self, name: &str, body: &T) -> io::Result<()> {
+        self.write(name, body)
+    }
+
     /// Writes `body` as file `name` atomically: a reader (or the next
     /// start) sees the old file or the new one, never a mix.
     fn write<T: Serialize>(&self, name: &str, body: &T) -> io::Result<()> {

@@ -29,6 +29,9 @@ pub struct GroupView {
     pub kafka_cluster: String,
     pub probe: String,
     pub status: &'static str,
+    /// Every partition has been read over a full window since slaprobe
+    /// started; until then an OK may only mean "not enough reads yet".
+    pub judged: bool,
     /// `None` when the cluster cannot describe groups.
     pub members: Option<usize>,
     pub state: Option<String>,

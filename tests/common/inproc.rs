@@ -65,6 +65,7 @@ pub fn heartbeat_config(
             poison_of: None,
         }],
         lag: vec![],
+        actions: vec![],
     }
 }
 

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod actions;
 mod alerts;
 mod lag;
 mod poison;
@@ -186,6 +187,7 @@ impl<'a> Validator<'a> {
         let defaults = self.defaults();
         let clusters = self.clusters();
         let (probes, lag) = self.probes(&defaults, &clusters);
+        let actions = self.actions(&clusters, &lag);
         Config {
             sources: self.files.iter().map(|f| f.path.clone()).collect(),
             server,
@@ -195,6 +197,7 @@ impl<'a> Validator<'a> {
             clusters,
             probes,
             lag,
+            actions,
         }
     }
 

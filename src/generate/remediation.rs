@@ -1,0 +1,124 @@
+//! The consumer-group alerts of groups a remediation action covers: while
+//! slaprobe's action is attempted the alert carries
+//! `remediation="attempted"` (or, with the action's `hold: true`, does not
+//! fire at all), and once the remediation failed it fires at once with
+//! `remediation="failed"` and pages. `slaprobe_action_incident` says which
+//! groups are where; a group without a series there alerts as before.
+
+use super::rule::Rule;
+use super::text::promql_str;
+use crate::config::{Action, LagWatch, Trigger};
+use crate::config::{GroupScope, GroupSelector};
+use crate::slo::alert::AlertStyle;
+use crate::slo::Severity;
+
+/// The actions that cover any group of watch `w` at `status`.
+pub(super) fn covering<'a>(actions: &'a [Action], w: &LagWatch, status: &str) -> Vec<&'a Action> {
+    actions
+        .iter()
+        .filter(|a| {
+            let Trigger::ConsumerGroup(t) = &a.on;
+            t.statuses.iter().any(|s| s == status)
+                && t.cluster.as_deref().is_none_or(|c| c == w.cluster)
+                && match &t.groups {
+                    GroupScope::Probe(p) => *p == w.probe,
+                    GroupScope::Named(names) => names.iter().any(|g| match &w.groups {
+                        GroupSelector::Named(n) => n.contains(g),
+                        GroupSelector::Pattern(_) => w.groups.matches(g),
+                    }),
+                }
+        })
+        .collect()
+}
+
+/// `rule` split by remediation for the actions `covering` it: as before
+/// for groups without a remediation, marked `attempted` (for the actions
+/// without `hold`), and `failed`, which pages at once.
+pub(super) fn variants<'a>(
+    rule: Rule<'a>,
+    covering: &[&Action],
+    job: &str,
+    style: &AlertStyle,
+) -> Vec<Rule<'a>> {
+    if covering.is_empty() {
+        return vec![rule];
+    }
+    let incident =
+        |more: &str| format!("slaprobe_action_incident{{job={}{more}}}", promql_str(job));
+    let marked = |remediation: &str, actions: &[&Action]| {
+        let names: Vec<String> = actions.iter().map(|a| regex_escape(&a.name)).collect();
+        format!(
+            "({}) * on (kafka_cluster, group) group_left (remediation) max by (kafka_cluster, group, remediation) ({})",
+            rule.expr,
+            incident(&format!(
+                ",remediation={},action=~{}",
+                promql_str(remediation),
+                promql_str(&names.join("|"))
+            ))
+        )
+    };
+    let names = |actions: &[&Action]| {
+        actions
+            .iter()
+            .map(|a| format!("`{}`", a.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = Vec::new();
+    let unheld: Vec<&Action> = covering.iter().copied().filter(|a| !a.hold).collect();
+    if !unheld.is_empty() {
+        out.push(Rule {
+            expr: marked("attempted", &unheld),
+            description: format!(
+                "{} slaprobe's remediation action ({}) ran and the group has not recovered yet; \
+                 if it has not within the action's escalate_after, the alert fires with remediation=\"failed\" and pages.",
+                rule.description,
+                names(&unheld)
+            ),
+            ..rule.clone()
+        });
+    }
+    let mut labels = rule.labels.clone();
+    for (k, v) in &mut labels {
+        if *k == "severity" {
+            *v = style.severity(Severity::Page).to_string();
+        }
+    }
+    out.push(Rule {
+        expr: marked("failed", covering),
+        for_: None,
+        labels,
+        description: format!(
+            "{} slaprobe's remediation action ({}) did not bring the group back: the run failed, \
+             or the status outlived the action's escalate_after. A person is needed.",
+            rule.description,
+            names(covering)
+        ),
+        ..rule.clone()
+    });
+    out.insert(
+        0,
+        Rule {
+            expr: format!(
+                "({}) unless on (kafka_cluster, group) {}",
+                rule.expr,
+                incident("")
+            ),
+            ..rule
+        },
+    );
+    out
+}
+
+/// `s` matched literally in a PromQL regular expression.
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = matches!(
+                c,
+                '.' | '+' | '*' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' | '\\'
+            );
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}

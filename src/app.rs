@@ -164,12 +164,6 @@ impl App {
         );
         let lag = crate::lag::Lag::build(config, &metrics)?;
         let state_dir = state_dir.map(Arc::new);
-        let actions = crate::actions::Actions::build(
-            config,
-            &metrics.actions,
-            lag.board.clone(),
-            state_dir.clone(),
-        )?;
         let mut evaluator = Evaluator::new(config, &metrics, clock);
         let was_firing = match (restored.slos_written_at, &state_dir) {
             (Some(written_at), Some(d)) => {
@@ -179,6 +173,14 @@ impl App {
             }
             _ => Vec::new(),
         };
+        let actions = crate::actions::Actions::build(
+            config,
+            &metrics.actions,
+            lag.board.clone(),
+            evaluator.status(),
+            evaluator.remediations(),
+            state_dir.clone(),
+        )?;
         let pusher = config
             .alertmanager
             .as_ref()
@@ -214,6 +216,10 @@ impl App {
             slos: evaluator.status(),
             journal,
             groups: lag.board.clone(),
+            actions: actions
+                .as_ref()
+                .map(|a| a.board.clone())
+                .unwrap_or_default(),
         };
         Ok(App {
             metrics,

@@ -37,6 +37,7 @@ impl Clock for Fast {
 /// running 60x with a 250 ms evaluation tick.
 async fn dropping_demo(
     alertmanager: &str,
+    configure: impl FnOnce(&mut slaprobe::config::Config),
 ) -> (DemoCluster, DemoPipeline, CancellationToken, Running) {
     let cluster = DemoCluster::start(&demo::config("127.0.0.1:9092", None).expect("demo config"))
         .expect("cluster");
@@ -47,6 +48,7 @@ async fn dropping_demo(
         ..Default::default()
     });
     config.server.external_url = Some("http://slaprobe.test:9464".into());
+    configure(&mut config);
     let cancel = CancellationToken::new();
     let pipeline = DemoPipeline::start(&bootstrap, &cancel).expect("pipeline");
     pipeline.enrich.control().update(|f| f.drop_every = 1);
@@ -61,22 +63,29 @@ async fn dropping_demo(
     (cluster, pipeline, cancel, r)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter("slaprobe=info")
-        .try_init();
-    let Some(am) = common::Alertmanager::start() else {
-        return;
-    };
+/// A real Alertmanager on loopback, ready (`None`: not installed).
+async fn ready_alertmanager() -> Option<common::Alertmanager> {
+    let am = common::Alertmanager::start()?;
     assert!(
         wait_until(Duration::from_secs(20), || http_get(am.addr, "/-/ready")
             .is_ok_and(|r| r.0 == 200))
         .await,
         "alertmanager ready"
     );
-    let (cluster, pipeline, cancel, r) = dropping_demo(&format!("http://{}/", am.addr)).await;
+    Some(am)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_alertmanager_gets_the_page_and_its_resolution() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("slaprobe=info")
+        .try_init();
+    let Some(am) = ready_alertmanager().await else {
+        return;
+    };
+    let (cluster, pipeline, cancel, r) =
+        dropping_demo(&format!("http://{}/", am.addr), |_| {}).await;
 
     let slo = "orders-enrichment:enriched:delivery";
     let paged = wait_until(Duration::from_secs(60), || {
@@ -196,7 +205,7 @@ async fn an_unreachable_alertmanager_never_stalls_probing_or_evaluation() {
     let closed = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port");
-    let (cluster, pipeline, cancel, r) = dropping_demo(&format!("http://{closed}/")).await;
+    let (cluster, pipeline, cancel, r) = dropping_demo(&format!("http://{closed}/"), |_| {}).await;
     let slo = "orders-enrichment:enriched:delivery";
     assert!(
         wait_until(Duration::from_secs(60), || {
@@ -221,6 +230,98 @@ async fn an_unreachable_alertmanager_never_stalls_probing_or_evaluation() {
         })
         .await,
         "probing goes on"
+    );
+    r.stop().await;
+    cancel.cancel();
+    drop(pipeline);
+    drop(cluster);
+}
+
+/// An action on an SLO (`on: slo`): the page makes it run once (a
+/// command, with the SLO in its environment); the page slaprobe pushes to a
+/// real Alertmanager says `remediation="attempted"`, and once the burn
+/// outlives `escalate_after`, `remediation="failed"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_slo_action_runs_once_and_its_pushed_page_says_how_it_went() {
+    use slaprobe::config::{Action, OncePer, Run, SloTrigger, Trigger};
+    let Some(am) = ready_alertmanager().await else {
+        return;
+    };
+    let slo = "orders-enrichment:enriched:delivery";
+    let ran = common::scratch("slo-action").join("ran");
+    let script = format!(
+        "echo \"$SLAPROBE_SLO $SLAPROBE_STATUS\" >> '{}'",
+        ran.display()
+    );
+    let (cluster, pipeline, cancel, r) = dropping_demo(&format!("http://{}/", am.addr), |config| {
+        config.actions.push(Action {
+            name: "failover".into(),
+            on: Trigger::Slo(SloTrigger {
+                slos: vec![slo.into()],
+                pages_only: true,
+                for_: Duration::ZERO,
+            }),
+            run: Run::Command {
+                argv: vec!["sh".into(), "-c".into(), script],
+                timeout: Duration::from_secs(5),
+            },
+            once_per: OncePer::Incident,
+            cooldown: Duration::from_secs(600),
+            escalate_after: Duration::from_secs(8),
+            hold: false,
+        })
+    })
+    .await;
+    let page_with = |remediation: &str| {
+        common::am_alerts(&am, slo).iter().any(|a| {
+            a["labels"]["severity"] == "page"
+                && a["labels"]["remediation"] == remediation
+                && a["status"]["state"] == "active"
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || page_with("attempted")).await,
+        "the page says the remediation is attempted: {:#?}",
+        common::am_alerts(&am, slo)
+    );
+    let lines = std::fs::read_to_string(&ran).unwrap_or_default();
+    assert_eq!(lines.lines().count(), 1, "one run: {lines}");
+    assert!(lines.starts_with(&format!("{slo} page ")), "{lines}");
+    assert!(
+        wait_until(Duration::from_secs(30), || page_with("failed")).await,
+        "escalated: {:#?}",
+        common::am_alerts(&am, slo)
+    );
+    let failed = common::am_alerts(&am, slo)
+        .into_iter()
+        .find(|a| a["labels"]["remediation"] == "failed")
+        .expect("failed");
+    assert!(
+        failed["annotations"]["description"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("A person is needed.")),
+        "{failed}"
+    );
+    assert_eq!(
+        r.metric(
+            "slaprobe_action_runs_total",
+            &[("action", "failover"), ("outcome", "ok")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        r.metric(
+            "slaprobe_action_escalations_total",
+            &[("action", "failover")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        std::fs::read_to_string(&ran)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        1
     );
     r.stop().await;
     cancel.cancel();

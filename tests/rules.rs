@@ -114,3 +114,90 @@ fn relative(p: &Path) -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// An action on an SLO (`on: slo`): Prometheus evaluates the generated
+/// burn-rate rules as slaprobe's evaluator marks its pushed alerts — as
+/// before without an incident, `remediation="attempted"` while the action
+/// has run, `remediation="failed"` (paging, ticket tiers too) once it
+/// escalated.
+#[test]
+fn an_slo_action_marks_the_burn_rate_alerts_in_prometheus() {
+    let dir = common::scratch("slo-action-rules");
+    let yaml = "clusters: { c: { bootstrap: 'k:9092' } }
+probes:
+  - { name: hb, type: heartbeat, cluster: c, topic: t, slos: [ { sli: delivery, objective: 99.9% } ] }
+actions:
+  - { name: failover, on: { slo: { slos: ['hb:heartbeat:delivery'], severity: ticket } }, run: { command: [x] } }
+";
+    let config = slaprobe::config::load_str("t.yaml", yaml, &|_| None).expect("config");
+    let rules = slaprobe::generate::rules::render(&config, "t.yaml");
+    std::fs::write(dir.join("rules.yml"), &rules).expect("rules");
+    // Every window burning (errors 50%, 100 events) for 10 minutes; the
+    // action ran at 2m and escalated at 6m.
+    let sel = r#"{job="slaprobe",probe="hb",output="heartbeat",sli="delivery"}"#;
+    let mut series = String::new();
+    for w in ["5m", "30m", "1h", "2h", "6h", "1d", "3d"] {
+        series += &format!(
+            "      - series: 'slaprobe:sli_error:ratio_rate{w}{sel}'\n        values: '0.5x40'\n      - series: 'slaprobe:sli_events:increase{w}{sel}'\n        values: '100x40'\n"
+        );
+    }
+    let incident = |r: &str| {
+        format!(
+            r#"slaprobe_action_incident{{job="slaprobe",action="failover",kafka_cluster="c",slo="hb:heartbeat:delivery",remediation="{r}"}}"#
+        )
+    };
+    // Firing burn-rate alerts by (remediation, severity): unmarked, then
+    // marked attempted, then failed (every tier paging).
+    let checks: String = [
+        ("1m", vec![("", "page", 2), ("", "ticket", 2)]),
+        ("3m", vec![("attempted", "page", 2), ("attempted", "ticket", 2)]),
+        ("7m", vec![("failed", "page", 4)]),
+    ]
+    .iter()
+    .map(|(at, samples)| {
+        let samples: String = samples
+            .iter()
+            .map(|(r, severity, n)| {
+                let remediation = if r.is_empty() {
+                    String::new()
+                } else {
+                    format!("remediation=\"{r}\",")
+                };
+                format!("          - labels: '{{{remediation}severity=\"{severity}\"}}'\n            value: {n}\n")
+            })
+            .collect();
+        format!(
+            "      - expr: 'count by (remediation, severity) (ALERTS{{alertname=\"SlaprobeSLOBurnRate\",alertstate=\"firing\"}})'\n        eval_time: {at}\n        exp_samples:\n{samples}"
+        )
+    })
+    .collect();
+    let test = format!(
+        "rule_files: [rules.yml]
+evaluation_interval: 15s
+tests:
+  - interval: 15s
+    input_series:
+{series}      - series: '{attempted}'
+        values: '_x7 1x15 stale'
+      - series: '{failed}'
+        values: '_x23 1x16'
+    promql_expr_test:
+{checks}",
+        attempted = incident("attempted"),
+        failed = incident("failed"),
+    );
+    std::fs::write(dir.join("test.yml"), &test).expect("test");
+    let out = match Command::new("promtool")
+        .args(["test", "rules", "test.yml"])
+        .current_dir(&dir)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            common::missing_prerequisite("promtool", "apt-get install prometheus");
+            return;
+        }
+        Err(e) => panic!("promtool: {e}"),
+    };
+    assert_success("promtool test rules (SLO action)", &out);
+}

@@ -105,7 +105,12 @@ probes:
       headers: {{ authorization_file: '{}' }}
     outputs:
       - {{ name: out, cluster: plain, topic: out, match: {{ json: /id }} }}
+actions:
+  - name: page-bot
+    on: {{ slo: {{ slos: ['hb:heartbeat:latency'], severity: ticket }} }}
+    run: {{ webhook: {{ url: 'http://bot:{MARKER}@127.0.0.1:1/hook', headers: {{ X-Api-Key_file: '{}' }} }} }}
 "#,
+        header_file.display(),
         header_file.display()
     );
     let config = dir.join("secrets.yaml");
@@ -192,6 +197,21 @@ probes:
         "run stdout".into(),
         std::fs::read_to_string(dir.join("run.out")).unwrap_or_default(),
     ));
+    // The action ran (its webhook refused): its URL and header went
+    // through the run, the log and the status API.
+    let metrics = &outputs
+        .iter()
+        .find(|(n, _)| n == "/metrics")
+        .expect("metrics")
+        .1;
+    assert!(
+        common::metric(
+            metrics,
+            "slaprobe_action_runs_total",
+            &[("action", "page-bot"), ("outcome", "error")]
+        ) >= 1.0,
+        "the action ran"
+    );
     let pushes = captured.lock().expect("lock").clone();
     assert!(pushes.contains("SlaprobeSLOBurnRate"), "{pushes}");
     outputs.push(("Alertmanager push".into(), pushes));

@@ -175,6 +175,34 @@ fn the_status_page_renders_everything_in_a_browser() {
             "group {group} rendered"
         );
     }
+    // The demo's remediation action, and its run on the stall: by the
+    // time the group reads STOP (the second incident) the first has ended
+    // after one run.
+    assert!(
+        html.contains("<h3 class=\"action\">restart-enricher</h3>"),
+        "the action rendered"
+    );
+    let action = &last["actions"][0];
+    assert_eq!(action["action"], "restart-enricher", "{action:#}");
+    let first = action["ended"]
+        .as_array()
+        .and_then(|e| e.last())
+        .unwrap_or_else(|| panic!("an ended incident: {action:#}"));
+    assert_eq!(
+        (
+            &first["group"],
+            &first["status"],
+            &first["runs"],
+            &first["remediation"]
+        ),
+        (
+            &"orders-enricher".into(),
+            &"STALL".into(),
+            &1.into(),
+            &"attempted".into()
+        ),
+        "{action:#}"
+    );
     assert!(html.contains("exhausted"), "a spent budget reads exhausted");
     // The stalled group is named next to the losses it causes.
     assert!(

@@ -3,8 +3,8 @@
 //! when its action runs, when a remediation has failed, and what is kept
 //! across a restart.
 //!
-//! An incident of an action is one subject (a consumer group on a cluster)
-//! for as long as the condition holds without a break. Its action runs once
+//! An incident of an action is one subject (a consumer group on a cluster,
+//! or an SLO) for as long as the condition holds without a break. Its action runs once
 //! the condition has held for the trigger's `for`, unless the subject's last
 //! run is younger than the action's cooldown (then it runs when the cooldown
 //! is over, if the incident still lasts); once per incident, or again every
@@ -16,13 +16,46 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Action, OncePer, Trigger};
+use crate::config::{Action, OncePer};
 
-/// What an incident is about: a consumer group on a Kafka cluster.
+/// What an incident is about: a consumer group on a Kafka cluster, or an
+/// SLO (and the cluster it measures).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Subject {
     pub kafka_cluster: String,
+    /// The consumer group; empty for an SLO.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
+    /// The SLO's name; empty for a consumer group.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub slo: String,
+}
+
+impl Subject {
+    pub fn group(kafka_cluster: &str, group: &str) -> Subject {
+        Subject {
+            kafka_cluster: kafka_cluster.to_string(),
+            group: group.to_string(),
+            slo: String::new(),
+        }
+    }
+
+    pub fn slo(kafka_cluster: &str, slo: &str) -> Subject {
+        Subject {
+            kafka_cluster: kafka_cluster.to_string(),
+            group: String::new(),
+            slo: slo.to_string(),
+        }
+    }
+
+    /// `group g on cluster c` or `SLO s`, for log lines.
+    pub fn describe(&self) -> String {
+        if self.slo.is_empty() {
+            format!("group {} on cluster {}", self.group, self.kafka_cluster)
+        } else {
+            format!("SLO {}", self.slo)
+        }
+    }
 }
 
 /// Where an incident's remediation stands.
@@ -98,9 +131,9 @@ pub struct Incident {
     /// A run in progress (not saved: a run does not outlive the process).
     #[serde(skip)]
     pub running: bool,
-    /// The cooldown held a run back (said once per incident).
+    /// Until when the cooldown holds a run back (said once per incident).
     #[serde(skip)]
-    pub held_back: bool,
+    pub held_back: Option<u64>,
 }
 
 /// What the engine decided; the caller runs, logs and counts.
@@ -130,9 +163,7 @@ pub enum Event {
     Ended {
         action: usize,
         subject: Subject,
-        /// How long the incident lasted, seconds.
-        lasted: u64,
-        remediation: Remediation,
+        incident: Incident,
     },
 }
 
@@ -231,12 +262,11 @@ impl Engine {
             .cloned()
             .collect();
         for key in ended {
-            if let Some(inc) = self.incidents.remove(&key) {
+            if let Some(incident) = self.incidents.remove(&key) {
                 events.push(Event::Ended {
                     action: key.0,
                     subject: key.1,
-                    lasted: now.saturating_sub(inc.opened),
-                    remediation: inc.remediation,
+                    incident,
                 });
             }
         }
@@ -252,7 +282,7 @@ impl Engine {
                     runs: 0,
                     remediation: Remediation::Pending,
                     running: false,
-                    held_back: false,
+                    held_back: None,
                 });
             inc.status.clone_from(status);
             // Escalation: the condition outlived the remediation.
@@ -269,7 +299,7 @@ impl Engine {
                 });
             }
             let due = match (inc.ran, action.once_per) {
-                (None, _) => now.saturating_sub(inc.opened) >= for_of(action),
+                (None, _) => now.saturating_sub(inc.opened) >= action.on.for_().as_secs(),
                 (Some(_), OncePer::Incident) => false,
                 (Some(r), OncePer::Cooldown) => {
                     !inc.running && now.saturating_sub(r) >= action.cooldown.as_secs()
@@ -284,8 +314,8 @@ impl Engine {
                 .map(|last| last + action.cooldown.as_secs())
                 .filter(|until| *until > now);
             if let Some(until) = cooldown_until {
-                if !inc.held_back {
-                    inc.held_back = true;
+                if inc.held_back.is_none() {
+                    inc.held_back = Some(until);
                     events.push(Event::HeldBack {
                         action: key.0,
                         subject: key.1.clone(),
@@ -295,6 +325,7 @@ impl Engine {
                 continue;
             }
             inc.ran = Some(now);
+            inc.held_back = None;
             inc.runs += 1;
             inc.running = true;
             if inc.remediation == Remediation::Pending {
@@ -337,13 +368,6 @@ impl Engine {
             subject: subject.clone(),
             why: Escalation::RunFailed(outcome),
         }]
-    }
-}
-
-/// The trigger's `for`, whole seconds.
-fn for_of(action: &Action) -> u64 {
-    match &action.on {
-        Trigger::ConsumerGroup(g) => g.for_.as_secs(),
     }
 }
 

@@ -1,16 +1,19 @@
 //! Remediation: the configured `actions:` run on what slaprobe sees of
-//! the consumer groups it watches. Every second the task reads the groups'
-//! statuses (the lag tasks' [`GroupBoard`]), lets the [`engine`] decide,
+//! the consumer groups it watches and of its SLOs. Every second the task
+//! reads the groups' statuses (the lag tasks' [`GroupBoard`]) and the SLOs'
+//! alerts (the evaluator's [`SloBoard`]), lets the [`engine`] decide,
 //! starts the runs it asks for (each in a task of its own: a hanging action
 //! never stalls probing or the next decision), and exports and saves where
 //! every incident stands. The generated alerting rules read
-//! `slaprobe_action_incident` to mark (or hold) the alerts of a group whose
-//! remediation is attempted, and to page at once when it failed.
+//! `slaprobe_action_incident` to mark (or hold) the alerts of a group or
+//! SLO whose remediation is attempted, and to page at once when it failed;
+//! the evaluator does the same to the burn-rate alerts it pushes
+//! ([`SloRemediations`]).
 
 pub mod engine;
 mod run;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +25,11 @@ use tracing::{info, warn};
 use crate::config::{Action, Config, Trigger};
 use crate::metrics::ActionMetrics;
 use crate::state::StateDir;
-use crate::status::GroupBoard;
+use crate::status::{
+    ActionBoard, ActionView, GroupBoard, IncidentView, SloBoard, SloRemediation, SloRemediations,
+};
 use crate::util::format::{rfc3339, unix_now};
-use engine::{Engine, Escalation, Event, RunOutcome, Saved, Subject};
+use engine::{Engine, Escalation, Event, Incident, RunOutcome, Saved, Subject};
 pub use run::IncidentInfo;
 use run::{execute, Ran};
 
@@ -32,6 +37,8 @@ use run::{execute, Ran};
 const TICK: Duration = Duration::from_secs(1);
 /// Runs at once at most, all actions together.
 const MAX_RUNNING: usize = 8;
+/// Ended incidents the status API shows, per action.
+const ENDED_SHOWN: usize = 10;
 /// The file in `state_dir` that keeps incidents and cooldowns.
 pub const ACTIONS_FILE: &str = "slaprobe.state.actions";
 
@@ -48,13 +55,24 @@ pub struct ActionsFile {
 pub struct Actions {
     engine: Engine,
     groups: GroupBoard,
+    slos: SloBoard,
+    /// The Kafka cluster each SLO measures.
+    slo_clusters: BTreeMap<String, String>,
+    /// Where the evaluator reads the SLOs' remediations.
+    marks: SloRemediations,
     metrics: ActionMetrics,
     state_dir: Option<Arc<StateDir>>,
     http: reqwest::Client,
     /// `slaprobe_action_incident` series exported now.
-    exported: BTreeSet<[String; 4]>,
+    exported: BTreeSet<[String; 5]>,
     /// What was saved last (nothing is written while it stays the same).
     saved: Saved,
+    /// How each open incident's last run ended, in words.
+    outcomes: BTreeMap<(usize, Subject), String>,
+    /// Ended incidents, the latest first, per action.
+    ended: Vec<VecDeque<IncidentView>>,
+    /// Where the status API reads them.
+    pub board: ActionBoard,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +90,8 @@ impl Actions {
         config: &Config,
         metrics: &ActionMetrics,
         groups: GroupBoard,
+        slos: SloBoard,
+        marks: SloRemediations,
         state_dir: Option<Arc<StateDir>>,
     ) -> Result<Option<Actions>, ActionsError> {
         if config.actions.is_empty() {
@@ -106,16 +126,32 @@ impl Actions {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(ActionsError::Http)?;
+        let slo_clusters = config
+            .probes
+            .iter()
+            .flat_map(|p| {
+                p.slos
+                    .iter()
+                    .map(move |s| (s.name(&p.name), p.slo_cluster(s).to_string()))
+            })
+            .collect();
         let mut actions = Actions {
             engine,
             groups,
+            slos,
+            slo_clusters,
+            marks,
             metrics: metrics.clone(),
             state_dir,
             http,
             exported: BTreeSet::new(),
             saved,
+            outcomes: BTreeMap::new(),
+            ended: vec![VecDeque::new(); config.actions.len()],
+            board: ActionBoard::default(),
         };
         actions.export();
+        actions.publish();
         Ok(Some(actions))
     }
 
@@ -155,15 +191,17 @@ impl Actions {
                 }
             }
             self.export();
+            self.publish();
             self.save().await;
         }
         self.save().await;
     }
 
     /// (action, subject) -> status, for every covered group whose status is
-    /// one its action runs on; and the subjects whose status is not known:
-    /// covered groups not judged over a full window since slaprobe started,
-    /// and open incidents of groups on a cluster not read yet.
+    /// one its action runs on and every covered SLO whose alert fires; and
+    /// the subjects whose status is not known: covered groups not judged
+    /// over a full window since slaprobe started, open incidents of groups
+    /// on a cluster not read yet, and SLOs before their first evaluation.
     #[allow(clippy::type_complexity)]
     fn observed(
         &self,
@@ -171,23 +209,19 @@ impl Actions {
         BTreeMap<(usize, Subject), String>,
         BTreeSet<(usize, Subject)>,
     ) {
-        let board = self.groups.read().unwrap_or_else(|e| e.into_inner());
         let mut holding = BTreeMap::new();
         let mut unknown = BTreeSet::new();
+        let board = self.groups.read().unwrap_or_else(|e| e.into_inner());
         let mut seen = BTreeSet::new();
         for view in board.values().flatten() {
             for (i, a) in self.engine.actions().iter().enumerate() {
-                let Trigger::ConsumerGroup(t) = &a.on;
+                let Trigger::ConsumerGroup(t) = &a.on else {
+                    continue;
+                };
                 if !t.covers(&view.probe, &view.kafka_cluster, &view.group) {
                     continue;
                 }
-                let key = (
-                    i,
-                    Subject {
-                        kafka_cluster: view.kafka_cluster.clone(),
-                        group: view.group.clone(),
-                    },
-                );
+                let key = (i, Subject::group(&view.kafka_cluster, &view.group));
                 seen.insert(key.clone());
                 if t.statuses.iter().any(|s| s == view.status) {
                     holding.insert(key, view.status.to_string());
@@ -200,8 +234,34 @@ impl Actions {
             let read = board
                 .keys()
                 .any(|(_, cluster)| *cluster == key.1.kafka_cluster);
-            if !seen.contains(key) && !read {
+            if key.1.slo.is_empty() && !seen.contains(key) && !read {
                 unknown.insert(key.clone());
+            }
+        }
+        drop(board);
+        let slos = self.slos.read().unwrap_or_else(|e| e.into_inner());
+        for (i, a) in self.engine.actions().iter().enumerate() {
+            let Trigger::Slo(t) = &a.on else {
+                continue;
+            };
+            for name in &t.slos {
+                let cluster = self.slo_clusters.get(name).map_or("", String::as_str);
+                let key = (i, Subject::slo(cluster, name));
+                let Some(view) = slos.iter().find(|v| v.slo == *name) else {
+                    unknown.insert(key);
+                    continue;
+                };
+                let tier = view
+                    .alerts
+                    .iter()
+                    .find(|al| al.firing && (!t.pages_only || al.severity == "page"));
+                if let Some(tier) = tier {
+                    let status = format!(
+                        "{} {}/{}",
+                        tier.severity, tier.long_window, tier.short_window
+                    );
+                    holding.insert(key, status);
+                }
             }
         }
         (holding, unknown)
@@ -219,7 +279,7 @@ impl Actions {
                 attempt,
             } => {
                 let a: &Action = &self.engine.actions()[action];
-                info!(action = %a.name, kafka_cluster = %subject.kafka_cluster, group = %subject.group,
+                info!(action = %a.name, subject = %subject.describe(),
                     %status, attempt, incident_started = %rfc3339(opened), "running remediation action");
                 self.metrics
                     .last_run
@@ -237,7 +297,7 @@ impl Actions {
                 subject,
                 until,
             } => {
-                warn!(action = %name(action), kafka_cluster = %subject.kafka_cluster, group = %subject.group,
+                warn!(action = %name(action), subject = %subject.describe(),
                     until = %rfc3339(until),
                     "remediation held back: the action ran for this group less than its cooldown ago; its alerts fire as without an action");
                 None
@@ -255,7 +315,7 @@ impl Actions {
                         crate::util::format::duration(a.escalate_after)
                     ),
                 };
-                warn!(action = %a.name, kafka_cluster = %subject.kafka_cluster, group = %subject.group,
+                warn!(action = %a.name, subject = %subject.describe(),
                     %why, "remediation failed: escalating (its alerts page with remediation=\"failed\")");
                 self.metrics.escalations.with_label_values(&[&a.name]).inc();
                 None
@@ -263,11 +323,18 @@ impl Actions {
             Event::Ended {
                 action,
                 subject,
-                lasted,
-                remediation,
+                incident,
             } => {
-                info!(action = %name(action), kafka_cluster = %subject.kafka_cluster, group = %subject.group,
-                    lasted_s = lasted, remediation = remediation.label().unwrap_or("none"), "incident over: the condition cleared");
+                info!(action = %name(action), subject = %subject.describe(),
+                    lasted_s = unix_now().saturating_sub(incident.opened),
+                    remediation = incident.remediation.label().unwrap_or("none"), "incident over: the condition cleared");
+                let key = (action, subject);
+                let outcome = self.outcomes.remove(&key);
+                let mut view = incident_view(&key.1, &incident, outcome);
+                view.ended = Some(rfc3339(unix_now()));
+                let ended = &mut self.ended[action];
+                ended.push_front(view);
+                ended.truncate(ENDED_SHOWN);
                 None
             }
         }
@@ -286,19 +353,62 @@ impl Actions {
             .with_label_values(&[&name, ran.outcome.label()])
             .inc();
         if ran.outcome == RunOutcome::Ok {
-            info!(action = %name, kafka_cluster = %subject.kafka_cluster, group = %subject.group,
+            info!(action = %name, subject = %subject.describe(),
                 outcome = ran.outcome.label(), took = ?took, detail = %ran.detail, "remediation action ran");
         } else {
-            warn!(action = %name, kafka_cluster = %subject.kafka_cluster, group = %subject.group,
+            warn!(action = %name, subject = %subject.describe(),
                 outcome = ran.outcome.label(), took = ?took, detail = %ran.detail, "remediation action did not succeed");
         }
+        self.outcomes.insert(
+            (action, subject.clone()),
+            format!("{}: {}", ran.outcome.label(), ran.detail),
+        );
         self.engine.finished(action, subject, ran.outcome)
     }
 
+    /// Every action as the status API shows it now.
+    fn publish(&self) {
+        let views = self
+            .engine
+            .actions()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ActionView {
+                action: a.name.clone(),
+                on: a.on.describe(),
+                run: a.run.describe(),
+                cooldown: crate::util::format::duration(a.cooldown),
+                escalate_after: crate::util::format::duration(a.escalate_after),
+                hold: a.hold,
+                runs: RunOutcome::ALL
+                    .iter()
+                    .map(|o| {
+                        let n = self
+                            .metrics
+                            .runs
+                            .with_label_values(&[&a.name, o.label()])
+                            .get();
+                        (o.label(), n)
+                    })
+                    .collect(),
+                escalations: self.metrics.escalations.with_label_values(&[&a.name]).get(),
+                incidents: self
+                    .engine
+                    .incidents()
+                    .filter(|((j, _), _)| *j == i)
+                    .map(|(key, inc)| incident_view(&key.1, inc, self.outcomes.get(key).cloned()))
+                    .collect(),
+                ended: self.ended[i].iter().cloned().collect(),
+            })
+            .collect();
+        *self.board.write().unwrap_or_else(|e| e.into_inner()) = views;
+    }
+
     /// `slaprobe_action_incident`: 1 for each incident whose remediation
-    /// was attempted or failed; the others' series removed.
+    /// was attempted or failed; the others' series removed. The SLOs'
+    /// remediations also go to the evaluator.
     fn export(&mut self) {
-        let now: BTreeSet<[String; 4]> = self
+        let now: BTreeSet<[String; 5]> = self
             .engine
             .incidents()
             .filter_map(|((i, s), inc)| {
@@ -306,6 +416,7 @@ impl Actions {
                     self.engine.actions()[*i].name.clone(),
                     s.kafka_cluster.clone(),
                     s.group.clone(),
+                    s.slo.clone(),
                     inc.remediation.label()?.to_string(),
                 ])
             })
@@ -317,6 +428,27 @@ impl Actions {
             self.metrics.incident.with_label_values(&labels(new)).set(1);
         }
         self.exported = now;
+        let marks: BTreeMap<String, SloRemediation> = self
+            .engine
+            .incidents()
+            .filter(|((_, s), _)| !s.slo.is_empty())
+            .filter_map(|((i, s), inc)| {
+                let a = &self.engine.actions()[*i];
+                let Trigger::Slo(t) = &a.on else {
+                    return None;
+                };
+                let mark = SloRemediation {
+                    remediation: inc.remediation.label()?,
+                    hold: a.hold,
+                    pages_only: t.pages_only,
+                };
+                Some((s.slo.clone(), mark))
+            })
+            .collect();
+        let mut current = self.marks.write().unwrap_or_else(|e| e.into_inner());
+        if *current != marks {
+            *current = marks;
+        }
     }
 
     /// Writes the incidents and cooldowns when they changed (off the
@@ -344,8 +476,25 @@ impl Actions {
     }
 }
 
-fn labels(l: &[String; 4]) -> [&str; 4] {
-    [&l[0], &l[1], &l[2], &l[3]]
+/// An incident as the status API shows it (`ended` left to the caller).
+fn incident_view(subject: &Subject, inc: &Incident, last_outcome: Option<String>) -> IncidentView {
+    IncidentView {
+        kafka_cluster: subject.kafka_cluster.clone(),
+        group: subject.group.clone(),
+        slo: subject.slo.clone(),
+        status: inc.status.clone(),
+        started: rfc3339(inc.opened),
+        ended: None,
+        remediation: inc.remediation.label().unwrap_or("pending"),
+        runs: inc.runs,
+        last_run: inc.ran.map(rfc3339),
+        last_outcome,
+        held_back_until: inc.held_back.map(rfc3339),
+    }
+}
+
+fn labels(l: &[String; 5]) -> [&str; 5] {
+    [&l[0], &l[1], &l[2], &l[3], &l[4]]
 }
 
 /// A run to start.

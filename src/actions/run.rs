@@ -20,7 +20,10 @@ const OUTPUT_LIMIT: usize = 1024;
 pub struct IncidentInfo {
     pub action: String,
     pub kafka_cluster: String,
+    /// Empty for an SLO.
     pub group: String,
+    /// Empty for a consumer group.
+    pub slo: String,
     pub status: String,
     /// RFC 3339.
     pub incident_started: String,
@@ -36,6 +39,7 @@ impl IncidentInfo {
             action: action.to_string(),
             kafka_cluster: subject.kafka_cluster.clone(),
             group: subject.group.clone(),
+            slo: subject.slo.clone(),
             status: status.to_string(),
             incident_started: rfc3339(opened),
             attempt,
@@ -44,11 +48,12 @@ impl IncidentInfo {
     }
 
     /// The command's `SLAPROBE_*` variables.
-    fn env(&self) -> [(&'static str, String); 6] {
+    fn env(&self) -> [(&'static str, String); 7] {
         [
             ("SLAPROBE_ACTION", self.action.clone()),
             ("SLAPROBE_KAFKA_CLUSTER", self.kafka_cluster.clone()),
             ("SLAPROBE_GROUP", self.group.clone()),
+            ("SLAPROBE_SLO", self.slo.clone()),
             ("SLAPROBE_STATUS", self.status.clone()),
             ("SLAPROBE_INCIDENT_STARTED", self.incident_started.clone()),
             ("SLAPROBE_ATTEMPT", self.attempt.to_string()),
@@ -212,10 +217,7 @@ mod tests {
     fn incident() -> IncidentInfo {
         IncidentInfo::new(
             "restart",
-            &Subject {
-                kafka_cluster: "c".into(),
-                group: "g".into(),
-            },
+            &Subject::group("c", "g"),
             "STOP",
             1_800_000_000,
             1,

@@ -1,6 +1,7 @@
 //! `actions:`: what slaprobe does about an incident before (or instead of)
-//! paging a person: a command or a webhook, run once per incident, never
-//! more often than its cooldown, escalated when the condition outlives it.
+//! paging a person — a consumer group STOP or STALL, an SLO burning its
+//! budget: a command or a webhook, run once per incident, never more often
+//! than its cooldown, escalated when the condition outlives it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -35,6 +36,61 @@ pub struct Action {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
     ConsumerGroup(GroupTrigger),
+    Slo(SloTrigger),
+}
+
+impl Trigger {
+    /// How long the condition must hold before the action runs.
+    pub fn for_(&self) -> Duration {
+        match self {
+            Trigger::ConsumerGroup(g) => g.for_,
+            Trigger::Slo(s) => s.for_,
+        }
+    }
+
+    /// When it runs, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Trigger::ConsumerGroup(g) => g.describe(),
+            Trigger::Slo(s) => s.describe(),
+        }
+    }
+}
+
+/// An SLO's burn-rate alert firing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloTrigger {
+    /// SLO names (`<probe>:<output>:<sli>`), each configured.
+    pub slos: Vec<String>,
+    /// `true` (`severity: page`): a page tier fires; `false` (`ticket`):
+    /// any tier fires.
+    pub pages_only: bool,
+    pub for_: Duration,
+}
+
+impl SloTrigger {
+    /// `SLO(s) a:b:c burning at a page tier for 1m`.
+    pub fn describe(&self) -> String {
+        format!(
+            "SLO(s) {} burning at {}{}",
+            self.slos.join(", "),
+            if self.pages_only {
+                "a page tier"
+            } else {
+                "any tier"
+            },
+            for_words(self.for_)
+        )
+    }
+}
+
+/// ` for 1m`, or nothing for 0.
+fn for_words(d: Duration) -> String {
+    if d.is_zero() {
+        String::new()
+    } else {
+        format!(" for {}", crate::util::format::duration(d))
+    }
 }
 
 /// A watched consumer group in one of `statuses`.
@@ -68,6 +124,38 @@ impl GroupTrigger {
                 GroupScope::Named(names) => names.iter().any(|g| g == group),
                 GroupScope::Probe(p) => p == probe,
             }
+    }
+}
+
+impl GroupTrigger {
+    /// When it runs, in words: `group(s) a, b on cluster c STALL or STOP
+    /// for 1m`.
+    pub fn describe(&self) -> String {
+        let groups = match &self.groups {
+            GroupScope::Named(g) => format!("group(s) {}", g.join(", ")),
+            GroupScope::Probe(p) => format!("every group probe {p} watches"),
+        };
+        let cluster = self
+            .cluster
+            .as_deref()
+            .map(|c| format!(" on cluster {c}"))
+            .unwrap_or_default();
+        format!(
+            "{groups}{cluster} {}{}",
+            self.statuses.join(" or "),
+            for_words(self.for_)
+        )
+    }
+}
+
+impl Run {
+    /// What it runs, in words (secrets redacted): the command line, or the
+    /// webhook's method and URL.
+    pub fn describe(&self) -> String {
+        match self {
+            Run::Command { argv, .. } => argv.join(" "),
+            Run::Webhook(w) => format!("webhook {} {}", w.method, redact_url(&w.url)),
+        }
     }
 }
 

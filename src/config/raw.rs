@@ -268,6 +268,17 @@ pub(crate) struct RawAction {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTrigger {
     pub consumer_group: Option<RawGroupTrigger>,
+    pub slo: Option<RawSloTrigger>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSloTrigger {
+    pub slos: Option<Vec<String>>,
+    pub probe: Option<String>,
+    pub severity: Option<String>,
+    #[serde(rename = "for")]
+    pub for_: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

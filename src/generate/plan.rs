@@ -126,31 +126,12 @@ fn write_plan(out: &mut String, c: &Config) -> std::fmt::Result {
 /// What an action runs on, what it runs, and how often.
 fn write_action(out: &mut String, a: &Action, kept: bool) -> std::fmt::Result {
     writeln!(out, "  {}", a.name)?;
-    let Trigger::ConsumerGroup(t) = &a.on;
-    let groups = match &t.groups {
-        GroupScope::Named(g) => format!("group(s) {}", g.join(", ")),
-        GroupScope::Probe(p) => format!("every group probe {p} watches"),
-    };
-    let cluster = t
-        .cluster
-        .as_deref()
-        .map(|c| format!(" on cluster {c}"))
-        .unwrap_or_default();
-    let for_ = if t.for_.is_zero() {
-        String::new()
-    } else {
-        format!(" for {}", format_duration(t.for_))
-    };
-    writeln!(
-        out,
-        "    on: {groups}{cluster} {}{for_}",
-        t.statuses.join(" or ")
-    )?;
+    writeln!(out, "    on: {}", a.on.describe())?;
     match &a.run {
-        Run::Command { argv, timeout } => writeln!(
+        Run::Command { timeout, .. } => writeln!(
             out,
             "    run: {} (no shell; timeout {}; the incident in SLAPROBE_ACTION, SLAPROBE_KAFKA_CLUSTER, SLAPROBE_GROUP, SLAPROBE_STATUS, SLAPROBE_INCIDENT_STARTED, SLAPROBE_ATTEMPT)",
-            argv.join(" "),
+            a.run.describe(),
             format_duration(*timeout)
         )?,
         Run::Webhook(w) => {
@@ -166,9 +147,8 @@ fn write_action(out: &mut String, a: &Action, kept: bool) -> std::fmt::Result {
             };
             writeln!(
                 out,
-                "    run: webhook {} {} ({headers}timeout {}; the incident as a JSON body)",
-                w.method,
-                redact_url(&w.url),
+                "    run: {} ({headers}timeout {}; the incident as a JSON body)",
+                a.run.describe(),
                 format_duration(w.timeout)
             )?
         }
@@ -184,13 +164,18 @@ fn write_action(out: &mut String, a: &Action, kept: bool) -> std::fmt::Result {
     };
     writeln!(
         out,
-        "    {once}, never twice within {} per group ({kept}); escalates {} after a run that did not bring the group back (its alerts then page with remediation=\"failed\")",
+        "    {once}, never twice within {} per group or SLO ({kept}); escalates {} after a run that did not end the condition (its alerts then page with remediation=\"failed\")",
         format_duration(a.cooldown),
         format_duration(a.escalate_after)
     )?;
+    let alerts = match &a.on {
+        Trigger::ConsumerGroup(_) => "its groups' STOP/STALL alerts",
+        Trigger::Slo(t) if t.pages_only => "the SLOs' page burn-rate alerts",
+        Trigger::Slo(_) => "the SLOs' burn-rate alerts",
+    };
     writeln!(
         out,
-        "    meanwhile its groups' STOP/STALL alerts {}",
+        "    meanwhile {alerts} {}",
         if a.hold {
             "are held (they do not fire)"
         } else {
@@ -394,7 +379,7 @@ mod tests {
             "actions: 2\n",
             "  restart\n    on: group(s) a STALL or STOP for 1m\n",
             "    run: restart-job a (no shell; timeout 30s; the incident in SLAPROBE_ACTION,",
-            "    once per incident, never twice within 10m per group (not kept: without state_dir a restart forgets it); escalates 10m after",
+            "    once per incident, never twice within 10m per group or SLO (not kept: without state_dir a restart forgets it); escalates 10m after",
             "    meanwhile its groups' STOP/STALL alerts are held (they do not fire)\n",
             "  hook\n    on: every group probe g watches on cluster c1 WARN\n",
             "    run: webhook POST https://<redacted>@bot.example/h (headers X-Token: <redacted>; timeout 10s; the incident as a JSON body)\n",
@@ -404,6 +389,24 @@ mod tests {
         }
         assert!(!text.contains("s3cret") && !text.contains("pw@"), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_slo_action_says_which_alerts_it_marks() {
+        let yaml = "clusters: { c1: { bootstrap: 'k:9092' } }
+probes:
+  - { name: hb, type: heartbeat, cluster: c1, topic: t, slos: [ { sli: delivery, objective: 99% } ] }
+actions:
+  - { name: failover, on: { slo: { probe: hb, for: 2m } }, run: { webhook: { url: 'http://ops.example/failover', method: put } } }
+";
+        let text = plan(&load_str("test.yaml", yaml, &|_| None).expect("valid"));
+        for line in [
+            "  failover\n    on: SLO(s) hb:heartbeat:delivery burning at a page tier for 2m\n",
+            "    run: webhook PUT http://ops.example/failover (timeout 10s; the incident as a JSON body)\n",
+            "    meanwhile the SLOs' page burn-rate alerts fire with remediation=\"attempted\"\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
     }
 
     #[test]

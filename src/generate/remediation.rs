@@ -1,23 +1,25 @@
-//! The consumer-group alerts of groups a remediation action covers: while
+//! The alerts of groups and SLOs a remediation action covers: while
 //! slaprobe's action is attempted the alert carries
 //! `remediation="attempted"` (or, with the action's `hold: true`, does not
 //! fire at all), and once the remediation failed it fires at once with
 //! `remediation="failed"` and pages. `slaprobe_action_incident` says which
-//! groups are where; a group without a series there alerts as before.
+//! groups and SLOs are where; one without a series there alerts as before.
 
 use super::rule::Rule;
 use super::text::promql_str;
 use crate::config::{Action, LagWatch, Trigger};
 use crate::config::{GroupScope, GroupSelector};
-use crate::slo::alert::AlertStyle;
-use crate::slo::Severity;
+use crate::slo::alert::{remediated, AlertStyle, BurnRateAlert};
+use crate::slo::{BurnTier, Severity};
 
 /// The actions that cover any group of watch `w` at `status`.
 pub(super) fn covering<'a>(actions: &'a [Action], w: &LagWatch, status: &str) -> Vec<&'a Action> {
     actions
         .iter()
         .filter(|a| {
-            let Trigger::ConsumerGroup(t) = &a.on;
+            let Trigger::ConsumerGroup(t) = &a.on else {
+                return false;
+            };
             t.statuses.iter().any(|s| s == status)
                 && t.cluster.as_deref().is_none_or(|c| c == w.cluster)
                 && match &t.groups {
@@ -121,4 +123,50 @@ fn regex_escape(s: &str) -> String {
             special.then_some('\\').into_iter().chain([c])
         })
         .collect()
+}
+
+/// The burn-rate alert `a` (expression `expr`) of `tier` of SLO `slo`,
+/// split by remediation if an action covers the tier: as before without
+/// an incident, marked `attempted` (unless the action holds), and `failed`,
+/// paging — labels and annotations as the evaluator pushes them.
+pub(super) fn burn_variants(
+    expr: String,
+    a: BurnRateAlert,
+    slo: &str,
+    tier: &BurnTier,
+    actions: &[Action],
+    job: &str,
+    style: &AlertStyle,
+) -> Vec<(String, BurnRateAlert)> {
+    let covering = actions.iter().find(|action| match &action.on {
+        Trigger::Slo(t) => {
+            t.slos.iter().any(|s| s == slo) && (!t.pages_only || tier.severity == Severity::Page)
+        }
+        Trigger::ConsumerGroup(_) => false,
+    });
+    let Some(action) = covering else {
+        return vec![(expr, a)];
+    };
+    let incident = |more: &str| {
+        format!(
+            "slaprobe_action_incident{{job={},slo={}{more}}}",
+            promql_str(job),
+            promql_str(slo)
+        )
+    };
+    let marked = |remediation: &str| {
+        format!(
+            "({expr}) * on () group_left (remediation) max by (remediation) ({})",
+            incident(&format!(",remediation={}", promql_str(remediation)))
+        )
+    };
+    let mut out = vec![(format!("({expr}) unless on () {}", incident("")), a.clone())];
+    if !action.hold {
+        out.push((
+            marked("attempted"),
+            remediated(a.clone(), "attempted", style),
+        ));
+    }
+    out.push((marked("failed"), remediated(a, "failed", style)));
+    out
 }

@@ -193,7 +193,7 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
     for probe in &config.probes {
         for slo in &probe.slos {
             for tier in burn_tiers(slo.period) {
-                write_burn_alert(out, &style, job, probe, slo, &tier)?;
+                write_burn_alert(out, &style, job, probe, slo, &tier, &config.actions)?;
             }
         }
     }
@@ -358,19 +358,21 @@ fn write_burn_alert(
     probe: &crate::config::Probe,
     slo: &Slo,
     tier: &BurnTier,
+    actions: &[crate::config::Action],
 ) -> std::fmt::Result {
     let a = burn_rate_alert(&probe.name, probe.slo_cluster(slo), slo, tier, style);
-    writeln!(out, "      - alert: {BURN_RATE_ALERT}")?;
-    writeln!(
-        out,
-        "        expr: {}",
-        yaml_str(&burn_expr(job, &probe.name, slo, tier))
-    )?;
-    writeln!(out, "        labels:")?;
-    for (k, v) in &a.labels {
-        writeln!(out, "          {k}: {}", yaml_str(v))?;
+    let expr = burn_expr(job, &probe.name, slo, tier);
+    let name = slo.name(&probe.name);
+    for (expr, a) in super::remediation::burn_variants(expr, a, &name, tier, actions, job, style) {
+        writeln!(out, "      - alert: {BURN_RATE_ALERT}")?;
+        writeln!(out, "        expr: {}", yaml_str(&expr))?;
+        writeln!(out, "        labels:")?;
+        for (k, v) in &a.labels {
+            writeln!(out, "          {k}: {}", yaml_str(v))?;
+        }
+        write_annotations(out, &a.annotations)?;
     }
-    write_annotations(out, &a.annotations)
+    Ok(())
 }
 
 /// An alert's annotations block.

@@ -163,7 +163,7 @@ impl Metrics {
                 runs: counter("action_runs_total", "Runs of a remediation action, by how they ended: ok (exit status 0, HTTP 2xx), failed (another status), timeout (killed at the action's timeout), error (could not start or connect).", &["action", "outcome"]),
                 last_run: gauge("action_last_run_timestamp_seconds", "When the action last started a run (Unix seconds; 0: not since slaprobe started, unless its state_dir remembers one within the cooldown).", &["action"]),
                 escalations: counter("action_escalations_total", "Incidents whose remediation failed: the run did not succeed, or the condition still held escalate_after after it.", &["action"]),
-                incident: int_gauge("action_incident", "1 for each consumer group whose remediation is `attempted` (the action ran, the condition may still clear) or `failed` (escalated): the generated alerts carry it as their remediation label.", &["action", "kafka_cluster", "group", "remediation"]),
+                incident: int_gauge("action_incident", "1 for each consumer group or SLO whose remediation is `attempted` (the action ran, the condition may still clear) or `failed` (escalated): the generated alerts carry it as their remediation label.", &["action", "kafka_cluster", "group", "slo", "remediation"]),
             },
             registry: r.clone(),
         }

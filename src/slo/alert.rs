@@ -120,3 +120,31 @@ pub fn burn_rate_alert(
         annotations: style.annotations(BURN_RATE_ALERT, summary, description),
     }
 }
+
+/// `a` while the remediation of its SLO stands at `remediation`
+/// (`attempted` or `failed`, see `actions:`): labelled so, said in its
+/// description, and a failed one pages. The evaluator's pushed alerts and
+/// the generated rules are marked by this one function.
+pub fn remediated(mut a: BurnRateAlert, remediation: &str, style: &AlertStyle) -> BurnRateAlert {
+    if remediation == "failed" {
+        for (k, v) in &mut a.labels {
+            if *k == "severity" {
+                *v = style.severity(Severity::Page).to_string();
+            }
+        }
+    }
+    a.labels.push(("remediation", remediation.to_string()));
+    let more = if remediation == "failed" {
+        " slaprobe's remediation action did not end it: the run failed, or the burn outlived the \
+         action's escalate_after. A person is needed."
+    } else {
+        " slaprobe's remediation action ran; if the burn has not stopped within the action's \
+         escalate_after, the alert fires with remediation=\"failed\" and pages."
+    };
+    for (k, v) in &mut a.annotations {
+        if *k == "description" {
+            v.push_str(more);
+        }
+    }
+    a
+}

@@ -11,11 +11,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::alert::{burn_rate_alert, AlertStyle, BURN_RATE_ALERT};
+use super::alert::{burn_rate_alert, remediated, AlertStyle, BURN_RATE_ALERT};
 use super::{BurnTier, Severity, SloWindows, WindowsSnapshot, WINDOWS};
 use crate::config::{Config, Slo};
 use crate::metrics::{IntCounter, Metrics, SloMetrics};
-use crate::status::{AlertView, SloBoard, SloView, WindowView};
+use crate::status::{AlertView, SloBoard, SloRemediation, SloRemediations, SloView, WindowView};
 use crate::util::format;
 
 /// How often SLOs are evaluated: an alert fires at most this long after its
@@ -127,6 +127,9 @@ pub struct Evaluator {
     alerts: watch::Sender<Vec<Alert>>,
     /// Whether [`Evaluator::tick`] has run once.
     evaluated: bool,
+    /// The remediation of SLOs an action covers (written by the actions
+    /// task): their alerts are marked as the generated rules mark them.
+    remediations: SloRemediations,
 }
 
 impl Evaluator {
@@ -165,7 +168,13 @@ impl Evaluator {
             status: Arc::new(RwLock::new(Vec::new())),
             alerts,
             evaluated: false,
+            remediations: SloRemediations::default(),
         }
+    }
+
+    /// Where the actions task writes the SLOs' remediations.
+    pub fn remediations(&self) -> SloRemediations {
+        self.remediations.clone()
     }
 
     /// Restores windows and alert state saved by an earlier run (only
@@ -191,7 +200,7 @@ impl Evaluator {
             let tiers = super::burn_tiers(t.slo.period);
             for (tier, (firing, since)) in tiers.iter().zip(&s.windows.tiers) {
                 if *firing {
-                    was_firing.push(alert(t, tier, since.unwrap_or(0)));
+                    was_firing.extend(alert(t, tier, since.unwrap_or(0), None));
                 }
             }
         }
@@ -225,6 +234,11 @@ impl Evaluator {
         let now = self.clock.now();
         let mut status = Vec::with_capacity(self.slos.len());
         let mut firing = Vec::new();
+        let marks = self
+            .remediations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for t in &mut self.slos {
             let (good, bad) = (t.good.get(), t.bad.get());
             let (dg, db) = (good.saturating_sub(t.seen.0), bad.saturating_sub(t.seen.1));
@@ -244,7 +258,12 @@ impl Evaluator {
             // One alert per firing tier, exactly as the generated rules
             // raise it (so Alertmanager deduplicates the two).
             for (tier, state) in e.tiers.iter().filter(|(_, s)| s.firing) {
-                firing.push(alert(t, tier, state.since.unwrap_or(now)));
+                firing.extend(alert(
+                    t,
+                    tier,
+                    state.since.unwrap_or(now),
+                    marks.get(&t.name),
+                ));
             }
             status.push(SloView {
                 slo: t.name.clone(),
@@ -336,208 +355,32 @@ impl Evaluator {
     }
 }
 
-fn alert(t: &Tracked, tier: &BurnTier, starts_at: u64) -> Alert {
-    let a = burn_rate_alert(&t.probe, &t.cluster, &t.slo, tier, &t.style);
+/// The alert of `tier` of `t`, marked by its remediation `mark` if the
+/// action covers the tier; `None` while an action with `hold` is attempted.
+fn alert(
+    t: &Tracked,
+    tier: &BurnTier,
+    starts_at: u64,
+    mark: Option<&SloRemediation>,
+) -> Option<Alert> {
+    let mut a = burn_rate_alert(&t.probe, &t.cluster, &t.slo, tier, &t.style);
+    if let Some(m) = mark.filter(|m| !m.pages_only || tier.severity == Severity::Page) {
+        if m.hold && m.remediation == "attempted" {
+            return None;
+        }
+        a = remediated(a, m.remediation, &t.style);
+    }
     let owned = |kv: Vec<(&str, String)>| -> BTreeMap<String, String> {
         kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     };
     let mut labels = owned(a.labels);
     labels.insert("alertname".to_string(), BURN_RATE_ALERT.to_string());
-    Alert {
+    Some(Alert {
         labels,
         annotations: owned(a.annotations),
         starts_at,
-    }
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    struct Manual(AtomicU64);
-
-    /// A heartbeat probe with one delivery SLO.
-    fn one_slo() -> Config {
-        crate::config::load_str(
-            "t.yaml",
-            "clusters: { c: { bootstrap: 'k:9092' } }\nprobes:\n  - { name: p, type: heartbeat, cluster: c, topic: t, slos: [ { sli: delivery, objective: 99.9% } ] }\n",
-            &|_| None,
-        )
-        .expect("config")
-    }
-
-    impl Clock for Manual {
-        fn now(&self) -> u64 {
-            self.0.load(Ordering::Relaxed)
-        }
-    }
-
-    #[test]
-    fn ticks_read_counter_deltas_and_raise_one_alert_per_firing_tier() {
-        let config = one_slo();
-        let metrics = Metrics::new(&[]);
-        let clock = Arc::new(Manual(AtomicU64::new(1_800_000_000)));
-        let good = metrics.sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "good");
-        let bad = metrics.sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "bad");
-        // Counts from before the evaluator existed are not events of its windows.
-        good.inc_by(5);
-        let mut ev = Evaluator::new(&config, &metrics, clock.clone());
-        let alerts = ev.alerts();
-        ev.tick();
-        assert_eq!(
-            ev.status.read().map(|s| s[0].windows[0].total).unwrap_or(9),
-            0
-        );
-        assert!(alerts.borrow().is_empty());
-
-        good.inc_by(900);
-        bad.inc_by(100);
-        ev.tick();
-        let status = ev.status.read().map(|s| s[0].clone()).expect("status");
-        assert_eq!(status.slo, "p:heartbeat:delivery");
-        assert_eq!(
-            (status.windows[0].good, status.windows[0].total),
-            (900, 1000)
-        );
-        assert!((status.windows[0].burn_rate.unwrap_or(0.0) - 100.0).abs() < 1e-6);
-        // 10% errors burns every tier.
-        let firing = alerts.borrow().clone();
-        assert_eq!(firing.len(), 4);
-        assert!(firing
-            .iter()
-            .all(|a| a.labels["slo"] == "p:heartbeat:delivery"));
-        let windows: Vec<_> = firing
-            .iter()
-            .map(|a| a.labels["long_window"].as_str())
-            .collect();
-        assert_eq!(windows, ["1h", "6h", "1d", "3d"]);
-        assert_eq!(firing[0].starts_at, 1_800_000_000);
-
-        // Ten clean minutes later the 5m window is clean (the 30m one still
-        // holds the errors): the fast page resolves, the others keep firing.
-        clock.0.fetch_add(600, Ordering::Relaxed);
-        good.inc_by(10_000);
-        ev.tick();
-        let windows: Vec<String> = alerts
-            .borrow()
-            .iter()
-            .map(|a| a.labels["long_window"].clone())
-            .collect();
-        assert_eq!(windows, ["6h", "1d", "3d"]);
-    }
-
-    fn config_with(objective: &str) -> Config {
-        crate::config::load_str(
-            "t.yaml",
-            &format!("clusters: {{ c: {{ bootstrap: 'k:9092' }} }}\nprobes:\n  - {{ name: p, type: heartbeat, cluster: c, topic: t, slos: [ {{ sli: delivery, objective: {objective} }} ] }}\n"),
-            &|_| None,
-        )
-        .expect("config")
-    }
-
-    #[test]
-    fn a_restart_restores_the_budget_and_the_firing_alerts_with_their_start() {
-        let config = config_with("99.9%");
-        let clock = Arc::new(Manual(AtomicU64::new(1_800_000_000)));
-        let metrics = Metrics::new(&[]);
-        let mut ev = Evaluator::new(&config, &metrics, clock.clone());
-        let alerts = ev.alerts();
-        metrics
-            .sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "good")
-            .inc_by(900);
-        metrics
-            .sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "bad")
-            .inc_by(100);
-        ev.tick();
-        let before = alerts.borrow().clone();
-        assert_eq!(before.len(), 4);
-        let budget = ev
-            .status
-            .read()
-            .map(|s| s[0].budget_remaining)
-            .expect("status");
-        let saved = ev.snapshot();
-
-        // A new process, a minute later: fresh counters, restored windows.
-        clock.0.fetch_add(60, Ordering::Relaxed);
-        let metrics = Metrics::new(&[]);
-        let mut ev = Evaluator::new(&config, &metrics, clock.clone());
-        let was_firing = ev.restore(&saved);
-        assert_eq!(was_firing, before, "what the pusher had sent");
-        let alerts = ev.alerts();
-        ev.tick();
-        let status = ev.status.read().map(|s| s[0].clone()).expect("status");
-        assert_eq!(status.budget_remaining, budget, "not back to 100%");
-        let after = alerts.borrow().clone();
-        assert_eq!(
-            after
-                .iter()
-                .map(|a| (&a.labels, a.starts_at))
-                .collect::<Vec<_>>(),
-            before
-                .iter()
-                .map(|a| (&a.labels, a.starts_at))
-                .collect::<Vec<_>>(),
-            "one continuous alert per tier: same labels, same start"
-        );
-    }
-
-    #[test]
-    fn an_slo_whose_definition_changed_starts_empty() {
-        let clock = Arc::new(Manual(AtomicU64::new(1_800_000_000)));
-        let metrics = Metrics::new(&[]);
-        let mut ev = Evaluator::new(&config_with("99.9%"), &metrics, clock.clone());
-        metrics
-            .sli_counter("p", "heartbeat", crate::config::Sli::Delivery, "bad")
-            .inc_by(100);
-        ev.tick();
-        let saved = ev.snapshot();
-        let metrics = Metrics::new(&[]);
-        let mut ev = Evaluator::new(&config_with("99%"), &metrics, clock);
-        assert!(ev.restore(&saved).is_empty());
-        ev.tick();
-        let status = ev.status.read().map(|s| s[0].clone()).expect("status");
-        assert_eq!(status.budget_remaining, 1.0);
-        assert_eq!(status.windows[0].total, 0);
-    }
-
-    #[test]
-    fn the_system_clock_runs_on_monotonic_time_from_its_start() {
-        // Started three days "ago" by the wall clock it read at start: its
-        // time is that reading plus monotonic time, whatever the wall clock
-        // does meanwhile (stepped back an hour, or forward three days).
-        let c = SystemClock {
-            wall_at_start: 1_800_000_000,
-            start: std::time::Instant::now() - Duration::from_secs(5),
-        };
-        let now = c.now();
-        assert!((1_800_000_005..1_800_000_007).contains(&now), "{now}");
-    }
-
-    /// With tokio's clock paused: one snapshot per tick (the first at
-    /// once), each at the evaluator's time, and a last one when cancelled,
-    /// after a final evaluation.
-    #[tokio::test(start_paused = true)]
-    async fn run_hands_the_saver_one_snapshot_per_tick_and_a_last_one() {
-        let config = one_slo();
-        let metrics = Metrics::new(&[]);
-        let clock = Arc::new(Manual(AtomicU64::new(1_800_000_000)));
-        let ev = Evaluator::new(&config, &metrics, clock.clone());
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(ev.run(EVAL_TICK, cancel.clone(), Some(tx)));
-        for i in 0..3u64 {
-            let snap = rx.recv().await.expect("a snapshot per tick");
-            assert_eq!((snap.at, snap.last), (1_800_000_000 + i * 10, false));
-            assert_eq!(snap.slos.len(), 1);
-            clock.0.fetch_add(10, Ordering::Relaxed);
-        }
-        cancel.cancel();
-        let last = rx.recv().await.expect("the last snapshot");
-        assert!(last.last);
-        assert_eq!(last.at, 1_800_000_030);
-        task.await.expect("run ends");
-        assert!(rx.recv().await.is_none(), "and nothing after it");
-    }
-}
+mod tests;

@@ -3,10 +3,12 @@
 //!
 //! The stages that know the numbers publish their views: the SLO
 //! evaluator its [`SloView`]s at every tick ([`SloBoard`]), the lag tasks
-//! their [`GroupView`]s at every read ([`GroupBoard`]); probes' views are
+//! their [`GroupView`]s at every read ([`GroupBoard`]), the actions task
+//! its [`ActionView`]s at every decision ([`ActionBoard`]); probes' views are
 //! read from their metric handles and the journal when asked
 //! ([`ProbeView::read`]). [`Sources::report`] assembles them.
 
+mod actions;
 mod groups;
 mod probes;
 mod slos;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use actions::{ActionBoard, ActionView, IncidentView, SloRemediation, SloRemediations};
 pub use groups::{GroupBoard, GroupView, PartitionView};
 pub use probes::{OutputView, ProbeHandles, ProbeView, Quantiles};
 pub use slos::{AlertView, SloBoard, SloView, WindowView};
@@ -37,6 +40,8 @@ pub struct StatusReport {
     pub recent_losses: Vec<Loss>,
     /// Consumer groups watched (`lag` probes, pipelines' `lag:`).
     pub consumer_groups: Vec<GroupView>,
+    /// Remediation actions (`actions:`) and their incidents.
+    pub actions: Vec<ActionView>,
 }
 
 /// Where the status report is read from.
@@ -47,6 +52,7 @@ pub struct Sources {
     pub slos: SloBoard,
     pub journal: Arc<Journal>,
     pub groups: GroupBoard,
+    pub actions: ActionBoard,
 }
 
 impl Sources {
@@ -73,6 +79,11 @@ impl Sources {
                 .flatten()
                 .cloned()
                 .collect(),
+            actions: self
+                .actions
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 }

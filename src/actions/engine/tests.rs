@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::*;
-use crate::config::{GroupScope, GroupTrigger, Run};
+use crate::config::{GroupScope, GroupTrigger, Run, Trigger};
 
 fn action(once_per: OncePer, for_: u64) -> Action {
     Action {
@@ -25,10 +25,7 @@ fn action(once_per: OncePer, for_: u64) -> Action {
 }
 
 fn subject() -> Subject {
-    Subject {
-        kafka_cluster: "c".into(),
-        group: "g".into(),
-    }
+    Subject::group("c", "g")
 }
 
 /// The group STOP (`true`) or not.
@@ -81,14 +78,23 @@ fn one_run_per_incident_after_for() {
         );
     }
     let ev = e.observe(1300, &stop(false), &BTreeSet::new());
+    let [Event::Ended {
+        action: 0,
+        subject: s,
+        incident,
+    }] = &ev[..]
+    else {
+        panic!("ended: {ev:?}");
+    };
+    assert_eq!(s, &subject());
     assert_eq!(
-        ev,
-        [Event::Ended {
-            action: 0,
-            subject: subject(),
-            lasted: 300,
-            remediation: Remediation::Attempted
-        }]
+        (
+            incident.opened,
+            incident.ran,
+            incident.runs,
+            incident.remediation
+        ),
+        (1000, Some(1030), 1, Remediation::Attempted)
     );
     assert_eq!(e.incidents().count(), 0);
 }

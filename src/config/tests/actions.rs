@@ -40,7 +40,9 @@ fn actions_parse_into_the_model() {
         panic!("two actions: {:?}", c.actions);
     };
     assert_eq!(a.name, "restart");
-    let Trigger::ConsumerGroup(t) = &a.on;
+    let Trigger::ConsumerGroup(t) = &a.on else {
+        panic!("a group trigger");
+    };
     // In the canonical order.
     assert_eq!(t.statuses, ["STALL", "STOP"]);
     assert_eq!(t.groups, GroupScope::Named(vec!["g1".into()]));
@@ -57,7 +59,9 @@ fn actions_parse_into_the_model() {
     assert_eq!(a.cooldown, Duration::from_secs(600));
     assert_eq!(a.escalate_after, Duration::from_secs(300));
     assert!(a.hold);
-    let Trigger::ConsumerGroup(t) = &b.on;
+    let Trigger::ConsumerGroup(t) = &b.on else {
+        panic!("a group trigger");
+    };
     assert!(t.covers("groups", "c", "g2") && !t.covers("other", "c", "g2"));
     let Run::Webhook(w) = &b.run else {
         panic!("a webhook");
@@ -100,7 +104,8 @@ fn action_errors_name_the_key() {
     );
     assert_eq!(
         err(&with("  - { name: a, on: {}, run: { command: [x] } }\n")),
-        "test.yaml:5:16: actions[0].on: say when the action runs: `consumer_group: { status: [STOP], groups: [NAME] }`"
+        "test.yaml:5:16: actions[0].on: say when the action runs, with exactly one of \
+         `consumer_group: { status: [STOP], groups: [NAME] }` and `slo: { slos: [PROBE:OUTPUT:SLI], severity: page }`"
     );
     assert_eq!(
         err(&with("  - { name: a, on: { consumer_group: { groups: [g1] } }, run: { command: [] } }\n")),
@@ -143,5 +148,79 @@ fn a_group_is_covered_by_one_action_per_status() {
          test.yaml:8:13: actions[3].name: duplicate action name `a`: already used at test.yaml:5:13\n\
          test.yaml:8:22: actions[3].on.consumer_group: consumer group `g1` on cluster `c` at STALL is \
          already covered by action `c`; one action per group and status"
+    );
+}
+
+/// A heartbeat probe `hb` with delivery and latency SLOs, then `{actions}`.
+fn with_slos(actions: &str) -> String {
+    format!(
+        "clusters: {{ c: {{ bootstrap: 'k:9092' }} }}
+probes:
+  - name: hb
+    type: heartbeat
+    cluster: c
+    topic: t
+    slos:
+      - {{ sli: delivery, objective: 99.9% }}
+      - {{ sli: latency, threshold: 1s, objective: 99% }}
+actions:
+{actions}"
+    )
+}
+
+#[test]
+fn slo_actions_parse_and_name_configured_slos() {
+    let c = ok(&with_slos(
+        "  - { name: a, on: { slo: { slos: ['hb:heartbeat:delivery'], severity: ticket, for: 1m } }, run: { command: [x] } }\n",
+    ));
+    let Trigger::Slo(a) = &c.actions[0].on else {
+        panic!("an SLO trigger");
+    };
+    assert_eq!(
+        (a.slos.as_slice(), a.pages_only, a.for_),
+        (
+            &["hb:heartbeat:delivery".to_string()][..],
+            false,
+            Duration::from_secs(60)
+        )
+    );
+    assert_eq!(
+        c.actions[0].on.describe(),
+        "SLO(s) hb:heartbeat:delivery burning at any tier for 1m"
+    );
+    let c = ok(&with_slos(
+        "  - { name: b, on: { slo: { probe: hb } }, run: { command: [x] } }\n",
+    ));
+    let Trigger::Slo(b) = &c.actions[0].on else {
+        panic!("an SLO trigger");
+    };
+    assert!(b.pages_only);
+    assert_eq!(b.slos, ["hb:heartbeat:delivery", "hb:heartbeat:latency"]);
+}
+
+#[test]
+fn slo_action_errors_name_the_key() {
+    let e = err(&with_slos(
+        "  - { name: a, on: { slo: { slos: ['hb:heartbeat:availability'], severity: critical } }, run: { command: [x] } }
+  - { name: b, on: { slo: { probe: nope } }, run: { command: [x] } }
+  - { name: c, on: { slo: { probe: hb }, consumer_group: { groups: [g] } }, run: { command: [x] } }
+  - { name: d, on: { slo: { probe: hb } }, run: { command: [x] } }
+  - { name: e, on: { slo: { slos: ['hb:heartbeat:latency'] } }, run: { command: [x] } }
+",
+    ));
+    let lines: Vec<&str> = e
+        .lines()
+        .map(|l| l.split_once(": ").map_or(l, |(_, m)| m))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "actions[0].on.slo.slos[0]: no SLO is named `hb:heartbeat:availability` (names are `<probe>:<output>:<sli>`); configured: hb:heartbeat:delivery, hb:heartbeat:latency",
+            "actions[0].on.slo.severity: `critical` is not `page` (a page tier fires, the default) or `ticket` (any tier fires)",
+            "actions[1].on.slo.probe: probe `nope` has no SLOs",
+            "actions[2].on: say when the action runs, with exactly one of `consumer_group: { status: [STOP], groups: [NAME] }` and `slo: { slos: [PROBE:OUTPUT:SLI], severity: page }`",
+            "actions[4].on.slo: SLO `hb:heartbeat:latency` is already covered by action `d`; one action per SLO",
+        ],
+        "{e}"
     );
 }

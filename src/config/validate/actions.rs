@@ -1,13 +1,14 @@
-//! `actions:`: names, triggers (the groups they cover must be watched, and
-//! no group is covered twice for one status), what runs, and the timing.
+//! `actions:`: names, triggers (the groups they cover must be watched, the
+//! SLOs configured, and nothing is covered by two actions), what runs, and
+//! the timing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::{is_http_url, location, valid_name, At, Validator, NAME_CHARS};
 use crate::config::actions::*;
-use crate::config::model::{Cluster, GroupSelector, LagWatch};
-use crate::config::raw::{RawAction, RawGroupTrigger, RawRun, RawWebhook};
+use crate::config::model::{Cluster, GroupSelector, LagWatch, Probe};
+use crate::config::raw::{RawAction, RawGroupTrigger, RawRun, RawSloTrigger, RawWebhook};
 use crate::config::LoadedFile;
 use crate::util::format::{duration as format_duration, redact_url};
 use slaprobe_yaml::Pos;
@@ -24,6 +25,7 @@ impl Validator<'_> {
     pub(super) fn actions(
         &mut self,
         clusters: &BTreeMap<String, Cluster>,
+        probes: &[Probe],
         lag: &[LagWatch],
     ) -> Vec<Action> {
         let mut actions: Vec<(Action, At<'_>)> = Vec::new();
@@ -46,7 +48,7 @@ impl Validator<'_> {
                 } else {
                     origin.insert(ra.name.clone(), (f, name_pos));
                 }
-                if let Some(action) = self.action(&at, ra, clusters, lag) {
+                if let Some(action) = self.action(&at, ra, clusters, probes, lag) {
                     actions.push((action, at));
                 }
             }
@@ -60,6 +62,7 @@ impl Validator<'_> {
         at: &At<'_>,
         ra: &RawAction,
         clusters: &BTreeMap<String, Cluster>,
+        probes: &[Probe],
         lag: &[LagWatch],
     ) -> Option<Action> {
         if !valid_name(&ra.name) {
@@ -68,14 +71,16 @@ impl Validator<'_> {
                 format!("invalid action name `{}`: {NAME_CHARS}", ra.name),
             ));
         }
-        let on = match &ra.on.consumer_group {
-            Some(g) => {
+        let on = match (&ra.on.consumer_group, &ra.on.slo) {
+            (Some(g), None) => {
                 Trigger::ConsumerGroup(self.group_trigger(&at.child("on"), g, clusters, lag)?)
             }
-            None => {
+            (None, Some(slo)) => Trigger::Slo(self.slo_trigger(&at.child("on"), slo, probes)?),
+            _ => {
                 self.err(at.at_key(
                     "on",
-                    "say when the action runs: `consumer_group: { status: [STOP], groups: [NAME] }`",
+                    "say when the action runs, with exactly one of `consumer_group: { status: [STOP], groups: [NAME] }` \
+                     and `slo: { slos: [PROBE:OUTPUT:SLI], severity: page }`",
                 ));
                 return None;
             }
@@ -228,6 +233,75 @@ impl Validator<'_> {
         })
     }
 
+    fn slo_trigger(
+        &mut self,
+        on: &At<'_>,
+        raw: &RawSloTrigger,
+        probes: &[Probe],
+    ) -> Option<SloTrigger> {
+        let at = on.child("slo");
+        let names: Vec<(String, &str)> = probes
+            .iter()
+            .flat_map(|p| {
+                p.slos
+                    .iter()
+                    .map(move |s| (s.name(&p.name), p.name.as_str()))
+            })
+            .collect();
+        let slos = match (&raw.slos, &raw.probe) {
+            (Some(list), None) if !list.is_empty() => {
+                let sat = at.child("slos");
+                for (i, slo) in list.iter().enumerate() {
+                    if !names.iter().any(|(n, _)| n == slo) {
+                        let known: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+                        self.err(sat.item(i).here(format!(
+                            "no SLO is named `{slo}` (names are `<probe>:<output>:<sli>`); configured: {}",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        )));
+                    }
+                }
+                list.clone()
+            }
+            (None, Some(p)) => {
+                let of: Vec<String> = names
+                    .iter()
+                    .filter(|(_, probe)| probe == p)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                if of.is_empty() {
+                    self.err(at.at_val("probe", format!("probe `{p}` has no SLOs")));
+                }
+                of
+            }
+            _ => {
+                self.err(at.here(
+                    "give exactly one of `slos: [PROBE:OUTPUT:SLI, ...]` and `probe: NAME` (every SLO of that probe)",
+                ));
+                return None;
+            }
+        };
+        let pages_only = match raw.severity.as_deref() {
+            None | Some("page") => true,
+            Some("ticket") => false,
+            Some(other) => {
+                self.err(at.at_val(
+                    "severity",
+                    format!("`{other}` is not `page` (a page tier fires, the default) or `ticket` (any tier fires)"),
+                ));
+                true
+            }
+        };
+        let for_ = match &raw.for_ {
+            None => Duration::ZERO,
+            Some(s) => self.duration(&at, "for", s).unwrap_or_default(),
+        };
+        Some(SloTrigger {
+            slos,
+            pages_only,
+            for_,
+        })
+    }
+
     fn run(&mut self, at: &At<'_>, raw: &RawRun) -> Option<Run> {
         let timeout = |v: &mut Self, default: Duration| match &raw.timeout {
             None => default,
@@ -317,7 +391,19 @@ impl Validator<'_> {
     fn overlaps(&mut self, actions: &[(Action, At<'_>)], lag: &[LagWatch]) {
         for (j, (b, bat)) in actions.iter().enumerate() {
             for (a, _) in &actions[..j] {
-                let (Trigger::ConsumerGroup(ta), Trigger::ConsumerGroup(tb)) = (&a.on, &b.on);
+                let (ta, tb) = match (&a.on, &b.on) {
+                    (Trigger::ConsumerGroup(ta), Trigger::ConsumerGroup(tb)) => (ta, tb),
+                    (Trigger::Slo(ta), Trigger::Slo(tb)) => {
+                        if let Some(slo) = ta.slos.iter().find(|s| tb.slos.contains(s)) {
+                            self.err(bat.child("on").at_key(
+                                "slo",
+                                format!("SLO `{slo}` is already covered by action `{}`; one action per SLO", a.name),
+                            ));
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                };
                 let Some(status) = ta.statuses.iter().find(|s| tb.statuses.contains(s)) else {
                     continue;
                 };

@@ -187,7 +187,7 @@ impl<'a> Validator<'a> {
         let defaults = self.defaults();
         let clusters = self.clusters();
         let (probes, lag) = self.probes(&defaults, &clusters);
-        let actions = self.actions(&clusters, &lag);
+        let actions = self.actions(&clusters, &probes, &lag);
         Config {
             sources: self.files.iter().map(|f| f.path.clone()).collect(),
             server,

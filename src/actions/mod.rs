@@ -299,7 +299,7 @@ impl Actions {
             } => {
                 warn!(action = %name(action), subject = %subject.describe(),
                     until = %rfc3339(until),
-                    "remediation held back: the action ran for this group less than its cooldown ago; its alerts fire as without an action");
+                    "remediation held back: the action ran for it less than its cooldown ago; its alerts fire as without an action");
                 None
             }
             Event::Escalated {

@@ -168,13 +168,13 @@ impl Output {
             }
             since
         };
-        let wanted = new.clone();
+        let asked = new.clone();
         let (added, invalid) = tokio::task::spawn_blocking(move || {
             fetcher.add(route, &topic, &new, &from_beginning, &resume, &since)
         })
         .await
         .unwrap_or_default();
-        let complete = wanted.iter().all(|p| added.contains_key(p));
+        let complete = asked.iter().all(|p| added.contains_key(p));
         {
             let mut wanted = self.wanted_since.lock().unwrap_or_else(|e| e.into_inner());
             for p in added.keys().chain(&invalid) {

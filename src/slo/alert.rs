@@ -28,7 +28,7 @@ pub struct BurnRateAlert {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertStyle {
     /// Where a person reads more: the status API.
-    pub status_link: String,
+    status_link: String,
     alerts: crate::config::Alerts,
     external_url: Option<String>,
 }

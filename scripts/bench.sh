@@ -102,6 +102,7 @@ if wants probes; then
   echo "## Cost per probe count (against $bootstrap)"
   python3 scripts/bench/probes.py --bootstrap "$bootstrap" \
     --slaprobe "$release"/slaprobe --replication "${broker_args[3]}" \
+    --brokers "$([ "$broker" = kafka ] && echo 3 || echo 1)" \
     ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"}
 fi
 

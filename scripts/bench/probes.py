@@ -137,7 +137,10 @@ def quantile_ms(metrics, quantile):
     return (v or 0.0) * 1000
 
 
-def config(bootstrap, probes, partitions, interval_ms, tag, extra, replication=1):
+def config(bootstrap, probes, partitions, interval_ms, tag, extra, replication=1, brokers=1):
+    # `partitions` is the topic's total: topic_management creates brokers x
+    # partitions_per_broker of them.
+    per_broker = max(1, round(partitions / brokers))
     lines = [
         "clusters:",
         f"  b: {{ bootstrap: '{bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10', "
@@ -148,7 +151,7 @@ def config(bootstrap, probes, partitions, interval_ms, tag, extra, replication=1
     for i in range(probes):
         lines.append(
             f"  - {{ name: p{i}, type: heartbeat, cluster: b, topic: bench.{tag}.{i}, "
-            f"topic_management: {{ create: true, partitions_per_broker: {partitions}"
+            f"topic_management: {{ create: true, partitions_per_broker: {per_broker}"
             + (f", replication_factor: {replication}" if replication > 0 else "")
             + " } }"
         )
@@ -160,7 +163,7 @@ def run_one(args, probes, partitions, repeat):
     tag = f"{probes}x{partitions}.{repeat}.{int(time.time())}"
     extra = ", ".join([""] + [f"{k}: '{v}'" for k, v in args.librdkafka])
     yaml = config(args.bootstrap, probes, partitions, round(interval_ms), tag, extra,
-                  args.replication)
+                  args.replication, args.brokers)
     with Slaprobe(args.slaprobe, yaml) as s:
         s.wait_ready()
         time.sleep(args.warmup)
@@ -203,6 +206,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--replication", type=int, default=1)
+    ap.add_argument("--brokers", type=int, default=1,
+                    help="brokers in the cluster: each setup's partitions are a total")
     ap.add_argument("--slaprobe", required=True)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--warmup", type=float, default=10)

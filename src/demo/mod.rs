@@ -398,7 +398,14 @@ pub async fn run(
         }
     };
     let restarts = serve_restarts(control.clone(), &pipeline, &restart_helps, started, &cancel);
-    let (result, (), ()) = tokio::join!(app.run(listener, cancel.clone()), script, restarts);
+    // The script and the restarts go on until cancelled: an app that ends
+    // by itself (its server failed) ends them too.
+    let app = async {
+        let result = app.run(listener, cancel.clone()).await;
+        cancel.cancel();
+        result
+    };
+    let (result, (), ()) = tokio::join!(app, script, restarts);
     let _ = std::fs::remove_dir_all(&control);
     result?;
     drop(pipeline);

@@ -7,8 +7,8 @@
 
 use super::rule::Rule;
 use super::text::promql_str;
+use crate::config::GroupScope;
 use crate::config::{Action, LagWatch, Trigger};
-use crate::config::{GroupScope, GroupSelector};
 use crate::slo::alert::{remediated, AlertStyle, BurnRateAlert};
 use crate::slo::{BurnTier, Severity};
 
@@ -24,10 +24,7 @@ pub(super) fn covering<'a>(actions: &'a [Action], w: &LagWatch, status: &str) ->
                 && t.cluster.as_deref().is_none_or(|c| c == w.cluster)
                 && match &t.groups {
                     GroupScope::Probe(p) => *p == w.probe,
-                    GroupScope::Named(names) => names.iter().any(|g| match &w.groups {
-                        GroupSelector::Named(n) => n.contains(g),
-                        GroupSelector::Pattern(_) => w.groups.matches(g),
-                    }),
+                    GroupScope::Named(names) => names.iter().any(|g| w.groups.matches(g)),
                 }
         })
         .collect()

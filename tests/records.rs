@@ -415,8 +415,8 @@ fn a_dead_letter_path_is_probed_with_poison_canaries() {
         s.metrics(),
         s.log()
     );
-    // Read before the stages' counts: slaprobe cannot have seen more than
-    // they did.
+    // Read before the stages' counts: slaprobe cannot have lost more than
+    // the dropping stage dropped.
     let t = s.metrics();
     let count = |mode: &str| -> f64 {
         let text = std::fs::read_to_string(counts(mode)).expect("the stage's count");
@@ -450,8 +450,9 @@ fn a_dead_letter_path_is_probed_with_poison_canaries() {
     ] {
         assert_eq!(at(&t, name, probe, output), 0.0, "{what}");
     }
+    // (Forwarded ones are counted by the stage when Kafka acks them, which
+    // can be after slaprobe read them: they are compared once stopped.)
     assert!(at(&t, LOST, "dlq-drop.poison", "dlq") <= count("drop"));
-    assert!(at(&t, DELIVERED, "dlq-forward.poison", "sink") <= count("forward"));
 
     // Stopped (SIGTERM: each flushes and writes its final count), every
     // poison canary a stage handled is accounted for as what it did.

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use super::{is_http_url, location, valid_name, At, Validator, NAME_CHARS};
+use super::probes::claim;
+use super::{is_http_url, valid_name, At, Validator, NAME_CHARS};
 use crate::config::actions::*;
 use crate::config::model::{Cluster, GroupSelector, LagWatch, Probe};
 use crate::config::raw::{RawAction, RawGroupTrigger, RawRun, RawSloTrigger, RawWebhook};
@@ -38,15 +39,12 @@ impl Validator<'_> {
             for (i, ra) in raw.iter().enumerate() {
                 let at = list.item(i);
                 let name_pos = at.child("name").pos();
-                if let Some((ff, pos)) = origin.get(&ra.name) {
+                if let Some(first) = claim(&mut origin, &ra.name, f, name_pos) {
                     let msg = format!(
-                        "duplicate action name `{}`: already used at {}",
-                        ra.name,
-                        location(ff, *pos)
+                        "duplicate action name `{}`: already used at {first}",
+                        ra.name
                     );
                     self.err(at.at_val("name", msg));
-                } else {
-                    origin.insert(ra.name.clone(), (f, name_pos));
                 }
                 if let Some(action) = self.action(&at, ra, clusters, probes, lag) {
                     actions.push((action, at));

@@ -499,9 +499,9 @@ impl Validator<'_> {
     }
 }
 
-/// Takes probe name `name` for the probe at `pos` of `f`; if another probe
-/// has it, where that one is instead.
-fn claim<'f>(
+/// Takes name `name` (of a probe, an action) for the one at `pos` of `f`;
+/// if another has it, where that one is instead.
+pub(super) fn claim<'f>(
     origin: &mut HashMap<String, (&'f LoadedFile, Pos)>,
     name: &str,
     f: &'f LoadedFile,

@@ -1,10 +1,7 @@
 //! The standard `process_*` metrics of the prober itself, read from
 //! `/proc/self` at each scrape (Linux; elsewhere none are exported).
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use super::registry::{write_descriptor, write_f64, write_sample, Collector};
 
 /// Linux's `USER_HZ`: the unit of the CPU times in `/proc/<pid>/stat` (100
 /// on every architecture Linux reports to user space).
@@ -82,58 +79,63 @@ impl ProcessStats {
     }
 }
 
-/// Encodes [`ProcessStats`] at each scrape.
+/// The gauges of [`ProcessStats`], as (name, help), in
+/// [`ProcessStats::gauges`] order.
+pub(super) const GAUGES: [(&str, &str); 6] = [
+    (
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes",
+    ),
+    (
+        "process_virtual_memory_bytes",
+        "Virtual memory size in bytes",
+    ),
+    (
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds",
+    ),
+    ("process_threads", "Number of OS threads in the process"),
+    ("process_open_fds", "Number of open file descriptors"),
+    (
+        "process_max_fds",
+        "Maximum number of open file descriptors (the soft limit)",
+    ),
+];
+
+impl ProcessStats {
+    fn gauges(&self) -> [f64; 6] {
+        [
+            self.resident_memory_bytes,
+            self.virtual_memory_bytes,
+            self.start_time_seconds,
+            self.threads,
+            self.open_fds,
+            self.max_fds,
+        ]
+    }
+}
+
+/// Writes [`ProcessStats`] at each scrape.
 #[derive(Debug)]
 pub struct ProcessCollector;
 
 impl Collector for ProcessCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn collect(&self, out: &mut String) {
         let Some(p) = ProcessStats::read() else {
-            return Ok(());
+            return;
         };
-        let cpu = ConstCounter::new(p.cpu_seconds);
-        cpu.encode(encoder.encode_descriptor(
-            "process_cpu_seconds",
+        let cpu = "process_cpu_seconds";
+        write_descriptor(
+            out,
+            cpu,
             "Total user and system CPU time spent in seconds",
-            None,
-            cpu.metric_type(),
-        )?)?;
-        for (name, help, value) in [
-            (
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes",
-                p.resident_memory_bytes,
-            ),
-            (
-                "process_virtual_memory_bytes",
-                "Virtual memory size in bytes",
-                p.virtual_memory_bytes,
-            ),
-            (
-                "process_start_time_seconds",
-                "Start time of the process since unix epoch in seconds",
-                p.start_time_seconds,
-            ),
-            (
-                "process_threads",
-                "Number of OS threads in the process",
-                p.threads,
-            ),
-            (
-                "process_open_fds",
-                "Number of open file descriptors",
-                p.open_fds,
-            ),
-            (
-                "process_max_fds",
-                "Maximum number of open file descriptors (the soft limit)",
-                p.max_fds,
-            ),
-        ] {
-            let gauge = ConstGauge::new(value);
-            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+            "counter",
+        );
+        write_sample(out, cpu, "_total", "", |o| write_f64(o, p.cpu_seconds));
+        for ((name, help), value) in GAUGES.iter().zip(p.gauges()) {
+            write_descriptor(out, name, help, "gauge");
+            write_sample(out, name, "", "", |o| write_f64(o, value));
         }
-        Ok(())
     }
 }
 
@@ -153,6 +155,52 @@ mod tests {
         assert_eq!(p.resident_memory_bytes, 20_971_520.0);
         assert_eq!((p.open_fds, p.max_fds), (12.0, 1024.0));
         assert_eq!(ProcessStats::parse("garbage", status, 0.0, 0.0, 0.0), None);
+    }
+
+    /// The family is written as it was through the `prometheus-client`
+    /// crate: the same `# HELP` and `# TYPE` lines and sample names.
+    #[test]
+    fn the_family_is_what_prometheus_client_writes() {
+        #[derive(Debug)]
+        struct Theirs;
+        impl prometheus_client::collector::Collector for Theirs {
+            fn encode(
+                &self,
+                mut encoder: prometheus_client::encoding::DescriptorEncoder,
+            ) -> Result<(), std::fmt::Error> {
+                use prometheus_client::encoding::EncodeMetric;
+                use prometheus_client::metrics::counter::ConstCounter;
+                use prometheus_client::metrics::gauge::ConstGauge;
+                let cpu = ConstCounter::new(1.0);
+                cpu.encode(encoder.encode_descriptor(
+                    "process_cpu_seconds",
+                    "Total user and system CPU time spent in seconds",
+                    None,
+                    cpu.metric_type(),
+                )?)?;
+                for (name, help) in GAUGES {
+                    let g = ConstGauge::new(1.0);
+                    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+                }
+                Ok(())
+            }
+        }
+        let ours = super::super::registry::Registry::default();
+        ours.collector(ProcessCollector);
+        let mut theirs = prometheus_client::registry::Registry::default();
+        theirs.register_collector(Box::new(Theirs));
+        let mut expected = String::new();
+        prometheus_client::encoding::text::encode(&mut expected, &theirs).expect("encodes");
+        // Descriptors as they are; samples by name (the figures move).
+        let shape = |text: &str| -> Vec<String> {
+            text.lines()
+                .map(|l| match l.starts_with('#') {
+                    true => l.to_string(),
+                    false => l.split(' ').next().unwrap_or_default().to_string(),
+                })
+                .collect()
+        };
+        assert_eq!(shape(&ours.render()), shape(&expected));
     }
 
     #[test]

@@ -77,13 +77,14 @@ pub struct App {
     pub readiness: Arc<Readiness>,
     pub run: RunId,
     probes: Vec<ProbeRunner>,
+    /// Their one expiry timer.
+    expiry: probe::Expiry,
     lag: crate::lag::Lag,
     /// The remediation actions, if any are configured.
     actions: Option<crate::actions::Actions>,
     evaluator: Evaluator,
     /// How often SLOs are evaluated.
     pub eval_tick: Duration,
-    /// The Alertmanager configuration and a pusher per replica.
     /// The Alertmanager config, `alerts.job` and a pusher per replica.
     pusher: Option<(crate::config::Alertmanager, String, Vec<Pusher>)>,
     status: Sources,
@@ -140,8 +141,10 @@ impl App {
         }
         let run = restored.run;
         let journal = Arc::new(Journal::default());
+        let expiry = probe::Expiry::default();
         let ctx = probe::Context {
             run,
+            expiry: expiry.clone(),
             sinks: Sinks {
                 metrics: metrics.clone(),
                 readiness: readiness.clone(),
@@ -226,6 +229,7 @@ impl App {
             readiness,
             run,
             probes,
+            expiry,
             lag,
             actions,
             evaluator,
@@ -269,6 +273,7 @@ impl App {
         for probe in self.probes {
             probe_tasks.spawn(probe.run(stop_input.clone(), cancel.clone()));
         }
+        probe_tasks.spawn(self.expiry.run(cancel.clone()));
         self.lag.spawn(&probe_tasks, &cancel);
         if let Some(actions) = self.actions {
             probe_tasks.spawn(actions.run(cancel.clone()));

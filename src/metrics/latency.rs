@@ -33,8 +33,53 @@ pub struct LatencyWindow {
     /// Largest value tracked, µs; anything above is clamped (it is past the
     /// deadline and therefore lost anyway).
     highest_us: u64,
-    /// (slot number since `origin`, histogram), oldest first.
-    slots: VecDeque<(u64, Histogram<u32>)>,
+    /// (slot number since `origin`, its histogram), oldest first.
+    slots: VecDeque<(u64, Slot)>,
+}
+
+/// One slot's latencies. The current slot records into a dense histogram
+/// (about 9 KiB at a 5 s deadline, whatever it holds); once the next slot
+/// begins it keeps only its recorded (value, count) pairs when they are
+/// smaller, so a probe's memory follows the canaries it has seen in the
+/// window, not the window's length: a probe sending a canary a second holds
+/// 15 pairs per closed slot instead of 9 KiB (the 5-minute window keeps 20
+/// slots).
+enum Slot {
+    Dense(Histogram<u32>),
+    /// Each recorded bucket's highest equivalent value (µs) and count:
+    /// recorded again, they land in the same buckets.
+    Sparse(Box<[(u64, u32)]>),
+}
+
+impl Slot {
+    fn close(&mut self) {
+        let Slot::Dense(h) = self else {
+            return;
+        };
+        let pair = std::mem::size_of::<(u64, u32)>();
+        let recorded = h.iter_recorded().count();
+        if recorded * pair < h.distinct_values() * std::mem::size_of::<u32>() {
+            let pairs = h
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect();
+            *self = Slot::Sparse(pairs);
+        }
+    }
+
+    fn add_to(&self, merged: &mut Histogram<u32>) {
+        match self {
+            // Same bounds everywhere, so adding cannot fail.
+            Slot::Dense(h) => {
+                let _ = merged.add(h);
+            }
+            Slot::Sparse(pairs) => {
+                for (value, count) in pairs.iter() {
+                    merged.saturating_record_n(*value, *count);
+                }
+            }
+        }
+    }
 }
 
 impl LatencyWindow {
@@ -44,6 +89,12 @@ impl LatencyWindow {
             highest_us: (highest.as_micros() as u64).max(1_000),
             slots: VecDeque::new(),
         }
+    }
+
+    /// An empty histogram of this window's bounds; one this small cannot
+    /// fail to be created (1 ≤ 1000 ≤ highest, 2 sigfigs).
+    fn histogram(&self) -> Option<Histogram<u32>> {
+        Histogram::new_with_bounds(1, self.highest_us, SIGFIGS).ok()
     }
 
     fn slot_of(&self, now: Instant) -> u64 {
@@ -57,15 +108,16 @@ impl LatencyWindow {
     pub fn record(&mut self, latency: Duration, now: Instant) {
         let slot = self.slot_of(now);
         if self.slots.back().map(|s| s.0) != Some(slot) {
-            // A histogram this small cannot fail to be created: the bounds are
-            // valid by construction (1 ≤ 1000 ≤ highest, 2 sigfigs).
-            let Ok(h) = Histogram::new_with_bounds(1, self.highest_us, SIGFIGS) else {
+            let Some(h) = self.histogram() else {
                 return;
             };
-            self.slots.push_back((slot, h));
+            if let Some((_, last)) = self.slots.back_mut() {
+                last.close();
+            }
+            self.slots.push_back((slot, Slot::Dense(h)));
             self.prune(slot);
         }
-        if let Some((_, h)) = self.slots.back_mut() {
+        if let Some((_, Slot::Dense(h))) = self.slots.back_mut() {
             let us = (latency.as_micros() as u64).clamp(1, self.highest_us);
             h.saturating_record(us);
         }
@@ -88,25 +140,33 @@ impl LatencyWindow {
         let current = self.slot_of(now);
         self.prune(current);
         let n = window.as_secs().div_ceil(SLOT.as_secs()).max(1);
-        let mut merged: Option<Histogram<u32>> = None;
+        let mut merged = self.histogram()?;
         for (slot, h) in self.slots.iter().rev() {
             if *slot + n <= current {
                 break;
             }
-            match &mut merged {
-                None => merged = Some(h.clone()),
-                Some(m) => {
-                    // Same bounds everywhere, so adding cannot fail.
-                    let _ = m.add(h);
-                }
-            }
+            h.add_to(&mut merged);
         }
-        let merged = merged.filter(|m| !m.is_empty())?;
+        if merged.is_empty() {
+            return None;
+        }
         let mut out = [0.0; 4];
         for (o, (_, q)) in out.iter_mut().zip(QUANTILES) {
             *o = merged.value_at_quantile(q) as f64 / 1e6;
         }
         Some(out)
+    }
+
+    /// Bytes the slots hold (their counts or pairs), for tests and the
+    /// benchmark.
+    pub fn held_bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|(_, s)| match s {
+                Slot::Dense(h) => h.distinct_values() * std::mem::size_of::<u32>(),
+                Slot::Sparse(p) => p.len() * std::mem::size_of::<(u64, u32)>(),
+            })
+            .sum()
     }
 }
 
@@ -141,6 +201,52 @@ mod tests {
             w.quantiles(Duration::from_secs(300), t2 + Duration::from_secs(301)),
             None
         );
+    }
+
+    /// Closed slots kept as pairs give the quantiles dense ones give, and
+    /// hold a few bytes per distinct latency instead of the whole range.
+    #[test]
+    fn closed_slots_keep_their_latencies_in_little_memory() {
+        let t0 = Instant::now();
+        let mut sparse = LatencyWindow::new(t0, Duration::from_secs(5));
+        let mut dense = LatencyWindow::new(t0, Duration::from_secs(5));
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        // 20 slots of one canary a second, 1 to 60 ms.
+        for s in 0..20u64 {
+            for i in 0..15u64 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let at = t0 + SLOT * s as u32 + Duration::from_secs(i);
+                let latency = Duration::from_micros(1_000 + rng % 59_000);
+                sparse.record(latency, at);
+                // Recorded in one slot that stays dense: the reference.
+                dense.record(latency, t0 + SLOT * 19);
+            }
+        }
+        let now = t0 + SLOT * 19;
+        let (q_sparse, q_dense) = (
+            sparse.quantiles(Duration::from_secs(300), now),
+            dense.quantiles(Duration::from_secs(300), now),
+        );
+        assert!(q_sparse.is_some());
+        assert_eq!(q_sparse, q_dense);
+        let one_dense = dense.held_bytes();
+        assert!(
+            sparse.held_bytes() < 2 * one_dense,
+            "{} bytes for 20 slots, {one_dense} for one dense slot",
+            sparse.held_bytes()
+        );
+        // A busy slot stays dense (pairs would be larger).
+        let mut busy = LatencyWindow::new(t0, Duration::from_secs(5));
+        for us in 1..5_000_000u64 {
+            if us % 97 == 0 {
+                busy.record(Duration::from_micros(us), t0);
+            }
+        }
+        let before = busy.held_bytes();
+        busy.record(Duration::from_millis(1), t0 + SLOT);
+        assert_eq!(busy.held_bytes(), before + one_dense);
     }
 
     #[test]

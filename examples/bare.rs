@@ -3,13 +3,16 @@
 //! partition of a topic, spread evenly over the interval, and consumes them
 //! by explicit assignment from the end, with slaprobe's own client settings
 //! (`slaprobe::kafka::client::config` for the producer and consumer roles) against the same
-//! broker. It measures the latency from just before the produce call to the
+//! broker; with `--client-defaults true`, with librdkafka's defaults instead
+//! (only `bootstrap.servers`, the consumer's `group.id` that `assign` needs,
+//! and the `--librdkafka` options), as a user's own client would be. It measures the latency from just before the produce call to the
 //! consumer's poll returning the record, on the monotonic clock.
 //!
 //! ```sh
 //! cargo run --release --example bare -- --bootstrap 127.0.0.1:9092 \
 //!     --topic bare.1 --partitions 6 --rate 1000 --warmup 10 --seconds 30 \
-//!     [--librdkafka fetch.wait.max.ms=10] [--payload-bytes 256]
+//!     [--librdkafka fetch.wait.max.ms=10] [--payload-bytes 256] \
+//!     [--client-defaults true]
 //! ```
 //!
 //! It creates the topic (unless it exists), prints `measuring` when the warm-up ends, and at
@@ -55,6 +58,7 @@ struct Args {
     seconds: f64,
     payload_bytes: usize,
     librdkafka: BTreeMap<String, String>,
+    client_defaults: bool,
 }
 
 fn args() -> Args {
@@ -67,6 +71,7 @@ fn args() -> Args {
         seconds: 30.0,
         payload_bytes: 256,
         librdkafka: BTreeMap::new(),
+        client_defaults: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -80,6 +85,7 @@ fn args() -> Args {
             "--payload-bytes" => a.payload_bytes = num() as usize,
             "--bootstrap" => a.bootstrap = v,
             "--topic" => a.topic = v,
+            "--client-defaults" => a.client_defaults = v == "true",
             "--librdkafka" => {
                 let (key, value) = v
                     .split_once('=')
@@ -126,10 +132,33 @@ fn main() {
         deadline,
         queue_bound: bound,
     };
-    let producer: ThreadedProducer<Acks> =
-        kafka::client::create(&cluster, role, Acks(AtomicU64::new(0))).expect("producer");
-    let consumer: BaseConsumer =
-        kafka::client::create(&cluster, Role::Consumer, DefaultConsumerContext).expect("consumer");
+    let (producer, consumer): (ThreadedProducer<Acks>, BaseConsumer) = if a.client_defaults {
+        let plain = |extra: &[(&str, &str)]| {
+            let mut c = rdkafka::ClientConfig::new();
+            c.set("bootstrap.servers", &a.bootstrap);
+            for (k, v) in extra {
+                c.set(*k, *v);
+            }
+            for (k, v) in &a.librdkafka {
+                c.set(k, v);
+            }
+            c
+        };
+        (
+            plain(&[])
+                .create_with_context(Acks(AtomicU64::new(0)))
+                .expect("producer"),
+            plain(&[("group.id", "bare")])
+                .create_with_context(DefaultConsumerContext)
+                .expect("consumer"),
+        )
+    } else {
+        (
+            kafka::client::create(&cluster, role, Acks(AtomicU64::new(0))).expect("producer"),
+            kafka::client::create(&cluster, Role::Consumer, DefaultConsumerContext)
+                .expect("consumer"),
+        )
+    };
     let mut tpl = TopicPartitionList::new();
     for p in 0..a.partitions {
         let high = loop {

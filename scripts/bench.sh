@@ -12,9 +12,10 @@
 #
 # Sections:
 #   bare    slaprobe against a bare rdkafka round trip (examples/bare.rs) with
-#           the same client settings, interleaved, at 100, 1,000 and 10,000
-#           canaries/s over 6 and 60 partitions (scripts/bench/bare.py):
-#           delivered rate, CPU per canary, e2e p50/p99/p99.9, RSS, ratios
+#           librdkafka's default client settings and with slaprobe's,
+#           interleaved, at 100, 1,000 and 10,000 canaries/s over 6 and 60
+#           partitions (scripts/bench/bare.py): delivered rate, CPU per
+#           canary, e2e p50/p99/p99.9, RSS, ratios to both
 #   loss    how late a loss is reported after its deadline (scripts/bench/loss.py);
 #           the bare section also gives the time from start to first match
 #   core    in-process figures (examples/bench_core.rs): memory per

@@ -1,15 +1,23 @@
 #!/usr/bin/env python3
-"""slaprobe against a bare rdkafka round trip (examples/bare.rs) with the
-same client settings, rate and partitions, against the same broker,
-interleaved (bare, slaprobe, bare, slaprobe, ...).
+"""slaprobe against a bare rdkafka round trip (examples/bare.rs) at the
+same rate and partitions, against the same broker, interleaved: the bare
+program with librdkafka's default client settings (`defaults`: what a
+user's own client has), with slaprobe's client settings (`settings`), and
+slaprobe itself.
 
 For each: delivered rate, CPU µs per canary, e2e p50/p99/p999, RSS, and
-slaprobe's ratio to bare (median over the repeats, with min..max).
+slaprobe's ratios to both bare programs (median over the repeats, with
+min..max): against `settings` it is slaprobe's code, against `defaults`
+everything a user would see.
 
 Usage: bare.py --bootstrap HOST:PORT --slaprobe PATH --bare PATH
        [--setups 100x6,100x60,1000x6,1000x60,10000x6,10000x60]
        [--warmup 30] [--seconds 50] [--repeats 3]
        [--fetch-wait MS] [--replication N]
+       [--kinds defaults,settings,slaprobe] [--defaults-with KEY=VALUE,...]
+
+--defaults-with: librdkafka options added to the `defaults` program (to
+find which of slaprobe's settings costs what).
 
 --fetch-wait: both clients' fetch.wait.max.ms (default 10, for brokers that
 hold a fetch until the wait expires, such as tansu; 0 leaves librdkafka's
@@ -46,12 +54,16 @@ def create_topic(bootstrap, topic, partitions, replication=1):
     sys.exit(f"topic {topic} did not appear")
 
 
-def run_bare(args, rate, partitions, topic):
+def run_bare(args, rate, partitions, topic, defaults):
+    options = [f"fetch.wait.max.ms={args.fetch_wait}"] if args.fetch_wait else []
+    if defaults:
+        options += [o for o in args.defaults_with.split(",") if o]
     p = subprocess.Popen(
         [args.bare, "--bootstrap", args.bootstrap, "--topic", topic,
          "--partitions", str(partitions), "--rate", str(rate),
-         "--warmup", str(args.warmup), "--seconds", str(args.seconds)]
-        + (["--librdkafka", f"fetch.wait.max.ms={args.fetch_wait}"] if args.fetch_wait else []),
+         "--warmup", str(args.warmup), "--seconds", str(args.seconds),
+         "--client-defaults", "true" if defaults else "false"]
+        + [x for o in options for x in ("--librdkafka", o)],
         stdout=subprocess.PIPE, text=True,
     )
     cpu0 = t0 = None
@@ -129,16 +141,27 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fetch-wait", type=int, default=10)
     ap.add_argument("--replication", type=int, default=1)
+    ap.add_argument("--kinds", default="defaults,settings,slaprobe")
+    ap.add_argument("--defaults-with", default="")
     args = ap.parse_args()
     setups = [tuple(int(x) for x in s.split("x")) for s in args.setups.split(",")]
-    runs = {s: {"bare": [], "slaprobe": []} for s in setups}
+    programs = {
+        "defaults": lambda a, r, p, t: run_bare(a, r, p, t, True),
+        "settings": lambda a, r, p, t: run_bare(a, r, p, t, False),
+        "slaprobe": run_slaprobe,
+    }
+    kinds = [k for k in args.kinds.split(",") if k]
+    for k in kinds:
+        if k not in programs:
+            sys.exit(f"--kinds: unknown {k} (defaults, settings, slaprobe)")
+    runs = {s: {k: [] for k in kinds} for s in setups}
     stamp = int(time.time())
     for rate, partitions in setups:
         for repeat in range(args.repeats):
-            for kind, fn in (("bare", run_bare), ("slaprobe", run_slaprobe)):
+            for kind in kinds:
                 topic = f"bench.{kind}.{rate}x{partitions}.{repeat}.{stamp}"
                 create_topic(args.bootstrap, topic, partitions, args.replication)
-                r = fn(args, rate, partitions, topic)
+                r = programs[kind](args, rate, partitions, topic)
                 print(f"# {rate}/s x {partitions} {kind} #{repeat}: {r}", file=sys.stderr, flush=True)
                 runs[(rate, partitions)][kind].append(r)
 
@@ -146,39 +169,44 @@ def main():
         print("\nNote: slaprobe's quantiles cover its last minute, bare's only the measured "
               f"{args.seconds:g} s: below 60 s of warm-up and measurement the latencies "
               "are not comparable.")
-    print(f"\nslaprobe against a bare round trip, {args.seconds:g} s each after "
+    extra = f" (defaults with {args.defaults_with})" if args.defaults_with else ""
+    print(f"\nslaprobe against a bare round trip{extra}, {args.seconds:g} s each after "
           f"{args.warmup:g} s warm-up; median of {args.repeats} interleaved runs "
           "(ratio: median, min..max over the pairs):\n")
     print("| rate × partitions | program | delivered/s | CPU per canary | p50 | p99 | p99.9 | RSS |")
     print("|---|---|---|---|---|---|---|---|")
-    ratios = []
     for rate, partitions in setups:
         r = runs[(rate, partitions)]
-        for kind in ("bare", "slaprobe"):
+        for kind in kinds:
             med = lambda k: statistics.median(x[k] for x in r[kind])  # noqa: E731
             print(f"| {rate:,}/s × {partitions} | {kind} | {med('rate'):,.0f} | {med('cpu_us'):.1f} µs "
                   f"| {med('p50'):.2f} ms | {med('p99'):.2f} ms | {med('p999'):.2f} ms | {med('rss_mb'):.1f} MB |")
-        pairs = list(zip(r["bare"], r["slaprobe"]))
+    if "slaprobe" in kinds:
+        ready = [x["ready_s"] for r in runs.values() for x in r["slaprobe"]]
+        print(f"\nslaprobe's start to its first canary matched (/readyz): median "
+              f"{statistics.median(ready) * 1000:.0f} ms, at most {max(ready) * 1000:.0f} ms "
+              f"over {len(ready)} starts.")
+    for base in ("defaults", "settings"):
+        if base not in kinds or "slaprobe" not in kinds:
+            continue
+        print(f"\nslaprobe against bare with {'librdkafka defaults' if base == 'defaults' else 'slaprobe settings'}:\n")
+        print("| rate × partitions | p50 ratio | p50 difference | p99 ratio | CPU per canary ratio | delivered ratio | slaprobe lost |")
+        print("|---|---|---|---|---|---|---|")
+        for rate, partitions in setups:
+            r = runs[(rate, partitions)]
+            pairs = list(zip(r[base], r["slaprobe"]))
 
-        def ratio(k):
-            xs = [s[k] / b[k] for b, s in pairs if b[k]]
-            return f"{statistics.median(xs):.2f}× ({min(xs):.2f}..{max(xs):.2f})" if xs else "n/a"
+            def ratio(k):
+                xs = [s[k] / b[k] for b, s in pairs if b[k]]
+                return f"{statistics.median(xs):.2f}× ({min(xs):.2f}..{max(xs):.2f})" if xs else "n/a"
 
-        def diff(k):
-            xs = [s[k] - b[k] for b, s in pairs]
-            return f"{statistics.median(xs):+.2f} ms"
+            def diff(k):
+                xs = [s[k] - b[k] for b, s in pairs]
+                return f"{statistics.median(xs):+.2f} ms"
 
-        ratios.append((f"{rate:,}/s × {partitions}", ratio("p50"), diff("p50"), ratio("p99"),
-                       ratio("cpu_us"), ratio("rate"),
-                       sum(s.get("lost", 0) for _, s in pairs)))
-    ready = [x["ready_s"] for r in runs.values() for x in r["slaprobe"]]
-    print(f"\nslaprobe's start to its first canary matched (/readyz): median "
-          f"{statistics.median(ready) * 1000:.0f} ms, at most {max(ready) * 1000:.0f} ms "
-          f"over {len(ready)} starts.")
-    print("\n| rate × partitions | p50 ratio | p50 difference | p99 ratio | CPU per canary ratio | delivered ratio | slaprobe lost |")
-    print("|---|---|---|---|---|---|---|")
-    for row in ratios:
-        print("| " + " | ".join(str(c) for c in row[:-1]) + f" | {row[-1]:.0f} |")
+            lost = sum(s.get("lost", 0) for _, s in pairs)
+            print(f"| {rate:,}/s × {partitions} | {ratio('p50')} | {diff('p50')} | {ratio('p99')} "
+                  f"| {ratio('cpu_us')} | {ratio('rate')} | {lost:.0f} |")
 
 
 if __name__ == "__main__":

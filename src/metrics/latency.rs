@@ -157,9 +157,9 @@ impl LatencyWindow {
         Some(out)
     }
 
-    /// Bytes the slots hold (their counts or pairs), for tests and the
-    /// benchmark.
-    pub fn held_bytes(&self) -> usize {
+    /// Bytes the slots hold (their counts or pairs).
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
         self.slots
             .iter()
             .map(|(_, s)| match s {

@@ -10,8 +10,9 @@
 //! (1.5 MB of text): the `prometheus-client` crate, which encodes every
 //! label of every line (each histogram bucket again) through `dyn Write`,
 //! rendered it in 3.3-7.1 ms p50 on the 2-core test machine; this in 0.4 ms
-//! (BENCHMARKS.md). The output is the same text: a test renders one
-//! registry both ways and compares.
+//! (BENCHMARKS.md). The output is the crate's text but for a series
+//! without labels (`name 1`, not `name{} 1`) and infinite gauges (`+Inf`,
+//! not `inf`): a test renders one registry both ways and compares.
 //!
 //! The exposition is OpenMetrics text (served as
 //! `application/openmetrics-text`), which Prometheus scrapes natively:

@@ -92,9 +92,10 @@ fn main() {
     let mut handles = Vec::new();
     for p in &cfg.probes {
         let out = metrics.output(p, "heartbeat");
-        let mut input = metrics.input(&p.name, "c", p.input_topic(), "heartbeat");
+        let mut input = metrics.input(p);
         for part in 0..6 {
-            out.delivered(Duration::from_millis(3 + part), false);
+            let leader = Some(1 + part as i32 % 3);
+            out.delivered(leader, Duration::from_millis(3 + part), false);
             input.partition_delivered(part as i32, Some(1 + part as i32 % 3));
             input.acked(Some(1 + part as i32 % 3), Duration::from_millis(2));
         }

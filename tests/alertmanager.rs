@@ -46,6 +46,26 @@ probes:
     )
 }
 
+/// The rules `slaprobe rules` writes for exactly `yaml` (in `dir/rules/`).
+fn rules_for(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
+    let config = dir.join("rules.yaml");
+    std::fs::write(&config, yaml).expect("config");
+    let rules = dir.join("rules");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+        .args(["rules", "-c"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&rules)
+        .output()
+        .expect("slaprobe rules");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rules
+}
+
 /// Canaries delivered so far (0 while the process does not answer).
 fn delivered(s: &Slaprobe) -> f64 {
     s.delivered().unwrap_or(0.0)
@@ -72,23 +92,7 @@ fn pushed_alerts_and_the_rules_alerts_are_one_alert_per_tier() {
         &mock.bootstrap_servers(),
         &format!("  url: 'http://{}'", am.addr),
     );
-    // The rules for exactly this config.
-    let config = dir.join("am.yaml");
-    std::fs::write(&config, &yaml).expect("config");
-    let rules = dir.join("rules");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slaprobe"))
-        .args(["rules", "-c"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&rules)
-        .output()
-        .expect("slaprobe rules");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
+    let rules = rules_for(&dir, &yaml);
     let s = Slaprobe::start(&dir, "am", &yaml);
     let Some(prom) = common::Prometheus::start_alerting(
         &dir,
@@ -352,5 +356,126 @@ fn hung_failing_and_refusing_replicas_never_touch_probing_or_the_healthy_one() {
         "a 10 MB error body is not read: peak RSS {peak_before} -> {peak_after} kB"
     );
     assert!(!log.contains("tok-3f9a"), "the token is never logged");
+    assert!(s.stop().success());
+}
+
+/// A heartbeat over three brokers, one of them slow: the canaries sent to
+/// the partitions it leads break the latency SLO, the others do not. Every
+/// burn-rate alert names that broker — the ones slaprobe pushes and the
+/// ones Prometheus raises from the generated rules alike — and the
+/// outcome, latency and SLI series say it too.
+#[test]
+fn a_burn_that_comes_from_one_broker_names_it() {
+    let Some(am) = common::Alertmanager::start() else {
+        return;
+    };
+    const SLOW: &str = "2";
+    let topic = "slaprobe.brokers";
+    let mock = common::mock_cluster(topic, 6, 3);
+    let dir = scratch("am-broker");
+    let yaml = format!(
+        r#"alertmanager:
+  url: 'http://{}'
+clusters:
+  it: {{ bootstrap: '{}', librdkafka: {{ fetch.wait.max.ms: '10' }} }}
+probes:
+  - name: brokers
+    type: heartbeat
+    cluster: it
+    topic: {topic}
+    interval: 50ms
+    deadline: 5s
+    slos:
+      - {{ sli: latency, threshold: 150ms, objective: 99% }}
+"#,
+        am.addr,
+        mock.bootstrap_servers()
+    );
+    let rules = rules_for(&dir, &yaml);
+    let s = Slaprobe::start(&dir, "brokers", &yaml);
+    assert!(
+        poll_until(Duration::from_secs(30), || delivered(&s) > 20.0),
+        "canaries flow; log:\n{}",
+        s.log()
+    );
+    mock.broker_round_trip_time(SLOW.parse().expect("id"), Duration::from_millis(400))
+        .expect("rtt");
+    // Prometheus evaluates the rules but sends nothing: Alertmanager holds
+    // slaprobe's alerts only, and Prometheus' are read from its API.
+    let Some(prom) =
+        common::Prometheus::start_alerting(&dir, s.addr, &[rules.join("slaprobe.rules.yml")], None)
+    else {
+        return;
+    };
+    let slo = "brokers:heartbeat:latency";
+    let named = |alerts: &[serde_json::Value]| {
+        alerts.len() == 4 && alerts.iter().all(|a| a["annotations"]["broker"] == SLOW)
+    };
+    let mut pushed = Vec::new();
+    assert!(
+        poll_until(Duration::from_secs(90), || {
+            pushed = am_alerts(&am, slo);
+            named(&pushed)
+        }),
+        "slaprobe's 4 alerts name broker {SLOW}: {pushed:#?}\nlog:\n{}",
+        s.log()
+    );
+    let mut raised = Vec::new();
+    assert!(
+        poll_until(Duration::from_secs(60), || {
+            raised = common::http_get(prom.addr, "/api/v1/alerts")
+                .ok()
+                .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+                .and_then(|v| v["data"]["alerts"].as_array().cloned())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| a["labels"]["slo"] == slo && a["state"] == "firing")
+                .collect();
+            named(&raised)
+        }),
+        "Prometheus' 4 alerts name broker {SLOW}: {raised:#?}"
+    );
+    // The series behind it: every broker delivers, only the slow one's
+    // canaries are slow.
+    let text = s.metrics();
+    let bad_of = |b: &str| {
+        common::metric(
+            &text,
+            "slaprobe_sli_events_total",
+            &[
+                ("probe", "brokers"),
+                ("sli", "latency"),
+                ("outcome", "bad"),
+                ("broker", b),
+            ],
+        )
+    };
+    for b in ["1", "2", "3"] {
+        let delivered = common::metric(
+            &text,
+            "slaprobe_canaries_delivered_total",
+            &[("probe", "brokers"), ("broker", b)],
+        );
+        assert!(delivered > 0.0, "broker {b} delivers: {delivered}");
+        let bad = bad_of(b);
+        let latency = common::metric(
+            &text,
+            "slaprobe_e2e_latency_seconds_sum",
+            &[("probe", "brokers"), ("broker", b)],
+        ) / common::metric(
+            &text,
+            "slaprobe_e2e_latency_seconds_count",
+            &[("probe", "brokers"), ("broker", b)],
+        );
+        println!(
+            "broker {b}: delivered {delivered}, latency-bad {bad}, mean latency {latency:.3}s"
+        );
+        if b == SLOW {
+            assert!(bad > 0.0 && latency > 0.15, "broker {b}");
+        } else {
+            // A loaded machine may make the odd canary slow anywhere.
+            assert!(bad * 10.0 < bad_of(SLOW), "broker {b} is not slow");
+        }
+    }
     assert!(s.stop().success());
 }

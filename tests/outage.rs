@@ -50,24 +50,9 @@ fn sample(s: &Slaprobe) -> Sample {
 }
 
 /// The e2e latency histogram's cumulative counts, by bucket bound
-/// (`+Inf` as infinity), in order.
+/// (`+Inf` as infinity), in order, summed over the heartbeat's brokers.
 fn latency_buckets(s: &Slaprobe) -> Vec<(f64, f64)> {
-    let text = s.metrics();
-    let mut buckets: Vec<(f64, f64)> = text
-        .lines()
-        .filter(|l| l.starts_with("slaprobe_e2e_latency_seconds_bucket{"))
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, l.rsplit(' ').next()?.parse().ok()?))
-        })
-        .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    buckets
+    common::buckets(&s.metrics(), "slaprobe_e2e_latency_seconds", &[])
 }
 
 /// The smallest bucket bound that holds every latency observed between

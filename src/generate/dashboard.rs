@@ -191,6 +191,43 @@ fn canary_panels(l: &mut Layout) {
             no_thresholds(),
         ),
     );
+    // Heartbeats label their outcomes by the partition's leader: which
+    // broker a burn comes from (the burn-rate alert's `broker` annotation).
+    l.add(
+        12,
+        8,
+        timeseries(
+            "Heartbeat bad SLI events by leader broker (per second)".to_string(),
+            "short",
+            vec![target(
+                "A",
+                format!(
+                    "sum by (probe, sli, broker) (rate(slaprobe_sli_events_total{{{},outcome=\"bad\",broker!=\"\"}}[$__rate_interval]))",
+                    probe_sel()
+                ),
+                "{{probe}} {{sli}} broker {{broker}}",
+            )],
+            no_thresholds(),
+        ),
+    );
+    l.add(
+        12,
+        8,
+        timeseries(
+            "Heartbeat end-to-end latency p99 by leader broker".to_string(),
+            "s",
+            vec![target(
+                "A",
+                format!(
+                    "histogram_quantile(0.99, sum by (le, probe, broker) \
+                     (rate(slaprobe_e2e_latency_seconds_bucket{{{},broker!=\"\"}}[$__rate_interval])))",
+                    probe_sel()
+                ),
+                "{{probe}} broker {{broker}}",
+            )],
+            no_thresholds(),
+        ),
+    );
     l.add(
         8,
         8,

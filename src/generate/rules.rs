@@ -15,6 +15,7 @@ use super::rule::Rule;
 use super::text::{promql_str, write_header, yaml_str};
 use crate::config::{Config, LagWatch, Slo};
 use crate::slo::alert::{burn_rate_alert, AlertStyle, BURN_RATE_ALERT};
+use crate::slo::attribution;
 use crate::slo::{burn_tiers, error_threshold, BurnTier, Severity, WINDOWS};
 use crate::util::format::duration as format_duration;
 
@@ -176,11 +177,12 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
         promql_str(job)
     );
     for (w, _) in WINDOWS {
-        // `without (outcome)`, not `by (probe, output, sli)`: each prober
-        // instance (job, instance) keeps its own series, so a region's
-        // outage is not diluted by the healthy probers of other regions.
-        let events = format!("sum without (outcome) (increase({all}[{w}]))");
-        let bad_events = format!("sum without (outcome) (increase({bad}[{w}]))");
+        // `without (outcome, broker)`, not `by (probe, output, sli)`: each
+        // prober instance (job, instance) keeps its own series, so a
+        // region's outage is not diluted by the healthy probers of other
+        // regions. A heartbeat's brokers make one SLI.
+        let events = format!("sum without (outcome, broker) (increase({all}[{w}]))");
+        let bad_events = format!("sum without (outcome, broker) (increase({bad}[{w}]))");
         writeln!(out, "      - record: slaprobe:sli_events:increase{w}")?;
         writeln!(out, "        expr: {}", yaml_str(&events))?;
         writeln!(out, "      - record: slaprobe:sli_error:ratio_rate{w}")?;
@@ -360,7 +362,15 @@ fn write_burn_alert(
     tier: &BurnTier,
     actions: &[crate::config::Action],
 ) -> std::fmt::Result {
-    let a = burn_rate_alert(&probe.name, probe.slo_cluster(slo), slo, tier, style);
+    let mut a = burn_rate_alert(&probe.name, probe.slo_cluster(slo), slo, tier, style);
+    if matches!(probe.kind, crate::config::ProbeKind::Heartbeat(_)) {
+        let sel = selector(job, &probe.name, slo);
+        let sel = sel.trim_start_matches('{').trim_end_matches('}');
+        a.annotations.push((
+            attribution::ANNOTATION,
+            attribution::annotation_template(sel, tier.short_label()),
+        ));
+    }
     let expr = burn_expr(job, &probe.name, slo, tier);
     let name = slo.name(&probe.name);
     for (expr, a) in super::remediation::burn_variants(expr, a, &name, tier, actions, job, style) {
@@ -517,7 +527,18 @@ probes:
                 .iter()
                 .find(|(labels, _)| *labels == a.labels)
                 .unwrap_or_else(|| panic!("no rule with the labels {:?}", a.labels));
-            assert_eq!(rule.1, a.annotations, "annotations of {:?}", a.labels);
+            // The broker annotation is a template in the rule, the
+            // evaluator's value in the pushed alert (empty here: every bad
+            // event's leader is unknown, never named).
+            let (mut generated, mut pushed) = (rule.1.clone(), a.annotations.clone());
+            let template = generated.remove(attribution::ANNOTATION);
+            assert!(
+                template.is_some_and(|t| t.contains("query")),
+                "a heartbeat SLO's rule names the broker: {:?}",
+                rule.1
+            );
+            assert_eq!(pushed.remove(attribution::ANNOTATION).as_deref(), Some(""));
+            assert_eq!(generated, pushed, "annotations of {:?}", a.labels);
         }
     }
 }

@@ -46,9 +46,9 @@ pub struct TopicLayout {
 impl TopicLayout {
     pub fn leader(&self, partition: i32) -> Option<i32> {
         self.partitions
-            .iter()
-            .find(|(p, _)| *p == partition)
-            .and_then(|(_, l)| *l)
+            .binary_search_by_key(&partition, |(p, _)| *p)
+            .ok()
+            .and_then(|i| self.partitions[i].1)
     }
 
     /// Brokers that lead none of the topic's partitions.

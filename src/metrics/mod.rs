@@ -12,19 +12,23 @@
 //! metadata; `error` from the fixed set in [`ProduceError`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub mod latency;
 pub mod process;
 pub mod registry;
 mod requests;
+mod split;
 
 pub use registry::{Gauge, Histogram, IntCounter, IntGauge, CONTENT_TYPE};
 pub use registry::{GaugeVec, IntCounterVec, IntGaugeVec};
 use registry::{HistogramVec, Registry};
 pub use requests::RequestStats;
+pub use split::SliSplit;
+use split::{OutcomeSplits, SliSplits, Split};
 
-use crate::config::{Expect, Probe, Sli};
+use crate::config::{Expect, Probe, ProbeKind, Sli};
 use crate::kafka::{ConsumeError, ProduceError};
 use latency::{QUANTILES, WINDOWS};
 
@@ -65,6 +69,10 @@ pub struct Metrics {
     slo_firing: IntGaugeVec,
     client_requests: IntCounterVec,
     client_errors: IntCounterVec,
+    /// SLI events by (probe, output, sli), split by broker on heartbeats.
+    slis: SliSplits,
+    /// Outcome series by (probe, output), split by broker on heartbeats.
+    outcomes: Arc<OutcomeSplits<Outcomes>>,
     /// Consumer-group lag (`lag` probes and pipelines' `lag:`).
     pub lag: LagMetrics,
     /// Remediation actions (`actions:`).
@@ -116,6 +124,8 @@ impl Metrics {
         let int_gauge =
             |n: &str, help: &str, labels: &[&'static str]| r.int_gauge_vec(&name(n), help, labels);
         let outcome = |n: &str, help: &str| counter(n, help, &["probe", "output"]);
+        // Heartbeats' outcomes are split by the partition's leader.
+        let by_broker = |n: &str, help: &str| counter(n, help, &["probe", "output", "broker"]);
         let build = int_gauge(
             "build_info",
             "Always 1; the version label says which build runs.",
@@ -126,11 +136,11 @@ impl Metrics {
         Metrics {
             canaries_sent: counter("canaries_sent_total", "Canaries handed to the producer (produce attempted).", &["probe", "kafka_cluster", "topic"]),
             produce_errors: counter("produce_errors_total", "Canaries whose produce failed, by error class.", &["probe", "kafka_cluster", "topic", "error"]),
-            delivered: outcome("canaries_delivered_total", "Acked canaries whose first arrival was before the deadline."),
-            lost: outcome("canaries_lost_total", "Acked canaries not seen by the deadline."),
-            late: outcome("canaries_late_total", "Canaries that arrived after being declared lost."),
-            duplicate: outcome("canaries_duplicate_total", "Canary arrivals after the first."),
-            out_of_order: outcome("canaries_out_of_order_total", "First arrivals with a lower seq than an earlier arrival from the same input partition."),
+            delivered: by_broker("canaries_delivered_total", "Acked canaries whose first arrival was before the deadline."),
+            lost: by_broker("canaries_lost_total", "Acked canaries not seen by the deadline."),
+            late: by_broker("canaries_late_total", "Canaries that arrived after being declared lost."),
+            duplicate: by_broker("canaries_duplicate_total", "Canary arrivals after the first."),
+            out_of_order: by_broker("canaries_out_of_order_total", "First arrivals with a lower seq than an earlier arrival from the same input partition."),
             abandoned: counter("canaries_abandoned_total", "Canaries restored after a restart that could not be accounted for (their output partition could not be resumed, or their delivery report went with the old process and they never arrived): neither delivered nor lost.", &["probe", "output", "reason"]),
             consume_errors: counter("consume_errors_total", "Errors the output's consumer reported, by error class (records it could not decode are canaries it cannot see).", &["probe", "output", "error"]),
             late_or_duplicate: outcome("canaries_late_or_duplicate_total", "Arrivals of canaries resolved so long ago that their outcome was forgotten (beyond the process-wide memory of 262,144 lost, failed or late canaries): late if it was lost, a duplicate otherwise; counted as neither."),
@@ -138,9 +148,9 @@ impl Metrics {
             foreign: outcome("records_foreign_total", "Records on probed topics that are not this run's canaries (other traffic, other probers, earlier runs, malformed)."),
             in_flight: int_gauge("canaries_in_flight", "Canaries sent whose outcome is not known yet.", &["probe"]),
             produce_latency: r.histogram_vec(&name("produce_latency_seconds"), "Send to broker ack, by the partition's leader broker.", &["probe", "kafka_cluster", "broker"], buckets.clone()),
-            e2e_latency: r.histogram_vec(&name("e2e_latency_seconds"), "Send to first arrival at the output (monotonic clock).", &["probe", "output"], buckets),
+            e2e_latency: r.histogram_vec(&name("e2e_latency_seconds"), "Send to first arrival at the output (monotonic clock); heartbeats by the partition's leader when sent.", &["probe", "output", "broker"], buckets),
             e2e_quantile: gauge("e2e_latency_quantile_seconds", "End-to-end latency quantiles over a sliding window (HDR histogram).", &["probe", "output", "quantile", "window"]),
-            sli_events: counter("sli_events_total", "SLI events: good and bad, per SLI.", &["probe", "output", "sli", "outcome"]),
+            sli_events: counter("sli_events_total", "SLI events: good and bad, per SLI; heartbeats by the partition's leader when sent.", &["probe", "output", "sli", "outcome", "broker"]),
             partition_delivered: counter("heartbeat_partition_delivered_total", "Heartbeat canaries delivered, per partition and its leader broker.", &["probe", "partition", "broker"]),
             brokers_uncovered: int_gauge("cluster_brokers_uncovered", "Brokers that lead no partition of the probe's topic, so no canary exercises them.", &["kafka_cluster", "probe"]),
             slo_objective: gauge("slo_objective_ratio", "The SLO's objective, as a ratio.", &["slo"]),
@@ -165,6 +175,8 @@ impl Metrics {
                 escalations: counter("action_escalations_total", "Incidents whose remediation failed: the run did not succeed, or the condition still held escalate_after after it.", &["action"]),
                 incident: int_gauge("action_incident", "1 for each consumer group or SLO whose remediation is `attempted` (the action ran, the condition may still clear) or `failed` (escalated): the generated alerts carry it as their remediation label.", &["action", "kafka_cluster", "group", "slo", "remediation"]),
             },
+            slis: SliSplits::default(),
+            outcomes: Arc::default(),
             registry: r.clone(),
         }
     }
@@ -193,11 +205,20 @@ impl Metrics {
         self.registry.render().into_bytes()
     }
 
-    /// The SLI counter the probes increment for (probe, output, sli,
-    /// outcome): the evaluator reads the very numbers Prometheus scrapes.
+    /// The SLI events of (probe, output, sli), split by broker on
+    /// heartbeats: the evaluator reads the very numbers Prometheus scrapes.
+    pub fn sli(&self, probe: &Probe, output: &str, sli: Sli) -> Arc<SliSplit> {
+        let attributed = matches!(probe.kind, ProbeKind::Heartbeat(_));
+        self.slis
+            .get(&self.sli_events, &probe.name, output, sli, attributed)
+    }
+
+    /// The (unsplit) SLI counter of (probe, output, sli, outcome), for
+    /// tests and benchmarks that count events by hand.
     pub fn sli_counter(&self, probe: &str, output: &str, sli: Sli, outcome: &str) -> IntCounter {
-        self.sli_events
-            .with_label_values(&[probe, output, &sli.to_string(), outcome])
+        self.slis
+            .get(&self.sli_events, probe, output, sli, false)
+            .counter(None, outcome == "good")
     }
 
     /// Gauges of one SLO (`slo` is `<probe>:<output>:<sli>`), one per
@@ -221,17 +242,11 @@ impl Metrics {
         }
     }
 
-    /// Handles for one output of one probe.
+    /// Handles for one output of one probe (its outcome series shared by
+    /// every caller: the recorder counts, the status page reads).
     pub fn output(&self, probe: &Probe, output: &str) -> OutputMetrics {
         let l = [probe.name.as_str(), output];
-        let sli = |sli: Sli, outcome: &str| {
-            self.sli_events.with_label_values(&[
-                probe.name.as_str(),
-                output,
-                &sli.to_string(),
-                outcome,
-            ])
-        };
+        let attributed = matches!(probe.kind, ProbeKind::Heartbeat(_));
         let latency_threshold = probe
             .slos
             .iter()
@@ -252,12 +267,17 @@ impl Metrics {
                     .collect()
             })
             .collect();
-        OutputMetrics {
-            delivered: self.delivered.with_label_values(&l),
-            lost: self.lost.with_label_values(&l),
-            late: self.late.with_label_values(&l),
-            duplicate: self.duplicate.with_label_values(&l),
-            out_of_order: self.out_of_order.with_label_values(&l),
+        let m = OutputMetrics {
+            outcomes: self.outcomes.get(&probe.name, output, attributed),
+            families: OutcomeFamilies {
+                labels: [probe.name.clone(), output.to_string()],
+                delivered: self.delivered.clone(),
+                lost: self.lost.clone(),
+                late: self.late.clone(),
+                duplicate: self.duplicate.clone(),
+                out_of_order: self.out_of_order.clone(),
+                e2e: self.e2e_latency.clone(),
+            },
             foreign: self.foreign.with_label_values(&l),
             failed_but_arrived: self.failed_but_arrived.with_label_values(&l),
             late_or_duplicate: self.late_or_duplicate.with_label_values(&l),
@@ -274,13 +294,14 @@ impl Metrics {
                     )
                 })
                 .collect(),
-            e2e: self.e2e_latency.with_label_values(&l),
             quantiles,
-            delivery_good: sli(Sli::Delivery, "good"),
-            delivery_bad: sli(Sli::Delivery, "bad"),
-            latency: latency_threshold
-                .map(|t| (t, sli(Sli::Latency, "good"), sli(Sli::Latency, "bad"))),
-        }
+            delivery: self.sli(probe, output, Sli::Delivery),
+            latency: latency_threshold.map(|t| (t, self.sli(probe, output, Sli::Latency))),
+        };
+        // The series exist from the start, at 0 (on heartbeats those of
+        // `unknown`, until the leaders are known).
+        m.touch(None);
+        m
     }
 
     /// The abandoned-canaries counter of one output and reason.
@@ -288,44 +309,37 @@ impl Metrics {
         self.abandoned.with_label_values(&[probe, output, reason])
     }
 
-    /// Handles for a probe's input side (produce) on `cluster`/`topic`;
-    /// `output` is the label its availability SLI is exported under.
-    pub fn input(&self, probe: &str, cluster: &str, topic: &str, output: &str) -> InputMetrics {
+    /// Handles for a probe's input side (produce).
+    pub fn input(&self, probe: &Probe) -> InputMetrics {
+        let (name, cluster, topic) = (
+            probe.name.as_str(),
+            probe.input_cluster(),
+            probe.input_topic(),
+        );
         let errors = ProduceError::ALL
             .iter()
             .map(|e| {
                 (
                     *e,
                     self.produce_errors
-                        .with_label_values(&[probe, cluster, topic, e.label()]),
+                        .with_label_values(&[name, cluster, topic, e.label()]),
                 )
             })
             .collect();
         InputMetrics {
-            probe: probe.to_string(),
+            probe: name.to_string(),
             cluster: cluster.to_string(),
             sent: self
                 .canaries_sent
-                .with_label_values(&[probe, cluster, topic]),
+                .with_label_values(&[name, cluster, topic]),
             errors,
-            in_flight: self.in_flight.with_label_values(&[probe]),
-            available_good: self.sli_events.with_label_values(&[
-                probe,
-                output,
-                "availability",
-                "good",
-            ]),
-            available_bad: self.sli_events.with_label_values(&[
-                probe,
-                output,
-                "availability",
-                "bad",
-            ]),
+            in_flight: self.in_flight.with_label_values(&[name]),
+            available: self.sli(probe, probe.availability_output(), Sli::Availability),
             produce_latency: self.produce_latency.clone(),
             produce_latency_by_broker: HashMap::new(),
             partition_delivered: self.partition_delivered.clone(),
             partition_delivered_cache: HashMap::new(),
-            brokers_uncovered: self.brokers_uncovered.with_label_values(&[cluster, probe]),
+            brokers_uncovered: self.brokers_uncovered.with_label_values(&[cluster, name]),
         }
     }
 }
@@ -340,57 +354,138 @@ pub struct SloMetrics {
     pub firing: Vec<IntGauge>,
 }
 
-/// Per-output handles (outcomes, latency, SLIs).
-pub struct OutputMetrics {
+/// One broker's outcome series of an output (the output's only ones where
+/// outcomes are not split by broker).
+pub struct Outcomes {
     pub delivered: IntCounter,
     pub lost: IntCounter,
     pub late: IntCounter,
     pub duplicate: IntCounter,
     pub out_of_order: IntCounter,
+    pub e2e: Histogram,
+}
+
+/// The families an output's [`Outcomes`] are made in, and its labels.
+struct OutcomeFamilies {
+    labels: [String; 2],
+    delivered: IntCounterVec,
+    lost: IntCounterVec,
+    late: IntCounterVec,
+    duplicate: IntCounterVec,
+    out_of_order: IntCounterVec,
+    e2e: HistogramVec,
+}
+
+impl OutcomeFamilies {
+    fn make(&self, broker: &str) -> Outcomes {
+        let [probe, output] = &self.labels;
+        let l = [probe.as_str(), output.as_str(), broker];
+        Outcomes {
+            delivered: self.delivered.with_label_values(&l),
+            lost: self.lost.with_label_values(&l),
+            late: self.late.with_label_values(&l),
+            duplicate: self.duplicate.with_label_values(&l),
+            out_of_order: self.out_of_order.with_label_values(&l),
+            e2e: self.e2e.with_label_values(&l),
+        }
+    }
+}
+
+/// An output's outcome counts over every broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutcomeTotals {
+    pub delivered: u64,
+    pub lost: u64,
+    pub late: u64,
+    pub duplicate: u64,
+    pub out_of_order: u64,
+}
+
+/// Per-output handles (outcomes, latency, SLIs). Outcomes, latency and SLI
+/// events take the broker that led the canary's partition when it was sent
+/// (`None`: not known); it labels them on heartbeats and is ignored on
+/// pipelines.
+pub struct OutputMetrics {
+    outcomes: Arc<Split<Outcomes>>,
+    families: OutcomeFamilies,
     pub foreign: IntCounter,
     /// Every arrival of a canary whose produce was reported failed.
     pub failed_but_arrived: IntCounter,
     pub late_or_duplicate: IntCounter,
     /// Per consume error class, every class present (at 0).
     pub consume_errors: Vec<(ConsumeError, IntCounter)>,
-    pub e2e: Histogram,
     /// `[window][quantile]`, in `latency::WINDOWS` × `latency::QUANTILES` order.
     pub quantiles: Vec<Vec<Gauge>>,
-    pub delivery_good: IntCounter,
-    pub delivery_bad: IntCounter,
-    /// Latency SLI: (threshold, good, bad), when a latency SLO is configured.
-    pub latency: Option<(Duration, IntCounter, IntCounter)>,
+    delivery: Arc<SliSplit>,
+    /// Latency SLI: (threshold, events), when a latency SLO is configured.
+    latency: Option<(Duration, Arc<SliSplit>)>,
 }
 
 impl OutputMetrics {
+    /// `f` on the outcome series of `broker`.
+    pub fn outcome(&self, broker: Option<i32>, f: impl FnOnce(&Outcomes)) {
+        self.outcomes.with(broker, |b| self.families.make(b), f)
+    }
+
+    /// Every series of `broker` present, at 0 until its first event (so a
+    /// rate over them sees the first one).
+    pub fn touch(&self, broker: Option<i32>) {
+        self.outcome(broker, |_| ());
+        self.delivery.touch(broker);
+        if let Some((_, l)) = &self.latency {
+            l.touch(broker);
+        }
+    }
+
+    /// A delivery SLI event.
+    pub fn delivery_event(&self, broker: Option<i32>, good: bool) {
+        self.delivery.event(broker, good);
+    }
+
     /// A delivery whose latency is not known (see
     /// `Outcome::DeliveredUntimed`): a good delivery event, no latency
     /// observation nor latency SLI event.
-    pub fn delivered_untimed(&self, out_of_order: bool) {
-        self.delivered.inc();
-        if out_of_order {
-            self.out_of_order.inc();
-        }
-        self.delivery_good.inc();
-    }
-
-    pub fn delivered(&self, latency: Duration, out_of_order: bool) {
-        self.delivered_untimed(out_of_order);
-        self.e2e.observe(latency.as_secs_f64());
-        if let Some((threshold, good, bad)) = &self.latency {
-            if latency <= *threshold {
-                good.inc()
-            } else {
-                bad.inc()
+    pub fn delivered_untimed(&self, broker: Option<i32>, out_of_order: bool) {
+        self.outcome(broker, |o| {
+            o.delivered.inc();
+            if out_of_order {
+                o.out_of_order.inc();
             }
+        });
+        self.delivery.event(broker, true);
+    }
+
+    pub fn delivered(&self, broker: Option<i32>, latency: Duration, out_of_order: bool) {
+        self.outcome(broker, |o| {
+            o.delivered.inc();
+            if out_of_order {
+                o.out_of_order.inc();
+            }
+            o.e2e.observe(latency.as_secs_f64());
+        });
+        self.delivery.event(broker, true);
+        if let Some((threshold, events)) = &self.latency {
+            events.event(broker, latency <= *threshold);
         }
     }
 
-    pub fn lost(&self) {
-        self.lost.inc();
-        self.delivery_bad.inc();
-        if let Some((_, _, bad)) = &self.latency {
-            bad.inc();
+    pub fn lost(&self, broker: Option<i32>) {
+        self.outcome(broker, |o| o.lost.inc());
+        self.delivery.event(broker, false);
+        if let Some((_, events)) = &self.latency {
+            events.event(broker, false);
+        }
+    }
+
+    /// The output's outcome counts over every broker.
+    pub fn totals(&self) -> OutcomeTotals {
+        let sum = |f: fn(&Outcomes) -> &IntCounter| self.outcomes.sum(|o| f(o).get());
+        OutcomeTotals {
+            delivered: sum(|o| &o.delivered),
+            lost: sum(|o| &o.lost),
+            late: sum(|o| &o.late),
+            duplicate: sum(|o| &o.duplicate),
+            out_of_order: sum(|o| &o.out_of_order),
         }
     }
 }
@@ -402,8 +497,8 @@ pub struct InputMetrics {
     pub sent: IntCounter,
     errors: Vec<(ProduceError, IntCounter)>,
     pub in_flight: IntGauge,
-    pub available_good: IntCounter,
-    pub available_bad: IntCounter,
+    /// Availability SLI events (split by broker on heartbeats).
+    available: Arc<SliSplit>,
     produce_latency: HistogramVec,
     /// Per broker id; bounded by the cluster's broker count.
     produce_latency_by_broker: HashMap<i32, Histogram>,
@@ -419,15 +514,22 @@ fn broker_label(broker: Option<i32>) -> String {
 }
 
 impl InputMetrics {
-    pub fn produce_failed(&self, error: ProduceError) {
-        self.available_bad.inc();
+    /// A failed produce of a canary sent to a partition `broker` led.
+    pub fn produce_failed(&self, broker: Option<i32>, error: ProduceError) {
+        self.available.event(broker, false);
         if let Some((_, c)) = self.errors.iter().find(|(e, _)| *e == error) {
             c.inc();
         }
     }
 
+    /// The availability series of `broker`, at 0 until its first event.
+    pub fn touch(&self, broker: Option<i32>) {
+        self.available.touch(broker);
+    }
+
+    /// An acked canary sent to a partition `broker` led.
     pub fn acked(&mut self, broker: Option<i32>, latency: Duration) {
-        self.available_good.inc();
+        self.available.event(broker, true);
         let key = broker.unwrap_or(-1);
         let (probe, cluster, vec) = (&self.probe, &self.cluster, &self.produce_latency);
         self.produce_latency_by_broker

@@ -34,8 +34,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn label_text(names: &[&str], values: &[&str]) -> String {
     debug_assert_eq!(names.len(), values.len(), "label values for {names:?}");
     let mut s = String::new();
-    for (i, (n, v)) in names.iter().zip(values).enumerate() {
-        if i > 0 {
+    // An empty value is no label (Prometheus' data model): a family may
+    // leave a label out for some of its series (`broker` off heartbeats).
+    for (n, v) in names.iter().zip(values).filter(|(_, v)| !v.is_empty()) {
+        if !s.is_empty() {
             s.push(',');
         }
         s.push_str(n);

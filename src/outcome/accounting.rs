@@ -169,14 +169,10 @@ impl Shared {
             readiness: readiness.clone(),
             state: Mutex::new(State {
                 input: InputState {
-                    metrics: metrics.input(
-                        &probe.name,
-                        probe.input_cluster(),
-                        probe.input_topic(),
-                        probe.availability_output(),
-                    ),
+                    metrics: metrics.input(probe),
                     layout: None,
                     per_partition: matches!(probe.kind, ProbeKind::Heartbeat(_)),
+                    sent_to: Default::default(),
                     unacknowledged: Default::default(),
                     failed: Default::default(),
                 },
@@ -204,8 +200,19 @@ impl Shared {
     /// partition canaries go to.
     pub(crate) fn input_layout(&self, layout: TopicLayout, uncovered: usize) {
         let mut st = self.lock();
-        st.input.metrics.brokers_uncovered.set(uncovered as i64);
-        st.input.layout = Some(layout);
+        let State { input, outputs } = &mut *st;
+        input.metrics.brokers_uncovered.set(uncovered as i64);
+        if input.per_partition {
+            // Each leader's series from its first canary on, at 0 (so a
+            // rate over them sees the first event).
+            for leader in layout.partitions.iter().filter_map(|(_, l)| *l) {
+                input.metrics.touch(Some(leader));
+                for o in outputs.iter() {
+                    o.rec.metrics.touch(Some(leader));
+                }
+            }
+        }
+        input.layout = Some(layout);
     }
 
     /// Output `index`'s consumer reads `partitions` (partition -> the
@@ -256,7 +263,7 @@ impl Shared {
         self.lock()
             .outputs
             .get(index)
-            .map_or(0, |o| o.rec.metrics.lost.get())
+            .map_or(0, |o| o.rec.metrics.totals().lost)
     }
 
     /// Canaries delivered at output `index` so far.
@@ -265,7 +272,7 @@ impl Shared {
         self.lock()
             .outputs
             .get(index)
-            .map_or(0, |o| o.rec.metrics.delivered.get())
+            .map_or(0, |o| o.rec.metrics.totals().delivered)
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -286,7 +293,9 @@ impl Shared {
             debug_assert!(seq.is_none_or(|x| x == s), "outputs' seqs split");
             seq.get_or_insert(s);
         }
-        seq.unwrap_or(0)
+        let seq = seq.unwrap_or(0);
+        st.input.sending(partition, seq);
+        seq
     }
 
     /// The delivery report of a canary sent at `sent`.
@@ -316,7 +325,7 @@ impl Shared {
             let OutputState { tracker, rec, .. } = o;
             let settled = tracker.on_ack(partition, seq, result.is_ok(), now, &mut |out| {
                 rec.trace_outcome(out, seq);
-                rec.apply(out, now, input)
+                rec.apply(out, seq, now, input)
             });
             if settled && result.is_err() {
                 rec.trace("produce_failed", partition, seq, &"");
@@ -326,15 +335,19 @@ impl Shared {
         if !news {
             return;
         }
+        // The leader it was sent to (heartbeats); else the current one
+        // (produce latency's `broker`).
+        let leader = input
+            .sent_to(partition, seq)
+            .or_else(|| input.leader(partition));
         match result {
             Ok(()) => {
-                let leader = input.leader(partition);
                 input
                     .metrics
                     .acked(leader, now.saturating_duration_since(sent));
             }
             Err(f) => {
-                input.metrics.produce_failed(f.class);
+                input.metrics.produce_failed(leader, f.class);
                 if let Some(failed) = input.failed.note(1, now) {
                     warn!(probe = %self.name, partition, class = f.class.label(), error = %f.error, failed,
                         "canaries failed to produce (counted in slaprobe_produce_errors_total by class; failed: how many since the last line)");
@@ -379,7 +392,7 @@ impl Shared {
                 // header says when (clamped at 0 if the clock stepped).
                 let mut emit = |out| {
                     rec.trace_outcome(out, seq);
-                    rec.apply(out, now, input)
+                    rec.apply(out, seq, now, input)
                 };
                 let judged = sent_ns.is_some_and(|sent| {
                     let now_ns = crate::canary::unix_ns(std::time::SystemTime::now());
@@ -414,7 +427,7 @@ impl Shared {
         if let Some(OutputState { tracker, rec, .. }) = outputs.get_mut(index) {
             tracker.abandon(partition, tracker::Abandon::OffsetInvalid, &mut |out| {
                 rec.trace_outcome(out, 0);
-                rec.apply(out, now, input)
+                rec.apply(out, 0, now, input)
             });
         }
     }
@@ -423,16 +436,16 @@ impl Shared {
         let mut st = self.lock();
         let State { input, outputs } = &mut *st;
         let mut in_flight = 0;
-        let mut unacknowledged = 0u64;
+        let mut unacknowledged = Vec::new();
         for (i, o) in outputs.iter_mut().enumerate() {
             let OutputState { tracker, rec, .. } = o;
             tracker.expire(now, &mut |out| {
-                if i == 0 && matches!(out, Outcome::Unacknowledged { .. }) {
-                    unacknowledged += 1;
+                if let (0, Outcome::Unacknowledged { partition, seq }) = (i, out) {
+                    unacknowledged.push((partition, seq));
                 }
                 // Expiry's outcomes carry their canary's seq.
                 rec.trace_outcome(out, 0);
-                rec.apply(out, now, input)
+                rec.apply(out, 0, now, input)
             });
             in_flight = in_flight.max(tracker.in_flight());
             if refresh_quantiles {
@@ -440,14 +453,13 @@ impl Shared {
             }
         }
         input.metrics.in_flight.set(in_flight as i64);
-        if unacknowledged > 0 {
-            for _ in 0..unacknowledged {
-                input
-                    .metrics
-                    .produce_failed(crate::kafka::ProduceError::Timeout);
-            }
+        for (partition, seq) in &unacknowledged {
+            let leader = input.sent_to(*partition, *seq);
+            input
+                .metrics
+                .produce_failed(leader, crate::kafka::ProduceError::Timeout);
         }
-        if let Some(canaries) = input.unacknowledged.note(unacknowledged, now) {
+        if let Some(canaries) = input.unacknowledged.note(unacknowledged.len() as u64, now) {
             warn!(probe = %self.name, canaries, grace = ?tracker::ACK_GRACE,
                 "no delivery report by the deadline + grace; counted as failed produces (timeout)");
         }

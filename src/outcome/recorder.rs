@@ -16,6 +16,22 @@ use crate::metrics::IntCounter;
 use crate::metrics::OutputMetrics;
 use crate::util::format;
 
+/// The input partition of an outcome's canary, and its seq where the
+/// outcome carries it.
+fn canary(outcome: Outcome) -> (i32, Option<u64>) {
+    match outcome {
+        Outcome::Delivered { partition, .. }
+        | Outcome::DeliveredUntimed { partition, .. }
+        | Outcome::Late { partition }
+        | Outcome::Duplicate { partition }
+        | Outcome::LateOrDuplicate { partition } => (partition, None),
+        Outcome::Lost { partition, seq }
+        | Outcome::Unacknowledged { partition, seq }
+        | Outcome::FailedButArrived { partition, seq }
+        | Outcome::Abandoned { partition, seq, .. } => (partition, Some(seq)),
+    }
+}
+
 /// Turns one output's outcomes into metrics, by what the output expects.
 pub(super) struct Recorder {
     pub(super) probe: String,
@@ -110,23 +126,33 @@ impl Recorder {
         }
     }
 
-    pub(super) fn apply(&mut self, outcome: Outcome, now: Instant, input: &mut InputState) {
+    /// Counts `outcome` of canary `seq` (the outcome's own seq where it
+    /// carries one), labelled on heartbeats by the leader it was sent to.
+    pub(super) fn apply(
+        &mut self,
+        outcome: Outcome,
+        seq: u64,
+        now: Instant,
+        input: &mut InputState,
+    ) {
+        let (partition, own_seq) = canary(outcome);
+        let broker = input.sent_to(partition, own_seq.unwrap_or(seq));
         let m = &self.metrics;
         match (self.expect, outcome) {
             // A filter must drop the canary: its arrival is the failure, its
             // absence by the deadline the success.
             (Expect::None, Outcome::Delivered { .. } | Outcome::DeliveredUntimed { .. }) => {
-                m.delivered.inc();
-                m.delivery_bad.inc();
+                m.outcome(broker, |o| o.delivered.inc());
+                m.delivery_event(broker, false);
             }
             (Expect::None, Outcome::Lost { .. }) => {
-                m.delivery_good.inc();
+                m.delivery_event(broker, true);
                 self.readiness.probe_matched(&self.probe);
             }
             // It leaked after all, only slowly: still a leak.
             (Expect::None, Outcome::Late { .. }) => {
-                m.late.inc();
-                m.delivery_bad.inc();
+                m.outcome(broker, |o| o.late.inc());
+                m.delivery_event(broker, false);
             }
             (
                 _,
@@ -136,7 +162,7 @@ impl Recorder {
                     out_of_order,
                 },
             ) => {
-                m.delivered(latency, out_of_order);
+                m.delivered(broker, latency, out_of_order);
                 self.window.record(latency, now);
                 if input.per_partition {
                     let leader = input.leader(partition);
@@ -151,7 +177,7 @@ impl Recorder {
                     out_of_order,
                 },
             ) => {
-                m.delivered_untimed(out_of_order);
+                m.delivered_untimed(broker, out_of_order);
                 if input.per_partition {
                     let leader = input.leader(partition);
                     input.metrics.partition_delivered(partition, leader);
@@ -159,7 +185,7 @@ impl Recorder {
                 self.readiness.probe_matched(&self.probe);
             }
             (_, Outcome::Lost { partition, seq }) => {
-                m.lost();
+                m.lost(broker);
                 self.journal.push_loss(Loss {
                     probe: self.probe.clone(),
                     output: self.output.clone(),
@@ -173,13 +199,13 @@ impl Recorder {
                     declared_at: format::rfc3339_millis_at(SystemTime::now()),
                 });
             }
-            (_, Outcome::Late { .. }) => m.late.inc(),
+            (_, Outcome::Late { .. }) => m.outcome(broker, |o| o.late.inc()),
             // Exactly-once outputs: a repeat is a delivery error too.
             (Expect::ExactlyOnce, Outcome::Duplicate { .. }) => {
-                m.duplicate.inc();
-                m.delivery_bad.inc();
+                m.outcome(broker, |o| o.duplicate.inc());
+                m.delivery_event(broker, false);
             }
-            (_, Outcome::Duplicate { .. }) => m.duplicate.inc(),
+            (_, Outcome::Duplicate { .. }) => m.outcome(broker, |o| o.duplicate.inc()),
             (_, Outcome::LateOrDuplicate { .. }) => m.late_or_duplicate.inc(),
             // A produce failure: the input side counts it (once per canary,
             // not per output).

@@ -12,9 +12,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::alert::{burn_rate_alert, remediated, AlertStyle, BURN_RATE_ALERT};
+use super::attribution::{self, BrokerHistory};
 use super::{BurnTier, Severity, SloWindows, WindowsSnapshot, WINDOWS};
 use crate::config::{Config, Slo};
-use crate::metrics::{IntCounter, Metrics, SloMetrics};
+use crate::metrics::{Metrics, SliSplit, SloMetrics};
 use crate::status::{AlertView, SloBoard, SloRemediation, SloRemediations, SloView, WindowView};
 use crate::util::format;
 
@@ -112,8 +113,11 @@ struct Tracked {
     /// The Kafka cluster it measures.
     cluster: String,
     name: String,
-    good: IntCounter,
-    bad: IntCounter,
+    /// Its SLI's events (split by broker on heartbeats).
+    events: Arc<SliSplit>,
+    /// Heartbeats: bad events per broker over time, for the `broker`
+    /// annotation, and the counts now.
+    brokers: Option<(BrokerHistory, Vec<(String, u64)>)>,
     /// Counter values at the previous tick.
     seen: (u64, u64),
     windows: SloWindows,
@@ -145,16 +149,17 @@ impl Evaluator {
                 let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
                 let m = metrics.slo(&name, &windows, &severities);
                 m.objective.set(s.objective);
-                let good = metrics.sli_counter(&p.name, &s.output, s.sli, "good");
-                let bad = metrics.sli_counter(&p.name, &s.output, s.sli, "bad");
+                let events = metrics.sli(p, &s.output, s.sli);
                 Tracked {
                     slo: s.clone(),
                     style: style.clone(),
                     probe: p.name.clone(),
                     cluster: p.slo_cluster(s).to_string(),
-                    seen: (good.get(), bad.get()),
-                    good,
-                    bad,
+                    seen: events.totals(),
+                    brokers: events
+                        .attributed()
+                        .then(|| (BrokerHistory::default(), Vec::new())),
+                    events,
                     windows: SloWindows::new(s.objective, s.period, s.min_events),
                     metrics: m,
                     name,
@@ -200,7 +205,7 @@ impl Evaluator {
             let tiers = super::burn_tiers(t.slo.period);
             for (tier, (firing, since)) in tiers.iter().zip(&s.windows.tiers) {
                 if *firing {
-                    was_firing.extend(alert(t, tier, since.unwrap_or(0), None));
+                    was_firing.extend(alert(t, tier, now, since.unwrap_or(0), None));
                 }
             }
         }
@@ -240,7 +245,11 @@ impl Evaluator {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for t in &mut self.slos {
-            let (good, bad) = (t.good.get(), t.bad.get());
+            let (good, bad) = t.events.totals();
+            if let Some((history, now_bad)) = &mut t.brokers {
+                *now_bad = t.events.bad_by_broker();
+                history.record(now, now_bad.clone());
+            }
             let (dg, db) = (good.saturating_sub(t.seen.0), bad.saturating_sub(t.seen.1));
             t.seen = (good, bad);
             if dg + db > 0 {
@@ -261,6 +270,7 @@ impl Evaluator {
                 firing.extend(alert(
                     t,
                     tier,
+                    now,
                     state.since.unwrap_or(now),
                     marks.get(&t.name),
                 ));
@@ -360,6 +370,7 @@ impl Evaluator {
 fn alert(
     t: &Tracked,
     tier: &BurnTier,
+    now: u64,
     starts_at: u64,
     mark: Option<&SloRemediation>,
 ) -> Option<Alert> {
@@ -375,9 +386,19 @@ fn alert(
     };
     let mut labels = owned(a.labels);
     labels.insert("alertname".to_string(), BURN_RATE_ALERT.to_string());
+    let mut annotations = owned(a.annotations);
+    if let Some((history, now_bad)) = &t.brokers {
+        let window = super::WINDOWS[tier.short].1;
+        // Empty when no broker stands out, as the rule's template renders.
+        let culprit = history.culprit(now, window, now_bad);
+        annotations.insert(
+            attribution::ANNOTATION.to_string(),
+            culprit.unwrap_or_default(),
+        );
+    }
     Some(Alert {
         labels,
-        annotations: owned(a.annotations),
+        annotations,
         starts_at,
     })
 }

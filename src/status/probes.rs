@@ -60,17 +60,20 @@ impl ProbeView {
             outputs: probe
                 .outputs
                 .iter()
-                .map(|(output, m)| OutputView {
-                    name: output.clone(),
-                    delivered: m.delivered.get(),
-                    lost: m.lost.get(),
-                    late: m.late.get(),
-                    duplicate: m.duplicate.get(),
-                    out_of_order: m.out_of_order.get(),
-                    foreign: m.foreign.get(),
-                    latency_seconds_1m: Quantiles::read(m, 0),
-                    latency_seconds_5m: Quantiles::read(m, 1),
-                    latency_history: journal.latency(&probe.name, output),
+                .map(|(output, m)| {
+                    let t = m.totals();
+                    OutputView {
+                        name: output.clone(),
+                        delivered: t.delivered,
+                        lost: t.lost,
+                        late: t.late,
+                        duplicate: t.duplicate,
+                        out_of_order: t.out_of_order,
+                        foreign: m.foreign.get(),
+                        latency_seconds_1m: Quantiles::read(m, 0),
+                        latency_seconds_5m: Quantiles::read(m, 1),
+                        latency_history: journal.latency(&probe.name, output),
+                    }
                 })
                 .collect(),
         }

@@ -139,6 +139,30 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     Ok((status, body))
 }
 
+/// Histogram `name`'s cumulative counts by bucket bound (`+Inf` as
+/// infinity), in order, summed over the series whose labels include all of
+/// `labels` (`sum by (le)`: a heartbeat's brokers are one histogram each).
+pub fn buckets(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+    let mut v: Vec<(f64, f64)> = Vec::new();
+    for (l, n) in samples(text, &format!("{name}_bucket")) {
+        if !labels
+            .iter()
+            .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        {
+            continue;
+        }
+        let Some(bound) = l.get("le").and_then(|b| b.parse::<f64>().ok()) else {
+            continue;
+        };
+        match v.iter_mut().find(|(b, _)| *b == bound) {
+            Some((_, sum)) => *sum += n,
+            None => v.push((bound, n)),
+        }
+    }
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v
+}
+
 /// Approximate median from the delta of two histogram snapshots: the upper
 /// bound of the bucket holding the middle observation.
 pub fn median_from_buckets(
@@ -147,20 +171,7 @@ pub fn median_from_buckets(
     name: &str,
     labels: &[(&str, &str)],
 ) -> Option<f64> {
-    let bucket = format!("{name}_bucket");
-    let le = |text: &str| -> Vec<(f64, f64)> {
-        let mut v: Vec<(f64, f64)> = samples(text, &bucket)
-            .into_iter()
-            .filter(|(l, _)| {
-                labels
-                    .iter()
-                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-            })
-            .filter_map(|(l, v)| Some((l.get("le")?.parse::<f64>().ok()?, v)))
-            .collect();
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
-        v
-    };
+    let le = |text: &str| buckets(text, name, labels);
     let (b, a) = (le(before), le(after));
     let deltas: Vec<(f64, f64)> = a
         .iter()

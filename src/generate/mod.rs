@@ -130,10 +130,10 @@ mod tests {
             .map(|ps| ps.iter().filter_map(|p| p["id"].as_u64()).collect())
             .unwrap_or_default();
         assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
-        // Canaries: a row and 5 panels; prober: a row and 3; the SLO row
-        // (repeated per SLO by Grafana) and its 3; the consumer-group row
-        // (repeated per group) and its 3.
-        assert_eq!(ids.len(), 1 + 5 + 1 + 3 + 1 + 3 + 1 + 3);
+        // Canaries: a row and 7 panels (2 of them by broker); prober: a
+        // row and 3; the SLO row (repeated per SLO by Grafana) and its 3;
+        // the consumer-group row (repeated per group) and its 3.
+        assert_eq!(ids.len(), 1 + 7 + 1 + 3 + 1 + 3 + 1 + 3);
     }
 
     #[test]

@@ -165,8 +165,8 @@ impl App {
             producers,
             consumers, admins, "Kafka clients created (shared by the probes of each cluster)"
         );
-        let lag = crate::lag::Lag::build(config, &metrics)?;
         let state_dir = state_dir.map(Arc::new);
+        let lag = crate::lag::Lag::build(config, &metrics, state_dir.clone())?;
         let mut evaluator = Evaluator::new(config, &metrics, clock);
         let was_firing = match (restored.slos_written_at, &state_dir) {
             (Some(written_at), Some(d)) => {

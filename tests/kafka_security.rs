@@ -203,7 +203,9 @@ impl Topics {
             // committed to, but librdkafka looks its coordinator up.
             (g("slaprobe", "describe"), Missing::Client("consumer")),
             (g(&self.group(), "describe"), Missing::LagRead("offsets")),
-            (t(&self.watched, "describe"), Missing::LagRead("watermarks")),
+            // Read: the records at the group's committed offsets (lag in
+            // seconds); it implies Describe, for the watermarks.
+            (t(&self.watched, "read"), Missing::LagRead("watermarks")),
         ]
     }
 }

@@ -136,6 +136,10 @@ fn producer_config(cluster: &Cluster, deadline: Duration, queue_bound: usize) ->
 }
 
 /// Consumer settings for explicit assignment: no group, no commits.
+/// The group id of slaprobe's consumers (a cluster's `librdkafka:` may
+/// set another): assign() needs one; none of them joins or commits.
+const CONSUMER_GROUP_ID: &str = "slaprobe";
+
 fn consumer_config(cluster: &Cluster) -> ClientConfig {
     base_config(
         cluster,
@@ -153,14 +157,16 @@ fn consumer_config(cluster: &Cluster) -> ClientConfig {
             ("auto.offset.reset", "earliest"),
             // librdkafka's assign() needs a group id (without one it fails
             // with "Unknown group"); nothing ever joins or commits to it.
-            ("group.id", "slaprobe"),
+            ("group.id", CONSUMER_GROUP_ID),
         ],
     )
 }
 
-/// Settings of the client that reads consumer groups' offsets and
-/// partitions' watermarks (`lag` probes): a consumer that never joins,
-/// assigns or commits, so it needs no group id. Its statistics come every
+/// Settings of the client that reads consumer groups' offsets,
+/// partitions' watermarks and the records at committed offsets (`lag`
+/// probes): a consumer that never joins or commits; it assigns the
+/// partitions whose records it reads, so it has the group id the probes'
+/// consumers have (assign() fails without one). Its statistics come every
 /// `read_every`, whatever the cluster's `librdkafka:` says: its events are
 /// served once per read, so they must not come faster than reads. It
 /// pushes no client telemetry (KIP-714): a reader of other clients' groups
@@ -171,7 +177,21 @@ fn lag_reader_config(cluster: &Cluster, read_every: Duration) -> ClientConfig {
         .as_millis()
         .clamp(1, i32::MAX as u128)
         .to_string();
-    let mut c = base_config(cluster, &[("enable.auto.commit", "false")]);
+    // It fetches one record per lagging partition (the timestamp at the
+    // committed offset): small fetches, nothing queued ahead. Where a
+    // committed offset is gone (retention), the first record left.
+    let mut c = base_config(
+        cluster,
+        &[
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("group.id", CONSUMER_GROUP_ID),
+            ("fetch.max.bytes", "1048576"),
+            ("max.partition.fetch.bytes", "65536"),
+            ("queued.min.messages", "1"),
+            ("queued.max.messages.kbytes", "1024"),
+        ],
+    );
     c.set("statistics.interval.ms", stats_ms);
     c.set("enable.metrics.push", "false");
     c

@@ -2,19 +2,20 @@
 //! and DescribeGroups, rdkafka's safe `fetch_group_list`), their committed
 //! offsets (the Admin API's ListConsumerGroupOffsets, which rdkafka 0.39
 //! does not wrap: called through the `rdkafka-admin-ext` crate)
-//! and the high watermarks of their partitions (ListOffsets for the latest
-//! offset, batched per leader, through `offsets_for_times`).
+//! the high watermarks of their partitions (ListOffsets for the latest
+//! offset, batched per leader, through `offsets_for_times`) and the
+//! timestamps of the records at committed offsets (a fetch from each).
 //!
 //! Every function blocks up to its timeout: call them off the async
 //! runtime.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 /// A group as ListGroups and DescribeGroups show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,4 +113,78 @@ pub fn high_watermarks<C: ConsumerContext>(
         }
     }
     Ok((high, failed))
+}
+
+/// A record position: ((topic, partition), offset).
+pub type At = ((String, i32), i64);
+
+/// The timestamp (Unix seconds) of the record at each of `at`, or of the
+/// first after it where it is gone (a transaction marker, compacted or
+/// deleted by retention): `consumer` is assigned those offsets and polled
+/// until each partition gave its first record or `timeout` is over;
+/// positions that gave none are left out. A partition asked at several
+/// offsets (several groups) is read once per offset, in turns. An error
+/// (e.g. no `Read` ACL on a topic) ends it, returned with what was read.
+/// The consumer's assignment is its own while this runs: callers that
+/// share it must not run two at once.
+pub fn record_times<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    at: &[At],
+    timeout: Duration,
+) -> (HashMap<At, f64>, Option<KafkaError>) {
+    let deadline = Instant::now() + timeout;
+    let mut out = HashMap::new();
+    let mut failed = None;
+    // Turn k asks each partition at its k-th offset.
+    let mut turns: Vec<Vec<&At>> = Vec::new();
+    let mut asked: HashMap<&(String, i32), usize> = HashMap::new();
+    for a in at {
+        let k = asked.entry(&a.0).or_default();
+        if turns.len() <= *k {
+            turns.push(Vec::new());
+        }
+        turns[*k].push(a);
+        *k += 1;
+    }
+    for turn in turns {
+        let mut tpl = TopicPartitionList::with_capacity(turn.len());
+        for ((topic, partition), offset) in &turn {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        if consumer.assign(&tpl).is_err() {
+            break;
+        }
+        let mut pending: HashMap<(String, i32), i64> =
+            turn.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
+        while !pending.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let m = match consumer.poll(left.min(Duration::from_millis(100))) {
+                None => continue,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            let tp = (m.topic().to_string(), m.partition());
+            let Some(&offset) = pending.get(&tp) else {
+                continue;
+            };
+            if m.offset() < offset {
+                continue;
+            }
+            if let Some(ms) = m.timestamp().to_millis() {
+                out.insert((tp.clone(), offset), ms as f64 / 1000.0);
+            }
+            pending.remove(&tp);
+        }
+        let _ = consumer.unassign();
+        if failed.is_some() || Instant::now() >= deadline {
+            break;
+        }
+    }
+    (out, failed)
 }

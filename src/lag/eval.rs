@@ -106,6 +106,11 @@ impl PartitionWindow {
         self.observations.back()
     }
 
+    /// The observations, oldest first.
+    pub fn observations(&self) -> impl Iterator<Item = &Observation> {
+        self.observations.iter()
+    }
+
     /// Whether the window is full: a STALL, STOP or WARN could be seen
     /// (before, an OK may only mean "not enough reads yet").
     pub fn full(&self) -> bool {

@@ -3,7 +3,7 @@
 //! group), shared by that cluster's watches; each watch reads on its own
 //! interval, off the async runtime.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,10 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::eval::Status;
-use super::watch::{Read, Tp, Watch};
+use super::timelag::Method;
+use super::watch::{records_to_read, Read, Tp, Watch, WatchSaved};
 use crate::config::{Config, GroupSelector, LagWatch};
 use crate::kafka::{self, groups, Role};
 use crate::metrics::{Gauge, IntCounter, IntGauge, LagMetrics, Metrics, RequestStats};
+use crate::state::StateDir;
 use crate::status::GroupBoard;
 
 /// The longest one read waits for the cluster (each of its three steps
@@ -23,26 +25,64 @@ use crate::status::GroupBoard;
 const READ_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The `request` label values of `slaprobe_consumergroup_read_errors_total`:
-/// the three steps of a read.
+/// the four steps of a read.
 const LIST_GROUPS: &str = "list_groups";
 const OFFSETS: &str = "offsets";
 const WATERMARKS: &str = "watermarks";
-const READ_REQUESTS: [&str; 3] = [LIST_GROUPS, OFFSETS, WATERMARKS];
+const RECORDS: &str = "records";
+const READ_REQUESTS: [&str; 4] = [LIST_GROUPS, OFFSETS, WATERMARKS, RECORDS];
 
 /// A cluster's reader: its librdkafka statistics count its requests in
-/// `slaprobe_kafka_requests_total{client="lag"}`.
-type Reader = BaseConsumer<RequestStats>;
+/// `slaprobe_kafka_requests_total{client="lag"}`. Its watches read at
+/// once; the record fetches (which assign it) take turns.
+struct Reader {
+    consumer: BaseConsumer<RequestStats>,
+    /// Held while a watch reads records (they assign the consumer); says
+    /// until when record reads pause after the cluster refused one.
+    records: std::sync::Mutex<Option<Instant>>,
+}
+
+/// How long record reads pause after the cluster refused one (an ACL that
+/// grants `Describe` but not `Read`): lag in seconds is estimated from the
+/// watermarks meanwhile.
+const RECORDS_PAUSE: Duration = Duration::from_secs(300);
+
+/// The file in `state_dir` that keeps the watches' windows and watermark
+/// tables across a restart.
+pub const LAG_FILE: &str = "slaprobe.state.lag";
+
+/// How often the watches are saved (and at shutdown).
+const SAVE_EVERY: Duration = Duration::from_secs(10);
+
+/// A restart within a window's reads and this much more finds the windows
+/// as they were; after a longer stop they start over (a window would span
+/// the stop).
+const RESTART_GRACE: Duration = Duration::from_secs(300);
+
+/// [`LAG_FILE`]'s content.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LagFile {
+    pub written_at: u64,
+    pub writer: String,
+    pub watches: Vec<WatchSaved>,
+}
+
+/// Each watch's saved form after its last read, by (probe, cluster).
+type Saved = Arc<std::sync::Mutex<BTreeMap<(String, String), WatchSaved>>>;
 
 /// Every watch of a configuration, ready to run.
 pub struct Lag {
     tasks: Vec<Task>,
     pub board: GroupBoard,
+    /// Where the watches are saved, and what the last reads left.
+    state: Option<(Arc<StateDir>, Saved)>,
 }
 
 struct Task {
     watch: Watch,
     reader: Arc<Reader>,
     series: Series,
+    saved: Option<Saved>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +95,12 @@ pub struct LagError {
 
 impl Lag {
     /// One reader per cluster that has watches; no request is sent yet.
-    pub fn build(config: &Config, metrics: &Metrics) -> Result<Lag, LagError> {
+    /// With `state_dir`, what an earlier run saved is taken back.
+    pub fn build(
+        config: &Config,
+        metrics: &Metrics,
+        state_dir: Option<Arc<StateDir>>,
+    ) -> Result<Lag, LagError> {
         let mut readers: HashMap<&str, Arc<Reader>> = HashMap::new();
         let mut tasks = Vec::new();
         for w in &config.lag {
@@ -72,13 +117,16 @@ impl Lag {
                         .map(|o| o.interval)
                         .min()
                         .unwrap_or(w.interval);
-                    let r: Reader =
+                    let consumer =
                         kafka::client::create(cluster, Role::LagReader { read_every }, requests)
                             .map_err(|error| LagError {
                                 cluster: w.cluster.clone(),
                                 error,
                             })?;
-                    let r = Arc::new(r);
+                    let r = Arc::new(Reader {
+                        consumer,
+                        records: Default::default(),
+                    });
                     readers.insert(&w.cluster, r.clone());
                     // At 0 from the start: an alert on failed reads has a
                     // series to look at before the first failure.
@@ -95,8 +143,16 @@ impl Lag {
                 watch: Watch::new(w.clone(), named_elsewhere(config, w)),
                 reader,
                 series: Series::new(&metrics.lag, w),
+                saved: None,
             });
         }
+        let state = state_dir.filter(|_| !tasks.is_empty()).map(|dir| {
+            let saved = Saved::new(std::sync::Mutex::new(restore(&dir, &mut tasks)));
+            for t in &mut tasks {
+                t.saved = Some(saved.clone());
+            }
+            (dir, saved)
+        });
         if !tasks.is_empty() {
             info!(
                 watches = tasks.len(),
@@ -107,13 +163,107 @@ impl Lag {
         Ok(Lag {
             tasks,
             board: GroupBoard::default(),
+            state,
         })
     }
 
-    /// Spawns every watch on the current runtime; they stop on `cancel`.
+    /// Spawns every watch on the current runtime, and their saver; they
+    /// stop on `cancel` (the saver after a last save).
     pub fn spawn(self, tracker: &tokio_util::task::TaskTracker, cancel: &CancellationToken) {
         for t in self.tasks {
             tracker.spawn(t.run(self.board.clone(), cancel.clone()));
+        }
+        if let Some((dir, saved)) = self.state {
+            tracker.spawn(save_every(dir, saved, cancel.clone()));
+        }
+    }
+}
+
+/// Unix seconds minus [`monotonic_now`].
+fn wall_minus_clock() -> f64 {
+    let clock = monotonic_now();
+    crate::canary::unix_ns(std::time::SystemTime::now()) as f64 / 1e9 - clock
+}
+
+/// Takes back what [`LAG_FILE`] holds for `tasks`' watches (an unreadable
+/// file is logged and ignored: the watches start empty); returns the
+/// watches' saved forms as restored.
+fn restore(dir: &StateDir, tasks: &mut [Task]) -> BTreeMap<(String, String), WatchSaved> {
+    let file = match dir.load_named::<LagFile>(LAG_FILE) {
+        Ok(Some(f)) => f,
+        Ok(None) => return BTreeMap::new(),
+        Err(e) => {
+            warn!(error = %e, "cannot read the consumer groups' saved windows; they start empty");
+            return BTreeMap::new();
+        }
+    };
+    let age = crate::util::format::unix_now().saturating_sub(file.written_at);
+    let offset = wall_minus_clock();
+    let mut restored = 0;
+    for t in tasks.iter_mut() {
+        let c = &t.watch.config;
+        let Some(saved) = file
+            .watches
+            .iter()
+            .find(|s| s.probe == c.probe && s.cluster == c.cluster)
+        else {
+            continue;
+        };
+        let span = c.interval * c.window as u32 + RESTART_GRACE;
+        t.watch.restore(saved, offset, age <= span.as_secs());
+        restored += 1;
+    }
+    // Saved again as restored until each is read: a stop before the first
+    // read keeps it.
+    let back: BTreeMap<(String, String), WatchSaved> = tasks
+        .iter()
+        .map(|t| {
+            let c = &t.watch.config;
+            ((c.probe.clone(), c.cluster.clone()), t.watch.save(offset))
+        })
+        .collect();
+    info!(
+        watches = restored,
+        age_seconds = age,
+        "restoring consumer groups' windows and watermark tables"
+    );
+    back
+}
+
+/// Writes the watches' last saved forms every [`SAVE_EVERY`] when they
+/// changed, and once more when cancelled (off the runtime's threads).
+async fn save_every(dir: Arc<StateDir>, saved: Saved, cancel: CancellationToken) {
+    let mut written: Option<Vec<WatchSaved>> = None;
+    let mut ticker = tokio::time::interval(SAVE_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            _ = cancel.cancelled() => true,
+            _ = ticker.tick() => false,
+        };
+        let watches: Vec<WatchSaved> = saved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        // Nothing read nor restored yet: the file on disk stays as it is.
+        if !watches.is_empty() && written.as_ref() != Some(&watches) {
+            let file = LagFile {
+                written_at: crate::util::format::unix_now(),
+                writer: env!("CARGO_PKG_VERSION").to_string(),
+                watches: watches.clone(),
+            };
+            let d = dir.clone();
+            match tokio::task::spawn_blocking(move || d.save_named(LAG_FILE, &file)).await {
+                Ok(Ok(())) => written = Some(watches),
+                Ok(Err(e)) => warn!(dir = %dir.path().display(), error = %e,
+                    "cannot write the consumer groups' windows; a restart now judges them from scratch"),
+                Err(e) => warn!(error = %e, "writing the consumer groups' windows failed"),
+            }
+        }
+        if last {
+            return;
         }
     }
 }
@@ -143,7 +293,8 @@ fn monotonic_now() -> f64 {
 /// One read: the listing (members, and a pattern's groups), the offsets
 /// of the groups to read, the watermarks of the partitions they commit.
 /// Blocking.
-fn read(watch: &Watch, reader: &Reader, errors: &LagMetrics) -> Read {
+fn read(watch: &Watch, shared: &Reader, errors: &LagMetrics) -> Read {
+    let reader = &shared.consumer;
     let cluster = &watch.config.cluster;
     let timeout = READ_TIMEOUT.min(watch.config.interval);
     // Serve the reader's own events so that none piles up: statistics
@@ -220,12 +371,38 @@ fn read(watch: &Watch, reader: &Reader, errors: &LagMetrics) -> Read {
             HashMap::new()
         }
     };
+    // The timestamps of the records the groups have not consumed first.
+    let wanted = records_to_read(
+        &committed,
+        &high_watermarks,
+        &watch.config.topics,
+        watch.config.max_partitions,
+    );
+    let mut record_times = HashMap::new();
+    let mut paused = shared.records.lock().unwrap_or_else(|e| e.into_inner());
+    if !wanted.is_empty() && paused.is_none_or(|until| Instant::now() >= until) {
+        let (times, failed) = groups::record_times(reader, &wanted, timeout);
+        record_times = times;
+        *paused = None;
+        if let Some(e) = failed {
+            errors
+                .read_errors
+                .with_label_values(&[cluster, RECORDS])
+                .inc();
+            *paused = Some(Instant::now() + RECORDS_PAUSE);
+            warn!(%cluster, error = %e, pause = ?RECORDS_PAUSE,
+                "cannot read the records at the groups' committed offsets (a Read ACL on their topics?): lag in seconds is estimated from the watermarks (method interpolated or at_least) until the next try");
+        }
+    }
+    drop(paused);
     Read {
         groups_over_max,
         at: monotonic_now(),
+        wall: crate::canary::unix_ns(std::time::SystemTime::now()) as f64 / 1e9,
         listed,
         committed,
         high_watermarks,
+        record_times,
     }
 }
 
@@ -241,6 +418,7 @@ impl Task {
             mut watch,
             reader,
             mut series,
+            saved,
         } = self;
         let mut errors_logged: BTreeSet<String> = BTreeSet::new();
         let mut over_max = crate::util::Throttle::default();
@@ -267,6 +445,12 @@ impl Task {
                 },
             };
             watch = w;
+            if let Some(saved) = &saved {
+                saved
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone(), watch.save(r.wall - r.at));
+            }
             series.groups_over_max.set(r.groups_over_max as i64);
             if r.groups_over_max > 0 {
                 if let Some(reads) = over_max.note(1, std::time::Instant::now()) {
@@ -295,6 +479,14 @@ impl Task {
     }
 }
 
+/// A (group, partition)'s series.
+struct PartitionSeries {
+    records: IntGauge,
+    /// The method labelling it, and lag in seconds.
+    seconds: (&'static str, Gauge),
+    committed: IntGauge,
+}
+
 /// A watch's series: handles kept per partition and group, removed when
 /// the partition or group goes.
 struct Series {
@@ -302,7 +494,7 @@ struct Series {
     cluster: String,
     /// Two probes whose patterns match one group each have its series.
     probe: String,
-    partitions: HashMap<(String, Tp), (IntGauge, Gauge, IntGauge)>,
+    partitions: HashMap<(String, Tp), PartitionSeries>,
     groups: HashMap<String, Vec<IntGauge>>,
     /// Created at 0, so an alert on it has a series from the start.
     dropped: IntCounter,
@@ -334,32 +526,54 @@ impl Series {
         let mut live = BTreeSet::new();
         for (group, p) in watch.exported() {
             let key = (group.to_string(), (p.topic.clone(), p.partition));
-            let (records, seconds, committed) =
-                self.partitions.entry(key.clone()).or_insert_with(|| {
-                    let partition = p.partition.to_string();
-                    let l = [c, probe, group, p.topic.as_str(), partition.as_str()];
-                    (
-                        m.lag_records.with_label_values(&l),
-                        m.lag_seconds.with_label_values(&l),
-                        m.committed_offset.with_label_values(&l),
-                    )
+            let partition = p.partition.to_string();
+            let l = [c, probe, group, p.topic.as_str(), partition.as_str()];
+            // The method of a partition's lag may change from read to read
+            // (a record read, then not): one series at a time.
+            let method = p.lag_method.unwrap_or(Method::AtLeast.label());
+            let seconds_of = |method: &str| {
+                let [c, probe, group, topic, partition] = l;
+                m.lag_seconds
+                    .with_label_values(&[c, probe, group, topic, partition, method])
+            };
+            let PartitionSeries {
+                records,
+                seconds,
+                committed,
+            } = self
+                .partitions
+                .entry(key.clone())
+                .or_insert_with(|| PartitionSeries {
+                    records: m.lag_records.with_label_values(&l),
+                    seconds: (method, seconds_of(method)),
+                    committed: m.committed_offset.with_label_values(&l),
                 });
+            if seconds.0 != method {
+                let [c, probe, group, topic, partition] = l;
+                m.lag_seconds
+                    .remove(&[c, probe, group, topic, partition, seconds.0]);
+                *seconds = (method, seconds_of(method));
+            }
             records.set(i64::try_from(p.lag_records).unwrap_or(i64::MAX));
-            seconds.set(p.lag_seconds.unwrap_or(f64::NAN));
+            seconds.1.set(p.lag_seconds.unwrap_or(f64::NAN));
             committed.set(p.committed);
             live.insert(key);
         }
-        self.partitions.retain(|(group, (topic, partition)), _| {
-            let keep = live.contains(&(group.clone(), (topic.clone(), *partition)));
-            if !keep {
-                let partition = partition.to_string();
-                let l = [c, probe, group.as_str(), topic.as_str(), partition.as_str()];
-                m.lag_records.remove(&l);
-                m.lag_seconds.remove(&l);
-                m.committed_offset.remove(&l);
-            }
-            keep
-        });
+        self.partitions
+            .retain(|(group, (topic, partition)), series| {
+                let method = series.seconds.0;
+                let keep = live.contains(&(group.clone(), (topic.clone(), *partition)));
+                if !keep {
+                    let partition = partition.to_string();
+                    let l = [c, probe, group.as_str(), topic.as_str(), partition.as_str()];
+                    m.lag_records.remove(&l);
+                    m.committed_offset.remove(&l);
+                    let [c, probe, group, topic, partition] = l;
+                    m.lag_seconds
+                        .remove(&[c, probe, group, topic, partition, method]);
+                }
+                keep
+            });
         let mut groups = BTreeSet::new();
         for (group, status) in watch.statuses() {
             let gauges = self.groups.entry(group.to_string()).or_insert_with(|| {

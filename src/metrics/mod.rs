@@ -162,12 +162,12 @@ impl Metrics {
             client_requests: counter("kafka_requests_total", "Requests slaprobe's own Kafka clients sent, per broker and request type (from librdkafka's statistics, every statistics.interval.ms): the load the prober puts on the cluster.", &["kafka_cluster", "client", "broker", "request"]),
             lag: LagMetrics {
                 lag_records: int_gauge("consumergroup_lag_records", "Records the group has not consumed: the partition's high watermark minus the group's committed offset.", &["kafka_cluster", "probe", "group", "topic", "partition"]),
-                lag_seconds: gauge("consumergroup_lag_seconds", "How long ago the first record the group has not consumed was written (interpolated from the high watermarks read; 0 when caught up).", &["kafka_cluster", "probe", "group", "topic", "partition"]),
+                lag_seconds: gauge("consumergroup_lag_seconds", "How long ago the first record the group has not consumed was written; method: record (that record's timestamp), interpolated (between two reads of the high watermark), at_least (older than those reads: a lower bound), caught_up (0).", &["kafka_cluster", "probe", "group", "topic", "partition", "method"]),
                 committed_offset: int_gauge("consumergroup_committed_offset", "The group's committed offset.", &["kafka_cluster", "probe", "group", "topic", "partition"]),
                 status: int_gauge("consumergroup_status", "1 on the group's current status (the worst of its partitions', judged Burrow's way over the last reads), 0 on the others.", &["kafka_cluster", "probe", "group", "status"]),
                 partitions_dropped: counter("consumergroup_partitions_dropped_total", "Partitions left without series because the probe's max_partitions was reached (each counted once).", &["kafka_cluster", "probe"]),
                 groups_over_max: int_gauge("consumergroup_groups_over_max", "Groups the probe's group_pattern matched beyond its max_groups at the last read: not watched.", &["kafka_cluster", "probe"]),
-                read_errors: counter("consumergroup_read_errors_total", "Failed reads of consumer groups, by request: list_groups (members), offsets (committed offsets) or watermarks.", &["kafka_cluster", "request"]),
+                read_errors: counter("consumergroup_read_errors_total", "Failed reads of consumer groups, by request: list_groups (members), offsets (committed offsets), watermarks, or records (the records at committed offsets, for lag in seconds).", &["kafka_cluster", "request"]),
             },
             actions: ActionMetrics {
                 runs: counter("action_runs_total", "Runs of a remediation action, by how they ended: ok (exit status 0, HTTP 2xx), failed (another status), timeout (killed at the action's timeout), error (could not start or connect).", &["action", "outcome"]),

@@ -20,6 +20,9 @@ pub struct PartitionView {
     pub high_watermark: i64,
     pub lag_records: u64,
     pub lag_seconds: Option<f64>,
+    /// How `lag_seconds` was found (`caught_up`, `record`, `interpolated`,
+    /// `at_least`).
+    pub lag_method: Option<&'static str>,
 }
 
 /// A group as the status API shows it.

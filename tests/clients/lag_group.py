@@ -16,6 +16,11 @@ Roles:
   rewind     assigned (no membership), commits high watermark - 5 on each
              partition every 0.5 s; once TRIGGER_FILE exists, commits 0 (the
              offsets reset to the beginning), then moves on slowly: REWIND
+  aged       (GROUP, then AGE in seconds) writes five records stamped AGE
+             seconds ago and five stamped now to each partition, commits
+             GROUP at the first of the old ones (lag: AGE seconds), exits
+  caughtup   writes three records to each partition and commits GROUP at
+             the high watermark (a quiet topic read to its end), exits
   offsets    prints {"committed": {"topic/partition": offset},
              "high_watermarks": {"topic/partition": offset}} for GROUP on
              TOPIC, then exits
@@ -99,6 +104,43 @@ def rewind(bootstrap, topic, group, trigger):
         time.sleep(0.5)
 
 
+def aged(bootstrap, topic, group, age):
+    """Records written `age` seconds ago (their CreateTime) are the first
+    the group has not consumed; fresh ones follow."""
+    parts = partitions(bootstrap, topic)
+    c = member(bootstrap, group)
+    p = Producer({"bootstrap.servers": bootstrap})
+    start = []
+    for part in parts:
+        _, high = c.get_watermark_offsets(TopicPartition(topic, part), timeout=10)
+        start.append(TopicPartition(topic, part, high))
+    now_ms = int(time.time() * 1000)
+    for part in parts:
+        for _ in range(5):
+            p.produce(topic, b"old", partition=part, timestamp=now_ms - age * 1000)
+        for _ in range(5):
+            p.produce(topic, b"new", partition=part)
+    if p.flush(10) != 0:
+        sys.exit("records not delivered")
+    c.commit(offsets=start, asynchronous=False)
+    print("committed before records written %d s ago" % age, flush=True)
+
+
+def caught_up(bootstrap, topic, group):
+    parts = partitions(bootstrap, topic)
+    p = Producer({"bootstrap.servers": bootstrap})
+    for part in parts:
+        for _ in range(3):
+            p.produce(topic, b"x", partition=part)
+    if p.flush(10) != 0:
+        sys.exit("records not delivered")
+    c = member(bootstrap, group)
+    ends = [TopicPartition(topic, part, c.get_watermark_offsets(TopicPartition(topic, part), timeout=10)[1])
+            for part in parts]
+    c.commit(offsets=ends, asynchronous=False)
+    print("committed at the end", flush=True)
+
+
 def offsets(bootstrap, topic, group):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
@@ -127,6 +169,10 @@ def main():
         consume(bootstrap, topic, group, None, 0.4)
     elif role == "rewind":
         rewind(bootstrap, topic, group, trigger)
+    elif role == "aged":
+        aged(bootstrap, topic, group, int(trigger))
+    elif role == "caughtup":
+        caught_up(bootstrap, topic, group)
     elif role == "offsets":
         offsets(bootstrap, topic, group)
     else:

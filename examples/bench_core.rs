@@ -91,7 +91,7 @@ fn main() {
     let metrics = Metrics::new(&[Duration::from_millis(100)]);
     let mut handles = Vec::new();
     for p in &cfg.probes {
-        let out = metrics.output(p, "heartbeat");
+        let mut out = metrics.output(p, "heartbeat");
         let mut input = metrics.input(p);
         for part in 0..6 {
             let leader = Some(1 + part as i32 % 3);

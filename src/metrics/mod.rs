@@ -26,7 +26,7 @@ pub use registry::{GaugeVec, IntCounterVec, IntGaugeVec};
 use registry::{HistogramVec, Registry};
 pub use requests::RequestStats;
 pub use split::SliSplit;
-use split::{OutcomeSplits, SliSplits, Split};
+use split::{Cached, OutcomeSplits, SliEvents, SliSplits};
 
 use crate::config::{Expect, Probe, ProbeKind, Sli};
 use crate::kafka::{ConsumeError, ProduceError};
@@ -267,8 +267,8 @@ impl Metrics {
                     .collect()
             })
             .collect();
-        let m = OutputMetrics {
-            outcomes: self.outcomes.get(&probe.name, output, attributed),
+        let mut m = OutputMetrics {
+            outcomes: Cached::new(self.outcomes.get(&probe.name, output, attributed)),
             families: OutcomeFamilies {
                 labels: [probe.name.clone(), output.to_string()],
                 delivered: self.delivered.clone(),
@@ -295,8 +295,8 @@ impl Metrics {
                 })
                 .collect(),
             quantiles,
-            delivery: self.sli(probe, output, Sli::Delivery),
-            latency: latency_threshold.map(|t| (t, self.sli(probe, output, Sli::Latency))),
+            delivery: self.sli(probe, output, Sli::Delivery).cached(),
+            latency: latency_threshold.map(|t| (t, self.sli(probe, output, Sli::Latency).cached())),
         };
         // The series exist from the start, at 0 (on heartbeats those of
         // `unknown`, until the leaders are known).
@@ -334,7 +334,9 @@ impl Metrics {
                 .with_label_values(&[name, cluster, topic]),
             errors,
             in_flight: self.in_flight.with_label_values(&[name]),
-            available: self.sli(probe, probe.availability_output(), Sli::Availability),
+            available: self
+                .sli(probe, probe.availability_output(), Sli::Availability)
+                .cached(),
             produce_latency: self.produce_latency.clone(),
             produce_latency_by_broker: HashMap::new(),
             partition_delivered: self.partition_delivered.clone(),
@@ -356,6 +358,7 @@ pub struct SloMetrics {
 
 /// One broker's outcome series of an output (the output's only ones where
 /// outcomes are not split by broker).
+#[derive(Clone)]
 pub struct Outcomes {
     pub delivered: IntCounter,
     pub lost: IntCounter,
@@ -406,7 +409,7 @@ pub struct OutcomeTotals {
 /// (`None`: not known); it labels them on heartbeats and is ignored on
 /// pipelines.
 pub struct OutputMetrics {
-    outcomes: Arc<Split<Outcomes>>,
+    outcomes: Cached<Outcomes>,
     families: OutcomeFamilies,
     pub foreign: IntCounter,
     /// Every arrival of a canary whose produce was reported failed.
@@ -416,70 +419,70 @@ pub struct OutputMetrics {
     pub consume_errors: Vec<(ConsumeError, IntCounter)>,
     /// `[window][quantile]`, in `latency::WINDOWS` × `latency::QUANTILES` order.
     pub quantiles: Vec<Vec<Gauge>>,
-    delivery: Arc<SliSplit>,
+    delivery: SliEvents,
     /// Latency SLI: (threshold, events), when a latency SLO is configured.
-    latency: Option<(Duration, Arc<SliSplit>)>,
+    latency: Option<(Duration, SliEvents)>,
 }
 
 impl OutputMetrics {
-    /// `f` on the outcome series of `broker`.
-    pub fn outcome(&self, broker: Option<i32>, f: impl FnOnce(&Outcomes)) {
-        self.outcomes.with(broker, |b| self.families.make(b), f)
+    /// The outcome series of `broker`.
+    pub fn outcome(&mut self, broker: Option<i32>) -> &Outcomes {
+        let families = &self.families;
+        self.outcomes.get(broker, |b| families.make(b))
     }
 
     /// Every series of `broker` present, at 0 until its first event (so a
     /// rate over them sees the first one).
-    pub fn touch(&self, broker: Option<i32>) {
-        self.outcome(broker, |_| ());
+    pub fn touch(&mut self, broker: Option<i32>) {
+        self.outcome(broker);
         self.delivery.touch(broker);
-        if let Some((_, l)) = &self.latency {
+        if let Some((_, l)) = &mut self.latency {
             l.touch(broker);
         }
     }
 
     /// A delivery SLI event.
-    pub fn delivery_event(&self, broker: Option<i32>, good: bool) {
+    pub fn delivery_event(&mut self, broker: Option<i32>, good: bool) {
         self.delivery.event(broker, good);
     }
 
     /// A delivery whose latency is not known (see
     /// `Outcome::DeliveredUntimed`): a good delivery event, no latency
     /// observation nor latency SLI event.
-    pub fn delivered_untimed(&self, broker: Option<i32>, out_of_order: bool) {
-        self.outcome(broker, |o| {
-            o.delivered.inc();
-            if out_of_order {
-                o.out_of_order.inc();
-            }
-        });
+    pub fn delivered_untimed(&mut self, broker: Option<i32>, out_of_order: bool) {
+        let o = self.outcome(broker);
+        o.delivered.inc();
+        if out_of_order {
+            o.out_of_order.inc();
+        }
         self.delivery.event(broker, true);
     }
 
-    pub fn delivered(&self, broker: Option<i32>, latency: Duration, out_of_order: bool) {
-        self.outcome(broker, |o| {
-            o.delivered.inc();
-            if out_of_order {
-                o.out_of_order.inc();
-            }
-            o.e2e.observe(latency.as_secs_f64());
-        });
+    pub fn delivered(&mut self, broker: Option<i32>, latency: Duration, out_of_order: bool) {
+        let o = self.outcome(broker);
+        o.delivered.inc();
+        if out_of_order {
+            o.out_of_order.inc();
+        }
+        o.e2e.observe(latency.as_secs_f64());
         self.delivery.event(broker, true);
-        if let Some((threshold, events)) = &self.latency {
+        if let Some((threshold, events)) = &mut self.latency {
             events.event(broker, latency <= *threshold);
         }
     }
 
-    pub fn lost(&self, broker: Option<i32>) {
-        self.outcome(broker, |o| o.lost.inc());
+    pub fn lost(&mut self, broker: Option<i32>) {
+        self.outcome(broker).lost.inc();
         self.delivery.event(broker, false);
-        if let Some((_, events)) = &self.latency {
+        if let Some((_, events)) = &mut self.latency {
             events.event(broker, false);
         }
     }
 
     /// The output's outcome counts over every broker.
     pub fn totals(&self) -> OutcomeTotals {
-        let sum = |f: fn(&Outcomes) -> &IntCounter| self.outcomes.sum(|o| f(o).get());
+        let split = self.outcomes.split();
+        let sum = |f: fn(&Outcomes) -> &IntCounter| split.sum(|o| f(o).get());
         OutcomeTotals {
             delivered: sum(|o| &o.delivered),
             lost: sum(|o| &o.lost),
@@ -498,7 +501,7 @@ pub struct InputMetrics {
     errors: Vec<(ProduceError, IntCounter)>,
     pub in_flight: IntGauge,
     /// Availability SLI events (split by broker on heartbeats).
-    available: Arc<SliSplit>,
+    available: SliEvents,
     produce_latency: HistogramVec,
     /// Per broker id; bounded by the cluster's broker count.
     produce_latency_by_broker: HashMap<i32, Histogram>,
@@ -515,7 +518,7 @@ fn broker_label(broker: Option<i32>) -> String {
 
 impl InputMetrics {
     /// A failed produce of a canary sent to a partition `broker` led.
-    pub fn produce_failed(&self, broker: Option<i32>, error: ProduceError) {
+    pub fn produce_failed(&mut self, broker: Option<i32>, error: ProduceError) {
         self.available.event(broker, false);
         if let Some((_, c)) = self.errors.iter().find(|(e, _)| *e == error) {
             c.inc();
@@ -523,7 +526,7 @@ impl InputMetrics {
     }
 
     /// The availability series of `broker`, at 0 until its first event.
-    pub fn touch(&self, broker: Option<i32>) {
+    pub fn touch(&mut self, broker: Option<i32>) {
         self.available.touch(broker);
     }
 

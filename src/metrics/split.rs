@@ -40,6 +40,9 @@ pub struct Split<T> {
     series: Mutex<BTreeMap<i32, T>>,
 }
 
+/// One SLI's (good, bad) counters of one broker.
+pub type SliPair = (IntCounter, IntCounter);
+
 impl<T> Split<T> {
     fn new(attributed: bool) -> Split<T> {
         Split {
@@ -83,35 +86,59 @@ impl<T> Split<T> {
     }
 }
 
+/// One user's handles of a split's series, by broker: counting an event
+/// takes no lock (the series are shared atomics; the split is locked only
+/// to make or find a broker's series the first time).
+pub struct Cached<T> {
+    split: Arc<Split<T>>,
+    local: Vec<(i32, T)>,
+}
+
+impl<T: Clone> Cached<T> {
+    pub fn new(split: Arc<Split<T>>) -> Cached<T> {
+        Cached {
+            split,
+            local: Vec::new(),
+        }
+    }
+
+    /// The series of `broker` (made with its label by `make` the first
+    /// time anyone asks).
+    pub fn get(&mut self, broker: Option<i32>, make: impl FnOnce(&str) -> T) -> &T {
+        let key = self.split.key(broker);
+        let i = match self.local.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let t = self.split.with(broker, make, T::clone);
+                self.local.push((key, t));
+                self.local.len() - 1
+            }
+        };
+        &self.local[i].1
+    }
+
+    /// The split, for sums over every broker.
+    pub fn split(&self) -> &Split<T> {
+        &self.split
+    }
+}
+
 /// One SLI's good and bad events of one (probe, output), per broker.
 pub struct SliSplit {
-    split: Split<(IntCounter, IntCounter)>,
+    split: Arc<Split<SliPair>>,
     family: IntCounterVec,
     labels: [String; 3],
 }
 
 impl SliSplit {
-    fn make(&self, broker: &str) -> (IntCounter, IntCounter) {
+    /// Its counters of `broker`, made the first time.
+    pub fn make(&self, broker: &str) -> SliPair {
         let [probe, output, sli] = &self.labels;
         let c = |outcome: &str| {
             self.family
                 .with_label_values(&[probe, output, sli, outcome, broker])
         };
         (c("good"), c("bad"))
-    }
-
-    /// One event of a canary sent to a partition `broker` led.
-    pub fn event(&self, broker: Option<i32>, good: bool) {
-        self.split.with(
-            broker,
-            |b| self.make(b),
-            |(g, b)| if good { g.inc() } else { b.inc() },
-        )
-    }
-
-    /// The series of `broker`, at 0 until its first event.
-    pub fn touch(&self, broker: Option<i32>) {
-        self.split.with(broker, |b| self.make(b), |_| ())
     }
 
     /// (good, bad) over every broker.
@@ -132,6 +159,14 @@ impl SliSplit {
         self.split.attributed
     }
 
+    /// A lock-free counting handle of this SLI's events.
+    pub fn cached(self: &Arc<Self>) -> SliEvents {
+        SliEvents {
+            events: self.clone(),
+            cache: Cached::new(self.split.clone()),
+        }
+    }
+
     /// The good (or bad) counter of `broker`: for tests and benchmarks that
     /// count events by hand.
     pub fn counter(&self, broker: Option<i32>, good: bool) -> IntCounter {
@@ -140,6 +175,31 @@ impl SliSplit {
             |b| self.make(b),
             |(g, b)| if good { g.clone() } else { b.clone() },
         )
+    }
+}
+
+/// One user's counting handle of an SLI's events ([`SliSplit::cached`]).
+pub struct SliEvents {
+    events: Arc<SliSplit>,
+    cache: Cached<SliPair>,
+}
+
+impl SliEvents {
+    /// One event of a canary sent to a partition `broker` led.
+    pub fn event(&mut self, broker: Option<i32>, good: bool) {
+        let events = &self.events;
+        let (g, b) = self.cache.get(broker, |label| events.make(label));
+        if good {
+            g.inc()
+        } else {
+            b.inc()
+        }
+    }
+
+    /// The series of `broker`, at 0 until its first event.
+    pub fn touch(&mut self, broker: Option<i32>) {
+        let events = &self.events;
+        self.cache.get(broker, |label| events.make(label));
     }
 }
 
@@ -164,12 +224,12 @@ impl SliSplits {
             .entry(key.clone())
             .or_insert_with(|| {
                 let s = Arc::new(SliSplit {
-                    split: Split::new(attributed),
+                    split: Arc::new(Split::new(attributed)),
                     family: family.clone(),
                     labels: key,
                 });
                 // At 0 from the start (`unknown` where split).
-                s.touch(None);
+                s.split.with(None, |b| s.make(b), |_| ());
                 s
             })
             .clone()
@@ -209,7 +269,9 @@ mod tests {
             &["probe", "output", "sli", "outcome", "broker"],
         );
         let splits = SliSplits::default();
-        let hb = splits.get(&family, "hb", "heartbeat", Sli::Delivery, true);
+        let mut hb = splits
+            .get(&family, "hb", "heartbeat", Sli::Delivery, true)
+            .cached();
         hb.event(Some(1), true);
         hb.event(Some(2), false);
         hb.event(Some(2), false);
@@ -228,7 +290,7 @@ mod tests {
             "unknown from the start"
         );
         let pipe = splits.get(&family, "p", "out", Sli::Delivery, false);
-        pipe.event(Some(3), false);
+        pipe.cached().event(Some(3), false);
         assert_eq!(pipe.totals(), (0, 1));
         let text = r.render();
         assert!(

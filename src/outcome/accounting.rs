@@ -207,7 +207,7 @@ impl Shared {
             // rate over them sees the first event).
             for leader in layout.partitions.iter().filter_map(|(_, l)| *l) {
                 input.metrics.touch(Some(leader));
-                for o in outputs.iter() {
+                for o in outputs.iter_mut() {
                     o.rec.metrics.touch(Some(leader));
                 }
             }

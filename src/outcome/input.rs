@@ -2,7 +2,7 @@
 //! outputs' recorders need of it (the input topic's leaders, for the
 //! `broker` label of heartbeat outcomes).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::kafka::TopicLayout;
 use crate::metrics::InputMetrics;
@@ -20,9 +20,9 @@ pub(super) struct InputState {
     /// Heartbeat probes also count deliveries per partition and leader,
     /// and label their outcomes by the leader a canary was sent to.
     pub(super) per_partition: bool,
-    /// Heartbeats: per partition, (first seq, leader) at every change of
-    /// the leader canaries were sent to.
-    pub(super) sent_to: HashMap<i32, VecDeque<(u64, Option<i32>)>>,
+    /// Heartbeats: indexed by partition, (first seq, leader) at every
+    /// change of the leader canaries were sent to.
+    pub(super) sent_to: Vec<VecDeque<(u64, Option<i32>)>>,
     /// Canaries given up as unacknowledged, logged with a count at most
     /// every 10 s.
     pub(super) unacknowledged: crate::util::Throttle,
@@ -41,8 +41,14 @@ impl InputState {
         if !self.per_partition {
             return;
         }
+        let Ok(i) = usize::try_from(partition) else {
+            return;
+        };
         let leader = self.leader(partition);
-        let log = self.sent_to.entry(partition).or_default();
+        if self.sent_to.len() <= i {
+            self.sent_to.resize_with(i + 1, VecDeque::new);
+        }
+        let log = &mut self.sent_to[i];
         if log.back().is_none_or(|(_, l)| *l != leader) {
             if log.len() == LEADER_CHANGES {
                 log.pop_front();
@@ -55,7 +61,7 @@ impl InputState {
     /// metadata had it (heartbeats; `None` on pipelines, and for canaries
     /// of an earlier run or sent before the oldest change remembered).
     pub(super) fn sent_to(&self, partition: i32, seq: u64) -> Option<i32> {
-        let log = self.sent_to.get(&partition)?;
+        let log = self.sent_to.get(usize::try_from(partition).ok()?)?;
         let i = log.partition_point(|(first, _)| *first <= seq);
         log.get(i.checked_sub(1)?).and_then(|(_, l)| *l)
     }
@@ -78,7 +84,7 @@ mod tests {
             metrics: m.input(&c.probes[0]),
             layout: None,
             per_partition,
-            sent_to: HashMap::new(),
+            sent_to: Vec::new(),
             unacknowledged: Default::default(),
             failed: Default::default(),
         }
@@ -113,7 +119,7 @@ mod tests {
             s.layout = led_by(i as i32 % 2 + 1);
             s.sending(0, 10 + i);
         }
-        assert_eq!(s.sent_to.get(&0).map(VecDeque::len), Some(LEADER_CHANGES));
+        assert_eq!(s.sent_to.first().map(VecDeque::len), Some(LEADER_CHANGES));
         assert_eq!(s.sent_to(0, 5), None, "forgotten");
         assert_eq!(s.sent_to(0, 109), Some(2));
     }

@@ -137,12 +137,12 @@ impl Recorder {
     ) {
         let (partition, own_seq) = canary(outcome);
         let broker = input.sent_to(partition, own_seq.unwrap_or(seq));
-        let m = &self.metrics;
+        let m = &mut self.metrics;
         match (self.expect, outcome) {
             // A filter must drop the canary: its arrival is the failure, its
             // absence by the deadline the success.
             (Expect::None, Outcome::Delivered { .. } | Outcome::DeliveredUntimed { .. }) => {
-                m.outcome(broker, |o| o.delivered.inc());
+                m.outcome(broker).delivered.inc();
                 m.delivery_event(broker, false);
             }
             (Expect::None, Outcome::Lost { .. }) => {
@@ -151,7 +151,7 @@ impl Recorder {
             }
             // It leaked after all, only slowly: still a leak.
             (Expect::None, Outcome::Late { .. }) => {
-                m.outcome(broker, |o| o.late.inc());
+                m.outcome(broker).late.inc();
                 m.delivery_event(broker, false);
             }
             (
@@ -199,13 +199,17 @@ impl Recorder {
                     declared_at: format::rfc3339_millis_at(SystemTime::now()),
                 });
             }
-            (_, Outcome::Late { .. }) => m.outcome(broker, |o| o.late.inc()),
+            (_, Outcome::Late { .. }) => {
+                m.outcome(broker).late.inc();
+            }
             // Exactly-once outputs: a repeat is a delivery error too.
             (Expect::ExactlyOnce, Outcome::Duplicate { .. }) => {
-                m.outcome(broker, |o| o.duplicate.inc());
+                m.outcome(broker).duplicate.inc();
                 m.delivery_event(broker, false);
             }
-            (_, Outcome::Duplicate { .. }) => m.outcome(broker, |o| o.duplicate.inc()),
+            (_, Outcome::Duplicate { .. }) => {
+                m.outcome(broker).duplicate.inc();
+            }
             (_, Outcome::LateOrDuplicate { .. }) => m.late_or_duplicate.inc(),
             // A produce failure: the input side counts it (once per canary,
             // not per output).

@@ -118,12 +118,18 @@ pub fn high_watermarks<C: ConsumerContext>(
 /// A record position: ((topic, partition), offset).
 pub type At = ((String, i32), i64);
 
+/// The most partitions [`record_times`] fetches from at once.
+pub const TURN_PARTITIONS: usize = 100;
+
 /// The timestamp (Unix seconds) of the record at each of `at`, or of the
 /// first after it where it is gone (a transaction marker, compacted or
 /// deleted by retention): `consumer` is assigned those offsets and polled
 /// until each partition gave its first record or `timeout` is over;
 /// positions that gave none are left out. A partition asked at several
-/// offsets (several groups) is read once per offset, in turns. An error
+/// offsets (several groups) is read once per offset, in turns of at most
+/// [`TURN_PARTITIONS`] partitions (what is fetched at once: each
+/// partition's first batch, at most about `max.partition.fetch.bytes`,
+/// is held until the turn ends). An error
 /// (e.g. no `Read` ACL on a topic) ends it, returned with what was read.
 /// The consumer's assignment is its own while this runs: callers that
 /// share it must not run two at once.
@@ -135,23 +141,28 @@ pub fn record_times<C: ConsumerContext>(
     let deadline = Instant::now() + timeout;
     let mut out = HashMap::new();
     let mut failed = None;
-    // Turn k asks each partition at its k-th offset.
-    let mut turns: Vec<Vec<&At>> = Vec::new();
+    // Round k asks each partition at its k-th offset, in turns of at most
+    // TURN_PARTITIONS.
+    let mut rounds: Vec<Vec<&At>> = Vec::new();
     let mut asked: HashMap<&(String, i32), usize> = HashMap::new();
     for a in at {
         let k = asked.entry(&a.0).or_default();
-        if turns.len() <= *k {
-            turns.push(Vec::new());
+        if rounds.len() <= *k {
+            rounds.push(Vec::new());
         }
-        turns[*k].push(a);
+        rounds[*k].push(a);
         *k += 1;
     }
+    let turns = rounds
+        .iter()
+        .flat_map(|round| round.chunks(TURN_PARTITIONS).map(<[&At]>::to_vec));
     for turn in turns {
         let mut tpl = TopicPartitionList::with_capacity(turn.len());
         for ((topic, partition), offset) in &turn {
             let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
         }
-        if consumer.assign(&tpl).is_err() {
+        if let Err(e) = consumer.assign(&tpl) {
+            failed = Some(e);
             break;
         }
         let mut pending: HashMap<(String, i32), i64> =

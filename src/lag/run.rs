@@ -42,6 +42,11 @@ struct Reader {
     records: std::sync::Mutex<Option<Instant>>,
 }
 
+/// The most records (committed positions) one read fetches the timestamps
+/// of: with `groups::TURN_PARTITIONS` at once, a read's fetches stay small
+/// whatever the watch holds.
+const RECORDS_PER_READ: usize = 1_000;
+
 /// How long record reads pause after the cluster refused one (an ACL that
 /// grants `Describe` but not `Read`): lag in seconds is estimated from the
 /// watermarks meanwhile.
@@ -371,12 +376,13 @@ fn read(watch: &Watch, shared: &Reader, errors: &LagMetrics) -> Read {
             HashMap::new()
         }
     };
-    // The timestamps of the records the groups have not consumed first.
+    // The timestamps of the records the groups have not consumed first
+    // (at most RECORDS_PER_READ; the others' lag comes from the table).
     let wanted = records_to_read(
         &committed,
         &high_watermarks,
         &watch.config.topics,
-        watch.config.max_partitions,
+        watch.config.max_partitions.min(RECORDS_PER_READ),
     );
     let mut record_times = HashMap::new();
     let mut paused = shared.records.lock().unwrap_or_else(|e| e.into_inner());

@@ -61,7 +61,7 @@ impl<T> Split<T> {
 
     /// `f` on the series of `broker` (made with its label by `make` the
     /// first time).
-    pub fn with<R>(
+    fn with<R>(
         &self,
         broker: Option<i32>,
         make: impl FnOnce(&str) -> T,
@@ -78,7 +78,7 @@ impl<T> Split<T> {
     }
 
     /// `value` per broker label, for the brokers that have series.
-    pub fn by_broker(&self, value: impl Fn(&T) -> u64) -> Vec<(String, u64)> {
+    fn by_broker(&self, value: impl Fn(&T) -> u64) -> Vec<(String, u64)> {
         lock(&self.series)
             .iter()
             .map(|(k, t)| (label(*k), value(t)))
@@ -132,7 +132,7 @@ pub struct SliSplit {
 
 impl SliSplit {
     /// Its counters of `broker`, made the first time.
-    pub fn make(&self, broker: &str) -> SliPair {
+    fn make(&self, broker: &str) -> SliPair {
         let [probe, output, sli] = &self.labels;
         let c = |outcome: &str| {
             self.family

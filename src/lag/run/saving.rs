@@ -37,7 +37,7 @@ pub struct LagFile {
 pub(super) type Saved = Arc<std::sync::Mutex<BTreeMap<(String, String), WatchSaved>>>;
 
 /// Unix seconds minus [`monotonic_now`].
-pub(super) fn wall_minus_clock() -> f64 {
+fn wall_minus_clock() -> f64 {
     let clock = monotonic_now();
     crate::canary::unix_ns(std::time::SystemTime::now()) as f64 / 1e9 - clock
 }

@@ -96,20 +96,12 @@ fn consumer_group_statuses_follow_the_groups_and_lag_is_exact() {
     let trigger = |role: &str| dir.join(format!("{role}.trigger"));
 
     let mut producer = Python::start("lag_group.py", &[&bootstrap, "produce", &topic]);
-    let yaml = format!(
-        "clusters:
-  it:
-    bootstrap: {bootstrap}
-probes:
-  - name: groups
-    type: lag
-    cluster: it
-    group_pattern: '{prefix}.*'
-    topics: [{topic}]
-    interval: {}s
-    window: {WINDOW}
-",
-        INTERVAL.as_secs()
+    let yaml = lag_yaml(
+        &bootstrap,
+        "",
+        "groups",
+        &format!("    group_pattern: '{prefix}.*'\n    topics: [{topic}]\n"),
+        "",
     );
     let slaprobe = Slaprobe::start(&dir, "lag", &yaml);
 
@@ -272,6 +264,17 @@ probes:
     let _ = slaprobe.stop();
 }
 
+/// The configuration of one `type: lag` probe `name` on `bootstrap`, read
+/// every INTERVAL over WINDOW reads: `selector` names its groups (and
+/// topics) as YAML lines of the probe; `top` comes first (`state_dir:`),
+/// `tail` last (`actions:`).
+fn lag_yaml(bootstrap: &str, top: &str, name: &str, selector: &str, tail: &str) -> String {
+    format!(
+        "clusters:\n  it:\n    bootstrap: {bootstrap}\n{top}probes:\n  - name: {name}\n    type: lag\n    cluster: it\n{selector}    interval: {}s\n    window: {WINDOW}\n{tail}",
+        INTERVAL.as_secs()
+    )
+}
+
 /// Runs a one-shot role of `lag_group.py` (it exits when done).
 fn group_once(args: &[&str]) {
     let out = Command::new("python3")
@@ -307,19 +310,12 @@ fn lag_in_seconds_is_the_age_of_the_first_record_not_consumed() {
     group_once(&[&bootstrap, "aged", &aged_topic, &aged, "3600"]);
     group_once(&[&bootstrap, "caughtup", &quiet_topic, &quiet]);
     let dir = scratch("lag-seconds");
-    let yaml = format!(
-        "clusters:
-  it:
-    bootstrap: {bootstrap}
-probes:
-  - name: seconds
-    type: lag
-    cluster: it
-    groups: [{aged}, {quiet}]
-    interval: {}s
-    window: {WINDOW}
-",
-        INTERVAL.as_secs()
+    let yaml = lag_yaml(
+        &bootstrap,
+        "",
+        "seconds",
+        &format!("    groups: [{aged}, {quiet}]\n"),
+        "",
     );
     let slaprobe = Slaprobe::start(&dir, "lag-seconds", &yaml);
     // The lag of `group` on `partition` by `method`, once it shows.
@@ -376,21 +372,12 @@ fn a_restart_judges_the_groups_at_its_first_read() {
     let _producer = Python::start("lag_group.py", &[&bootstrap, "produce", &topic]);
     let mut member = Python::start("lag_group.py", &[&bootstrap, "keepup", &topic, &group]);
     let dir = scratch("lag-restart");
-    let yaml = format!(
-        "clusters:
-  it:
-    bootstrap: {bootstrap}
-state_dir: {state}
-probes:
-  - name: restart
-    type: lag
-    cluster: it
-    groups: [{group}]
-    interval: {}s
-    window: {WINDOW}
-",
-        INTERVAL.as_secs(),
-        state = dir.join("state").display(),
+    let yaml = lag_yaml(
+        &bootstrap,
+        &format!("state_dir: {}\n", dir.join("state").display()),
+        "restart",
+        &format!("    groups: [{group}]\n"),
+        "",
     );
     let s = Slaprobe::start(&dir, "lag-restart", &yaml);
     let settle = Duration::from_secs(60);
@@ -471,20 +458,8 @@ fn a_remediation_action_revives_a_stopped_group_once_and_escalates_one_it_cannot
         Python::start("lag_group.py", &[&bootstrap, "keepup", &topic, &revive]),
         Python::start("lag_group.py", &[&bootstrap, "keepup", &topic, &dead]),
     ];
-    let yaml = format!(
-        "clusters:
-  it:
-    bootstrap: {bootstrap}
-state_dir: {state}
-probes:
-  - name: groups
-    type: lag
-    cluster: it
-    group_pattern: '{prefix}.*'
-    topics: [{topic}]
-    interval: {interval}s
-    window: {WINDOW}
-actions:
+    let actions = format!(
+        "actions:
   - name: restart
     on:
       consumer_group: {{ status: [STOP], probe: groups }}
@@ -494,10 +469,15 @@ actions:
     cooldown: 10m
     escalate_after: 20s
 ",
-        state = dir.join("state").display(),
-        interval = INTERVAL.as_secs(),
         restart = restart.display(),
         runs = runs.display(),
+    );
+    let yaml = lag_yaml(
+        &bootstrap,
+        &format!("state_dir: {}\n", dir.join("state").display()),
+        "groups",
+        &format!("    group_pattern: '{prefix}.*'\n    topics: [{topic}]\n"),
+        &actions,
     );
     let s = Slaprobe::start(&dir, "actions", &yaml);
     let settle = Duration::from_secs(60);

@@ -62,7 +62,8 @@ impl Status {
 /// One read of a partition for a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation {
-    /// Unix seconds.
+    /// When it was read, in seconds on the reader's clock (kept for the
+    /// record: the rules judge the order of observations, not their times).
     pub at: u64,
     pub committed: i64,
     pub high_watermark: i64,

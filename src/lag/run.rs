@@ -180,6 +180,11 @@ fn named_elsewhere(config: &Config, w: &LagWatch) -> BTreeSet<String> {
         .collect()
 }
 
+/// Unix seconds now, with their fraction.
+fn wall_now() -> f64 {
+    crate::canary::unix_ns(std::time::SystemTime::now()) as f64 / 1e9
+}
+
 /// Seconds on the monotonic clock since the first read: lag in seconds
 /// and the evaluation windows only ever take differences of these, so a
 /// wall-clock step cannot fire a false `max_lag` alert or stretch a window.
@@ -297,7 +302,7 @@ fn read(watch: &Watch, shared: &Reader, errors: &LagMetrics) -> Read {
     Read {
         groups_over_max,
         at: monotonic_now(),
-        wall: crate::canary::unix_ns(std::time::SystemTime::now()) as f64 / 1e9,
+        wall: wall_now(),
         listed,
         committed,
         high_watermarks,

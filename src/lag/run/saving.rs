@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{monotonic_now, Task};
+use super::{monotonic_now, wall_now, Task};
 use crate::lag::watch::WatchSaved;
 use crate::state::StateDir;
 
@@ -39,7 +39,7 @@ pub(super) type Saved = Arc<std::sync::Mutex<BTreeMap<(String, String), WatchSav
 /// Unix seconds minus [`monotonic_now`].
 fn wall_minus_clock() -> f64 {
     let clock = monotonic_now();
-    crate::canary::unix_ns(std::time::SystemTime::now()) as f64 / 1e9 - clock
+    wall_now() - clock
 }
 
 /// Takes back what [`LAG_FILE`] holds for `tasks`' watches (an unreadable

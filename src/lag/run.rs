@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::eval::Status;
 use super::timelag::Method;
-use super::watch::{records_to_read, Read, Tp, Watch};
+use super::watch::{Read, Tp, Watch};
 use crate::config::{Config, GroupSelector, LagWatch};
 use crate::kafka::{self, groups, Role};
 use crate::metrics::{Gauge, IntCounter, IntGauge, LagMetrics, Metrics, RequestStats};
@@ -274,19 +274,18 @@ fn read(watch: &Watch, shared: &Reader, errors: &LagMetrics) -> Read {
             HashMap::new()
         }
     };
-    // The timestamps of the records the groups have not consumed first
-    // (at most RECORDS_PER_READ; the others' lag comes from the table).
-    let wanted = records_to_read(
+    // The timestamps of the records the groups have not consumed first:
+    // known from the last read, else fetched (at most RECORDS_PER_READ;
+    // the others' lag comes from the table).
+    let (mut record_times, wanted) = watch.records_to_read(
         &committed,
         &high_watermarks,
-        &watch.config.topics,
         watch.config.max_partitions.min(RECORDS_PER_READ),
     );
-    let mut record_times = HashMap::new();
     let mut paused = shared.records.lock().unwrap_or_else(|e| e.into_inner());
     if !wanted.is_empty() && paused.is_none_or(|until| Instant::now() >= until) {
         let (times, failed) = groups::record_times(reader, &wanted, timeout);
-        record_times = times;
+        record_times.extend(times);
         *paused = None;
         if let Some(e) = failed {
             errors

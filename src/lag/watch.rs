@@ -12,7 +12,7 @@ pub use saved::WatchSaved;
 use super::eval::{group_status, Observation, PartitionWindow, Status};
 use super::timelag::{self, Method, Table};
 use crate::config::{GroupSelector, LagWatch};
-use crate::kafka::groups::{Committed, GroupInfo};
+use crate::kafka::groups::{At, Committed, GroupInfo};
 use crate::status::{GroupView, PartitionView};
 
 /// A partition of a topic.
@@ -89,30 +89,6 @@ impl GroupState {
     }
 }
 
-/// The records whose timestamps a read fetches: at each committed offset
-/// (of `committed`'s groups, on `topics` when given) that is behind its
-/// partition's high watermark, the first `cap` in (topic, partition,
-/// offset) order. Caught-up partitions need none (their lag is 0).
-pub fn records_to_read(
-    committed: &HashMap<String, Result<Vec<Committed>, String>>,
-    high_watermarks: &HashMap<Tp, i64>,
-    topics: &[String],
-    cap: usize,
-) -> Vec<(Tp, i64)> {
-    let wanted: BTreeSet<(Tp, i64)> = committed
-        .values()
-        .filter_map(|r| r.as_ref().ok())
-        .flatten()
-        .filter(|(t, _, _)| topics.is_empty() || topics.contains(t))
-        .filter_map(|(t, p, o)| {
-            let tp = (t.clone(), *p);
-            let hw = *high_watermarks.get(&tp)?;
-            (*o < hw).then_some((tp, *o))
-        })
-        .collect();
-    wanted.into_iter().take(cap).collect()
-}
-
 /// One watch (see [`LagWatch`]).
 #[derive(Debug)]
 pub struct Watch {
@@ -126,6 +102,12 @@ pub struct Watch {
     exported: BTreeSet<(String, Tp)>,
     /// Partitions left without series because of the cap.
     dropped: BTreeSet<(String, Tp)>,
+    /// The timestamps of the records at the committed offsets of the last
+    /// read: a record's timestamp never changes, so a group standing at
+    /// the same offset (the stalled one, whose lag in seconds matters
+    /// most) needs no fetch again, and a fetch that runs out of time
+    /// cannot turn its hour of lag into the table's seconds.
+    record_times: HashMap<At, f64>,
 }
 
 impl Watch {
@@ -143,7 +125,45 @@ impl Watch {
             tables: HashMap::new(),
             exported: BTreeSet::new(),
             dropped: BTreeSet::new(),
+            record_times: HashMap::new(),
         }
+    }
+
+    /// The records whose timestamps a read needs: at each committed
+    /// offset (of `committed`'s groups, on the watch's topics) behind its
+    /// partition's high watermark. Caught-up partitions need none (their
+    /// lag is 0). Returns those known from the last read, with their
+    /// times, and the first `cap` of the others in (topic, partition,
+    /// offset) order, to fetch.
+    pub fn records_to_read(
+        &self,
+        committed: &HashMap<String, Result<Vec<Committed>, String>>,
+        high_watermarks: &HashMap<Tp, i64>,
+        cap: usize,
+    ) -> (HashMap<At, f64>, Vec<At>) {
+        let topics = &self.config.topics;
+        let wanted: BTreeSet<At> = committed
+            .values()
+            .filter_map(|r| r.as_ref().ok())
+            .flatten()
+            .filter(|(t, _, _)| topics.is_empty() || topics.contains(t))
+            .filter_map(|(t, p, o)| {
+                let tp = (t.clone(), *p);
+                let hw = *high_watermarks.get(&tp)?;
+                (*o < hw).then_some((tp, *o))
+            })
+            .collect();
+        let (known, fetch): (Vec<_>, Vec<_>) = wanted
+            .into_iter()
+            .partition(|w| self.record_times.contains_key(w));
+        let known = known
+            .into_iter()
+            .map(|w| {
+                let t = self.record_times[&w];
+                (w, t)
+            })
+            .collect();
+        (known, fetch.into_iter().take(cap).collect())
     }
 
     /// The groups to read offsets of, given the cluster's listing (`None`
@@ -179,6 +199,7 @@ impl Watch {
     /// members, so a consumer whose offsets stand still is STALL.
     pub fn apply(&mut self, read: &Read) -> usize {
         let now = read.at;
+        self.record_times.clone_from(&read.record_times);
         for (tp, hw) in &read.high_watermarks {
             self.tables.entry(tp.clone()).or_default().record(*hw, now);
         }

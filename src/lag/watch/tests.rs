@@ -175,16 +175,53 @@ fn only_records_behind_the_watermark_are_read_up_to_the_cap() {
     .into_iter()
     .collect();
     let t0 = |o| (("t".to_string(), 0), o);
+    let w = Watch::new(config(named(&["a", "b"]), 100), BTreeSet::new());
     assert_eq!(
-        records_to_read(&committed, &hw, &[], 10),
-        vec![t0(4), t0(10), (("u".to_string(), 0), 1)],
+        w.records_to_read(&committed, &hw, 10),
+        (
+            HashMap::new(),
+            vec![t0(4), t0(10), (("u".to_string(), 0), 1)]
+        ),
         "caught up (t/1) read nothing; one read per (partition, offset)"
     );
+    assert_eq!(w.records_to_read(&committed, &hw, 1).1, vec![t0(4)]);
+    let mut only_t = config(named(&["a", "b"]), 100);
+    only_t.topics = vec!["t".to_string()];
+    let w = Watch::new(only_t, BTreeSet::new());
     assert_eq!(
-        records_to_read(&committed, &hw, &["t".to_string()], 10),
+        w.records_to_read(&committed, &hw, 10).1,
         vec![t0(4), t0(10)]
     );
-    assert_eq!(records_to_read(&committed, &hw, &[], 1), vec![t0(4)]);
+}
+
+/// A record's timestamp never changes: a group still at the offset of the
+/// last read is not fetched again (a stalled group's hour of lag cannot
+/// fall back to the table's seconds because a fetch ran out of time), and
+/// a position no longer wanted is forgotten.
+#[test]
+fn a_record_read_once_is_not_fetched_again_while_the_group_stands_there() {
+    let mut w = Watch::new(config(named(&["g"]), 100), BTreeSet::new());
+    let tp = |p| ("t".to_string(), p);
+    let mut first = read(0.0, None, &[("g", &[3, 5])], &[10, 10]);
+    first.record_times = [((tp(0), 3), 100.0), ((tp(1), 5), 200.0)].into();
+    w.apply(&first);
+    // p0 stands at 3, p1 moved on to 7.
+    let next = read(10.0, None, &[("g", &[3, 7])], &[10, 10]);
+    let (known, fetch) = w.records_to_read(&next.committed, &next.high_watermarks, 10);
+    assert_eq!(known, [((tp(0), 3), 100.0)].into());
+    assert_eq!(fetch, vec![(tp(1), 7)]);
+    // The fetch of p1 failed: p0 keeps its record's lag.
+    let mut next = next;
+    next.record_times = known;
+    w.apply(&next);
+    let v = &w.views()[0];
+    let p0 = v.worst.iter().find(|p| p.partition == 0).unwrap();
+    assert_eq!(p0.lag_method, Some("record"));
+    // Caught up: nothing kept, so a later lag at offset 3 is fetched anew.
+    w.apply(&read(20.0, None, &[("g", &[10, 10])], &[10, 10]));
+    let again = read(30.0, None, &[("g", &[3, 7])], &[10, 10]);
+    let (known, _) = w.records_to_read(&again.committed, &again.high_watermarks, 10);
+    assert!(known.is_empty());
 }
 
 #[test]

@@ -61,6 +61,8 @@ pub enum RunError {
     Lag(#[from] crate::lag::LagError),
     #[error(transparent)]
     Actions(#[from] crate::actions::ActionsError),
+    #[error(transparent)]
+    Brokers(#[from] crate::brokers::BrokersError),
 }
 
 /// Binds the HTTP listener first, so a port conflict is reported before
@@ -80,6 +82,8 @@ pub struct App {
     /// Their one expiry timer.
     expiry: probe::Expiry,
     lag: crate::lag::Lag,
+    /// The connection checks of the clusters' brokers.
+    brokers: crate::brokers::Checks,
     /// The remediation actions, if any are configured.
     actions: Option<crate::actions::Actions>,
     evaluator: Evaluator,
@@ -167,6 +171,7 @@ impl App {
         );
         let state_dir = state_dir.map(Arc::new);
         let lag = crate::lag::Lag::build(config, &metrics, state_dir.clone())?;
+        let brokers = crate::brokers::Checks::build(config, &metrics, state_dir.clone())?;
         let mut evaluator = Evaluator::new(config, &metrics, clock);
         let was_firing = match (restored.slos_written_at, &state_dir) {
             (Some(written_at), Some(d)) => {
@@ -223,6 +228,7 @@ impl App {
                 .as_ref()
                 .map(|a| a.board.clone())
                 .unwrap_or_default(),
+            brokers: brokers.board.clone(),
         };
         Ok(App {
             metrics,
@@ -231,6 +237,7 @@ impl App {
             probes,
             expiry,
             lag,
+            brokers,
             actions,
             evaluator,
             eval_tick: EVAL_TICK,
@@ -275,6 +282,7 @@ impl App {
         }
         probe_tasks.spawn(self.expiry.run(cancel.clone()));
         self.lag.spawn(&probe_tasks, &cancel);
+        self.brokers.spawn(&probe_tasks, &cancel);
         if let Some(actions) = self.actions {
             probe_tasks.spawn(actions.run(cancel.clone()));
         }

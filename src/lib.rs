@@ -28,6 +28,9 @@
 //!   rules; the evaluation is pure.
 //! - [`state`]: restart-safe accounting: the versioned file format and a
 //!   pure restore, the locked `state_dir` and the saver.
+//! - [`brokers`]: connection checks of every broker on every listener
+//!   (TCP, TLS, ApiVersions, SASL), certificates' expiry; the brokers
+//!   known kept in `state_dir`.
 //! - [`actions`]: remediation: commands and webhooks run on incidents of
 //!   the watched consumer groups (the rules are pure), escalation.
 //! - [`serve`]: HTTP: `/metrics`, health, the status API and page.
@@ -60,6 +63,8 @@ pub mod probe;
 pub mod lag;
 pub mod slo;
 pub mod state;
+
+pub mod brokers;
 
 pub mod actions;
 

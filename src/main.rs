@@ -105,6 +105,7 @@ fn main() -> ExitCode {
         Command::Check { config } => match load(&config, json) {
             Ok(cfg) => {
                 print!("{}", slaprobe::generate::plan(&cfg));
+                warn_unusable_listeners(&cfg);
                 if let Some(dir) = &cfg.state_dir {
                     println!("{}", slaprobe::state::describe(dir));
                 }
@@ -185,6 +186,16 @@ fn rules(cfg: &config::Config, paths: &[PathBuf], out: &Path, check: bool) -> Ex
         println!("wrote {}", out.join(f.name).display());
     }
     ExitCode::SUCCESS
+}
+
+/// Listeners whose files (a CA, a key) cannot be read: a warning, as they
+/// may exist only where slaprobe runs; `run` stops on them.
+fn warn_unusable_listeners(cfg: &config::Config) {
+    for c in &cfg.connection_checks {
+        if let Err(e) = slaprobe::brokers::listeners(c) {
+            eprintln!("slaprobe: warning: {e} (`run` stops here unless the file is there)");
+        }
+    }
 }
 
 /// A run's error as (exit code, message with its causes): a state file

@@ -72,11 +72,18 @@ fn demo_exposition() -> String {
     // counts with their first statistics (10 s after start), the
     // remediation incidents when the fault script's stall is remediated
     // (about 30 s) and while its stop escalates (60 s to 95 s).
-    let documented: BTreeSet<String> = documented().into_keys().collect();
+    let documented: BTreeSet<String> = documented()
+        .into_keys()
+        .filter(|k| !NOT_IN_THE_DEMO.contains(&k.as_str()))
+        .collect();
     let mut text = String::new();
     poll_until(Duration::from_secs(90), || {
         text = http_get(addr, "/metrics").map(|r| r.1).unwrap_or_default();
-        families(&text).into_keys().collect::<BTreeSet<_>>() == documented
+        families(&text)
+            .into_keys()
+            .filter(|k| !NOT_IN_THE_DEMO.contains(&k.as_str()))
+            .collect::<BTreeSet<_>>()
+            == documented
     });
     let _ = demo.kill();
     let _ = demo.wait();
@@ -98,13 +105,25 @@ fn families(text: &str) -> BTreeMap<String, String> {
     exported
 }
 
+/// Families the demo cannot show: its in-process cluster has no TLS, and
+/// no broker of it fails a connection check within the demo's first 100 s.
+/// `tests/kafka_security.rs` reads both from Apache Kafka (a listener with
+/// a wrong password, one with another CA) by their documented labels.
+const NOT_IN_THE_DEMO: [&str; 2] = [
+    "slaprobe_broker_connection_errors",
+    "slaprobe_tls_certificate_expiry_timestamp_seconds",
+];
+
 #[test]
 fn the_metrics_reference_is_what_metrics_exports() {
     let text = demo_exposition();
     let exported = families(&text);
     let docs = documented();
-    let doc_types: BTreeMap<String, String> =
-        docs.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    let doc_types: BTreeMap<String, String> = docs
+        .iter()
+        .filter(|(k, _)| !NOT_IN_THE_DEMO.contains(&k.as_str()) || exported.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
     assert_eq!(
         doc_types, exported,
         "docs/metrics.md (left) against /metrics (right)"

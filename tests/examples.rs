@@ -55,6 +55,8 @@ fn the_production_example_passes_check() {
             "enriched",
             "audit",
             "sasl.password: <redacted>",
+            "connection checks: every broker every 30s",
+            "listener default: kafka-0.kafka:9093,kafka-1.kafka:9093,kafka-2.kafka:9093 (SASL_SSL SCRAM-SHA-512)",
         ],
     );
     assert!(!stdout.contains("not-the-real-one"));

@@ -6,6 +6,9 @@
 //! makes a controlled shutdown, and a preferred-leader election moves the
 //! leaders back.
 //!
+//! The connection checks see the killed node refused while the others
+//! pass, and passing again once it is back.
+//!
 //! Through all of it slaprobe stays up and every partition delivers again
 //! after each fault, without a restart. At the end its outcomes are
 //! compared with an independent consumer's (`tests/clients/truth.py`,
@@ -34,7 +37,7 @@ const DEADLINE: Duration = Duration::from_secs(15);
 fn config(bootstrap: &str) -> slaprobe::config::Config {
     let yaml = format!(
         r#"clusters:
-  k: {{ bootstrap: '{bootstrap}' }}
+  k: {{ bootstrap: '{bootstrap}', connection_check_interval: 1s }}
 probes:
   - name: faults
     type: heartbeat
@@ -55,6 +58,14 @@ fn delivered_on(r: &Running, partition: i32) -> f64 {
         &[("partition", &partition.to_string())],
     )
     .unwrap_or(0.0)
+}
+
+/// The last connection check of `broker` on the clients' listener.
+fn broker_up(r: &Running, broker: &str) -> Option<f64> {
+    r.metric_if_present(
+        "slaprobe_broker_connection_up",
+        &[("broker", broker), ("listener", "default")],
+    )
 }
 
 /// Waits until every partition of `partitions` has delivered at least
@@ -104,8 +115,29 @@ async fn broker_faults_keep_every_outcome_true() {
     // fences it; started again, it catches up and rejoins the ISR.
     cluster.kill(2);
     every_partition_delivers(&r, partitions, 10.0, "node 2 killed").await;
+    // The connection checks see it refused (it left the cluster's
+    // metadata: it is checked as a broker known before).
+    assert!(
+        wait_until(Duration::from_secs(30), || broker_up(&r, "2") == Some(0.0)).await,
+        "node 2's connection check fails\n{}",
+        String::from_utf8_lossy(&r.metrics.render())
+    );
+    assert!(
+        r.metric(
+            "slaprobe_broker_connection_errors_total",
+            &[("broker", "2"), ("stage", "tcp"), ("error", "refused")]
+        ) > 0.0
+    );
+    assert_eq!(
+        (broker_up(&r, "1"), broker_up(&r, "3")),
+        (Some(1.0), Some(1.0))
+    );
     cluster.restart(2);
     every_partition_delivers(&r, partitions, 10.0, "node 2 back").await;
+    assert!(
+        wait_until(Duration::from_secs(30), || broker_up(&r, "2") == Some(1.0)).await,
+        "node 2's connection check passes again"
+    );
 
     // Two nodes down: partitions with one replica left in sync refuse
     // `acks=all` produces (availability), until the nodes return.

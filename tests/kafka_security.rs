@@ -10,6 +10,9 @@
 //! (`SLAPROBE_TEST_KAFKA_*`). ACLs and SCRAM users are managed through
 //! the PLAINTEXT listener, whose principal is a super user
 //! (`tests/clients/kafka_admin.py`); each test has users of its own.
+//!
+//! Over 600 lines: the connection checks' test is here too, for the same
+//! listeners, CA and users (a file of its own would repeat these helpers).
 
 mod common;
 
@@ -486,4 +489,120 @@ fn a_password_changed_under_a_running_prober_is_an_authentication_error() {
     );
     assert!(s.log().contains("class=\"authentication\""), "{}", s.log());
     assert!(s.stop().success());
+}
+
+/// `openssl x509 -checkend SECONDS` on `cert`: whether it is still valid
+/// then (an independent reading of its end of validity).
+fn valid_in(cert: &Path, seconds: i64) -> bool {
+    Command::new("openssl")
+        .args(["x509", "-noout", "-checkend", &seconds.to_string(), "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl")
+        .status
+        .success()
+}
+
+/// Connection checks on the SASL_SSL listener time TCP, TLS, ApiVersions
+/// and SCRAM on each broker and read the certificate's expiry (the suite's
+/// broker certificate is issued for 10 days: within the 14 days of
+/// SlaprobeTLSCertificateExpiring); a listener with the wrong password
+/// fails at `sasl` (`sasl_auth_failed`), one trusting another CA at `tls`
+/// (`tls_untrusted`), and that one still says when the certificate
+/// expires.
+#[test]
+fn connection_checks_time_each_stage_and_classify_each_refusal() {
+    let Some(sec) = secure() else { return };
+    let (user, password) = new_user(&sec);
+    let topic = format!("it-conn-{:08x}", rand::random::<u32>());
+    common::create_topics(&sec.plain, &[&topic], 3);
+    let listener = |name: &str, password: &str, ca: &str| {
+        format!(
+            "      - name: {name}\n        bootstrap: '{}'\n        librdkafka: {{ security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512, sasl.username: '{user}', sasl.password: '{password}', ssl.ca.location: '{ca}' }}\n",
+            sec.sasl
+        )
+    };
+    let yaml = format!(
+        "clusters:\n  k:\n    bootstrap: '{}'\n    connection_check_interval: 1s\n    listeners:\n{}{}{}probes:\n  - name: hb\n    type: heartbeat\n    cluster: k\n    topic: {topic}\n",
+        sec.plain,
+        listener("sasl_ssl", &password, &sec.ca),
+        listener("wrong_password", "not-the-password", &sec.ca),
+        listener("untrusted", &password, &sec.other_ca),
+    );
+    let dir = scratch("connections");
+    let s = Slaprobe::start(&dir, "connections", &yaml);
+    let value =
+        |name: &str, labels: &[(&str, &str)]| common::metric_if_present(&s.metrics(), name, labels);
+    let up = |l: &str, b: &str| {
+        value(
+            "slaprobe_broker_connection_up",
+            &[("listener", l), ("broker", b)],
+        )
+    };
+    let errors = |l: &str, stage: &str, error: &str| {
+        value(
+            "slaprobe_broker_connection_errors_total",
+            &[("listener", l), ("stage", stage), ("error", error)],
+        )
+        .unwrap_or(0.0)
+    };
+    let checked = poll_until(Duration::from_secs(60), || {
+        ["1", "2", "3"]
+            .iter()
+            .all(|b| up("default", b) == Some(1.0) && up("sasl_ssl", b) == Some(1.0))
+            && errors("wrong_password", "sasl", "sasl_auth_failed") > 0.0
+            && errors("untrusted", "tls", "tls_untrusted") > 0.0
+    });
+    assert!(checked, "{}\nlog:\n{}", s.metrics(), s.log());
+    let text = s.metrics();
+    for stage in ["tcp", "tls", "api_versions", "sasl"] {
+        let n = metric(
+            &text,
+            "slaprobe_broker_connection_seconds_count",
+            &[("listener", "sasl_ssl"), ("broker", "1"), ("stage", stage)],
+        );
+        assert!(n >= 1.0, "sasl_ssl stage {stage} timed:\n{text}");
+    }
+    for stage in ["tls", "sasl"] {
+        assert!(
+            common::metric_if_present(
+                &text,
+                "slaprobe_broker_connection_seconds_count",
+                &[("listener", "default"), ("stage", stage)],
+            )
+            .is_none(),
+            "PLAINTEXT has no {stage} stage"
+        );
+    }
+    assert_eq!(up("wrong_password", "bootstrap"), Some(0.0));
+    assert_eq!(up("untrusted", "bootstrap"), Some(0.0));
+    let cert = Path::new(&sec.ca).with_file_name("server.pem");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    for (listener, broker) in [("sasl_ssl", "2"), ("untrusted", "bootstrap")] {
+        let expiry = metric(
+            &text,
+            "slaprobe_tls_certificate_expiry_timestamp_seconds",
+            &[("listener", listener), ("broker", broker)],
+        ) as i64;
+        let left = expiry - now;
+        assert!(
+            valid_in(&cert, left - 120) && !valid_in(&cert, left + 120),
+            "{listener}: {expiry} is the certificate's end of validity (openssl x509 -checkend)"
+        );
+        assert!(
+            (0..14 * 86_400).contains(&left),
+            "{listener}: expires within 14 days ({left} s)"
+        );
+    }
+    assert!(
+        s.log().contains("broker connection check failed"),
+        "a failing listener is logged:\n{}",
+        s.log()
+    );
+    let log = s.log();
+    let status = s.stop();
+    assert!(status.success(), "{status}; log:\n{log}");
 }

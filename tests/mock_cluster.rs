@@ -466,3 +466,98 @@ async fn a_fatal_error_with_50000_canaries_queued_leaves_none_in_flight() {
 fn tracker_grace() -> Duration {
     slaprobe::outcome::tracker::ACK_GRACE
 }
+
+/// Connection checks reach every broker of the cluster, stage by stage,
+/// with its rack; a broker that goes down is refused (or hung up on) at
+/// the next check while the others pass, and passes again when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_checks_follow_each_broker_down_and_up() {
+    let mock = cluster();
+    mock.broker_rack(1, "az-a").expect("rack");
+    let yaml = format!(
+        r#"clusters:
+  m:
+    bootstrap: '{}'
+    connection_check_interval: 1s
+    librdkafka: {{ fetch.wait.max.ms: '10' }}
+probes:
+  - name: hb
+    type: heartbeat
+    cluster: m
+    topic: {TOPIC}
+    interval: 100ms
+"#,
+        mock.bootstrap_servers()
+    );
+    let config = slaprobe::config::load_str("checks.yaml", &yaml, &|_| None).expect("config");
+    let r = Running::start(&config).await;
+    let up = |b: &str| {
+        r.metric_if_present(
+            "slaprobe_broker_connection_up",
+            &[("broker", b), ("listener", "default")],
+        )
+    };
+    let text = || String::from_utf8_lossy(&r.metrics.render()).into_owned();
+    assert!(
+        wait_until(Duration::from_secs(30), || ["1", "2", "3"]
+            .iter()
+            .all(|b| up(b) == Some(1.0)))
+        .await,
+        "every broker checked and up:\n{}",
+        text()
+    );
+    assert_eq!(
+        up("bootstrap"),
+        None,
+        "the bootstrap's series go once brokers are known"
+    );
+    for stage in ["tcp", "api_versions"] {
+        assert!(
+            r.metric(
+                "slaprobe_broker_connection_seconds_count",
+                &[("broker", "2"), ("stage", stage)]
+            ) >= 1.0,
+            "{stage} timed:\n{}",
+            text()
+        );
+    }
+    assert_eq!(
+        r.metric_if_present(
+            "slaprobe_broker_connection_seconds_count",
+            &[("stage", "tls")]
+        ),
+        None,
+        "a plaintext listener has no TLS stage"
+    );
+    assert_eq!(
+        r.metric("slaprobe_broker_info", &[("broker", "1"), ("rack", "az-a")]),
+        1.0
+    );
+
+    mock.broker_down(2).expect("down");
+    assert!(
+        wait_until(Duration::from_secs(15), || up("2") == Some(0.0)).await,
+        "broker 2 down:\n{}",
+        text()
+    );
+    assert!(
+        r.metric(
+            "slaprobe_broker_connection_errors_total",
+            &[("broker", "2")]
+        ) > 0.0,
+        "{}",
+        text()
+    );
+    assert_eq!(
+        (up("1"), up("3")),
+        (Some(1.0), Some(1.0)),
+        "the others pass"
+    );
+    mock.broker_up(2).expect("up");
+    assert!(
+        wait_until(Duration::from_secs(15), || up("2") == Some(1.0)).await,
+        "broker 2 back:\n{}",
+        text()
+    );
+    r.stop().await;
+}

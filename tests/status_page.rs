@@ -175,6 +175,17 @@ fn the_status_page_renders_everything_in_a_browser() {
             "group {group} rendered"
         );
     }
+    // The connection checks of the demo's brokers, one row each.
+    let brokers = s["brokers"].as_array().expect("brokers");
+    assert!(!brokers.is_empty(), "the demo's brokers are checked: {s:#}");
+    for b in brokers {
+        let row = format!(
+            "<td>{} / {} ",
+            b["kafka_cluster"].as_str().expect("cluster"),
+            b["broker"].as_str().expect("broker")
+        );
+        assert!(html.contains(&row), "broker row {row} rendered");
+    }
     // The demo's remediation action, and its run on the stall: by the
     // time the group reads STOP (the second incident) the first has ended
     // after one run.

@@ -92,8 +92,10 @@ make_tls() {
   openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
     -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
   printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.ext"
+  # 10 days: a certificate that expires "soon" (SlaprobeTLSCertificateExpiring
+  # warns 14 days ahead), which tests/kafka_security.rs reads back.
   openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
-    -CAcreateserial -days 30 -extfile "$tls/san.ext" -out "$tls/server.pem" 2>/dev/null
+    -CAcreateserial -days 10 -extfile "$tls/san.ext" -out "$tls/server.pem" 2>/dev/null
   openssl pkcs12 -export -in "$tls/server.pem" -inkey "$tls/server.key" \
     -certfile "$tls/ca.pem" -name broker -passout pass:changeit -out "$tls/server.p12"
 }

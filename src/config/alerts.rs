@@ -1,6 +1,8 @@
 //! `alerts:`: the scrape job, severities and runbook links of every alert
 //! slaprobe pushes and every rule it writes.
 
+use std::time::Duration;
+
 /// `alerts:`: what the alerts slaprobe pushes and the rules it writes say
 /// about where they come from and how bad they are.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +19,19 @@ pub struct Alerts {
     /// `#<alert name in lower case>` appended. `None`: this slaprobe's own
     /// `/runbooks` (under `server.external_url` when set).
     pub runbook_url: Option<String>,
+    /// `SlaprobeBrokerUnreachable` fires when a broker's connection check
+    /// has failed for this long.
+    pub broker_unreachable_for: Duration,
+    /// `SlaprobeTLSCertificateExpiring` fires when a broker's certificate
+    /// expires within this.
+    pub certificate_expiry_warning: Duration,
 }
+
+/// The default `alerts.broker_unreachable_for`.
+pub const DEFAULT_BROKER_UNREACHABLE_FOR: Duration = Duration::from_secs(300);
+
+/// The default `alerts.certificate_expiry_warning`: 14 days.
+pub const DEFAULT_CERTIFICATE_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 
 /// The default `alerts.job`.
 pub const DEFAULT_JOB: &str = "slaprobe";
@@ -32,6 +46,8 @@ impl Default for Alerts {
             page: "page".to_string(),
             ticket: "ticket".to_string(),
             runbook_url: None,
+            broker_unreachable_for: DEFAULT_BROKER_UNREACHABLE_FOR,
+            certificate_expiry_warning: DEFAULT_CERTIFICATE_EXPIRY_WARNING,
         }
     }
 }

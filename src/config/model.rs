@@ -35,6 +35,48 @@ pub struct Config {
     pub lag: Vec<LagWatch>,
     /// What is done about incidents before a person is paged.
     pub actions: Vec<super::actions::Action>,
+    /// Connection checks of each cluster's brokers (clusters with
+    /// `connection_check_interval: off` have none), by cluster name.
+    pub connection_checks: Vec<ConnectionChecks>,
+}
+
+/// One cluster's connection checks: every broker on each listener, every
+/// `interval`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionChecks {
+    pub cluster: String,
+    pub interval: Duration,
+    /// How long one broker's check may take, all stages.
+    pub timeout: Duration,
+    /// The listener slaprobe's clients use (`default`: the cluster's
+    /// bootstrap and librdkafka options) first, then `listeners:`.
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// A listener to check: the cluster's librdkafka options with the
+/// listener's own on top.
+#[derive(Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub bootstrap: String,
+    pub librdkafka: BTreeMap<String, String>,
+    /// Keys whose values are secrets (see [`Cluster::is_secret`]).
+    pub secret_keys: BTreeSet<String>,
+}
+
+impl fmt::Debug for ListenerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerConfig")
+            .field("name", &self.name)
+            .field("bootstrap", &self.bootstrap)
+            .field(
+                "librdkafka",
+                &redacted_map(&self.librdkafka, |k| {
+                    is_secret_key(k) || self.secret_keys.contains(k)
+                }),
+            )
+            .finish()
+    }
 }
 
 #[derive(Clone, PartialEq)]

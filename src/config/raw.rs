@@ -50,6 +50,8 @@ pub(crate) struct RawAlerts {
     pub job: Option<String>,
     pub severity: Option<RawSeverity>,
     pub runbook_url: Option<String>,
+    pub broker_unreachable_for: Option<String>,
+    pub certificate_expiry_warning: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +72,20 @@ pub(crate) struct RawDefaults {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCluster {
+    pub bootstrap: String,
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+    /// A duration, or `off`.
+    pub connection_check_interval: Option<String>,
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+}
+
+/// A listener to check besides the clients' own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub name: String,
     pub bootstrap: String,
     #[serde(default)]
     pub librdkafka: BTreeMap<String, String>,

@@ -978,7 +978,7 @@ fn a_broken_file_does_not_cause_follow_up_errors() {
             .unwrap_err()
             .to_string(),
         format!(
-            "{}:2:30: clusters.c1.x: unknown field `x`, expected `bootstrap` or `librdkafka`",
+            "{}:2:30: clusters.c1.x: unknown field `x`, expected one of `bootstrap`, `librdkafka`, `connection_check_interval`, `listeners`",
             a.display()
         )
     );
@@ -1417,4 +1417,5 @@ fn named_groups_are_escaped_for_promql() {
 }
 
 mod actions;
+mod connections;
 mod poison;

@@ -8,6 +8,7 @@
 
 use serde_json::{json, Value};
 
+mod brokers;
 mod groups;
 
 use crate::config::Config;
@@ -105,6 +106,7 @@ pub fn render(config: &Config, sources: &str) -> String {
     };
     canary_panels(&mut l);
     prober_panels(&mut l);
+    brokers::panels(&mut l);
     // The tiers' factors depend on the SLO period: the configuration's
     // (its first SLO's; 30 days without SLOs).
     let period = config

@@ -12,6 +12,7 @@
 //! `'`.
 
 pub mod alertmanager;
+mod connections;
 pub mod dashboard;
 pub mod plan;
 mod remediation;
@@ -131,9 +132,10 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
         // Canaries: a row and 7 panels (2 of them by broker); prober: a
-        // row and 3; the SLO row (repeated per SLO by Grafana) and its 3;
-        // the consumer-group row (repeated per group) and its 3.
-        assert_eq!(ids.len(), 1 + 7 + 1 + 3 + 1 + 3 + 1 + 3);
+        // row and 3; brokers: a row and 3; the SLO row (repeated per SLO by
+        // Grafana) and its 3; the consumer-group row (repeated per group)
+        // and its 3.
+        assert_eq!(ids.len(), 1 + 7 + 1 + 3 + 1 + 3 + 1 + 3 + 1 + 3);
     }
 
     #[test]

@@ -98,6 +98,36 @@ fn write_plan(out: &mut String, c: &Config) -> std::fmt::Result {
                 writeln!(out, "      {k}: {v}")?;
             }
         }
+        match c
+            .connection_checks
+            .iter()
+            .find(|k| k.cluster == cluster.name)
+        {
+            None => writeln!(out, "    connection checks: off")?,
+            Some(k) => {
+                writeln!(
+                    out,
+                    "    connection checks: every broker every {} (timeout {}), alerts: SlaprobeBrokerUnreachable (page) after {}, SlaprobeTLSCertificateExpiring {} ahead",
+                    format_duration(k.interval),
+                    format_duration(k.timeout),
+                    format_duration(c.alerts.broker_unreachable_for),
+                    format_duration(c.alerts.certificate_expiry_warning),
+                )?;
+                for l in &k.listeners {
+                    let o = |key: &str| l.librdkafka.get(key).map(String::as_str);
+                    let protocol = o("security.protocol").unwrap_or("plaintext");
+                    let mechanism = o("sasl.mechanisms")
+                        .or(o("sasl.mechanism"))
+                        .map(|m| format!(" {m}"))
+                        .unwrap_or_default();
+                    writeln!(
+                        out,
+                        "      listener {}: {} ({protocol}{mechanism})",
+                        l.name, l.bootstrap
+                    )?;
+                }
+            }
+        }
     }
 
     if c.probes.is_empty() && c.lag.is_empty() {

@@ -11,7 +11,8 @@
 
 use std::fmt::Write as _;
 
-use super::rule::Rule;
+use super::connections::{BROKER_UNREACHABLE_ALERT, CERTIFICATE_EXPIRING_ALERT};
+use super::rule::{group_name, write_annotations, write_rule, Rule};
 use super::text::{promql_str, write_header, yaml_str};
 use crate::config::{Config, LagWatch, Slo};
 use crate::slo::alert::{burn_rate_alert, AlertStyle, BURN_RATE_ALERT};
@@ -21,11 +22,13 @@ use crate::util::format::duration as format_duration;
 
 /// Every alert the rules can hold, in the order they are written (the
 /// runbooks have a section for each: `tests/rules.rs`).
-pub const ALERTS: [&str; 6] = [
+pub const ALERTS: [&str; 8] = [
     BURN_RATE_ALERT,
     STALLED_ALERT,
     STOPPED_ALERT,
     LAG_HIGH_ALERT,
+    BROKER_UNREACHABLE_ALERT,
+    CERTIFICATE_EXPIRING_ALERT,
     NO_CANARIES_ALERT,
     DOWN_ALERT,
 ];
@@ -201,30 +204,8 @@ fn write_rules(out: &mut String, config: &Config, sources: &str) -> std::fmt::Re
     }
 
     write_lag_rules(out, config, &style)?;
+    super::connections::write_connection_rules(out, config, &style)?;
     write_health_rules(out, config, &style)
-}
-
-/// A rule group's name: `base`, suffixed with the job when it is not the
-/// default (so the groups of several instances are told apart).
-fn group_name(base: &str, job: &str) -> String {
-    if job == crate::config::DEFAULT_JOB {
-        base.to_string()
-    } else {
-        format!("{base}-{job}")
-    }
-}
-
-fn write_rule(out: &mut String, style: &AlertStyle, r: Rule<'_>) -> std::fmt::Result {
-    writeln!(out, "      - alert: {}", r.name)?;
-    writeln!(out, "        expr: {}", yaml_str(&r.expr))?;
-    if let Some(f) = &r.for_ {
-        writeln!(out, "        for: {f}")?;
-    }
-    writeln!(out, "        labels:")?;
-    for (k, v) in &r.labels {
-        writeln!(out, "          {k}: {}", yaml_str(v))?;
-    }
-    write_annotations(out, &style.annotations(r.name, r.summary, r.description))
 }
 
 /// The consumer-group alerts, per watch (`type: lag` probes and pipeline
@@ -386,14 +367,6 @@ fn write_burn_alert(
 }
 
 /// An alert's annotations block.
-fn write_annotations(out: &mut String, annotations: &[(&str, String)]) -> std::fmt::Result {
-    writeln!(out, "        annotations:")?;
-    for (k, v) in annotations {
-        writeln!(out, "          {k}: {}", yaml_str(v))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use std::collections::BTreeMap;

@@ -21,9 +21,10 @@ pub mod registry;
 mod requests;
 mod split;
 
+pub use registry::HistogramVec;
+use registry::Registry;
 pub use registry::{Gauge, Histogram, IntCounter, IntGauge, CONTENT_TYPE};
 pub use registry::{GaugeVec, IntCounterVec, IntGaugeVec};
-use registry::{HistogramVec, Registry};
 pub use requests::RequestStats;
 pub use split::SliSplit;
 use split::{Cached, OutcomeSplits, SliEvents, SliSplits};
@@ -77,7 +78,26 @@ pub struct Metrics {
     pub lag: LagMetrics,
     /// Remediation actions (`actions:`).
     pub actions: ActionMetrics,
+    /// Connection checks of the brokers.
+    pub brokers: BrokerMetrics,
 }
+
+/// The connection-check families. A broker's gauges go when it is
+/// forgotten (out of the cluster's metadata for a day).
+#[derive(Clone)]
+pub struct BrokerMetrics {
+    pub seconds: HistogramVec,
+    pub errors: IntCounterVec,
+    pub up: IntGaugeVec,
+    pub certificate_expiry: GaugeVec,
+    pub info: IntGaugeVec,
+}
+
+/// Buckets of a connection stage (seconds): from a loopback connect to
+/// the check's timeout.
+const CONNECTION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The remediation families.
 #[derive(Clone)]
@@ -174,6 +194,13 @@ impl Metrics {
                 last_run: gauge("action_last_run_timestamp_seconds", "When the action last started a run (Unix seconds; 0: not since slaprobe started, unless its state_dir remembers one within the cooldown).", &["action"]),
                 escalations: counter("action_escalations_total", "Incidents whose remediation failed: the run did not succeed, or the condition still held escalate_after after it.", &["action"]),
                 incident: int_gauge("action_incident", "1 for each consumer group or SLO whose remediation is `attempted` (the action ran, the condition may still clear) or `failed` (escalated): the generated alerts carry it as their remediation label.", &["action", "kafka_cluster", "group", "slo", "remediation"]),
+            },
+            brokers: BrokerMetrics {
+                seconds: r.histogram_vec(&name("broker_connection_seconds"), "How long each stage of a connection check took: tcp (connect), tls (handshake), api_versions (the first request's round trip), sasl (authentication); only stages that completed.", &["kafka_cluster", "broker", "listener", "stage"], CONNECTION_BUCKETS.to_vec()),
+                errors: counter("broker_connection_errors_total", "Connection checks that failed, by the stage that failed and why: dns, refused, timeout, unreachable, closed, io, tls_untrusted, tls_expired, tls_hostname, tls_handshake, tls_config, sasl_auth_failed, sasl_mechanism, sasl_server_unverified, protocol.", &["kafka_cluster", "broker", "listener", "stage", "error"]),
+                up: int_gauge("broker_connection_up", "1 when the broker's last connection check passed every stage on the listener, 0 when it failed (broker `bootstrap`: the bootstrap addresses, while no broker is known).", &["kafka_cluster", "broker", "listener"]),
+                certificate_expiry: gauge("tls_certificate_expiry_timestamp_seconds", "When the certificate the broker presents on the listener expires (Unix seconds), read at each check's TLS handshake.", &["kafka_cluster", "broker", "listener"]),
+                info: int_gauge("broker_info", "1 for each broker a listener's metadata advertises (last seen within a day): its address and broker.rack (empty when the cluster sets none), to join on kafka_cluster and broker.", &["kafka_cluster", "listener", "broker", "address", "rack"]),
             },
             slis: SliSplits::default(),
             outcomes: Arc::default(),

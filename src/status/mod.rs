@@ -4,11 +4,13 @@
 //! The stages that know the numbers publish their views: the SLO
 //! evaluator its [`SloView`]s at every tick ([`SloBoard`]), the lag tasks
 //! their [`GroupView`]s at every read ([`GroupBoard`]), the actions task
-//! its [`ActionView`]s at every decision ([`ActionBoard`]); probes' views are
+//! its [`ActionView`]s at every decision ([`ActionBoard`]), the connection
+//! checks their [`BrokerView`]s at every round ([`BrokerBoard`]); probes' views are
 //! read from their metric handles and the journal when asked
 //! ([`ProbeView::read`]). [`Sources::report`] assembles them.
 
 mod actions;
+mod brokers;
 mod groups;
 mod probes;
 mod slos;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use actions::{ActionBoard, ActionView, IncidentView, SloRemediation, SloRemediations};
+pub use brokers::{BrokerBoard, BrokerView};
 pub use groups::{GroupBoard, GroupView, PartitionView};
 pub use probes::{OutputView, ProbeHandles, ProbeView, Quantiles};
 pub use slos::{AlertView, SloBoard, SloView, WindowView};
@@ -42,6 +45,8 @@ pub struct StatusReport {
     pub consumer_groups: Vec<GroupView>,
     /// Remediation actions (`actions:`) and their incidents.
     pub actions: Vec<ActionView>,
+    /// Each broker's last connection check, per listener.
+    pub brokers: Vec<BrokerView>,
 }
 
 /// Where the status report is read from.
@@ -53,6 +58,7 @@ pub struct Sources {
     pub journal: Arc<Journal>,
     pub groups: GroupBoard,
     pub actions: ActionBoard,
+    pub brokers: BrokerBoard,
 }
 
 impl Sources {
@@ -84,6 +90,13 @@ impl Sources {
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            brokers: self
+                .brokers
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -66,6 +66,7 @@ pub fn heartbeat_config(
         }],
         lag: vec![],
         actions: vec![],
+        connection_checks: vec![],
     }
 }
 

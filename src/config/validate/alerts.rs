@@ -58,6 +58,24 @@ impl Validator<'_> {
                 ));
             }
         }
+        if let Some(v) = &raw.broker_unreachable_for {
+            alerts.broker_unreachable_for = self.positive_duration(
+                &at,
+                "broker_unreachable_for",
+                v,
+                alerts.broker_unreachable_for,
+            );
+        }
+        if let Some(v) = &raw.certificate_expiry_warning {
+            match self.duration(&at, "certificate_expiry_warning", v) {
+                Some(d) if d.is_zero() => self.err(at.at_val(
+                    "certificate_expiry_warning",
+                    "must be greater than 0, e.g. `14d`",
+                )),
+                Some(d) => alerts.certificate_expiry_warning = d,
+                None => {}
+            }
+        }
         alerts
     }
 }

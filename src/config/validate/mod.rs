@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod actions;
 mod alerts;
+mod connections;
 mod lag;
 mod poison;
 mod probes;
@@ -188,6 +189,7 @@ impl<'a> Validator<'a> {
         let clusters = self.clusters();
         let (probes, lag) = self.probes(&defaults, &clusters);
         let actions = self.actions(&clusters, &probes, &lag);
+        let connection_checks = self.connection_checks(&clusters);
         Config {
             sources: self.files.iter().map(|f| f.path.clone()).collect(),
             server,
@@ -198,6 +200,7 @@ impl<'a> Validator<'a> {
             probes,
             lag,
             actions,
+            connection_checks,
         }
     }
 

@@ -270,7 +270,7 @@ impl App {
         let local = listener.local_addr().map_err(RunError::Serve)?;
         info!(run = %self.run, probes = self.probes.len(), librdkafka = %crate::kafka::librdkafka_build(),
             "slaprobe listening on http://{local}/metrics");
-        let router = http::router(self.metrics.clone(), self.status);
+        let router = http::router(self.metrics.clone(), self.status, self.evaluator.history());
         let server_cancel = CancellationToken::new();
         let limits = http::Limits::for_open_files(http::raise_open_files_limit());
         let mut server = tokio::spawn(http::serve(listener, router, server_cancel.clone(), limits));

@@ -36,6 +36,8 @@
 //! - [`serve`]: HTTP: `/metrics`, health, the status API and page.
 //! - [`generate`]: what is generated from a config: the plan, Prometheus
 //!   rules, the Alertmanager example, the Grafana dashboard.
+//! - [`report`]: the SLA report, from Prometheus' history or slaprobe's
+//!   own SLO windows; HTML and Markdown.
 //! - [`app`]: wires the above for `slaprobe run`.
 //! - [`demo`]: `slaprobe demo`: the in-process cluster, the simulated
 //!   pipeline, the fault script. Not used by production code.
@@ -71,6 +73,8 @@ pub mod actions;
 pub mod serve;
 
 pub mod generate;
+
+pub mod report;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod props;

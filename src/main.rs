@@ -34,6 +34,13 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Html,
+    Markdown,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Probe an in-process 3-broker Kafka cluster and a simulated pipeline
@@ -64,6 +71,27 @@ enum Command {
         /// YAML files or directories of them (merged).
         #[arg(short = 'c', long = "config", env = "SLAPROBE_CONFIG", default_value = "probes/", num_args = 1..)]
         config: Vec<PathBuf>,
+    },
+    /// Write the SLA report of the configured SLOs: attainment against
+    /// each objective, error budget spent, the worst hours, incidents and a
+    /// daily chart, from Prometheus' history (or state_dir's).
+    Report {
+        /// YAML files or directories of them (merged).
+        #[arg(short = 'c', long = "config", env = "SLAPROBE_CONFIG", default_value = "probes/", num_args = 1..)]
+        config: Vec<PathBuf>,
+        /// The span up to now the report covers (e.g. 30d, 7d, 1h).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30d")]
+        period: Duration,
+        /// html (one self-contained page), markdown or json.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// The Prometheus that scrapes slaprobe (e.g. http://prometheus:9090);
+        /// without it, the SLO windows state_dir holds.
+        #[arg(long)]
+        prometheus: Option<String>,
+        /// Write the report to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Write Prometheus recording and alerting rules, an Alertmanager
     /// routing example and a Grafana dashboard for the configured SLOs.
@@ -111,6 +139,16 @@ fn main() -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
+            Err(code) => code,
+        },
+        Command::Report {
+            config,
+            period,
+            format,
+            prometheus,
+            out,
+        } => match load(&config, json) {
+            Ok(cfg) => report(&cfg, period, format, prometheus.as_deref(), out.as_deref()),
             Err(code) => code,
         },
         Command::Rules { config, out, check } => match load(&config, json) {
@@ -186,6 +224,54 @@ fn rules(cfg: &config::Config, paths: &[PathBuf], out: &Path, check: bool) -> Ex
         println!("wrote {}", out.join(f.name).display());
     }
     ExitCode::SUCCESS
+}
+
+/// `slaprobe report`: 0 with the report written, 1 when the history could
+/// not be read.
+fn report(
+    cfg: &config::Config,
+    period: Duration,
+    format: ReportFormat,
+    prometheus: Option<&str>,
+    out: Option<&Path>,
+) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("slaprobe: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let now = slaprobe::util::format::unix_now();
+    let report = match rt.block_on(slaprobe::report::from_config(cfg, period, prometheus, now)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("slaprobe: {}", error_chain(&e));
+            return ExitCode::from(1);
+        }
+    };
+    let format = match format {
+        ReportFormat::Html => slaprobe::report::Format::Html,
+        ReportFormat::Markdown => slaprobe::report::Format::Markdown,
+        ReportFormat::Json => slaprobe::report::Format::Json,
+    };
+    let (_, body) = format.write(&report);
+    match out {
+        None => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => match std::fs::write(path, body) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("slaprobe: cannot write {}: {e}", path.display());
+                ExitCode::from(1)
+            }
+        },
+    }
 }
 
 /// Listeners whose files (a CA, a key) cannot be read: a warning, as they

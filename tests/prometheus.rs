@@ -211,3 +211,178 @@ fn two_instances_of_two_clusters_share_one_prometheus() {
         assert!(s.stop().success());
     }
 }
+
+/// The SLA report from a real Prometheus filled by a running slaprobe:
+/// `slaprobe demo --faults` stalls its enrichment job, whose lost canaries
+/// overspend the pipeline's delivery budget, while Prometheus scrapes it
+/// every second and evaluates the generated rules. `slaprobe report
+/// --prometheus` then says that SLO missed, with the bad events
+/// Prometheus holds of slaprobe's counter and the page tier's incident
+/// from `ALERTS`, and that the heartbeat's availability was met. The HTML
+/// report opens in headless Chromium without a console message (its
+/// screenshot: `target/test-artifacts/sla-report.png`), and the running
+/// slaprobe serves its own `/report`, linked from the status page.
+#[test]
+fn the_sla_report_reads_the_history_prometheus_holds() {
+    use common::browser::{artifacts, browse, chromium};
+    let Some(chromium) = chromium() else {
+        common::missing_prerequisite("chromium", "apt-get install chromium");
+        return;
+    };
+    let addr = common::free_addr();
+    let dir = scratch("sla-report");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+        .args([
+            "demo",
+            "--faults",
+            "--duration",
+            "150s",
+            "--listen",
+            &addr.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo");
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("alerts/slaprobe.rules.yml");
+    let Some(prom) = Prometheus::start(&dir, addr, &[rules]) else {
+        let _ = demo.kill();
+        let _ = demo.wait();
+        return;
+    };
+    const SLO: &str = "orders-enrichment:enriched:delivery";
+    let fired = prom.query_until(
+        &format!(r#"ALERTS{{alertname="SlaprobeSLOBurnRate",alertstate="firing",slo="{SLO}",long_window="1h"}}"#),
+        Duration::from_secs(120),
+        |v| v["data"]["result"].as_array().is_some_and(|r| !r.is_empty()),
+    );
+    // A minute boundary after the alert, so the report's last whole minute
+    // holds it.
+    std::thread::sleep(Duration::from_secs(61));
+    // The running slaprobe's report: its evaluator counts a loss at its
+    // next tick and publishes its windows every minute, so it may show
+    // the losses a minute after Prometheus does.
+    let mut served = None;
+    poll_until(Duration::from_secs(90), || {
+        served = http_get(addr, "/report?period=10m&format=json").ok();
+        served.as_ref().is_some_and(|(_, body)| {
+            serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| {
+                v["slos"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s["slo"] == SLO && s["met"] == false))
+            })
+        })
+    });
+    let refused = http_get(addr, "/report?period=soon");
+    let page = http_get(addr, "/");
+    let report = |format: &str, out: Option<&std::path::Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_slaprobe"));
+        c.args(["report", "-c"])
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("probes/"))
+            .args(["--period", "10m", "--format", format, "--prometheus"])
+            .arg(format!("http://{}", prom.addr))
+            .env("SLAPROBE_DEMO_BOOTSTRAP", "127.0.0.1:9092");
+        if let Some(out) = out {
+            c.arg("--out").arg(out);
+        }
+        let o = c.output().expect("slaprobe report");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let json: serde_json::Value = serde_json::from_str(&report("json", None)).expect("json");
+    let to = humantime::parse_rfc3339(json["to"].as_str().expect("to"))
+        .expect("rfc3339")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    // The counter's value at the report's end, as Prometheus holds it (the
+    // demo started within the period: all of it).
+    let raw = |outcome: &str| {
+        prom.query_until(
+            &format!(
+                r#"sum(slaprobe_sli_events_total{{job="slaprobe",probe="orders-enrichment",output="enriched",sli="delivery",outcome="{outcome}"}} @ {to})"#
+            ),
+            Duration::from_secs(10),
+            |v| v["data"]["result"][0]["value"][1].is_string(),
+        )
+        .ok()
+        .and_then(|v| v["data"]["result"][0]["value"][1].as_str()?.parse::<f64>().ok())
+        .unwrap_or(f64::NAN)
+    };
+    let (raw_good, raw_bad) = (raw("good"), raw("bad"));
+    let markdown = report("markdown", None);
+    let html_file = artifacts().join("sla-report.html");
+    report("html", Some(&html_file));
+    let shot = artifacts().join("sla-report.png");
+    let _ = std::fs::remove_file(&shot);
+    let file_url = format!("file://{}", html_file.display());
+    let dom = browse(chromium, &file_url, &["--dump-dom"]);
+    let screenshot = browse(
+        chromium,
+        &file_url,
+        &[&format!("--screenshot={}", shot.display())],
+    );
+    let _ = demo.kill();
+    let _ = demo.wait();
+    fired.unwrap_or_else(|e| panic!("the delivery SLO's page tier fires in Prometheus: {e}"));
+
+    let slo = |j: &serde_json::Value, name: &str| -> serde_json::Value {
+        j["slos"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["slo"] == name).cloned())
+            .unwrap_or_else(|| panic!("{name} in {j:#}"))
+    };
+    let missed = slo(&json, SLO);
+    assert_eq!(missed["met"], false, "{missed:#}");
+    let (events, bad) = (
+        missed["events"].as_f64().unwrap_or(0.0),
+        missed["bad"].as_f64().unwrap_or(0.0),
+    );
+    // increase() per minute, summed, against the counter itself.
+    let close = |got: f64, want: f64| (got - want).abs() <= 0.1 * want + 5.0;
+    assert!(
+        raw_bad > 0.0 && close(bad, raw_bad) && close(events, raw_good + raw_bad),
+        "report: {events} events, {bad} bad; the counters at its end: {raw_good} good, {raw_bad} bad"
+    );
+    let incidents = missed["incidents"].as_array().expect("incidents");
+    assert!(
+        incidents.iter().any(|i| i["tier"] == "page 1h/5m"),
+        "the page tier's incident from ALERTS: {incidents:#?}"
+    );
+    assert_eq!(
+        missed["chart"].as_array().map(Vec::len),
+        Some(10),
+        "a bar a minute"
+    );
+    let healthy = slo(&json, "demo-heartbeat:heartbeat:availability");
+    assert_eq!(healthy["met"], true, "{healthy:#}");
+    assert!(
+        markdown.contains(&format!("| {SLO} | 99.900% |")) && markdown.contains("| missed |"),
+        "{markdown}"
+    );
+
+    // The HTML in a browser: every SLO, a chart each, nothing logged.
+    assert!(dom.status.success() && screenshot.status.success());
+    let dumped = String::from_utf8_lossy(&dom.stdout);
+    for s in json["slos"].as_array().expect("slos") {
+        let name = s["slo"].as_str().expect("name");
+        assert!(dumped.contains(&format!(">{name}</h2>")), "{name} rendered");
+    }
+    assert_eq!(
+        dumped.matches("<svg").count(),
+        json["slos"].as_array().map_or(0, Vec::len)
+    );
+    let log = String::from_utf8_lossy(&dom.stderr);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    assert!(shot.exists(), "screenshot taken");
+
+    // The running slaprobe's own report, and the status page's link to it.
+    let (code, body) = served.expect("/report answers");
+    assert_eq!(code, 200, "{body}");
+    let own: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let own_slo = slo(&own, SLO);
+    assert_eq!(own_slo["met"], false, "{own_slo:#}");
+    assert_eq!(refused.map(|r| r.0).ok(), Some(400));
+    assert!(page.expect("/").1.contains("href=\"report\""));
+}

@@ -20,7 +20,7 @@ mod remediation;
 mod remediation_tests;
 mod rule;
 pub mod rules;
-mod text;
+pub(crate) mod text;
 
 use std::io;
 use std::path::Path;

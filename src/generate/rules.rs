@@ -50,7 +50,7 @@ const DOWN_FOR: &str = "5m";
 /// The selector of one SLO's series: `{job="J",probe="P",output="O",sli="S"}`
 /// (the job scopes them to this instance: several instances' rule files
 /// load side by side, probes of the same name included).
-fn selector(job: &str, probe: &str, slo: &Slo) -> String {
+pub fn selector(job: &str, probe: &str, slo: &Slo) -> String {
     format!(
         "{{job={},probe={},output={},sli={}}}",
         promql_str(job),

@@ -196,10 +196,17 @@ fn monotonic_now() -> f64 {
 /// One read: the listing (members, and a pattern's groups), the offsets
 /// of the groups to read, the watermarks of the partitions they commit.
 /// Blocking.
-fn read(watch: &Watch, shared: &Reader, errors: &LagMetrics) -> Read {
+/// One read; `first`: the reader's first, which may have to connect to
+/// every broker (TLS, SASL) and gets [`READ_TIMEOUT`] whatever the
+/// interval (a failure there is a read error, not a slow start).
+fn read(watch: &Watch, shared: &Reader, errors: &LagMetrics, first: bool) -> Read {
     let reader = &shared.consumer;
     let cluster = &watch.config.cluster;
-    let timeout = READ_TIMEOUT.min(watch.config.interval);
+    let timeout = if first {
+        READ_TIMEOUT
+    } else {
+        READ_TIMEOUT.min(watch.config.interval)
+    };
     // Serve the reader's own events so that none piles up: statistics
     // (its request counts; a poll serves all that are queued within its
     // wait) and errors (connection noise the reads below report).
@@ -325,6 +332,7 @@ impl Task {
         } = self;
         let mut errors_logged: BTreeSet<String> = BTreeSet::new();
         let mut over_max = crate::util::Throttle::default();
+        let mut first = true;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -333,10 +341,11 @@ impl Task {
             let reader = reader.clone();
             let metrics = series.metrics.clone();
             let job = tokio::task::spawn_blocking(move || {
-                let r = read(&watch, &reader, &metrics);
+                let r = read(&watch, &reader, &metrics, first);
                 let dropped = watch.apply(&r);
                 (watch, r, dropped)
             });
+            first = false;
             let (w, r, dropped) = tokio::select! {
                 _ = cancel.cancelled() => return,
                 done = job => match done {

@@ -1,17 +1,19 @@
 //! The HTTP endpoints: `/metrics`, `/healthz`, `/readyz`,
-//! `/api/v1/status`, the status page `/` and the runbooks `/runbooks`.
+//! `/api/v1/status`, the status page `/`, the runbooks `/runbooks` and the
+//! SLA report of the SLOs' current period `/report`.
 //!
 //! Thin: handlers read shared state, they never block on Kafka.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
 use crate::metrics::Metrics;
+use crate::slo::evaluator::HistoryBoard;
 use crate::status::Sources;
 
 pub mod exposition;
@@ -26,9 +28,10 @@ pub use listen::{raise_open_files_limit, serve, Limits};
 struct AppState {
     exposition: Arc<Exposition>,
     status: Arc<Sources>,
+    history: HistoryBoard,
 }
 
-pub fn router(metrics: Metrics, status: Sources) -> Router {
+pub fn router(metrics: Metrics, status: Sources, history: HistoryBoard) -> Router {
     let exposition = Exposition::new(move || metrics.render(), exposition::MAX_AGE);
     Router::new()
         .route("/metrics", get(metrics_handler))
@@ -37,10 +40,56 @@ pub fn router(metrics: Metrics, status: Sources) -> Router {
         .route("/api/v1/status", get(status_handler))
         .route("/", get(status_page))
         .route(crate::config::RUNBOOKS_PATH, get(runbooks_page))
+        .route(REPORT_PATH, get(report_handler))
         .with_state(AppState {
             exposition: Arc::new(exposition),
             status: Arc::new(status),
+            history,
         })
+}
+
+/// Where a running slaprobe serves its SLA report.
+pub const REPORT_PATH: &str = "/report";
+
+#[derive(serde::Deserialize)]
+struct ReportQuery {
+    period: Option<String>,
+    format: Option<String>,
+}
+
+/// The SLA report from this slaprobe's own SLO windows, over `period`
+/// (default: the longest SLO period) in `format` (default html).
+async fn report_handler(
+    State(s): State<AppState>,
+    Query(q): Query<ReportQuery>,
+) -> axum::response::Response {
+    use crate::report::{build, saved, Format, Period, MAX_PERIOD};
+    let bad = |msg: String| (StatusCode::BAD_REQUEST, msg).into_response();
+    let format = match q.format.as_deref().map(Format::parse) {
+        None => Format::Html,
+        Some(Some(f)) => f,
+        Some(None) => return bad("format must be html, markdown or json\n".into()),
+    };
+    let history = s.history.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let length = match q.period.as_deref().map(humantime::parse_duration) {
+        None => history
+            .iter()
+            .map(|h| h.slo.period)
+            .max()
+            .unwrap_or(std::time::Duration::from_secs(30 * 86_400)),
+        Some(Ok(d)) if d >= std::time::Duration::from_secs(60) && d <= MAX_PERIOD => d,
+        Some(_) => return bad("period must be a duration from 1m to 366d, e.g. 30d\n".into()),
+    };
+    let now = crate::util::format::unix_now();
+    let period = Period::new(length, now);
+    let report = build(
+        &period,
+        saved::from_live(&history, &period),
+        "this slaprobe's SLO windows (since its state_dir began, or its start; incidents: the tiers firing now; `slaprobe report --prometheus` reads Prometheus' history)",
+        now,
+    );
+    let (content_type, body) = format.write(&report);
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// The status page for people: one self-contained HTML file that

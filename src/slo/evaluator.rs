@@ -73,6 +73,22 @@ pub struct SloState {
     pub windows: WindowsSnapshot,
 }
 
+/// One SLO's windows as the SLA report of a running slaprobe reads them
+/// (`/report`), published every [`HISTORY_EVERY`].
+#[derive(Debug, Clone)]
+pub struct SloHistory {
+    pub probe: String,
+    pub slo: Slo,
+    pub windows: WindowsSnapshot,
+}
+
+/// Every SLO's [`SloHistory`], as last published.
+pub type HistoryBoard = Arc<RwLock<Vec<SloHistory>>>;
+
+/// How often the evaluator publishes its windows for `/report` (a report
+/// counts whole minutes at best).
+const HISTORY_EVERY: u64 = 60;
+
 /// What the evaluator hands the state saver after an evaluation.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -134,6 +150,8 @@ pub struct Evaluator {
     /// The remediation of SLOs an action covers (written by the actions
     /// task): their alerts are marked as the generated rules mark them.
     remediations: SloRemediations,
+    /// The windows for `/report`, and when they were last published.
+    history: (HistoryBoard, Option<u64>),
 }
 
 impl Evaluator {
@@ -174,7 +192,31 @@ impl Evaluator {
             alerts,
             evaluated: false,
             remediations: SloRemediations::default(),
+            history: (HistoryBoard::default(), None),
         }
+    }
+
+    /// Where `/report` reads the windows.
+    pub fn history(&self) -> HistoryBoard {
+        self.history.0.clone()
+    }
+
+    /// Publishes the windows when [`HISTORY_EVERY`] has passed.
+    fn publish_history(&mut self, now: u64) {
+        if self.history.1.is_some_and(|t| now < t + HISTORY_EVERY) {
+            return;
+        }
+        self.history.1 = Some(now);
+        let h = self
+            .slos
+            .iter()
+            .map(|t| SloHistory {
+                probe: t.probe.clone(),
+                slo: t.slo.clone(),
+                windows: t.windows.snapshot(),
+            })
+            .collect();
+        *self.history.0.write().unwrap_or_else(|e| e.into_inner()) = h;
     }
 
     /// Where the actions task writes the SLOs' remediations.
@@ -311,6 +353,7 @@ impl Evaluator {
             });
         }
         *self.status.write().unwrap_or_else(|e| e.into_inner()) = status;
+        self.publish_history(now);
         let first = !self.evaluated;
         self.evaluated = true;
         self.alerts.send_if_modified(|current| {

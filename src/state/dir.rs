@@ -211,17 +211,46 @@ impl StateDir {
     }
 }
 
+/// File `name` of `dir`, decoded; `None` when it does not exist.
+fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<Decoded<T>>, String> {
+    let file = dir.join(name);
+    match std::fs::read(&file) {
+        Ok(b) => Ok(Some(format::decode(&b))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("state file: {} unreadable: {e}", file.display())),
+    }
+}
+
+/// The SLO windows `dir` holds (the full file completed by the recent
+/// one), read without taking the lock: a running slaprobe may own it.
+/// `None` when there is no state yet; an error says what is wrong.
+pub fn read_slos(dir: &Path) -> Result<Option<FullFile>, String> {
+    let recent = match read::<RecentFile>(dir, RECENT_FILE)? {
+        Some(Decoded::Ok(r)) => Some(*r),
+        _ => None,
+    };
+    match read::<FullFile>(dir, STATE_FILE)? {
+        None => Ok(None),
+        Some(Decoded::Ok(f)) => Ok(Files {
+            full: Some(*f),
+            recent,
+            inflight: None,
+        }
+        .slos()),
+        Some(Decoded::Newer(v)) => Err(format!(
+            "state file: {} is from a newer slaprobe (format {v}, this one reads up to {FORMAT_VERSION})",
+            dir.join(STATE_FILE).display()
+        )),
+        Some(Decoded::Corrupt(why)) => Err(format!(
+            "state file: {} is corrupt ({why})",
+            dir.join(STATE_FILE).display()
+        )),
+    }
+}
+
 /// What `slaprobe check` says about `dir`'s state, without locking it (a
 /// running instance may hold it).
 pub fn describe(dir: &Path) -> String {
-    fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<Decoded<T>>, String> {
-        let file = dir.join(name);
-        match std::fs::read(&file) {
-            Ok(b) => Ok(Some(format::decode(&b))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("state file: {} unreadable: {e}", file.display())),
-        }
-    }
     let file = dir.join(STATE_FILE);
     let (full, recent) = match (
         read::<FullFile>(dir, STATE_FILE),

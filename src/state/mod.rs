@@ -17,7 +17,7 @@ pub mod format;
 pub mod restore;
 mod saver;
 
-pub use dir::{describe, StateDir, StateError, LOCK_FILE};
+pub use dir::{describe, read_slos, StateDir, StateError, LOCK_FILE};
 pub use format::{FORMAT_VERSION, INFLIGHT_FILE, RECENT_FILE, STATE_FILE};
 pub use restore::{restore, Files, Now, Restored, INFLIGHT_EVERY};
 pub(crate) use saver::saver;

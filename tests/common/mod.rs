@@ -3,11 +3,13 @@
 //! scratch directories, and the prerequisites' policy. The test tiers'
 //! fixtures are in the submodules: [`broker`] (the three broker tiers),
 //! [`process`] (`slaprobe` as a process), [`inproc`] (slaprobe as a
-//! library), [`servers`] (a real Prometheus and Alertmanager).
+//! library), [`servers`] (a real Prometheus and Alertmanager), [`browser`]
+//! (headless Chromium).
 // Each test binary uses some of these.
 #![allow(dead_code, unused_imports)]
 
 pub mod broker;
+pub mod browser;
 pub mod inproc;
 pub mod process;
 pub mod servers;

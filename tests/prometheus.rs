@@ -256,14 +256,11 @@ fn the_sla_report_reads_the_history_prometheus_holds() {
         Duration::from_secs(120),
         |v| v["data"]["result"].as_array().is_some_and(|r| !r.is_empty()),
     );
-    // A minute boundary after the alert, so the report's last whole minute
-    // holds it.
-    std::thread::sleep(Duration::from_secs(61));
     // The running slaprobe's report: its evaluator counts a loss at its
-    // next tick and publishes its windows every minute, so it may show
-    // the losses a minute after Prometheus does.
+    // next tick and publishes its windows every 15 s, so it may show the
+    // losses a little after Prometheus does.
     let mut served = None;
-    poll_until(Duration::from_secs(90), || {
+    poll_until(Duration::from_secs(60), || {
         served = http_get(addr, "/report?period=10m&format=json").ok();
         served.as_ref().is_some_and(|(_, body)| {
             serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| {
@@ -349,11 +346,9 @@ fn the_sla_report_reads_the_history_prometheus_holds() {
         incidents.iter().any(|i| i["tier"] == "page 1h/5m"),
         "the page tier's incident from ALERTS: {incidents:#?}"
     );
-    assert_eq!(
-        missed["chart"].as_array().map(Vec::len),
-        Some(10),
-        "a bar a minute"
-    );
+    // A bar a minute, the first and last partly in the period.
+    let bars = missed["chart"].as_array().map_or(0, Vec::len);
+    assert!((10..=11).contains(&bars), "{bars} bars");
     let healthy = slo(&json, "demo-heartbeat:heartbeat:availability");
     assert_eq!(healthy["met"], true, "{healthy:#}");
     assert!(

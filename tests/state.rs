@@ -277,6 +277,33 @@ fn restart_keeps_budget_and_alerts(signal: &str) {
     );
     let (firing, since_after, budget_after) = page_and_budget(&after).expect("status");
     assert!(firing, "the page still fires");
+    // `slaprobe report` without Prometheus reads the windows state_dir
+    // holds, beside the running slaprobe: the SLO missed, and its page is
+    // an incident still going on since the same instant.
+    let report = std::process::Command::new(env!("CARGO_BIN_EXE_slaprobe"))
+        .args(["report", "--period", "1h", "--format", "json", "-c"])
+        .arg(dir.join("after.yaml"))
+        .output()
+        .expect("slaprobe report");
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&report.stdout).expect("json");
+    let slo = &r["slos"][0];
+    assert_eq!(
+        (&slo["slo"], &slo["met"]),
+        (&"it-state:heartbeat:latency".into(), &false.into()),
+        "{r:#}"
+    );
+    assert!(slo["events"].as_f64() > Some(0.0), "{r:#}");
+    let page = slo["incidents"]
+        .as_array()
+        .and_then(|i| i.iter().find(|i| i["tier"] == "page 1h/5m"))
+        .unwrap_or_else(|| panic!("the page as an incident: {r:#}"));
+    assert_eq!(page["end"], serde_json::Value::Null, "still firing");
+    assert_eq!(page["start"].as_str(), since.as_deref(), "{r:#}");
     assert_eq!(since_after, since, "since the same instant");
     assert!(
         budget_after < 1.0 && budget_after <= budget + 1e-9,

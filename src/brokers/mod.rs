@@ -229,7 +229,14 @@ fn run_all(listener: &Listener, targets: &[Target], timeout: Duration) -> Vec<(T
                     s.spawn(move || {
                         let nonce = format!("{:032x}", rand::random::<u128>());
                         // The bootstrap addresses in turn, until one answers.
-                        let mut last = Outcome::default();
+                        let mut last = Outcome {
+                            failure: Some(check::Failure {
+                                stage: check::Stage::Tcp,
+                                class: check::ErrorClass::Dns,
+                                message: "no address to connect to".into(),
+                            }),
+                            ..Outcome::default()
+                        };
                         for (host, port) in &t.addresses {
                             last = check::check(listener, host, *port, timeout, &nonce);
                             if last.ok() {

@@ -29,7 +29,9 @@ pub struct Period {
 }
 
 impl Period {
-    /// The `length` up to `to`, its end rounded down to a whole bucket.
+    /// The `length` up to `to` (now: the report is current to the
+    /// second; a bucket of slaprobe's own windows that began before
+    /// `from` is left out, one that is still counting is in).
     pub fn new(length: Duration, to: u64) -> Period {
         let length = length.as_secs().max(MINUTE);
         let bucket = if length >= DAY { HOUR } else { MINUTE };
@@ -40,7 +42,6 @@ impl Period {
         } else {
             MINUTE
         };
-        let to = to / bucket * bucket;
         Period {
             from: to.saturating_sub(length),
             to,
@@ -260,7 +261,7 @@ mod tests {
     fn a_period_of_days_counts_hours_and_charts_days() {
         let p = Period::new(Duration::from_secs(30 * DAY), 100 * DAY + 1_234);
         assert_eq!((p.bucket, p.chart_step), (HOUR, DAY));
-        assert_eq!((p.from, p.to), (70 * DAY, 100 * DAY));
+        assert_eq!((p.from, p.to), (70 * DAY + 1_234, 100 * DAY + 1_234));
         let p = Period::new(Duration::from_secs(600), 10_000);
         assert_eq!(
             (p.bucket, p.chart_step, p.to - p.from),

@@ -48,11 +48,14 @@ impl Api {
             url: crate::util::format::redact_url(&self.base),
             error: e.without_url().to_string(),
         };
-        let start = period.from + step;
+        // Points at `to`, `to - step`, … while their step lies in the
+        // period: the point at t counts (t - step, t].
+        let steps = ((period.to - period.from) / step).max(1);
+        let start = period.to - (steps - 1) * step;
         let params = [
             ("query", query.to_string()),
             ("start", start.to_string()),
-            ("end", period.to.max(start).to_string()),
+            ("end", period.to.to_string()),
             ("step", step.to_string()),
         ];
         let body: serde_json::Value = self

@@ -85,9 +85,9 @@ pub struct SloHistory {
 /// Every SLO's [`SloHistory`], as last published.
 pub type HistoryBoard = Arc<RwLock<Vec<SloHistory>>>;
 
-/// How often the evaluator publishes its windows for `/report` (a report
-/// counts whole minutes at best).
-const HISTORY_EVERY: u64 = 60;
+/// How often the evaluator publishes its windows for `/report` (a copy
+/// of each SLO's buckets, about 80 KB).
+const HISTORY_EVERY: u64 = 15;
 
 /// What the evaluator hands the state saver after an evaluation.
 #[derive(Debug, Clone)]

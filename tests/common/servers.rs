@@ -50,9 +50,6 @@ impl Prometheus {
                 )
             })
             .collect();
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
         let rules: String = rule_files
             .iter()
             .map(|f| format!("  - '{}'\n", f.display()))
@@ -71,24 +68,47 @@ impl Prometheus {
         )
         .expect("prometheus config");
         let log = dir.join("prometheus.log");
-        let spawned = std::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn();
-        match spawned {
-            Ok(child) => Some(Prometheus { child, addr, log }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                missing_prerequisite("prometheus", "apt-get install prometheus");
-                None
+        // A free port may be taken between finding it and Prometheus'
+        // bind (tests run side by side): then another, up to three times.
+        for _ in 0..3 {
+            let addr = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port");
+            let spawned = std::process::Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("tsdb").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log"))
+                .spawn();
+            let mut child = match spawned {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    missing_prerequisite("prometheus", "apt-get install prometheus");
+                    return None;
+                }
+                Err(e) => panic!("starting prometheus: {e}"),
+            };
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if http_get(addr, "/-/ready").is_ok_and(|r| r.0 == 200) {
+                    return Some(Prometheus { child, addr, log });
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            Err(e) => panic!("starting prometheus: {e}"),
+            let _ = child.kill();
+            let _ = child.wait();
         }
+        panic!(
+            "prometheus did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 
     /// A metric of Prometheus' own (its `/metrics`), summed over its

@@ -13,9 +13,6 @@ use openssl::x509::X509;
 
 use super::sasl::Mechanism;
 
-/// The name of the listener slaprobe's own clients use.
-pub const DEFAULT_LISTENER: &str = "default";
-
 /// How a listener authenticates.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Sasl {

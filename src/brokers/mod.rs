@@ -339,4 +339,22 @@ mod tests {
         let metrics = Metrics::new(&[]);
         assert!(Checks::build(&config, &metrics, None).is_err());
     }
+
+    /// A target with no address to try fails its check: it never reads as
+    /// a broker that passed.
+    #[test]
+    fn a_target_without_an_address_fails() {
+        let listener = Listener::new("default", "k:9092", &Default::default()).expect("listener");
+        let target = Target {
+            label: BOOTSTRAP.to_string(),
+            addresses: Vec::new(),
+        };
+        let results = run_all(&listener, &[target], Duration::from_secs(1));
+        let (_, outcome) = &results[0];
+        assert!(!outcome.ok());
+        assert_eq!(
+            outcome.failure.as_ref().map(|f| (f.stage, f.class)),
+            Some((check::Stage::Tcp, check::ErrorClass::Dns))
+        );
+    }
 }

@@ -147,7 +147,7 @@ fn pushed_alerts_and_the_rules_alerts_are_one_alert_per_tier() {
         "slaprobe's pushes were accepted; log:\n{}",
         s.log()
     );
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn https_with_a_private_ca_and_basic_auth() {
         "Alertmanager does check the password"
     );
     assert!(!s.log().contains("am-test-pass"));
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 /// An Alertmanager stand-in that answers every request the same way and
@@ -356,7 +356,7 @@ fn hung_failing_and_refusing_replicas_never_touch_probing_or_the_healthy_one() {
         "a 10 MB error body is not read: peak RSS {peak_before} -> {peak_after} kB"
     );
     assert!(!log.contains("tok-3f9a"), "the token is never logged");
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 /// A heartbeat over three brokers, one of them slow: the canaries sent to
@@ -477,5 +477,5 @@ probes:
             assert!(bad * 10.0 < bad_of(SLOW), "broker {b} is not slow");
         }
     }
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }

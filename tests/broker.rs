@@ -84,7 +84,7 @@ fn creates_the_topic_and_every_partition_delivers() {
         0.0,
         "{text}"
     );
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn a_restarted_prober_delivers_again_without_manual_steps() {
         "log:\n{}",
         first.log()
     );
-    assert!(first.stop().success(), "graceful exit on SIGTERM");
+    first.stop_cleanly();
 
     let second = Slaprobe::start(&dir, "second", &yaml);
     assert!(
@@ -116,7 +116,7 @@ fn a_restarted_prober_delivers_again_without_manual_steps() {
         0.0,
         "{text}"
     );
-    assert!(second.stop().success());
+    second.stop_cleanly();
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn a_real_prometheus_scrapes_the_exposition() {
         found.unwrap_err()
     );
     // The target is up: Prometheus accepted the exposition format.
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn partitions_added_while_running_are_probed() {
             // assignment while others are read is what every probe's start
             // does in tests/shared_clients.rs.
             eprintln!("SKIP: the broker does not support adding partitions");
-            assert!(s.stop().success());
+            s.stop_cleanly();
             return;
         }
         other => other.expect("create partitions"),
@@ -207,7 +207,7 @@ fn partitions_added_while_running_are_probed() {
         "{}",
         s.metrics()
     );
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 /// A cluster rebuilt empty under a running prober (every node killed, its
@@ -264,7 +264,7 @@ fn a_cluster_that_comes_back_empty_does_not_kill_the_prober() {
             s.log()
         );
     }
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 /// The topic deleted under a running prober (by an operator, or a
@@ -317,5 +317,5 @@ fn a_topic_deleted_under_the_prober_is_created_again_and_delivery_resumes() {
         value(&s, "slaprobe_canaries_lost_total")
     );
     assert!(s.exited().is_none(), "log:\n{}", s.log());
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }

@@ -103,7 +103,7 @@ fn two_thousand_idle_half_open_connections_neither_block_metrics_nor_probing() {
     drop(held);
     let lost = common::metric(&s.metrics(), "slaprobe_canaries_lost_total", &[]);
     assert_eq!(lost, 0.0);
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn connections_over_the_cap_are_refused_without_starving_kafka() {
         common::metric(&s.metrics(), "slaprobe_canaries_lost_total", &[]),
         0.0
     );
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 /// Resident memory of process `pid`, in bytes.
@@ -250,7 +250,7 @@ fn clients_that_never_read_their_response_cannot_hold_the_server() {
         http_get(s.addr, "/healthz").is_ok_and(|(code, _)| code == 200),
         "still serving"
     );
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 /// A TCP server that accepts connections and never answers (a broker or an

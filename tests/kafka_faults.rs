@@ -7,7 +7,9 @@
 //! leaders back.
 //!
 //! The connection checks see the killed node refused while the others
-//! pass, and passing again once it is back.
+//! pass, and passing again once it is back. A `type: lag` probe reads
+//! twelve groups' offsets through all of it: once the cluster has moved
+//! the killed node's group coordinators, every read succeeds again.
 //!
 //! Through all of it slaprobe stays up and every partition delivers again
 //! after each fault, without a restart. At the end its outcomes are
@@ -29,6 +31,10 @@ use common::broker::KafkaCluster;
 use common::{scratch, wait_until, Python, Running};
 
 const TOPIC: &str = "slaprobe.faults";
+/// The watched groups' topic, and their names' prefix.
+const GROUPS_TOPIC: &str = "slaprobe.faults.groups";
+const GROUPS: usize = 12;
+const GROUP_PREFIX: &str = "faults-group-";
 /// Canaries in flight when a leader dies wait for the controller to fence
 /// it (`broker.session.timeout.ms`, 9 s) and for a new leader: a
 /// deadline above that makes such delays late deliveries, not losses.
@@ -46,6 +52,11 @@ probes:
     interval: 100ms
     deadline: {}s
     topic_management: {{ create: true, partitions_per_broker: 3 }}
+  - name: groups
+    type: lag
+    cluster: k
+    group_pattern: '{GROUP_PREFIX}.*'
+    interval: 1s
 "#,
         DEADLINE.as_secs()
     );
@@ -66,6 +77,36 @@ fn broker_up(r: &Running, broker: &str) -> Option<f64> {
         "slaprobe_broker_connection_up",
         &[("broker", broker), ("listener", "default")],
     )
+}
+
+fn offsets_errors(r: &Running) -> f64 {
+    r.metric(
+        "slaprobe_consumergroup_read_errors_total",
+        &[("request", "offsets")],
+    )
+}
+
+/// Waits until three reads in a row read every group's offsets (the
+/// failed group reads since `from`, a count of them, are printed).
+async fn groups_read_again(r: &Running, from: f64, what: &str) {
+    let end = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let before = offsets_errors(r);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = offsets_errors(r);
+        if after == before {
+            eprintln!(
+                "{what}: the groups' offsets are read again ({} failed group reads meanwhile)",
+                after - from
+            );
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{what}: every group's offsets are read again\n{}",
+            String::from_utf8_lossy(&r.metrics.render())
+        );
+    }
 }
 
 /// Waits until every partition of `partitions` has delivered at least
@@ -99,6 +140,43 @@ async fn broker_faults_keep_every_outcome_true() {
         "every partition delivers\n{}",
         String::from_utf8_lossy(&r.metrics.render())
     );
+    // Groups with commits, no members: group i at offset i + 1.
+    tokio::task::block_in_place(|| common::create_topics(&cluster.bootstrap, &[GROUPS_TOPIC], 2));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/lag_group.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([
+            &cluster.bootstrap,
+            "many",
+            GROUPS_TOPIC,
+            GROUP_PREFIX,
+            &GROUPS.to_string(),
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = |r: &Running, i: usize| {
+        r.metric_if_present(
+            "slaprobe_consumergroup_committed_offset",
+            &[("group", &format!("{GROUP_PREFIX}{i}")), ("partition", "0")],
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || (0..GROUPS).all(|i| committed(
+            &r, i
+        ) == Some(
+            i as f64 + 1.0
+        )))
+        .await,
+        "every group's offsets\n{}",
+        String::from_utf8_lossy(&r.metrics.render())
+    );
+    groups_read_again(&r, offsets_errors(&r), "before the faults").await;
+
     let stop_file = dir.join("truth.stop");
     let truth_file = dir.join("truth.json");
     let _truth = Python::start(
@@ -113,8 +191,10 @@ async fn broker_faults_keep_every_outcome_true() {
 
     // One node killed: its partitions' leaders move once the controller
     // fences it; started again, it catches up and rejoins the ISR.
+    let errors = offsets_errors(&r);
     cluster.kill(2);
     every_partition_delivers(&r, partitions, 10.0, "node 2 killed").await;
+    groups_read_again(&r, errors, "node 2 killed").await;
     // The connection checks see it refused (it left the cluster's
     // metadata: it is checked as a broker known before).
     assert!(
@@ -132,8 +212,10 @@ async fn broker_faults_keep_every_outcome_true() {
         (broker_up(&r, "1"), broker_up(&r, "3")),
         (Some(1.0), Some(1.0))
     );
+    let errors = offsets_errors(&r);
     cluster.restart(2);
     every_partition_delivers(&r, partitions, 10.0, "node 2 back").await;
+    groups_read_again(&r, errors, "node 2 back").await;
     assert!(
         wait_until(Duration::from_secs(30), || broker_up(&r, "2") == Some(1.0)).await,
         "node 2's connection check passes again"
@@ -156,8 +238,10 @@ async fn broker_faults_keep_every_outcome_true() {
     every_partition_delivers(&r, partitions, 10.0, "nodes 2 and 3 back").await;
 
     // A controlled shutdown moves leaders away first.
+    let errors = offsets_errors(&r);
     cluster.terminate(1);
     every_partition_delivers(&r, partitions, 10.0, "node 1 shut down").await;
+    groups_read_again(&r, errors, "node 1 shut down").await;
     cluster.restart(1);
     every_partition_delivers(&r, partitions, 10.0, "node 1 back").await;
 

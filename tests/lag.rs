@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -356,6 +356,108 @@ fn lag_in_seconds_is_the_age_of_the_first_record_not_consumed() {
     let _ = slaprobe.stop();
 }
 
+/// Many groups' offsets are read in one OffsetFetch per coordinator
+/// (slaprobe's own connections; librdkafka's Admin API sends one per
+/// group), after one FindCoordinator for all of them: every group's
+/// offsets as committed, from more than one coordinator, with requests
+/// per read that do not grow with the groups.
+#[test]
+fn many_groups_are_read_in_a_request_per_coordinator() {
+    let Some(bootstrap) = common::broker::bootstrap() else {
+        return;
+    };
+    const GROUPS: usize = 30;
+    let id = format!("{:08x}", rand::random::<u32>());
+    let topic = format!("slaprobe-many-{id}");
+    create_topics(&bootstrap, &[&topic], 2);
+    let prefix = format!("many-{id}-");
+    group_once(&[&bootstrap, "many", &topic, &prefix, &GROUPS.to_string()]);
+    let dir = scratch("lag-many");
+    let yaml = lag_yaml(
+        &bootstrap,
+        "",
+        "many",
+        &format!("    group_pattern: '{prefix}.*'\n"),
+        "",
+    );
+    let slaprobe = Slaprobe::start(&dir, "lag-many", &yaml);
+    let requests = |text: &str, request: &str| {
+        common::metric_if_present(
+            text,
+            "slaprobe_kafka_requests_total",
+            &[("client", "lag"), ("request", request)],
+        )
+        .unwrap_or(0.0)
+    };
+    let committed = |text: &str, group: &str, partition: &str| {
+        common::metric_if_present(
+            text,
+            "slaprobe_consumergroup_committed_offset",
+            &[
+                ("group", group),
+                ("topic", &topic),
+                ("partition", partition),
+            ],
+        )
+    };
+    let mut text = String::new();
+    let all = poll_until(Duration::from_secs(30), || {
+        text = slaprobe.metrics();
+        (0..GROUPS).all(|i| committed(&text, &format!("{prefix}{i}"), "1").is_some())
+    });
+    assert!(all, "every group's offsets; metrics:\n{text}");
+    for i in 0..GROUPS {
+        let group = format!("{prefix}{i}");
+        assert_eq!(
+            committed(&text, &group, "0"),
+            Some(i as f64 + 1.0),
+            "{group}"
+        );
+        assert_eq!(
+            committed(&text, &group, "1"),
+            Some(i as f64 + 2.0),
+            "{group}"
+        );
+    }
+    // Reads go on; count what the next ones send.
+    let before = (
+        requests(&text, "OffsetFetch"),
+        requests(&text, "FindCoordinator"),
+    );
+    let started = Instant::now();
+    std::thread::sleep(5 * INTERVAL);
+    let text = slaprobe.metrics();
+    let reads = (started.elapsed().as_secs_f64() / INTERVAL.as_secs_f64()).ceil() + 1.0;
+    let fetches = requests(&text, "OffsetFetch") - before.0;
+    assert!(
+        fetches >= 1.0 && fetches <= 3.0 * reads,
+        "{fetches} OffsetFetch requests in at most {reads} reads of {GROUPS} groups on 3 brokers: one per coordinator and read, not one per group"
+    );
+    assert_eq!(
+        requests(&text, "FindCoordinator") - before.1,
+        0.0,
+        "coordinators are remembered between reads"
+    );
+    assert!(
+        requests(&text, "FindCoordinator") < GROUPS as f64,
+        "one lookup for every group, not one each"
+    );
+    let coordinators: BTreeSet<String> = common::samples(&text, "slaprobe_kafka_requests_total")
+        .into_iter()
+        .filter(|(l, v)| {
+            l.get("client").map(String::as_str) == Some("lag")
+                && l.get("request").map(String::as_str) == Some("OffsetFetch")
+                && *v > 0.0
+        })
+        .filter_map(|(l, _)| l.get("broker").cloned())
+        .collect();
+    assert!(
+        coordinators.len() > 1,
+        "{GROUPS} groups have more than one coordinator among 3 brokers: {coordinators:?}"
+    );
+    let _ = slaprobe.stop();
+}
+
 /// With `state_dir` a restart keeps each partition's window of reads: a
 /// group that was STOP before it is judged, and not OK, at the first read
 /// after it (without the windows, the first reads would say OK, not yet
@@ -400,7 +502,7 @@ fn a_restart_judges_the_groups_at_its_first_read() {
         "STOP",
         SESSION_TIMEOUT + (WINDOW + 2) * INTERVAL + Duration::from_secs(5),
     );
-    assert!(s.stop().success());
+    s.stop_cleanly();
     assert!(dir.join("state/slaprobe.state.lag").exists());
 
     let s = Slaprobe::start(&dir, "lag-restart-again", &yaml);
@@ -431,7 +533,7 @@ fn a_restart_judges_the_groups_at_its_first_read() {
         "{}",
         s.log()
     );
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 /// A remediation action (`actions:`) on Apache Kafka's groups: two groups
@@ -570,7 +672,7 @@ fn a_remediation_action_revives_a_stopped_group_once_and_escalates_one_it_cannot
     // A restart of slaprobe: the dead group's incident goes on (no run, no
     // second escalation); the revived group stopping again within the
     // cooldown is held back.
-    assert!(s.stop().success());
+    s.stop_cleanly();
     let s = Slaprobe::start(&dir, "actions-again", &yaml);
     expect_status(&s, &revive, "OK", settle);
     assert!(
@@ -603,5 +705,5 @@ fn a_remediation_action_revives_a_stopped_group_once_and_escalates_one_it_cannot
         0.0,
         "the restored incident does not escalate again"
     );
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }

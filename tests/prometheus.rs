@@ -208,7 +208,7 @@ fn two_instances_of_two_clusters_share_one_prometheus() {
     );
     drop(prom);
     for (_, s) in instances {
-        assert!(s.stop().success());
+        s.stop_cleanly();
     }
 }
 

@@ -75,7 +75,7 @@ fn records_from_another_client_are_foreign_and_change_nothing_else() {
         0.0,
         "{text}"
     );
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 #[test]
@@ -120,8 +120,8 @@ fn two_probers_on_one_topic_see_each_other_as_foreign() {
             "{text}"
         );
     }
-    assert!(a.stop().success());
-    assert!(b.stop().success());
+    a.stop_cleanly();
+    b.stop_cleanly();
 }
 
 /// Records whose header names are not UTF-8 (rdkafka's header accessor
@@ -190,7 +190,7 @@ fn header_names_that_are_not_utf8_are_foreign_quietly_and_hide_no_canary() {
     let new_lines = log.lines().count() - log_lines_before;
     assert!(new_lines < 50, "{new_lines} new log lines:\n{log}");
     assert_eq!(s.value("slaprobe_canaries_lost_total", &[]), 0.0);
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 /// Records the consumer cannot decode (a corrupt batch) are consume
@@ -241,7 +241,7 @@ fn records_the_consumer_cannot_decode_are_counted_consume_errors() {
         s.log()
     );
     assert!(s.log().contains("consume errors"), "logged:\n{}", s.log());
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 /// A pipeline whose stages (independent Python clients) write its output
@@ -325,7 +325,7 @@ probes:
             "consume errors on {c}"
         );
     }
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }
 
 /// A pipeline probe with poison canaries, through three independent
@@ -498,5 +498,5 @@ fn a_dead_letter_path_is_probed_with_poison_canaries() {
     assert_eq!(bad("dlq-forward.poison", "sink"), forwarded);
     assert_eq!(bad("dlq-route.poison", "sink"), 0.0);
     assert_eq!(at(&t, DELIVERED, "dlq-drop.poison", "sink"), 0.0);
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }

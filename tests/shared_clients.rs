@@ -118,5 +118,5 @@ fn probes_share_their_clusters_clients_and_keep_their_own_counts() {
         assert!(value("slaprobe_records_foreign_total", n) > 20.0, "{n}");
     }
     assert_eq!(value("slaprobe_records_foreign_total", "hb0"), 0.0);
-    assert!(s.stop().success());
+    s.stop_cleanly();
 }

@@ -69,7 +69,7 @@ fn stop(mut s: Slaprobe, signal: &str) {
         let _ = s.child.kill();
         let _ = s.child.wait();
     } else {
-        assert!(s.stop().success());
+        s.stop_cleanly();
     }
 }
 
@@ -160,10 +160,10 @@ fn a_second_instance_on_one_state_dir_is_refused_naming_the_holder() {
         stderr.contains(&format!("pid {}", first.child.id())) && stderr.contains("slaprobe.lock"),
         "{stderr}"
     );
-    assert!(first.stop().success());
+    first.stop_cleanly();
     // Its lock is gone with it.
     let second = Slaprobe::start(&dir, "second", &yaml);
-    assert!(second.stop().success());
+    second.stop_cleanly();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -333,7 +333,7 @@ fn restart_keeps_budget_and_alerts(signal: &str) {
     let pages = pages(&am);
     assert_eq!(pages.len(), 1, "{pages:?}");
     assert_eq!(pages[0]["startsAt"].as_str().map(str::to_string), started);
-    assert!(after.stop().success());
+    after.stop_cleanly();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -388,7 +388,7 @@ fn in_flight_canaries_survive(signal: &str, down: Duration) {
     // looking for none.
     std::thread::sleep(Duration::from_secs(8));
     every_canary_settled(&after, signal);
-    assert!(after.stop().success());
+    after.stop_cleanly();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -472,7 +472,7 @@ probes:
     let _ = stage.kill();
     let _ = stage.wait();
     every_canary_settled(&after, signal);
-    assert!(after.stop().success());
+    after.stop_cleanly();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

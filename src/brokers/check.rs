@@ -146,22 +146,30 @@ impl Outcome {
 /// 16,384; a server asking for billions would stall the check.
 const MAX_SCRAM_ITERATIONS: usize = 100_000;
 
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
 
-/// A connection's requests, in the check's deadline.
-struct Conn {
+/// An open connection, through every stage the listener has: requests in
+/// turn, each within the connection's deadline.
+pub struct Conn {
     stream: Box<dyn Stream>,
     socket: TcpStream,
     deadline: Instant,
     correlation: i32,
+    /// The versions the broker serves, from its ApiVersions answer.
+    pub versions: wire::ApiRanges,
 }
 
 impl Conn {
-    fn round_trip(
+    /// Requests from now on must be answered by `deadline`.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
+    /// Sends a request and reads its response's body.
+    pub fn round_trip(
         &mut self,
-        api_key: i16,
-        version: i16,
+        header: wire::Header,
         body: &[u8],
         what: &'static str,
     ) -> Result<Vec<u8>, (ErrorClass, String)> {
@@ -172,8 +180,8 @@ impl Conn {
         }
         self.socket.set_read_timeout(Some(left)).map_err(io)?;
         self.socket.set_write_timeout(Some(left)).map_err(io)?;
-        self.correlation += 1;
-        let frame = wire::request(api_key, version, self.correlation, body);
+        self.correlation = self.correlation.wrapping_add(1);
+        let frame = wire::request(header, self.correlation, body);
         self.stream.write_all(&frame).map_err(io)?;
         self.stream.flush().map_err(io)?;
         let mut size = [0u8; 4];
@@ -187,7 +195,7 @@ impl Conn {
         }
         let mut b = vec![0; size as usize];
         self.stream.read_exact(&mut b).map_err(io)?;
-        wire::response_body(&b, self.correlation, what)
+        wire::response_body(&b, self.correlation, header.flexible, what)
             .map(<[u8]>::to_vec)
             .map_err(malformed)
     }
@@ -214,6 +222,35 @@ pub fn check(
     nonce: &str,
 ) -> Outcome {
     let mut out = Outcome::default();
+    let Some(mut conn) = open(listener, host, port, timeout, nonce, &mut out) else {
+        return out;
+    };
+    // The brokers, for the next checks (not a stage: a failure here
+    // leaves the known brokers as they are).
+    if !matches!(listener.sasl, Some(Sasl::NotChecked(_))) {
+        out.brokers = conn
+            .round_trip(
+                wire::Header::check(wire::METADATA, 4),
+                &wire::metadata_brokers(),
+                "Metadata",
+            )
+            .ok()
+            .and_then(|b| wire::metadata_response(&b).ok());
+    }
+    out
+}
+
+/// Connects to `host:port` on `listener` within `timeout`, stage by
+/// stage, each timed in `out`: the connection, when every stage passed
+/// (else `out.failure` says which did not).
+pub fn open(
+    listener: &Listener,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    nonce: &str,
+    out: &mut Outcome,
+) -> Option<Conn> {
     let deadline = Instant::now() + timeout;
     let fail = |out: &mut Outcome, stage: Stage, (class, message): (ErrorClass, String)| {
         out.failure = Some(Failure {
@@ -227,25 +264,25 @@ pub fn check(
     let socket = match connect(host, port, timeout) {
         Ok(s) => s,
         Err(e) => {
-            fail(&mut out, Stage::Tcp, e);
-            return out;
+            fail(out, Stage::Tcp, e);
+            return None;
         }
     };
     out.stages.push((Stage::Tcp, started.elapsed()));
     let _ = socket.set_nodelay(true);
     let Ok(clone) = socket.try_clone() else {
         fail(
-            &mut out,
+            out,
             Stage::Tcp,
             (ErrorClass::Io, "cannot clone the socket".into()),
         );
-        return out;
+        return None;
     };
     // TLS.
     let stream: Box<dyn Stream> = match listener.connector() {
         Err(e) => {
-            fail(&mut out, Stage::Tls, (ErrorClass::TlsConfig, e));
-            return out;
+            fail(out, Stage::Tls, (ErrorClass::TlsConfig, e));
+            return None;
         }
         Ok(None) => Box::new(clone),
         Ok(Some((connector, verify_hostname))) => {
@@ -261,8 +298,8 @@ pub fn check(
                 }
                 Err((e, expiry)) => {
                     out.certificate_expiry = expiry;
-                    fail(&mut out, Stage::Tls, e);
-                    return out;
+                    fail(out, Stage::Tls, e);
+                    return None;
                 }
             }
         }
@@ -272,22 +309,30 @@ pub fn check(
         socket,
         deadline,
         correlation: 0,
+        versions: Vec::new(),
     };
     // ApiVersions.
     let started = Instant::now();
     let api = conn
-        .round_trip(wire::API_VERSIONS, 0, &[], "ApiVersions")
+        .round_trip(
+            wire::Header::check(wire::API_VERSIONS, 0),
+            &[],
+            "ApiVersions",
+        )
         .and_then(|b| wire::api_versions(&b).map_err(malformed))
-        .and_then(|(error, n)| match (error, n) {
-            (0, n) if n > 0 => Ok(()),
+        .and_then(|(error, ranges)| match (error, ranges) {
+            (0, ranges) if !ranges.is_empty() => Ok(ranges),
             (e, _) => Err((
                 ErrorClass::Protocol,
                 format!("ApiVersions answered error {e}"),
             )),
         });
-    if let Err(e) = api {
-        fail(&mut out, Stage::ApiVersions, e);
-        return out;
+    match api {
+        Ok(ranges) => conn.versions = ranges,
+        Err(e) => {
+            fail(out, Stage::ApiVersions, e);
+            return None;
+        }
     }
     out.stages.push((Stage::ApiVersions, started.elapsed()));
     // SASL.
@@ -299,20 +344,12 @@ pub fn check(
     {
         let started = Instant::now();
         if let Err(e) = authenticate(&mut conn, *mechanism, user, password, nonce) {
-            fail(&mut out, Stage::Sasl, e);
-            return out;
+            fail(out, Stage::Sasl, e);
+            return None;
         }
         out.stages.push((Stage::Sasl, started.elapsed()));
     }
-    // The brokers, for the next checks (not a stage: a failure here
-    // leaves the known brokers as they are).
-    if !matches!(listener.sasl, Some(Sasl::NotChecked(_))) {
-        out.brokers = conn
-            .round_trip(wire::METADATA, 4, &wire::metadata_brokers(), "Metadata")
-            .ok()
-            .and_then(|b| wire::metadata_response(&b).ok());
-    }
-    out
+    Some(conn)
 }
 
 fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, (ErrorClass, String)> {
@@ -414,8 +451,7 @@ fn authenticate(
     nonce: &str,
 ) -> Result<(), (ErrorClass, String)> {
     let b = conn.round_trip(
-        wire::SASL_HANDSHAKE,
-        1,
+        wire::Header::check(wire::SASL_HANDSHAKE, 1),
         &wire::sasl_handshake(mechanism.name()),
         "SaslHandshake",
     )?;
@@ -437,8 +473,7 @@ fn authenticate(
     }
     let mut step = |auth: &[u8]| -> Result<Vec<u8>, (ErrorClass, String)> {
         let b = conn.round_trip(
-            wire::SASL_AUTHENTICATE,
-            1,
+            wire::Header::check(wire::SASL_AUTHENTICATE, 1),
             &wire::sasl_authenticate(auth),
             "SaslAuthenticate",
         )?;

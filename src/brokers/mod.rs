@@ -11,11 +11,16 @@
 //! - [`check`]: one check of one broker;
 //! - [`known`]: the brokers each listener advertised, remembered (and
 //!   kept in `state_dir`) so a broker that stops is still checked after
-//!   it leaves the cluster's metadata — and after a restart.
+//!   it leaves the cluster's metadata — and after a restart;
+//! - [`groups`], [`offsets`]: the same connections reading many consumer
+//!   groups' committed offsets in one request per coordinator, for the
+//!   lag reader.
 
 pub mod check;
+pub mod groups;
 pub mod known;
 pub mod listener;
+pub mod offsets;
 pub mod sasl;
 pub mod wire;
 

@@ -1,12 +1,17 @@
-//! The few Kafka requests a connection check sends, encoded and decoded by
-//! hand (pure): ApiVersions v0, SaslHandshake v1, SaslAuthenticate v1 and
-//! Metadata v4 (the oldest versions Kafka 4 still serves, none of them
-//! "flexible", so no tagged fields). librdkafka cannot be asked how long
-//! each stage of its connections took, nor for a broker's certificate.
+//! The few Kafka requests slaprobe's own connections send, encoded and
+//! decoded by hand (pure): ApiVersions v0, SaslHandshake v1,
+//! SaslAuthenticate v1 and Metadata v4 (the oldest versions Kafka 4 still
+//! serves, none of them "flexible", so no tagged fields) for the
+//! connection checks — librdkafka cannot be asked how long each stage of
+//! its connections took, nor for a broker's certificate — and the
+//! primitives of flexible versions (unsigned varints, compact strings and
+//! arrays, tagged fields) for the batched group requests of
+//! [`super::groups`].
 //!
 //! A frame is a big-endian `i32` size and that many bytes; a request's
-//! header is (api key, version, correlation id, client id), a response's
-//! the correlation id.
+//! header is (api key, version, correlation id, client id) and, in a
+//! flexible version, tagged fields; a response's the correlation id and,
+//! in a flexible version, tagged fields.
 
 /// The client id the checks send (brokers log it).
 pub const CLIENT_ID: &str = "slaprobe-connection-check";
@@ -30,14 +35,40 @@ pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 #[error("malformed {0} response")]
 pub struct Malformed(pub &'static str);
 
+/// A request's header: what it is, and how its header is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Header {
+    pub api_key: i16,
+    pub version: i16,
+    pub client_id: &'static str,
+    /// A flexible version: header v2 (tagged fields after the client id)
+    /// and response header v1 (tagged fields after the correlation id).
+    pub flexible: bool,
+}
+
+impl Header {
+    /// A non-flexible request of the connection checks.
+    pub fn check(api_key: i16, version: i16) -> Header {
+        Header {
+            api_key,
+            version,
+            client_id: CLIENT_ID,
+            flexible: false,
+        }
+    }
+}
+
 /// A request frame (with its size prefix).
-pub fn request(api_key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(14 + CLIENT_ID.len() + body.len());
+pub fn request(h: Header, correlation: i32, body: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(15 + h.client_id.len() + body.len());
     b.extend_from_slice(&0i32.to_be_bytes());
-    b.extend_from_slice(&api_key.to_be_bytes());
-    b.extend_from_slice(&version.to_be_bytes());
+    b.extend_from_slice(&h.api_key.to_be_bytes());
+    b.extend_from_slice(&h.version.to_be_bytes());
     b.extend_from_slice(&correlation.to_be_bytes());
-    put_str(&mut b, CLIENT_ID);
+    put_str(&mut b, h.client_id);
+    if h.flexible {
+        b.push(0); // no tagged fields
+    }
     b.extend_from_slice(body);
     let size = (b.len() - 4) as i32;
     b[..4].copy_from_slice(&size.to_be_bytes());
@@ -47,6 +78,27 @@ pub fn request(api_key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec
 fn put_str(b: &mut Vec<u8>, s: &str) {
     b.extend_from_slice(&(s.len() as i16).to_be_bytes());
     b.extend_from_slice(s.as_bytes());
+}
+
+/// An unsigned varint (flexible versions' lengths and counts).
+pub fn put_uvarint(b: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        b.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    b.push(v as u8);
+}
+
+/// A compact string: its length plus one as an unsigned varint, then its
+/// bytes.
+pub fn put_compact_str(b: &mut Vec<u8>, s: &str) {
+    put_uvarint(b, s.len() as u32 + 1);
+    b.extend_from_slice(s.as_bytes());
+}
+
+/// A compact array's length (plus one).
+pub fn put_compact_len(b: &mut Vec<u8>, n: usize) {
+    put_uvarint(b, n as u32 + 1);
 }
 
 /// SaslHandshake v1's body.
@@ -72,12 +124,18 @@ pub fn metadata_brokers() -> Vec<u8> {
 }
 
 /// A cursor over a response's body.
-struct Reader<'a> {
+pub struct Reader<'a> {
     b: &'a [u8],
     what: &'static str,
 }
 
 impl<'a> Reader<'a> {
+    pub fn new(b: &'a [u8], what: &'static str) -> Reader<'a> {
+        Reader { b, what }
+    }
+    pub fn malformed(&self) -> Malformed {
+        Malformed(self.what)
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
         if self.b.len() < n {
             return Err(Malformed(self.what));
@@ -86,13 +144,61 @@ impl<'a> Reader<'a> {
         self.b = t;
         Ok(h)
     }
-    fn i16(&mut self) -> Result<i16, Malformed> {
+    pub fn i16(&mut self) -> Result<i16, Malformed> {
         let s = self.take(2)?;
         Ok(i16::from_be_bytes([s[0], s[1]]))
     }
-    fn i32(&mut self) -> Result<i32, Malformed> {
+    pub fn i32(&mut self) -> Result<i32, Malformed> {
         let s = self.take(4)?;
         Ok(i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    pub fn i64(&mut self) -> Result<i64, Malformed> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(i64::from_be_bytes(a))
+    }
+    /// An unsigned varint of at most 32 bits.
+    pub fn uvarint(&mut self) -> Result<u32, Malformed> {
+        let mut v: u32 = 0;
+        for i in 0..5 {
+            let byte = self.take(1)?[0];
+            v |= u32::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Malformed(self.what))
+    }
+    /// A compact array's length (null read as empty), bounded by what is
+    /// left as [`Reader::len`] is.
+    pub fn compact_len(&mut self) -> Result<usize, Malformed> {
+        let n = self.uvarint()? as usize;
+        if n > self.b.len() + 1 {
+            return Err(Malformed(self.what));
+        }
+        Ok(n.saturating_sub(1))
+    }
+    pub fn compact_nullable_str(&mut self) -> Result<Option<String>, Malformed> {
+        let n = self.uvarint()? as usize;
+        if n == 0 {
+            return Ok(None);
+        }
+        let s = self.take(n - 1)?;
+        Ok(Some(String::from_utf8_lossy(s).into_owned()))
+    }
+    pub fn compact_str(&mut self) -> Result<String, Malformed> {
+        self.compact_nullable_str()?.ok_or(Malformed(self.what))
+    }
+    /// Tagged fields: none is read, each is skipped.
+    pub fn tags(&mut self) -> Result<(), Malformed> {
+        let n = self.uvarint()?;
+        for _ in 0..n {
+            self.uvarint()?;
+            let size = self.uvarint()? as usize;
+            self.take(size)?;
+        }
+        Ok(())
     }
     /// An array's length (-1: null, read as empty).
     fn len(&mut self) -> Result<usize, Malformed> {
@@ -125,31 +231,45 @@ impl<'a> Reader<'a> {
 }
 
 /// The body of response frame `frame` (without its size) to request
-/// `correlation`.
+/// `correlation` (`flexible`: response header v1).
 pub fn response_body<'a>(
     frame: &'a [u8],
     correlation: i32,
+    flexible: bool,
     what: &'static str,
 ) -> Result<&'a [u8], Malformed> {
     let mut r = Reader { b: frame, what };
     if r.i32()? != correlation {
         return Err(Malformed(what));
     }
+    if flexible {
+        r.tags()?;
+    }
     Ok(r.b)
 }
 
-/// ApiVersions v0: the error code and how many APIs the broker serves.
-pub fn api_versions(body: &[u8]) -> Result<(i16, usize), Malformed> {
+/// The versions a broker serves of each API: (api key, min, max).
+pub type ApiRanges = Vec<(i16, i16, i16)>;
+
+/// Whether `ranges` include version `version` of `api_key`.
+pub fn serves(ranges: &ApiRanges, api_key: i16, version: i16) -> bool {
+    ranges
+        .iter()
+        .any(|&(k, min, max)| k == api_key && (min..=max).contains(&version))
+}
+
+/// ApiVersions v0: the error code and the versions the broker serves.
+pub fn api_versions(body: &[u8]) -> Result<(i16, ApiRanges), Malformed> {
     let mut r = Reader {
         b: body,
         what: "ApiVersions",
     };
     let error = r.i16()?;
     let n = r.len()?;
-    for _ in 0..n {
-        r.take(6)?;
-    }
-    Ok((error, n))
+    let ranges = (0..n)
+        .map(|_| Ok((r.i16()?, r.i16()?, r.i16()?)))
+        .collect::<Result<_, _>>()?;
+    Ok((error, ranges))
 }
 
 /// SaslHandshake v1: the error code and the mechanisms the listener
@@ -220,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_request_frame_says_its_size_and_header() {
-        let f = request(API_VERSIONS, 0, 7, &[]);
+        let f = request(Header::check(API_VERSIONS, 0), 7, &[]);
         assert_eq!(&f[..4], &((f.len() - 4) as i32).to_be_bytes());
         assert_eq!(&f[4..6], &18i16.to_be_bytes());
         assert_eq!(&f[6..8], &0i16.to_be_bytes());
@@ -283,7 +403,51 @@ mod tests {
         let mut port = metadata_body(&[(1, "k1", 70_000, None)]);
         port.truncate(port.len());
         assert!(metadata_response(&port).is_err());
-        assert!(response_body(&[0, 0, 0, 8], 7, "x").is_err());
+        assert!(response_body(&[0, 0, 0, 8], 7, false, "x").is_err());
+        // A flexible header's tagged fields cut short.
+        assert!(response_body(&[0, 0, 0, 7, 1, 0], 7, true, "x").is_err());
+    }
+
+    #[test]
+    fn varints_and_compact_strings_read_back_what_was_written() {
+        for v in [0u32, 1, 127, 128, 300, 16_383, 16_384, u32::MAX] {
+            let mut b = Vec::new();
+            put_uvarint(&mut b, v);
+            let mut r = Reader::new(&b, "x");
+            assert_eq!(r.uvarint(), Ok(v), "{v}");
+            assert!(r.b.is_empty());
+        }
+        let mut b = Vec::new();
+        put_compact_str(&mut b, "group-é");
+        b.push(0); // a null compact string
+        put_compact_len(&mut b, 0);
+        // Tagged fields: two, of 1 and 3 bytes.
+        b.extend_from_slice(&[2, 0, 1, 9, 5, 3, 1, 2, 3]);
+        let mut r = Reader::new(&b, "x");
+        assert_eq!(r.compact_str().unwrap(), "group-é");
+        assert_eq!(r.compact_nullable_str().unwrap(), None);
+        assert_eq!(r.compact_len().unwrap(), 0);
+        r.tags().unwrap();
+        assert!(r.b.is_empty());
+        // A varint that never ends, a count beyond the bytes left.
+        assert!(Reader::new(&[0xff; 6], "x").uvarint().is_err());
+        assert!(Reader::new(&[0xff, 0x7f], "x").compact_len().is_err());
+    }
+
+    #[test]
+    fn api_versions_gives_the_range_of_each_api() {
+        let mut b = 0i16.to_be_bytes().to_vec();
+        b.extend_from_slice(&2i32.to_be_bytes());
+        for (k, min, max) in [(9i16, 1i16, 9i16), (10, 0, 3)] {
+            for v in [k, min, max] {
+                b.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        let (error, ranges) = api_versions(&b).unwrap();
+        assert_eq!(error, 0);
+        assert!(serves(&ranges, 9, 8));
+        assert!(!serves(&ranges, 10, 4));
+        assert!(!serves(&ranges, 11, 0));
     }
 
     #[test]

@@ -14,6 +14,8 @@ use tracing::{info, warn};
 use super::eval::Status;
 use super::timelag::Method;
 use super::watch::{Read, Tp, Watch};
+use crate::brokers::listener::Listener;
+use crate::brokers::offsets::{self, GroupOffsets};
 use crate::config::{Config, GroupSelector, LagWatch};
 use crate::kafka::{self, groups, Role};
 use crate::metrics::{Gauge, IntCounter, IntGauge, LagMetrics, Metrics, RequestStats};
@@ -38,10 +40,14 @@ const RECORDS: &str = "records";
 const READ_REQUESTS: [&str; 4] = [LIST_GROUPS, OFFSETS, WATERMARKS, RECORDS];
 
 /// A cluster's reader: its librdkafka statistics count its requests in
-/// `slaprobe_kafka_requests_total{client="lag"}`. Its watches read at
-/// once; the record fetches (which assign it) take turns.
+/// `slaprobe_kafka_requests_total{client="lag"}`, and so do the batched
+/// offset reads' own connections. Its watches read at once; the record
+/// fetches (which assign it) take turns.
 struct Reader {
     consumer: BaseConsumer<RequestStats>,
+    /// Committed offsets in a request per coordinator, where the cluster
+    /// and the listener allow it (else librdkafka's one per group).
+    offsets: Option<GroupOffsets>,
     /// Held while a watch reads records (they assign the consumer); says
     /// until when record reads pause after the cluster refused one.
     records: std::sync::Mutex<Option<Instant>>,
@@ -110,8 +116,22 @@ impl Lag {
                                 cluster: w.cluster.clone(),
                                 error,
                             })?;
+                    // The clients' own listener (the configuration was
+                    // validated: an error here leaves librdkafka's way).
+                    let offsets = match Listener::new(
+                        "default",
+                        &cluster.bootstrap,
+                        &cluster.librdkafka,
+                    ) {
+                        Ok(l) => GroupOffsets::new(l),
+                        Err(e) => {
+                            info!(cluster = %w.cluster, reason = %e, "{}", offsets::THROUGH_LIBRDKAFKA);
+                            None
+                        }
+                    };
                     let r = Arc::new(Reader {
                         consumer,
+                        offsets,
                         records: Default::default(),
                     });
                     readers.insert(&w.cluster, r.clone());
@@ -227,7 +247,16 @@ fn read(watch: &Watch, shared: &Reader, errors: &LagMetrics, first: bool) -> Rea
         }
     };
     let (names, groups_over_max) = watch.groups_to_read(listed.as_deref());
-    let committed = groups::committed(reader.client(), &names, timeout);
+    let stats = reader.context();
+    let committed = shared
+        .offsets
+        .as_ref()
+        .and_then(|o| {
+            o.committed(&names, timeout, &|broker, request| {
+                stats.sent(broker, request)
+            })
+        })
+        .unwrap_or_else(|| groups::committed(reader.client(), &names, timeout));
     let failed = committed.values().filter(|r| r.is_err()).count();
     if failed > 0 {
         errors

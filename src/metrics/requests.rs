@@ -72,6 +72,14 @@ impl RequestStats {
         }
     }
 
+    /// A request sent on a connection of slaprobe's own (not librdkafka's,
+    /// so not in its statistics): counted as those are.
+    pub fn sent(&self, broker: &str, request: &str) {
+        self.metrics
+            .client_requests(&self.cluster, self.client, broker, request)
+            .inc();
+    }
+
     /// One statistics report (JSON): what each broker got since the last.
     pub fn record(&self, json: &[u8]) {
         #[derive(serde::Deserialize)]

@@ -21,6 +21,9 @@ Roles:
              GROUP at the first of the old ones (lag: AGE seconds), exits
   caughtup   writes three records to each partition and commits GROUP at
              the high watermark (a quiet topic read to its end), exits
+  many       (PREFIX, then N) commits groups PREFIX0 .. PREFIX<N-1>
+             without members: group i at offset i + 1 on partition 0 and
+             i + 2 on partition 1, exits
   offsets    prints {"committed": {"topic/partition": offset},
              "high_watermarks": {"topic/partition": offset}} for GROUP on
              TOPIC, then exits
@@ -141,6 +144,23 @@ def caught_up(bootstrap, topic, group):
     print("committed at the end", flush=True)
 
 
+def many(bootstrap, topic, prefix, n):
+    """Groups prefix0 .. prefix<n-1>, none with a member: group i commits
+    offset i + 1 on partition 0 and i + 2 on partition 1."""
+    p = Producer({"bootstrap.servers": bootstrap})
+    for part in partitions(bootstrap, topic):
+        for _ in range(n + 2):
+            p.produce(topic, b"x", partition=part)
+    if p.flush(10) != 0:
+        sys.exit("records not delivered")
+    for i in range(n):
+        c = member(bootstrap, "%s%d" % (prefix, i))
+        c.commit(offsets=[TopicPartition(topic, 0, i + 1), TopicPartition(topic, 1, i + 2)],
+                 asynchronous=False)
+        c.close()
+    print("committed %d groups" % n, flush=True)
+
+
 def offsets(bootstrap, topic, group):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
@@ -173,6 +193,8 @@ def main():
         aged(bootstrap, topic, group, int(trigger))
     elif role == "caughtup":
         caught_up(bootstrap, topic, group)
+    elif role == "many":
+        many(bootstrap, topic, group, int(trigger))
     elif role == "offsets":
         offsets(bootstrap, topic, group)
     else:

@@ -128,6 +128,20 @@ impl Slaprobe {
     }
 }
 
+impl Slaprobe {
+    /// [`Slaprobe::stop`], which must end in a clean exit: the status
+    /// (a signal, an exit code) and the log say otherwise.
+    pub fn stop_cleanly(self) {
+        let log = self.log.clone();
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "slaprobe did not exit cleanly on SIGTERM: {status}; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+}
+
 impl Drop for Slaprobe {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {

@@ -23,8 +23,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::broker::KafkaCluster;
@@ -142,23 +140,18 @@ async fn broker_faults_keep_every_outcome_true() {
     );
     // Groups with commits, no members: group i at offset i + 1.
     tokio::task::block_in_place(|| common::create_topics(&cluster.bootstrap, &[GROUPS_TOPIC], 2));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/lag_group.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([
-            &cluster.bootstrap,
-            "many",
-            GROUPS_TOPIC,
-            GROUP_PREFIX,
-            &GROUPS.to_string(),
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tokio::task::block_in_place(|| {
+        Python::run(
+            "lag_group.py",
+            &[
+                &cluster.bootstrap,
+                "many",
+                GROUPS_TOPIC,
+                GROUP_PREFIX,
+                &GROUPS.to_string(),
+            ],
+        )
+    });
     let committed = |r: &Running, i: usize| {
         r.metric_if_present(
             "slaprobe_consumergroup_committed_offset",
@@ -246,20 +239,12 @@ async fn broker_faults_keep_every_outcome_true() {
     every_partition_delivers(&r, partitions, 10.0, "node 1 back").await;
 
     // The preferred leaders take their partitions back.
-    let admin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/kafka_admin.py");
-    let out = Command::new("python3")
-        .arg(&admin)
-        .args([&cluster.bootstrap, "elect", TOPIC])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let elected = tokio::task::block_in_place(|| {
+        Python::run("kafka_admin.py", &[&cluster.bootstrap, "elect", TOPIC])
+    });
     eprintln!(
         "preferred leader election moved partitions {}",
-        String::from_utf8_lossy(&out.stdout).trim()
+        elected.trim()
     );
     every_partition_delivers(&r, partitions, 10.0, "after the election").await;
 

@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -51,26 +51,11 @@ fn secure() -> Option<Secure> {
     found
 }
 
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/clients")
-        .join(name)
-}
-
 /// `kafka_admin.py BOOTSTRAP args...`; its stdout.
 fn admin(sec: &Secure, args: &[&str]) -> String {
-    let out = Command::new("python3")
-        .arg(script("kafka_admin.py"))
-        .arg(&sec.plain)
-        .args(args)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "kafka_admin.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut all = vec![sec.plain.as_str()];
+    all.extend_from_slice(args);
+    Python::run("kafka_admin.py", &all)
 }
 
 /// A SCRAM user of this test's own: (name, password).

@@ -15,7 +15,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -27,10 +27,6 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 /// The probe's read interval and window (reads).
 const INTERVAL: Duration = Duration::from_secs(1);
 const WINDOW: u32 = 3;
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/lag_group.py")
-}
 
 /// The groups slaprobe's status API shows, by name.
 fn groups(s: &Slaprobe) -> BTreeMap<String, serde_json::Value> {
@@ -208,17 +204,8 @@ fn consumer_group_statuses_follow_the_groups_and_lag_is_exact() {
     std::thread::sleep(2 * INTERVAL);
     for role in ["ok", "stall", "stop", "warn", "rewind"] {
         let name = group(role);
-        let out = Command::new("python3")
-            .arg(script())
-            .args([&bootstrap, "offsets", &topic, &name])
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("offsets json");
+        let out = Python::run("lag_group.py", &[&bootstrap, "offsets", &topic, &name]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("offsets json");
         let committed = v["committed"].as_object().expect("committed");
         assert!(!committed.is_empty(), "{name} committed offsets: {v}");
         for (tp, offset) in committed {
@@ -277,16 +264,7 @@ fn lag_yaml(bootstrap: &str, top: &str, name: &str, selector: &str, tail: &str) 
 
 /// Runs a one-shot role of `lag_group.py` (it exits when done).
 fn group_once(args: &[&str]) {
-    let out = Command::new("python3")
-        .arg(script())
-        .args(args)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "lag_group.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Python::run("lag_group.py", args);
 }
 
 /// Lag in seconds is the age of the first record a group has not

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::broker::{self, heartbeat_yaml, heartbeat_yaml_observing, Probed, Topic};
-use common::{metric, poll_until, scratch, Slaprobe};
+use common::{metric, poll_until, scratch, Python, Slaprobe};
 
 fn delivered(s: &Slaprobe) -> f64 {
     s.value("slaprobe_canaries_delivered_total", &[])
@@ -34,17 +34,7 @@ fn records_from_another_client_are_foreign_and_change_nothing_else() {
         return;
     };
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/produce_foreign.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([&bootstrap, &topic.name, "9"])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "the Python producer (pip install confluent-kafka) failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Python::run("produce_foreign.py", &[&bootstrap, &topic.name, "9"]);
     assert!(
         poll_until(Duration::from_secs(15), || s
             .value("slaprobe_records_foreign_total", &[])
@@ -161,21 +151,14 @@ fn header_names_that_are_not_utf8_are_foreign_quietly_and_hide_no_canary() {
     let run = status["run"].as_str().expect("run id").to_string();
     let log_lines_before = s.log().lines().count();
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/produce_bad_headers.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([
+    Python::run(
+        "produce_bad_headers.py",
+        &[
             &bootstrap,
             &topic.name,
             "10000",
             &format!("it-hostile/{run}/0/0"),
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "the Python producer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     assert!(
         poll_until(Duration::from_secs(60), || {
@@ -218,18 +201,10 @@ fn records_the_consumer_cannot_decode_are_counted_consume_errors() {
     // A batch that claims zstd but holds uncompressed records: no client
     // can decode it (every codec is built in, so a missing one cannot be
     // the test any more).
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/produce_corrupt_batch.py");
     for partition in ["0", "1", "2"] {
-        let out = Command::new("python3")
-            .arg(&script)
-            .args([&bootstrap, &topic, partition, "10"])
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "the raw producer (pip install kafka-python) failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        Python::run(
+            "produce_corrupt_batch.py",
+            &[&bootstrap, &topic, partition, "10"],
         );
     }
     assert!(

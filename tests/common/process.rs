@@ -171,6 +171,25 @@ impl Python {
         Python(child)
     }
 
+    /// `python3 tests/clients/<script> args…` to its end: its standard
+    /// output; a failure panics with its standard error.
+    pub fn run(script: &str, args: &[&str]) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/clients")
+            .join(script);
+        let out = std::process::Command::new("python3")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("python3 {}: {e}", path.display()));
+        assert!(
+            out.status.success(),
+            "{script} {args:?} (pip install confluent-kafka kafka-python): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Kills it now (SIGKILL: it never leaves a group or flushes).
     pub fn kill(&mut self) {
         let _ = self.0.kill();

@@ -34,12 +34,12 @@ step "cargo test: building"
 # Examples (benchmarks) are built by clippy --all-targets; they test nothing.
 cargo test --workspace --lib --bins --tests --no-run
 # Two lanes at once, each a series of test binaries: the tiers on Apache
-# Kafka (and alerting, which evens the lanes' times out), and everything
+# Kafka (and alertmanager, which evens the lanes' times out), and everything
 # else (in-process clusters, tools, the page). Most of a test's time is
 # waiting on a broker, a timeout or a clock, so two lanes take about 60 %
 # of one on two cores. Each lane's output is shown when both are done;
 # every binary runs even after a failure.
-kafka_tiers=(broker records state lag kafka_security kafka_faults alerting)
+kafka_tiers=(broker records state lag kafka_security kafka_faults alertmanager)
 other_tiers=()
 for f in tests/*.rs crates/*/tests/*.rs; do
   t=$(basename "$f" .rs)

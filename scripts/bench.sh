@@ -9,6 +9,7 @@
 #   bash scripts/bench.sh [--bootstrap HOST:PORT] [--broker tansu|kafka]
 #                         [--only bare,loss,core,probes,lag,busy]
 #                         [--setups 100x6,...] [--seconds N] [--repeats N]
+#                         [--kinds defaults,settings,slaprobe] [--burst N]
 #
 # Sections:
 #   bare    slaprobe against a bare rdkafka round trip (examples/bare.rs) with
@@ -26,7 +27,8 @@
 #           requests per read, RSS, series, status API size (scripts/bench/lag.py)
 #   busy    a pipeline output on a busy topic: CPU, RSS and canary latency
 #           with 0 to 100,000 non-canary records/s beside the canaries
-#           (scripts/bench/busy.py)
+#           (scripts/bench/busy.py); with --burst N instead, one run whose
+#           foreign rate steps between N and 10 x N/s: latency per phase
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,8 @@ only="bare,loss,core,probes,lag,busy"
 setups=""
 seconds=""
 repeats=""
+kinds=""
+burst=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bootstrap) bootstrap="$2"; shift 2 ;;
@@ -44,6 +48,8 @@ while [ $# -gt 0 ]; do
     --only) only="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --repeats) repeats="$2"; shift 2 ;;
+    --kinds) kinds="$2"; shift 2 ;;
+    --burst) burst="$2"; shift 2 ;;
     *) echo "unknown argument: $1 (see the head of $0)" >&2; exit 2 ;;
   esac
 done
@@ -82,7 +88,8 @@ if wants bare; then
   python3 scripts/bench/bare.py --bootstrap "$bootstrap" \
     --slaprobe "$release"/slaprobe --bare "$release"/examples/bare \
     "${broker_args[@]}" ${setups:+--setups "$setups"} \
-    ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"}
+    ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"} \
+    ${kinds:+--kinds "$kinds"}
 fi
 
 if wants loss; then
@@ -119,5 +126,5 @@ if wants busy; then
   echo "## A pipeline output on a busy topic (against $bootstrap)"
   python3 scripts/bench/busy.py --bootstrap "$bootstrap" --slaprobe "$release"/slaprobe \
     --replication "${broker_args[3]}" --fetch-wait "${broker_args[1]}" \
-    ${seconds:+--seconds "$seconds"}
+    ${seconds:+--seconds "$seconds"} ${burst:+--burst "$burst"}
 fi

@@ -15,21 +15,30 @@ read per second (the producer's rate where it keeps up), slaprobe's CPU
 (share of a core, and µs per 1,000 foreign records above the idle
 figure), RSS (most seen), canary e2e p50/p99 over its last minute, lost.
 
+With --burst BASE (e.g. 10000): one slaprobe run on one topic, the
+foreign rate stepping from BASE to 10 x BASE and back, --phases phases
+(default 6: base, burst, base, burst, ...), each --phase-seconds long
+(default 70, more than the 1-minute window the quantiles are read from at
+each phase's end): canary p50/p99 per phase, and burst vs the base phases
+around it (median over the pairs).
+
 Usage: busy.py --bootstrap HOST:PORT --slaprobe PATH [--replication N]
        [--fetch-wait MS] [--foreign 0,1000,10000,100000] [--canaries 100]
        [--warmup 20] [--seconds 40]
+       [--burst BASE [--phases 6] [--phase-seconds 70]]
 Prints a Markdown table; asserts nothing.
 """
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bare import create_topic  # noqa: E402
-from probes import Slaprobe, metric_sum, quantile_ms  # noqa: E402
+from probes import Slaprobe, metric_sum, proc, quantile_ms  # noqa: E402
 
 PARTITIONS = 6
 
@@ -109,6 +118,82 @@ def run_one(args, foreign):
     }
 
 
+def run_burst(args):
+    """One run, the foreign rate stepping between base and 10 x base."""
+    base = args.burst
+    topic = f"bench.busy.burst.{int(time.time())}"
+    create_topic(args.bootstrap, topic, PARTITIONS, args.replication)
+    rows = []
+    producer = None
+
+    def foreign(rate):
+        nonlocal producer
+        if producer is not None:
+            producer.kill()
+            producer.wait()
+        producer = subprocess.Popen(
+            [sys.executable, "-c", FOREIGN, args.bootstrap, topic, str(rate)])
+
+    try:
+        foreign(base)
+        with Slaprobe(args.slaprobe, yaml(args, topic)) as s:
+            s.wait_ready(120)
+            time.sleep(args.warmup)
+            for phase in range(args.phases):
+                rate = base * 10 if phase % 2 else base
+                if phase > 0:
+                    foreign(rate)
+                before = s.metrics()
+                cpu0, _, _ = proc(s.pid)
+                t0 = time.time()
+                time.sleep(args.phase_seconds)
+                after = s.metrics()
+                cpu1, rss, _ = proc(s.pid)
+                elapsed = time.time() - t0
+
+                def delta(name):
+                    return (metric_sum(after, name) or 0.0) - (metric_sum(before, name) or 0.0)
+
+                row = {
+                    "phase": phase + 1,
+                    "foreign": rate,
+                    "read": delta("slaprobe_records_foreign_total") / elapsed,
+                    "cpu_core": (cpu1 - cpu0) / elapsed,
+                    "rss_mb": rss / 1024,
+                    "p50": quantile_ms(after, "0.5"),
+                    "p99": quantile_ms(after, "0.99"),
+                    "lost": delta("slaprobe_canaries_lost_total"),
+                }
+                print(f"# phase {row}", file=sys.stderr, flush=True)
+                rows.append(row)
+    finally:
+        if producer is not None:
+            producer.kill()
+            producer.wait()
+    print(f"\n{args.canaries:.0f} canaries/s over {PARTITIONS} partitions, output = input topic; "
+          f"foreign records {base:,}/s and 10x that in turns of {args.phase_seconds:.0f} s "
+          "in one run; latency over slaprobe's last minute at each phase's end")
+    print("\n| phase | foreign written/s | foreign read/s | CPU (cores) | RSS MB | e2e p50 ms | e2e p99 ms | lost |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['phase']} | {r['foreign']:,} | {r['read']:,.0f} | {r['cpu_core']:.3f} | "
+              f"{r['rss_mb']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['lost']:.0f} |")
+    # Each burst phase against the mean of the base phases around it.
+    p50s, p99s = [], []
+    for i, r in enumerate(rows):
+        if i % 2 == 0:
+            continue
+        around = [rows[j] for j in (i - 1, i + 1) if j < len(rows)]
+        for k, out in (("p50", p50s), ("p99", p99s)):
+            b = statistics.mean(x[k] for x in around)
+            if b > 0:
+                out.append(r[k] / b)
+    if p50s:
+        print(f"\nburst vs the base phases around it: p50 {statistics.median(p50s):.2f}× "
+              f"({min(p50s):.2f}..{max(p50s):.2f}), p99 {statistics.median(p99s):.2f}× "
+              f"({min(p99s):.2f}..{max(p99s):.2f}) over {len(p50s)} bursts")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap", required=True)
@@ -119,7 +204,13 @@ def main():
     ap.add_argument("--canaries", type=float, default=100)
     ap.add_argument("--warmup", type=float, default=20)
     ap.add_argument("--seconds", type=float, default=40)
+    ap.add_argument("--burst", type=int, default=0)
+    ap.add_argument("--phases", type=int, default=6)
+    ap.add_argument("--phase-seconds", type=float, default=70)
     args = ap.parse_args()
+    if args.burst:
+        run_burst(args)
+        return
     rows = [run_one(args, int(f)) for f in args.foreign.split(",")]
     idle = next((r for r in rows if r["foreign"] == 0), None)
     print(f"\n{args.canaries:.0f} canaries/s over {PARTITIONS} partitions, output = input topic; "

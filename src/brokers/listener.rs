@@ -13,6 +13,22 @@ use openssl::x509::X509;
 
 use super::sasl::Mechanism;
 
+/// A `bootstrap.servers` entry as librdkafka reads it:
+/// `[protocol://]host[:port]` (port 9092 when left out; `[v6]:port`).
+fn address(entry: &str) -> Option<(String, u16)> {
+    let e = entry.trim();
+    let e = e.split_once("://").map_or(e, |(_, rest)| rest);
+    if e.is_empty() {
+        return None;
+    }
+    match e.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && (!h.contains(':') || h.ends_with(']')) => {
+            Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?))
+        }
+        _ => Some((e.trim_matches(['[', ']']).to_string(), 9092)),
+    }
+}
+
 /// How a listener authenticates.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Sasl {
@@ -56,13 +72,7 @@ impl Listener {
         bootstrap: &str,
         options: &BTreeMap<String, String>,
     ) -> Result<Listener, String> {
-        let bootstrap = bootstrap
-            .split(',')
-            .filter_map(|e| {
-                let (h, p) = e.trim().rsplit_once(':')?;
-                Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?))
-            })
-            .collect();
+        let bootstrap = bootstrap.split(',').filter_map(address).collect();
         let get = |k: &str| options.get(k).map(|v| v.trim().to_string());
         let protocol = get("security.protocol")
             .unwrap_or_else(|| "plaintext".into())
@@ -263,6 +273,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.sasl, Some(Sasl::NotChecked("GSSAPI".into())));
+    }
+
+    #[test]
+    fn bootstrap_entries_are_read_as_librdkafka_reads_them() {
+        let l = Listener::new(
+            "default",
+            "SASL_SSL://k1:9093, k2 ,[::1]:9094,PLAINTEXT://k3,",
+            &opts(&[]),
+        )
+        .unwrap();
+        let want = [("k1", 9093), ("k2", 9092), ("::1", 9094), ("k3", 9092)];
+        let want: Vec<(String, u16)> = want.iter().map(|(h, p)| (h.to_string(), *p)).collect();
+        assert_eq!(l.bootstrap, want);
     }
 
     #[test]

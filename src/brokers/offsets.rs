@@ -70,11 +70,17 @@ struct State {
     unsupported: Option<String>,
 }
 
-/// A connection failed: the message, and the connection is gone.
-type ConnError = String;
-
-/// A coordinator's answer; `Err(None)`: it does not serve OffsetFetch v8.
-type FetchResult = Result<Vec<Fetched>, Option<ConnError>>;
+/// Why a connection gave no answer (the connection is gone).
+enum ConnError {
+    /// The network, the broker, the deadline: the groups are asked again,
+    /// or get this as their error.
+    Failed(String),
+    /// Not this way: a broker that does not serve the batched versions,
+    /// or a TLS or SASL stage that failed where librdkafka's connections,
+    /// made from the same options, are the ones known to work: the
+    /// cluster is read through librdkafka from now on.
+    Unsupported(String),
+}
 
 impl GroupOffsets {
     /// The reader of the cluster `listener` reaches; `None` when its SASL
@@ -175,7 +181,7 @@ impl GroupOffsets {
             .map(String::as_str)
             .collect();
         if !unknown.is_empty() {
-            match self.find(state, &unknown, deadline, count)? {
+            match self.find(state, &unknown, deadline, count) {
                 Ok(found) => {
                     for c in found {
                         if c.error == 0 {
@@ -189,11 +195,15 @@ impl GroupOffsets {
                         }
                     }
                 }
-                Err(e) => {
+                Err(ConnError::Failed(e)) => {
                     for group in unknown {
                         retry.insert(group.to_string(), e.clone());
                     }
                     return Some(retry);
+                }
+                Err(ConnError::Unsupported(why)) => {
+                    state.unsupported = Some(why);
+                    return None;
                 }
             }
         }
@@ -264,18 +274,14 @@ impl GroupOffsets {
                         }
                     }
                 }
-                Err(Some(e)) => {
+                Err(ConnError::Failed(e)) => {
                     for group in groups {
                         state.coordinators.remove(group);
                         retry.insert(group.to_string(), e.clone());
                     }
                 }
-                // A broker that does not serve OffsetFetch v8.
-                Err(None) => {
-                    state.unsupported = Some(format!(
-                        "a coordinator does not serve OffsetFetch v{}",
-                        g::OFFSET_FETCH_VERSION
-                    ));
+                Err(ConnError::Unsupported(why)) => {
+                    state.unsupported = Some(why);
                     return None;
                 }
             }
@@ -284,15 +290,14 @@ impl GroupOffsets {
     }
 
     /// The coordinators of `groups`, asked of any open connection, else
-    /// of each bootstrap address in turn. `None`: the broker does not
-    /// serve FindCoordinator v4.
+    /// of each bootstrap address in turn.
     fn find(
         &self,
         state: &mut State,
         groups: &[&str],
         deadline: Instant,
         count: Count,
-    ) -> Option<Result<Vec<Coordinator>, ConnError>> {
+    ) -> Result<Vec<Coordinator>, ConnError> {
         let mut last = "no bootstrap address".to_string();
         let open: Vec<Addr> = state.conns.keys().cloned().collect();
         let candidates = open
@@ -307,10 +312,11 @@ impl GroupOffsets {
                 }
                 None => match self.open(&addr, "bootstrap", deadline, count) {
                     Ok(c) => c,
-                    Err(e) => {
+                    Err(ConnError::Failed(e)) => {
                         last = e;
                         continue;
                     }
+                    Err(unsupported) => return Err(unsupported),
                 },
             };
             if !wire::serves(
@@ -319,14 +325,13 @@ impl GroupOffsets {
                 g::FIND_COORDINATOR_VERSION,
             ) || !wire::serves(&conn.versions, g::OFFSET_FETCH, g::OFFSET_FETCH_VERSION)
             {
-                state.unsupported = Some(format!(
+                return Err(ConnError::Unsupported(format!(
                     "{}:{} does not serve FindCoordinator v{} and OffsetFetch v{}",
                     addr.0,
                     addr.1,
                     g::FIND_COORDINATOR_VERSION,
                     g::OFFSET_FETCH_VERSION
-                ));
-                return None;
+                )));
             }
             let mut found = Vec::with_capacity(groups.len());
             let mut failed = None;
@@ -353,7 +358,7 @@ impl GroupOffsets {
             match failed {
                 None => {
                     state.conns.insert(addr, (conn, broker));
-                    return Some(Ok(found));
+                    return Ok(found);
                 }
                 Some(e) => last = format!("{}:{}: {e}", addr.0, addr.1),
             }
@@ -361,12 +366,11 @@ impl GroupOffsets {
                 break;
             }
         }
-        Some(Err(last))
+        Err(ConnError::Failed(last))
     }
 
     /// The offsets of `groups` from their coordinator at `addr`: the
-    /// connection (to keep) and the answer; `Err(None)` when the broker
-    /// does not serve OffsetFetch v8.
+    /// connection (to keep) and the answer.
     fn fetch(
         &self,
         addr: Addr,
@@ -375,7 +379,7 @@ impl GroupOffsets {
         groups: &[&str],
         deadline: Instant,
         count: Count,
-    ) -> (Option<Pooled>, FetchResult) {
+    ) -> (Option<Pooled>, Result<Vec<Fetched>, ConnError>) {
         let (mut conn, broker) = match conn {
             Some((mut conn, broker)) => {
                 conn.set_deadline(deadline);
@@ -383,11 +387,17 @@ impl GroupOffsets {
             }
             None => match self.open(&addr, &node.to_string(), deadline, count) {
                 Ok(c) => c,
-                Err(e) => return (None, Err(Some(e))),
+                Err(e) => return (None, Err(e)),
             },
         };
         if !wire::serves(&conn.versions, g::OFFSET_FETCH, g::OFFSET_FETCH_VERSION) {
-            return (None, Err(None));
+            let why = format!(
+                "coordinator {node} ({}:{}) does not serve OffsetFetch v{}",
+                addr.0,
+                addr.1,
+                g::OFFSET_FETCH_VERSION
+            );
+            return (None, Err(ConnError::Unsupported(why)));
         }
         let mut fetched = Vec::with_capacity(groups.len());
         for chunk in groups.chunks(GROUPS_PER_FETCH) {
@@ -404,7 +414,7 @@ impl GroupOffsets {
                 Ok(f) => fetched.extend(f),
                 Err(e) => {
                     let e = format!("coordinator {node} ({}:{}): {e}", addr.0, addr.1);
-                    return (None, Err(Some(e)));
+                    return (None, Err(ConnError::Failed(e)));
                 }
             }
         }
@@ -412,7 +422,10 @@ impl GroupOffsets {
     }
 
     /// A new connection to `addr`, through the listener's stages, its
-    /// requests counted for `broker`.
+    /// requests counted for `broker`. A TLS or SASL stage that fails is
+    /// [`ConnError::Unsupported`]: librdkafka, given the same options, may
+    /// read them differently (and if the broker refuses it as well, its
+    /// clients say so).
     fn open(
         &self,
         addr: &Addr,
@@ -422,7 +435,10 @@ impl GroupOffsets {
     ) -> Result<Pooled, ConnError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("{}:{}: no time left to connect", addr.0, addr.1));
+            return Err(ConnError::Failed(format!(
+                "{}:{}: no time left to connect",
+                addr.0, addr.1
+            )));
         }
         let nonce = format!("{:032x}", rand::random::<u128>());
         let mut outcome = Outcome::default();
@@ -450,14 +466,23 @@ impl GroupOffsets {
                 conn.set_deadline(deadline);
                 Ok((conn, broker.to_string()))
             }
-            (None, Some(f)) => Err(format!(
-                "{}:{}: {} failed: {}",
-                addr.0,
-                addr.1,
-                f.stage.label(),
-                f.message
-            )),
-            (None, None) => Err(format!("{}:{}: cannot connect", addr.0, addr.1)),
+            (None, Some(f)) => {
+                let e = format!(
+                    "{}:{}: {} failed: {}",
+                    addr.0,
+                    addr.1,
+                    f.stage.label(),
+                    f.message
+                );
+                Err(match f.stage {
+                    check::Stage::Tls | check::Stage::Sasl => ConnError::Unsupported(e),
+                    check::Stage::Tcp | check::Stage::ApiVersions => ConnError::Failed(e),
+                })
+            }
+            (None, None) => Err(ConnError::Failed(format!(
+                "{}:{}: cannot connect",
+                addr.0, addr.1
+            ))),
         }
     }
 }

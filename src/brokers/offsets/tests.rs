@@ -85,7 +85,7 @@ fn serve(me: usize, mut conn: TcpStream, shared: Shared) {
         let (api, version, correlation) = (r.i16().unwrap(), r.i16().unwrap(), r.i32().unwrap());
         let id = r.i16().unwrap();
         let mut rest = &frame[10 + id as usize..];
-        let flexible = api != wire::API_VERSIONS;
+        let flexible = api == g::FIND_COORDINATOR || api == g::OFFSET_FETCH;
         if flexible {
             rest = &rest[1..]; // no tagged fields
         }
@@ -136,6 +136,16 @@ fn answer(me: usize, api: i16, version: i16, body: &[u8], shared: &Shared) -> (V
                     b.extend_from_slice(&v.to_be_bytes());
                 }
             }
+            (b, false)
+        }
+        wire::SASL_HANDSHAKE => {
+            // Only SCRAM-SHA-512 here.
+            s.asked.push((me, api, Vec::new()));
+            b.extend_from_slice(&wire::UNSUPPORTED_SASL_MECHANISM.to_be_bytes());
+            b.extend_from_slice(&1i32.to_be_bytes());
+            let m = "SCRAM-SHA-512";
+            b.extend_from_slice(&(m.len() as i16).to_be_bytes());
+            b.extend_from_slice(m.as_bytes());
             (b, false)
         }
         g::FIND_COORDINATOR => {
@@ -339,4 +349,35 @@ fn a_cluster_that_cannot_be_reached_gives_each_group_an_error() {
         let e = got[g].as_ref().expect_err(g);
         assert!(e.contains("tcp failed"), "{g}: {e}");
     }
+}
+
+#[test]
+fn a_failed_tls_or_sasl_stage_leaves_the_cluster_to_librdkafka() {
+    // The broker does not take PLAIN: slaprobe's own SASL stage fails
+    // where librdkafka, reading the same options, may get in.
+    let mut script = Script {
+        max_fetch: 8,
+        ..Script::default()
+    };
+    script.coordinators.insert("a".into(), vec![Answer::At(0)]);
+    let (_, shared) = brokers(1, script);
+    let port = shared.lock().unwrap().ports[0];
+    let options: BTreeMap<String, String> = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanisms", "PLAIN"),
+        ("sasl.username", "u"),
+        ("sasl.password", "p"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let listener = Listener::new("default", &format!("127.0.0.1:{port}"), &options).unwrap();
+    let reader = GroupOffsets::new(listener).expect("PLAIN is spoken");
+    let (_, count) = counter();
+    assert!(reader.committed(&names(&["a"]), T, &count).is_none());
+    let why = reader.unsupported().expect("why");
+    assert!(why.contains("sasl failed"), "{why}");
+    let asked = shared.lock().unwrap().asked.clone();
+    assert_eq!(asked.len(), 1, "the handshake only: {asked:?}");
+    assert_eq!(asked[0].1, wire::SASL_HANDSHAKE);
 }

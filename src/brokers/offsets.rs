@@ -7,9 +7,10 @@
 //! The connections are slaprobe's own ([`super::check::open`]: the
 //! listener's TLS and SASL, as the connection checks make them), kept
 //! open between reads. A cluster whose brokers do not serve both
-//! versions (Kafka before 3.0, librdkafka's mock cluster) or a listener
-//! whose mechanism slaprobe does not speak (GSSAPI, OAUTHBEARER) is read
-//! through librdkafka instead: [`GroupOffsets::committed`] says so.
+//! versions (Kafka before 3.0, librdkafka's mock cluster), a listener
+//! whose mechanism slaprobe does not speak (GSSAPI, OAUTHBEARER) and one
+//! that refuses these connections' TLS or SASL are read through
+//! librdkafka instead: [`GroupOffsets::committed`] says so.
 //!
 //! Blocking: call it off the async runtime.
 
@@ -96,8 +97,7 @@ impl GroupOffsets {
         })
     }
 
-    /// Why the cluster is read through librdkafka, once a broker said it
-    /// does not serve the batched versions.
+    /// Why the cluster is read through librdkafka, once known.
     pub fn unsupported(&self) -> Option<String> {
         self.lock().unsupported.clone()
     }
@@ -422,10 +422,11 @@ impl GroupOffsets {
     }
 
     /// A new connection to `addr`, through the listener's stages, its
-    /// requests counted for `broker`. A TLS or SASL stage that fails is
+    /// requests counted for `broker`. A TLS or SASL refusal (a
+    /// certificate, a mechanism, credentials) is
     /// [`ConnError::Unsupported`]: librdkafka, given the same options, may
     /// read them differently (and if the broker refuses it as well, its
-    /// clients say so).
+    /// clients say so); a connection cut or timed out on the way is not.
     fn open(
         &self,
         addr: &Addr,
@@ -474,9 +475,25 @@ impl GroupOffsets {
                     f.stage.label(),
                     f.message
                 );
-                Err(match f.stage {
-                    check::Stage::Tls | check::Stage::Sasl => ConnError::Unsupported(e),
-                    check::Stage::Tcp | check::Stage::ApiVersions => ConnError::Failed(e),
+                // The network (a broker restarting mid-handshake) is asked
+                // again; what the options decide is left to librdkafka.
+                use check::ErrorClass as C;
+                Err(match f.class {
+                    C::TlsUntrusted
+                    | C::TlsExpired
+                    | C::TlsHostname
+                    | C::TlsHandshake
+                    | C::TlsConfig
+                    | C::SaslAuthFailed
+                    | C::SaslMechanism
+                    | C::SaslServerUnverified => ConnError::Unsupported(e),
+                    C::Dns
+                    | C::Refused
+                    | C::Timeout
+                    | C::Unreachable
+                    | C::Closed
+                    | C::Io
+                    | C::Protocol => ConnError::Failed(e),
                 })
             }
             (None, None) => Err(ConnError::Failed(format!(

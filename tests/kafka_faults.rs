@@ -85,8 +85,9 @@ fn offsets_errors(r: &Running) -> f64 {
     )
 }
 
-/// Waits until three reads in a row read every group's offsets (the
-/// failed group reads since `from`, a count of them, are printed).
+/// Waits until no group read fails for 3 s (the probe reads every second;
+/// a failed read counts each of its groups), printing the failed group
+/// reads since `from`.
 async fn groups_read_again(r: &Running, from: f64, what: &str) {
     let end = std::time::Instant::now() + Duration::from_secs(90);
     loop {

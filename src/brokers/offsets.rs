@@ -336,20 +336,19 @@ impl GroupOffsets {
             let mut found = Vec::with_capacity(groups.len());
             let mut failed = None;
             for chunk in groups.chunks(GROUPS_PER_FIND) {
-                count(&broker, "FindCoordinator");
-                let answer = conn
-                    .round_trip(
-                        header(g::FIND_COORDINATOR, g::FIND_COORDINATOR_VERSION),
-                        &g::find_coordinators(chunk),
-                        "FindCoordinator",
-                    )
-                    .and_then(|b| {
-                        g::find_coordinators_response(&b)
-                            .map_err(|m| (check::ErrorClass::Protocol, m.to_string()))
-                    });
+                let answer = ask(
+                    &mut conn,
+                    &broker,
+                    count,
+                    g::FIND_COORDINATOR,
+                    g::FIND_COORDINATOR_VERSION,
+                    &g::find_coordinators(chunk),
+                    "FindCoordinator",
+                )
+                .and_then(|b| g::find_coordinators_response(&b).map_err(|m| m.to_string()));
                 match answer {
                     Ok(c) => found.extend(c),
-                    Err((_, e)) => {
+                    Err(e) => {
                         failed = Some(e);
                         break;
                     }
@@ -401,15 +400,16 @@ impl GroupOffsets {
         }
         let mut fetched = Vec::with_capacity(groups.len());
         for chunk in groups.chunks(GROUPS_PER_FETCH) {
-            count(&broker, "OffsetFetch");
-            let answer = conn
-                .round_trip(
-                    header(g::OFFSET_FETCH, g::OFFSET_FETCH_VERSION),
-                    &g::offset_fetch(chunk),
-                    "OffsetFetch",
-                )
-                .map_err(|(_, e)| e)
-                .and_then(|b| g::offset_fetch_response(&b).map_err(|m| m.to_string()));
+            let answer = ask(
+                &mut conn,
+                &broker,
+                count,
+                g::OFFSET_FETCH,
+                g::OFFSET_FETCH_VERSION,
+                &g::offset_fetch(chunk),
+                "OffsetFetch",
+            )
+            .and_then(|b| g::offset_fetch_response(&b).map_err(|m| m.to_string()));
             match answer {
                 Ok(f) => fetched.extend(f),
                 Err(e) => {
@@ -504,13 +504,25 @@ impl GroupOffsets {
     }
 }
 
-fn header(api_key: i16, version: i16) -> Header {
-    Header {
+/// One flexible-version request on `conn`, counted for `broker`: the
+/// response's body, or what went wrong.
+fn ask(
+    conn: &mut Conn,
+    broker: &str,
+    count: Count,
+    api_key: i16,
+    version: i16,
+    body: &[u8],
+    what: &'static str,
+) -> Result<Vec<u8>, String> {
+    count(broker, what);
+    let header = Header {
         api_key,
         version,
         client_id: CLIENT_ID,
         flexible: true,
-    }
+    };
+    conn.round_trip(header, body, what).map_err(|(_, e)| e)
 }
 
 #[cfg(test)]

@@ -155,15 +155,22 @@ impl Drop for Slaprobe {
 /// killed (SIGKILL) when dropped.
 pub struct Python(pub std::process::Child);
 
+/// `python3 tests/clients/<script> args…`, not started yet, and the
+/// script's path.
+fn python(script: &str, args: &[&str]) -> (std::process::Command, std::path::PathBuf) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let mut command = std::process::Command::new("python3");
+    command.arg(&path).args(args);
+    (command, path)
+}
+
 impl Python {
     /// `python3 tests/clients/<script> args…`, its output discarded.
     pub fn start(script: &str, args: &[&str]) -> Python {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/clients")
-            .join(script);
-        let child = std::process::Command::new("python3")
-            .arg(&path)
-            .args(args)
+        let (mut command, path) = python(script, args);
+        let child = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -174,12 +181,8 @@ impl Python {
     /// `python3 tests/clients/<script> args…` to its end: its standard
     /// output; a failure panics with its standard error.
     pub fn run(script: &str, args: &[&str]) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/clients")
-            .join(script);
-        let out = std::process::Command::new("python3")
-            .arg(&path)
-            .args(args)
+        let (mut command, path) = python(script, args);
+        let out = command
             .output()
             .unwrap_or_else(|e| panic!("python3 {}: {e}", path.display()));
         assert!(

@@ -18,6 +18,13 @@
 //! It creates the topic (unless it exists), prints `measuring` when the warm-up ends, and at
 //! the end one JSON line: records delivered in the measured window, their
 //! latency quantiles (µs), the rate sent. Asserts nothing.
+//!
+//! With `--commands true` it measures when told, on standard input, instead
+//! of in one window (`scripts/bench/busy.py` runs it beside slaprobe on the
+//! same topic as the reference of a burst): `reset` starts a new window,
+//! `report` prints the JSON line of the records received since, and the end
+//! of the input stops it. Records it did not write (no key of its own)
+//! are skipped.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,6 +66,7 @@ struct Args {
     payload_bytes: usize,
     librdkafka: BTreeMap<String, String>,
     client_defaults: bool,
+    commands: bool,
 }
 
 fn args() -> Args {
@@ -72,6 +80,7 @@ fn args() -> Args {
         payload_bytes: 256,
         librdkafka: BTreeMap::new(),
         client_defaults: false,
+        commands: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -86,6 +95,7 @@ fn args() -> Args {
             "--bootstrap" => a.bootstrap = v,
             "--topic" => a.topic = v,
             "--client-defaults" => a.client_defaults = v == "true",
+            "--commands" => a.commands = v == "true",
             "--librdkafka" => {
                 let (key, value) = v
                     .split_once('=')
@@ -173,13 +183,50 @@ fn main() {
     consumer.assign(&tpl).expect("assign");
 
     let origin = Instant::now();
-    let measure_from = origin + Duration::from_secs_f64(a.warmup);
-    let end = measure_from + Duration::from_secs_f64(a.seconds);
+    let (measure_from, end) = if a.commands {
+        // Measured between commands; runs until its input ends.
+        (origin, origin + Duration::from_secs(365 * 86_400))
+    } else {
+        let from = origin + Duration::from_secs_f64(a.warmup);
+        (from, from + Duration::from_secs_f64(a.seconds))
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
     ));
     let delivered = Arc::new(AtomicU64::new(0));
+    let seconds = a.seconds;
+    // The result line; `more` adds fields (`, "name": value`).
+    let report = move |h: &Histogram<u64>, delivered: u64, sent: u64, more: &str| {
+        let q = |q: f64| h.value_at_quantile(q);
+        format!(
+            "{{\"delivered\": {delivered}, \"sent\": {sent}, \"seconds\": {}, \"p50_us\": {}, \"p99_us\": {}, \"p999_us\": {}{more}}}",
+            seconds,
+            q(0.5),
+            q(0.99),
+            q(0.999),
+        )
+    };
+    if a.commands {
+        let (stop, hist, delivered) = (stop.clone(), hist.clone(), delivered.clone());
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                let mut h = hist.lock().expect("histogram");
+                match line.trim() {
+                    "reset" => {
+                        h.reset();
+                        delivered.store(0, Ordering::Relaxed);
+                    }
+                    "report" => {
+                        println!("{}", report(&h, delivered.load(Ordering::Relaxed), 0, ""));
+                    }
+                    other => eprintln!("bare: unknown command {other:?}"),
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
     let reader = {
         let (stop, hist, delivered) = (stop.clone(), hist.clone(), delivered.clone());
         std::thread::spawn(move || {
@@ -213,7 +260,7 @@ fn main() {
     let mut rr = 0i32;
     let mut sent_in_window = 0u64;
     let mut measuring = false;
-    while Instant::now() < end + Duration::from_secs(1) {
+    while Instant::now() < end + Duration::from_secs(1) && !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if !measuring && now >= measure_from {
             measuring = true;
@@ -243,16 +290,18 @@ fn main() {
     }
     stop.store(true, Ordering::Relaxed);
     let _ = reader.join();
+    if a.commands {
+        return;
+    }
     let h = hist.lock().expect("histogram");
-    let q = |q: f64| h.value_at_quantile(q);
+    let acked = producer.context().0.load(Ordering::Relaxed);
     println!(
-        "{{\"delivered\": {}, \"sent\": {}, \"seconds\": {}, \"p50_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \"acked\": {}}}",
-        delivered.load(Ordering::Relaxed),
-        sent_in_window,
-        a.seconds,
-        q(0.5),
-        q(0.99),
-        q(0.999),
-        producer.context().0.load(Ordering::Relaxed),
+        "{}",
+        report(
+            &h,
+            delivered.load(Ordering::Relaxed),
+            sent_in_window,
+            &format!(", \"acked\": {acked}")
+        )
     );
 }

@@ -28,7 +28,9 @@
 #   busy    a pipeline output on a busy topic: CPU, RSS and canary latency
 #           with 0 to 100,000 non-canary records/s beside the canaries
 #           (scripts/bench/busy.py); with --burst N instead, one run whose
-#           foreign rate steps between N and 10 x N/s: latency per phase
+#           foreign rate steps between N and 10 x N/s: latency per phase,
+#           slaprobe's and that of a default-config client (examples/bare.rs)
+#           writing and reading the same topic beside it, as the reference
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -126,5 +128,5 @@ if wants busy; then
   echo "## A pipeline output on a busy topic (against $bootstrap)"
   python3 scripts/bench/busy.py --bootstrap "$bootstrap" --slaprobe "$release"/slaprobe \
     --replication "${broker_args[3]}" --fetch-wait "${broker_args[1]}" \
-    ${seconds:+--seconds "$seconds"} ${burst:+--burst "$burst"}
+    ${seconds:+--seconds "$seconds"} ${burst:+--burst "$burst" --bare "$release"/examples/bare}
 fi

@@ -20,16 +20,23 @@ foreign rate stepping from BASE to 10 x BASE and back, --phases phases
 (default 6: base, burst, base, burst, ...), each --phase-seconds long
 (default 70, more than the 1-minute window the quantiles are read from at
 each phase's end): canary p50/p99 per phase, and burst vs the base phases
-around it (median over the pairs).
+around it (median over the pairs). With --bare PATH (examples/bare.rs),
+a reference beside it: an independent client with librdkafka's default
+settings producing its own timestamped records into the same topic at the
+same rate and reading the whole topic, its latency taken over the same
+last minute of each phase. What a burst does to the reference is what the
+brokers and the machine do; what it does to slaprobe beyond that is
+slaprobe's.
 
 Usage: busy.py --bootstrap HOST:PORT --slaprobe PATH [--replication N]
        [--fetch-wait MS] [--foreign 0,1000,10000,100000] [--canaries 100]
        [--warmup 20] [--seconds 40]
-       [--burst BASE [--phases 6] [--phase-seconds 70]]
+       [--burst BASE [--phases 6] [--phase-seconds 70] [--bare PATH]]
 Prints a Markdown table; asserts nothing.
 """
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -125,6 +132,28 @@ def run_burst(args):
     create_topic(args.bootstrap, topic, PARTITIONS, args.replication)
     rows = []
     producer = None
+    bare = None
+    if args.bare:
+        options = [f"fetch.wait.max.ms={args.fetch_wait}"] if args.fetch_wait else []
+        bare = subprocess.Popen(
+            [args.bare, "--bootstrap", args.bootstrap, "--topic", topic,
+             "--partitions", str(PARTITIONS), "--rate", str(args.canaries),
+             "--client-defaults", "true", "--commands", "true"]
+            + [x for o in options for x in ("--librdkafka", o)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def reference(command):
+        bare.stdin.write(command + "\n")
+        bare.stdin.flush()
+        if command != "report":
+            return {}
+        while True:
+            line = bare.stdout.readline()
+            if not line:
+                sys.exit("bare: no report")
+            if line.startswith("{"):
+                r = json.loads(line)
+                return {"ref_p50": r["p50_us"] / 1000, "ref_p99": r["p99_us"] / 1000}
 
     def foreign(rate):
         nonlocal producer
@@ -146,8 +175,13 @@ def run_burst(args):
                 before = s.metrics()
                 cpu0, _, _ = proc(s.pid)
                 t0 = time.time()
-                time.sleep(args.phase_seconds)
+                # slaprobe's quantiles cover its last minute: the reference's too.
+                time.sleep(max(args.phase_seconds - 60, 0))
+                if bare is not None:
+                    reference("reset")
+                time.sleep(min(args.phase_seconds, 60))
                 after = s.metrics()
+                ref = reference("report") if bare is not None else {}
                 cpu1, rss, _ = proc(s.pid)
                 elapsed = time.time() - t0
 
@@ -163,6 +197,7 @@ def run_burst(args):
                     "p50": quantile_ms(after, "0.5"),
                     "p99": quantile_ms(after, "0.99"),
                     "lost": delta("slaprobe_canaries_lost_total"),
+                    **ref,
                 }
                 print(f"# phase {row}", file=sys.stderr, flush=True)
                 rows.append(row)
@@ -170,28 +205,39 @@ def run_burst(args):
         if producer is not None:
             producer.kill()
             producer.wait()
+        if bare is not None:
+            bare.stdin.close()
+            bare.wait(30)
+    ref = bare is not None
     print(f"\n{args.canaries:.0f} canaries/s over {PARTITIONS} partitions, output = input topic; "
           f"foreign records {base:,}/s and 10x that in turns of {args.phase_seconds:.0f} s "
           "in one run; latency over slaprobe's last minute at each phase's end")
-    print("\n| phase | foreign written/s | foreign read/s | CPU (cores) | RSS MB | e2e p50 ms | e2e p99 ms | lost |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| phase | foreign written/s | foreign read/s | CPU (cores) | RSS MB | e2e p50 ms | e2e p99 ms | lost |"
+          + (" reference p50 ms | reference p99 ms |" if ref else ""))
+    print("|---|---|---|---|---|---|---|---|" + ("---|---|" if ref else ""))
     for r in rows:
         print(f"| {r['phase']} | {r['foreign']:,} | {r['read']:,.0f} | {r['cpu_core']:.3f} | "
-              f"{r['rss_mb']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['lost']:.0f} |")
+              f"{r['rss_mb']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['lost']:.0f} |"
+              + (f" {r['ref_p50']:.1f} | {r['ref_p99']:.1f} |" if ref else ""))
     # Each burst phase against the mean of the base phases around it.
-    p50s, p99s = [], []
-    for i, r in enumerate(rows):
-        if i % 2 == 0:
-            continue
-        around = [rows[j] for j in (i - 1, i + 1) if j < len(rows)]
-        for k, out in (("p50", p50s), ("p99", p99s)):
-            b = statistics.mean(x[k] for x in around)
-            if b > 0:
-                out.append(r[k] / b)
-    if p50s:
-        print(f"\nburst vs the base phases around it: p50 {statistics.median(p50s):.2f}× "
-              f"({min(p50s):.2f}..{max(p50s):.2f}), p99 {statistics.median(p99s):.2f}× "
-              f"({min(p99s):.2f}..{max(p99s):.2f}) over {len(p50s)} bursts")
+    def ratios(p50, p99, who):
+        p50s, p99s = [], []
+        for i, r in enumerate(rows):
+            if i % 2 == 0:
+                continue
+            around = [rows[j] for j in (i - 1, i + 1) if j < len(rows)]
+            for k, out in ((p50, p50s), (p99, p99s)):
+                b = statistics.mean(x[k] for x in around)
+                if b > 0:
+                    out.append(r[k] / b)
+        if p50s:
+            print(f"\n{who}: burst vs the base phases around it: p50 {statistics.median(p50s):.2f}× "
+                  f"({min(p50s):.2f}..{max(p50s):.2f}), p99 {statistics.median(p99s):.2f}× "
+                  f"({min(p99s):.2f}..{max(p99s):.2f}) over {len(p50s)} bursts")
+
+    ratios("p50", "p99", "slaprobe")
+    if ref:
+        ratios("ref_p50", "ref_p99", "reference (librdkafka's defaults, same topic)")
 
 
 def main():
@@ -207,6 +253,7 @@ def main():
     ap.add_argument("--burst", type=int, default=0)
     ap.add_argument("--phases", type=int, default=6)
     ap.add_argument("--phase-seconds", type=float, default=70)
+    ap.add_argument("--bare", help="examples/bare.rs, run beside slaprobe as the burst's reference")
     args = ap.parse_args()
     if args.burst:
         run_burst(args)

@@ -213,7 +213,7 @@ def main():
     ap.add_argument("--warmup", type=float, default=10)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--rate", type=float, default=300)
-    ap.add_argument("--setups", default="1x300,10x30,50x6,200x3")
+    ap.add_argument("--setups", default="1x300,10x30,50x6,200x3,1x600")
     ap.add_argument("--label", default="")
     ap.add_argument(
         "--librdkafka", action="append", default=[], type=lambda s: s.split("=", 1),
@@ -234,18 +234,28 @@ def main():
     title = f" ({args.label})" if args.label else ""
     print(f"\nProbes × partitions at {args.rate:g} canaries/s{title}, "
           f"{args.seconds:g} s each, median of {args.repeats}:\n")
+    # What the probes themselves cost: against one probe with as many
+    # partitions (librdkafka's work is per partition, however they are
+    # grouped into topics), where that setup was run too.
     print("| probes × partitions | threads | RSS | CPU (share of a core) | CPU per canary "
-          "| CPU vs first | RSS vs first | fetches/s per broker | delivered/s | lost | produce errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| CPU vs first | RSS vs first | CPU, RSS vs 1 × same partitions "
+          "| fetches/s per broker | delivered/s | lost | produce errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in setups:
         rs = results[s]
-        med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
+        med = lambda k, rs=rs: statistics.median(r[k] for r in rs)  # noqa: E731
         fetch = [r["fetch_per_s"] for r in rs if r["fetch_per_s"] is not None]
         fetch_s = f"{statistics.median(fetch):.0f}" if fetch else "n/a"
+        same = results.get((1, s[0] * s[1]))
+        if same and s[0] > 1:
+            one = lambda k, same=same: statistics.median(r[k] for r in same)  # noqa: E731
+            vs_same = f"{med('cpu_core') / one('cpu_core'):.2f}×, {med('rss_mb') / one('rss_mb'):.2f}×"
+        else:
+            vs_same = "–"
         print(
             f"| {rs[0]['setup']} | {max(r['threads'] for r in rs)} | {med('rss_mb'):.1f} MB "
             f"| {med('cpu_core') * 100:.1f} % | {med('cpu_us'):.0f} µs "
-            f"| {med('cpu_core') / base_cpu:.2f}× | {med('rss_mb') / base_rss:.2f}× "
+            f"| {med('cpu_core') / base_cpu:.2f}× | {med('rss_mb') / base_rss:.2f}× | {vs_same} "
             f"| {fetch_s} | {med('rate'):.0f} "
             f"| {sum(r['lost'] for r in rs):.0f} | {sum(r['produce_errors'] for r in rs):.0f} |"
         )

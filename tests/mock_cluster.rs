@@ -252,6 +252,43 @@ async fn a_broker_down_fails_its_partitions_only_and_recovery_needs_no_restart()
     r.stop().await;
 }
 
+/// librdkafka's own events (statistics, logs, errors that concern no one
+/// partition) come on the consumer's queue, however fast: statistics
+/// every 5 ms are 200 a second. Each is served as it comes, so a broker
+/// going down is counted as a consume error at once, not behind a
+/// backlog (a queue served one event per 100 ms would hold ~1,900 events
+/// after these 10 s, and hand the error over minutes later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumers_own_events_are_served_as_fast_as_they_come() {
+    let mock = cluster();
+    let mut config = heartbeat_config(
+        &mock.bootstrap_servers(),
+        TOPIC,
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    );
+    for c in config.clusters.values_mut() {
+        c.librdkafka
+            .insert("statistics.interval.ms".into(), "5".into());
+    }
+    let r = Running::start(&config).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || (0..PARTITIONS)
+            .all(|p| delivered_if_any(&r, p).is_some_and(|v| v > 0.0)))
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let transport = || r.metric("slaprobe_consume_errors_total", &[("error", "transport")]);
+    let before = transport();
+    mock.broker_down(2).expect("down");
+    assert!(
+        wait_until(Duration::from_secs(10), || transport() > before).await,
+        "the consumer's transport error is counted within 10 s of the broker going down"
+    );
+    mock.broker_up(2).expect("up");
+    r.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_that_are_not_our_canaries_are_foreign() {
     let mock = cluster();

@@ -40,8 +40,8 @@ use crate::kafka::{self, Role};
 use crate::metrics::RequestStats;
 use crate::outcome::Shared;
 
-/// How long the thread waits for a signal before it serves the consumer's
-/// own queue (errors not tied to a partition) and checks for shutdown.
+/// How long the consumer's threads wait for a signal or an event before
+/// they check for shutdown.
 const POLL: Duration = Duration::from_millis(100);
 /// Records drained from one partition before the others get a turn.
 const DRAIN_BATCH: usize = 4096;
@@ -60,7 +60,7 @@ pub(crate) struct Fetcher {
     /// Signals of partition queues that have records (their slot index).
     wake: mpsc::Sender<usize>,
     receiver: Mutex<Option<mpsc::Receiver<usize>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -103,7 +103,7 @@ impl Fetcher {
             table: Mutex::default(),
             wake,
             receiver: Mutex::new(Some(receiver)),
-            thread: Mutex::new(None),
+            threads: Mutex::default(),
         })
     }
 
@@ -318,7 +318,8 @@ impl Fetcher {
         joined
     }
 
-    /// Starts the dispatching thread unless it runs already; it stops when
+    /// Starts the dispatching thread and the thread serving the
+    /// consumer's own queue, unless they run already; they stop when
     /// `cancel` is cancelled.
     pub(crate) fn start(self: &Arc<Self>, cancel: CancellationToken) {
         let Some(receiver) = self
@@ -330,40 +331,47 @@ impl Fetcher {
             return;
         };
         let me = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("consume-{}", self.name))
-            .spawn(move || {
-                let _watch = crate::util::threads::Watch::new(format!("consume-{}", me.name));
-                me.dispatch(&receiver, &cancel)
-            });
+        let stop = cancel.clone();
+        self.spawn(format!("consume-{}", self.name), move || {
+            me.dispatch(&receiver, &stop)
+        });
+        let me = self.clone();
+        self.spawn(format!("events-{}", self.name), move || {
+            me.serve_main_queue(&cancel)
+        });
+    }
+
+    fn spawn(&self, name: String, run: impl FnOnce() + Send + 'static) {
+        let watched = name.clone();
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let _watch = crate::util::threads::Watch::new(watched);
+            run()
+        });
         match spawned {
-            Ok(t) => *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(t),
-            Err(e) => {
-                warn!(consumer = %self.name, error = %e, "cannot start the consumer thread")
-            }
+            Ok(t) => self
+                .threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(t),
+            Err(e) => warn!(consumer = %self.name, error = %e, "cannot start a consumer thread"),
         }
     }
 
-    /// Waits for the dispatching thread to stop (the first caller does;
+    /// Waits for the consumer's threads to stop (the first caller does;
     /// blocking).
     pub(crate) fn join(&self) {
-        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = t {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
             let _ = t.join();
         }
     }
 
     fn dispatch(&self, receiver: &mpsc::Receiver<usize>, cancel: &CancellationToken) {
-        let mut served = Instant::now();
         while !cancel.is_cancelled() {
             match receiver.recv_timeout(POLL) {
                 Ok(index) => self.drain(index),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-            if served.elapsed() >= POLL {
-                served = Instant::now();
-                self.serve_main_queue();
             }
         }
     }
@@ -401,11 +409,16 @@ impl Fetcher {
     /// The consumer's own queue: errors that concern no one partition
     /// (brokers unreachable) count on every route, and a record that came
     /// there (fetched before its partition had its own queue) goes to its
-    /// partition's routes.
-    fn serve_main_queue(&self) {
-        for _ in 0..DRAIN_BATCH {
-            let Some(polled) = self.consumer.poll(Duration::ZERO) else {
-                return;
+    /// partition's routes. librdkafka's logs and statistics come there too:
+    /// a poll serves every one of those that comes within its wait and
+    /// returns at the first error or record, so this thread waits in the
+    /// queue and nothing piles up in it however many events a failing
+    /// cluster sends (a poll that returned after one event each time would
+    /// serve ten a second).
+    fn serve_main_queue(&self, cancel: &CancellationToken) {
+        while !cancel.is_cancelled() {
+            let Some(polled) = self.consumer.poll(POLL) else {
+                continue;
             };
             let mut t = self.table();
             let Table {

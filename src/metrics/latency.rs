@@ -140,18 +140,16 @@ impl LatencyWindow {
         match current {
             Slot::Dense(h) => h.saturating_record(us),
             Slot::Values(values) if values.len() < VALUES_MAX => values.push(us),
-            Slot::Values(values) => {
-                // Full: from here on the slot is a histogram.
+            full => {
+                // Full (or closed, which the slot being recorded never
+                // is): from here on the slot is a histogram.
                 let Some(mut h) = histogram(highest_us) else {
                     return;
                 };
-                for v in values.iter() {
-                    h.saturating_record(*v);
-                }
+                full.add_to(&mut h);
                 h.saturating_record(us);
-                *current = Slot::Dense(h);
+                *full = Slot::Dense(h);
             }
-            Slot::Sparse(_) => {}
         }
     }
 

@@ -6,13 +6,16 @@
 //! broker; with `--client-defaults true`, with librdkafka's defaults instead
 //! (only `bootstrap.servers`, the consumer's `group.id` that `assign` needs,
 //! and the `--librdkafka` options), as a user's own client would be. It measures the latency from just before the produce call to the
-//! consumer's poll returning the record, on the monotonic clock.
+//! consumer's poll returning the record, on the monotonic clock. With
+//! `--split-queues true` it reads as slaprobe's consumer does: a queue per
+//! partition, which signals a channel when records come to it empty, and
+//! one thread draining each queue signalled.
 //!
 //! ```sh
 //! cargo run --release --example bare -- --bootstrap 127.0.0.1:9092 \
 //!     --topic bare.1 --partitions 6 --rate 1000 --warmup 10 --seconds 30 \
 //!     [--librdkafka fetch.wait.max.ms=10] [--payload-bytes 256] \
-//!     [--client-defaults true]
+//!     [--client-defaults true] [--split-queues true]
 //! ```
 //!
 //! It creates the topic (unless it exists), prints `measuring` when the warm-up ends, and at
@@ -35,7 +38,7 @@ use hdrhistogram::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
@@ -67,6 +70,7 @@ struct Args {
     librdkafka: BTreeMap<String, String>,
     client_defaults: bool,
     commands: bool,
+    split_queues: bool,
 }
 
 fn args() -> Args {
@@ -81,6 +85,7 @@ fn args() -> Args {
         librdkafka: BTreeMap::new(),
         client_defaults: false,
         commands: false,
+        split_queues: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -96,6 +101,7 @@ fn args() -> Args {
             "--topic" => a.topic = v,
             "--client-defaults" => a.client_defaults = v == "true",
             "--commands" => a.commands = v == "true",
+            "--split-queues" => a.split_queues = v == "true",
             "--librdkafka" => {
                 let (key, value) = v
                     .split_once('=')
@@ -180,6 +186,26 @@ fn main() {
         tpl.add_partition_offset(&a.topic, p, Offset::Offset(high))
             .expect("tpl");
     }
+    // As slaprobe's consumer reads (src/consume/fetcher.rs): a queue per
+    // partition, each signalling a channel when records come to it empty.
+    let consumer = Arc::new(consumer);
+    let (signal, signals) = std::sync::mpsc::channel::<usize>();
+    let queues: Vec<_> = if a.split_queues {
+        (0..a.partitions)
+            .map(|p| {
+                let mut q = consumer
+                    .split_partition_queue(&a.topic, p)
+                    .expect("partition queue");
+                let signal = signal.clone();
+                q.set_nonempty_callback(move || {
+                    let _ = signal.send(p as usize);
+                });
+                q
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     consumer.assign(&tpl).expect("assign");
 
     let origin = Instant::now();
@@ -230,21 +256,37 @@ fn main() {
     let reader = {
         let (stop, hist, delivered) = (stop.clone(), hist.clone(), delivered.clone());
         std::thread::spawn(move || {
+            let read = |m: &BorrowedMessage<'_>| {
+                let now = origin.elapsed();
+                let Some(sent) = m
+                    .key()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| k.parse::<u64>().ok())
+                else {
+                    return;
+                };
+                let sent = Duration::from_nanos(sent);
+                if origin + sent >= measure_from && origin + sent < end {
+                    let us = now.saturating_sub(sent).as_micros().max(1) as u64;
+                    let _ = hist.lock().expect("histogram").record(us);
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            };
             while !stop.load(Ordering::Relaxed) {
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                    let now = origin.elapsed();
-                    let Some(sent) = m
-                        .key()
-                        .and_then(|k| std::str::from_utf8(k).ok())
-                        .and_then(|k| k.parse::<u64>().ok())
-                    else {
-                        continue;
-                    };
-                    let sent = Duration::from_nanos(sent);
-                    if origin + sent >= measure_from && origin + sent < end {
-                        let us = now.saturating_sub(sent).as_micros().max(1) as u64;
-                        let _ = hist.lock().expect("histogram").record(us);
-                        delivered.fetch_add(1, Ordering::Relaxed);
+                if queues.is_empty() {
+                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                        read(&m);
+                    }
+                    continue;
+                }
+                match signals.recv_timeout(Duration::from_millis(100)) {
+                    Ok(p) => {
+                        while let Some(Ok(m)) = queues[p].poll(Duration::ZERO) {
+                            read(&m);
+                        }
+                    }
+                    Err(_) => {
+                        consumer.poll(Duration::ZERO);
                     }
                 }
             }

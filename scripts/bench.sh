@@ -9,20 +9,22 @@
 #   bash scripts/bench.sh [--bootstrap HOST:PORT] [--broker tansu|kafka]
 #                         [--only bare,loss,core,probes,lag,busy]
 #                         [--setups 100x6,...] [--seconds N] [--repeats N]
-#                         [--kinds defaults,settings,slaprobe] [--burst N]
+#                         [--kinds defaults,settings,split,slaprobe] [--burst N]
 #
 # Sections:
 #   bare    slaprobe against a bare rdkafka round trip (examples/bare.rs) with
 #           librdkafka's default client settings and with slaprobe's,
 #           interleaved, at 100, 1,000 and 10,000 canaries/s over 6 and 60
 #           partitions (scripts/bench/bare.py): delivered rate, CPU per
-#           canary, e2e p50/p99/p99.9, RSS, ratios to both
+#           canary, e2e p50/p99/p99.9, RSS, ratios to both; on tansu
+#           (unless --bootstrap) every run on a tansu of its own
 #   loss    how late a loss is reported after its deadline (scripts/bench/loss.py);
 #           the bare section also gives the time from start to first match
 #   core    in-process figures (examples/bench_core.rs): memory per
 #           in-flight canary, tracker cost, /metrics render time
-#   probes  1, 10, 50 and 200 heartbeat probes at one total canary rate:
-#           threads, RSS, CPU, fetch requests per broker (scripts/bench/probes.py)
+#   probes  1, 10, 50 and 200 heartbeat probes at one total canary rate, and
+#           1 probe over as many partitions as the 200: threads, RSS, CPU,
+#           fetch requests per broker (scripts/bench/probes.py)
 #   lag     watching 100 consumer groups x 50 partitions every 10 s: CPU and
 #           requests per read, RSS, series, status API size (scripts/bench/lag.py)
 #   busy    a pipeline output on a busy topic: CPU, RSS and canary latency
@@ -35,6 +37,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bootstrap=""
+own_broker=true
 broker="tansu"
 only="bare,loss,core,probes,lag,busy"
 setups=""
@@ -44,7 +47,7 @@ kinds=""
 burst=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --bootstrap) bootstrap="$2"; shift 2 ;;
+    --bootstrap) bootstrap="$2"; own_broker=false; shift 2 ;;
     --broker) broker="$2"; shift 2 ;;
     --setups) setups="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
@@ -83,13 +86,19 @@ if [ "$broker" = kafka ]; then
 else
   broker_args=(--fetch-wait 10 --replication 1)
 fi
+# A tansu of its own for every run of the bare comparison: one tansu slows
+# as its memory storage grows, and the later program of a pair paid for it.
+bare_args=()
+if [ "$broker" = tansu ] && $own_broker; then
+  bare_args=(--fresh-tansu)
+fi
 
 if wants bare; then
   echo
   echo "## slaprobe against a bare client (against $broker at $bootstrap)"
   python3 scripts/bench/bare.py --bootstrap "$bootstrap" \
     --slaprobe "$release"/slaprobe --bare "$release"/examples/bare \
-    "${broker_args[@]}" ${setups:+--setups "$setups"} \
+    "${broker_args[@]}" "${bare_args[@]}" ${setups:+--setups "$setups"} \
     ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"} \
     ${kinds:+--kinds "$kinds"}
 fi

@@ -3,7 +3,10 @@
 same rate and partitions, against the same broker, interleaved: the bare
 program with librdkafka's default client settings (`defaults`: what a
 user's own client has), with slaprobe's client settings (`settings`), and
-slaprobe itself.
+slaprobe itself, in reverse order every other repeat; `split` is the bare program with slaprobe's settings
+reading as slaprobe's consumer does (a queue per partition, one thread
+draining those signalled), to tell that way of reading from the rest of
+slaprobe.
 
 For each: delivered rate, CPU µs per canary, e2e p50/p99/p999, RSS, and
 slaprobe's ratios to both bare programs (median over the repeats, with
@@ -14,8 +17,13 @@ Usage: bare.py --bootstrap HOST:PORT --slaprobe PATH --bare PATH
        [--setups 100x6,100x60,1000x6,1000x60,10000x6,10000x60]
        [--warmup 30] [--seconds 50] [--repeats 3]
        [--fetch-wait MS] [--replication N]
-       [--kinds defaults,settings,slaprobe] [--defaults-with KEY=VALUE,...]
+       [--kinds defaults,settings,split,slaprobe] [--defaults-with KEY=VALUE,...]
+       [--fresh-tansu]
 
+--fresh-tansu: every run on a new tansu broker of its own (memory storage),
+started and stopped here: one tansu slows as its storage grows (its
+latency at 1,000/s x 60 rises from ~29 ms p99 to over 100 ms within
+150 s), so consecutive runs on one are not alike.
 --defaults-with: librdkafka options added to the `defaults` program (to
 find which of slaprobe's settings costs what).
 
@@ -28,8 +36,10 @@ Prints a Markdown table; asserts nothing.
 """
 
 import argparse
+import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -54,7 +64,43 @@ def create_topic(bootstrap, topic, partitions, replication=1):
     sys.exit(f"topic {topic} did not appear")
 
 
-def run_bare(args, rate, partitions, topic, defaults):
+class FreshTansu:
+    """A tansu broker of its own (memory storage) on a free loopback port
+    for one run: tansu slows as its storage grows, so runs one after the
+    other on one tansu are not alike (`--fresh-tansu`)."""
+
+    def __enter__(self):
+        import socket
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        url = f"tcp://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            ["tansu", "broker", "--storage-engine", "memory://tansu/",
+             "--listener-url", url, "--advertised-listener-url", url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.bootstrap = f"127.0.0.1:{port}"
+        from confluent_kafka.admin import AdminClient
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                admin.list_topics(timeout=2)
+                return self
+            except Exception:
+                time.sleep(0.5)
+        self.process.kill()
+        sys.exit(f"tansu did not answer on {self.bootstrap}")
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def run_bare(args, rate, partitions, topic, defaults, split=False):
     options = [f"fetch.wait.max.ms={args.fetch_wait}"] if args.fetch_wait else []
     if defaults:
         options += [o for o in args.defaults_with.split(",") if o]
@@ -62,7 +108,8 @@ def run_bare(args, rate, partitions, topic, defaults):
         [args.bare, "--bootstrap", args.bootstrap, "--topic", topic,
          "--partitions", str(partitions), "--rate", str(rate),
          "--warmup", str(args.warmup), "--seconds", str(args.seconds),
-         "--client-defaults", "true" if defaults else "false"]
+         "--client-defaults", "true" if defaults else "false",
+         "--split-queues", "true" if split else "false"]
         + [x for o in options for x in ("--librdkafka", o)],
         stdout=subprocess.PIPE, text=True,
     )
@@ -94,6 +141,26 @@ def run_bare(args, rate, partitions, topic, defaults):
     }
 
 
+CANARY = re.compile(r"^(\S+)Z DEBUG slaprobe::canary: latency ([0-9.]+)(ns|µs|ms|s) .*outcome=\"delivered")
+UNIT_US = {"ns": 1e-3, "µs": 1.0, "ms": 1e3, "s": 1e6}
+
+
+def canary_latencies(log, t0, t1):
+    """The latencies (µs, sorted) of the canaries slaprobe's log says were
+    delivered and that were sent between t0 and t1 (wall clock)."""
+    out = []
+    for line in log:
+        m = CANARY.match(line)
+        if not m:
+            continue
+        arrived = datetime.datetime.fromisoformat(m.group(1)).replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        us = float(m.group(2)) * UNIT_US[m.group(3)]
+        if t0 <= arrived - us / 1e6 < t1:
+            out.append(us)
+    return sorted(out)
+
+
 def run_slaprobe(args, rate, partitions, topic):
     interval_us = round(partitions * 1e6 / rate)
     yaml = (
@@ -105,15 +172,24 @@ def run_slaprobe(args, rate, partitions, topic):
         f"  - {{ name: bench, type: heartbeat, cluster: b, topic: {topic}, "
         f"interval: {interval_us}us, deadline: 5s }}\n"
     )
-    with Slaprobe(args.slaprobe, yaml) as s:
+    # Every canary's outcome and latency in the log, so that its quantiles
+    # are taken over the bare program's window (canaries sent in it) and
+    # the same way; the exposition's cover its last minute.
+    with Slaprobe(args.slaprobe, yaml, rust_log="warn,slaprobe::canary=debug") as s:
         ready = s.wait_ready(60)
         m = s.measure(args.warmup, args.seconds)
+        time.sleep(2)  # those sent at the window's end arrive
+        s.log.flush()
+        with open(s.log.name, errors="replace") as f:
+            latencies = canary_latencies(f, m["t0"], m["t1"])
     before, after, elapsed = m["before"], m["after"], m["elapsed"]
     delivered = metric_sum(after, "slaprobe_canaries_delivered_total") - metric_sum(
         before, "slaprobe_canaries_delivered_total")
 
     def q(quantile):
-        return quantile_ms(after, quantile)
+        if not latencies:
+            return quantile_ms(after, quantile)
+        return latencies[min(len(latencies) - 1, int(float(quantile) * len(latencies)))] / 1000
 
     return {
         "rate": delivered / elapsed,
@@ -121,6 +197,8 @@ def run_slaprobe(args, rate, partitions, topic):
         "p50": q("0.5"),
         "p99": q("0.99"),
         "p999": q("0.999"),
+        "p50_1m": quantile_ms(after, "0.5"),
+        "p99_1m": quantile_ms(after, "0.99"),
         "rss_mb": m["rss_kb"] / 1024,
         "ready_s": ready,
         "lost": (metric_sum(after, "slaprobe_canaries_lost_total") or 0)
@@ -143,25 +221,38 @@ def main():
     ap.add_argument("--replication", type=int, default=1)
     ap.add_argument("--kinds", default="defaults,settings,slaprobe")
     ap.add_argument("--defaults-with", default="")
+    ap.add_argument("--fresh-tansu", action="store_true",
+                    help="each run on a tansu of its own (started here; --bootstrap unused)")
     args = ap.parse_args()
     setups = [tuple(int(x) for x in s.split("x")) for s in args.setups.split(",")]
     programs = {
         "defaults": lambda a, r, p, t: run_bare(a, r, p, t, True),
         "settings": lambda a, r, p, t: run_bare(a, r, p, t, False),
+        "split": lambda a, r, p, t: run_bare(a, r, p, t, False, split=True),
         "slaprobe": run_slaprobe,
     }
     kinds = [k for k in args.kinds.split(",") if k]
     for k in kinds:
         if k not in programs:
-            sys.exit(f"--kinds: unknown {k} (defaults, settings, slaprobe)")
+            sys.exit(f"--kinds: unknown {k} (defaults, settings, split, slaprobe)")
     runs = {s: {k: [] for k in kinds} for s in setups}
     stamp = int(time.time())
     for rate, partitions in setups:
         for repeat in range(args.repeats):
-            for kind in kinds:
+            # The broker drifts (tansu slows as its memory storage grows,
+            # and a run's tail follows the one before it): every other
+            # repeat runs the programs in reverse order, so that no program
+            # is always the later one of its pair.
+            for kind in kinds if repeat % 2 == 0 else kinds[::-1]:
                 topic = f"bench.{kind}.{rate}x{partitions}.{repeat}.{stamp}"
-                create_topic(args.bootstrap, topic, partitions, args.replication)
-                r = programs[kind](args, rate, partitions, topic)
+                if args.fresh_tansu:
+                    with FreshTansu() as broker:
+                        run_args = argparse.Namespace(**{**vars(args), "bootstrap": broker.bootstrap})
+                        create_topic(broker.bootstrap, topic, partitions, args.replication)
+                        r = programs[kind](run_args, rate, partitions, topic)
+                else:
+                    create_topic(args.bootstrap, topic, partitions, args.replication)
+                    r = programs[kind](args, rate, partitions, topic)
                 print(f"# {rate}/s x {partitions} {kind} #{repeat}: {r}", file=sys.stderr, flush=True)
                 runs[(rate, partitions)][kind].append(r)
 

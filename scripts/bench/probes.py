@@ -8,7 +8,7 @@ share of a core, fetch requests per second per broker (the prober's own
 consumer, from slaprobe_kafka_requests_total), delivered rate, lost.
 
 Usage: probes.py --bootstrap HOST:PORT --slaprobe PATH [--seconds N]
-       [--repeats N] [--setups 1x300,10x30,50x6,200x3] [--rate 300]
+       [--repeats N] [--setups 1x300,10x30,50x6,200x3,1x600] [--rate 300]
 Prints a Markdown table; asserts nothing.
 """
 
@@ -69,8 +69,8 @@ class Slaprobe:
     """`slaprobe run` on a configuration (YAML text) on a free loopback
     port, stopped (SIGTERM, then SIGKILL) when the `with` block ends."""
 
-    def __init__(self, binary, config):
-        self.binary, self.config = binary, config
+    def __init__(self, binary, config, rust_log="warn"):
+        self.binary, self.config, self.rust_log = binary, config, rust_log
 
     def __enter__(self):
         self.dir = tempfile.TemporaryDirectory()
@@ -83,7 +83,7 @@ class Slaprobe:
         self.started = time.time()
         self.process = subprocess.Popen(
             [self.binary, "run", "-c", path, "--listen", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=self.log, env={**os.environ, "RUST_LOG": "warn"},
+            stdout=subprocess.DEVNULL, stderr=self.log, env={**os.environ, "RUST_LOG": self.rust_log},
         )
         self.pid = self.process.pid
         return self
@@ -107,8 +107,8 @@ class Slaprobe:
 
     def measure(self, warmup, seconds):
         """After `warmup` seconds, `seconds` of it: /metrics before and
-        after, CPU seconds used, the most RSS seen (kB) and the window's
-        length."""
+        after, CPU seconds used, the most RSS seen (kB), the window's
+        length and its start and end (wall clock)."""
         time.sleep(warmup)
         before = self.metrics()
         cpu0, rss, _ = proc(self.pid)
@@ -117,8 +117,9 @@ class Slaprobe:
             time.sleep(1)
             rss = max(rss, proc(self.pid)[1])
         cpu1, _, _ = proc(self.pid)
+        t1 = time.time()
         return {"before": before, "after": self.metrics(), "cpu": cpu1 - cpu0,
-                "rss_kb": rss, "elapsed": time.time() - t0}
+                "rss_kb": rss, "elapsed": t1 - t0, "t0": t0, "t1": t1}
 
     def __exit__(self, *exc):
         self.process.send_signal(signal.SIGTERM)

@@ -3,10 +3,10 @@
 same rate and partitions, against the same broker, interleaved: the bare
 program with librdkafka's default client settings (`defaults`: what a
 user's own client has), with slaprobe's client settings (`settings`), and
-slaprobe itself, in reverse order every other repeat; `split` is the bare program with slaprobe's settings
-reading as slaprobe's consumer does (a queue per partition, one thread
-draining those signalled), to tell that way of reading from the rest of
-slaprobe.
+slaprobe itself, in reverse order every other repeat. `split` is the bare
+program with slaprobe's settings reading as slaprobe's consumer does (a
+queue per partition, one thread draining those signalled), to tell that
+way of reading from the rest of slaprobe.
 
 For each: delivered rate, CPU µs per canary, e2e p50/p99/p999, RSS, and
 slaprobe's ratios to both bare programs (median over the repeats, with

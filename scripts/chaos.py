@@ -22,7 +22,8 @@ from the truth (delivered within the deadline, lost, late, duplicates, out
 of order at each output) and compared with the outcome slaprobe logged for
 it (`RUST_LOG=slaprobe::canary=debug`: one line per canary and outcome).
 Canaries the truth cannot judge exactly are counted apart, never compared:
-those whose first arrival came within UNCERTAIN of the deadline, those sent
+those whose first arrival came within UNCERTAIN of the deadline
+(UNCERTAIN_MOVING while partition leaders move), those sent
 too near the end to be settled, and those slaprobe documents as abandoned
 across a restart. Any other difference fails the run (exit 1).
 

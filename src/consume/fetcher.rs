@@ -8,7 +8,9 @@
 //! empty and has records again; one thread waits for those signals, drains
 //! the queue, and dispatches each record to every output (route) of its
 //! partition, each with its own matcher, in offset order and at most once
-//! per route.
+//! per route. A second thread waits in the consumer's own queue, which
+//! gets librdkafka's logs, statistics and the errors that concern no one
+//! partition, and serves each as it comes.
 //!
 //! Outputs share one position per partition. A route joining a partition
 //! the consumer already reads takes the records from its own start offset

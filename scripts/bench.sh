@@ -24,7 +24,8 @@
 #           in-flight canary, tracker cost, /metrics render time
 #   probes  1, 10, 50 and 200 heartbeat probes at one total canary rate, and
 #           1 probe over as many partitions as the 200: threads, RSS, CPU,
-#           fetch requests per broker (scripts/bench/probes.py)
+#           fetch requests per broker (scripts/bench/probes.py); on tansu
+#           (unless --bootstrap) every run on a tansu of its own
 #   lag     watching 100 consumer groups x 50 partitions every 10 s: CPU and
 #           requests per read, RSS, series, status API size (scripts/bench/lag.py)
 #   busy    a pipeline output on a busy topic: CPU, RSS and canary latency
@@ -86,11 +87,12 @@ if [ "$broker" = kafka ]; then
 else
   broker_args=(--fetch-wait 10 --replication 1)
 fi
-# A tansu of its own for every run of the bare comparison: one tansu slows
-# as its memory storage grows, and the later program of a pair paid for it.
-bare_args=()
+# A tansu of its own for every run of the bare comparison and of the probe
+# counts: one tansu slows as its memory storage grows, and the later run of
+# a pair paid for it.
+fresh_args=()
 if [ "$broker" = tansu ] && $own_broker; then
-  bare_args=(--fresh-tansu)
+  fresh_args=(--fresh-tansu)
 fi
 
 if wants bare; then
@@ -98,7 +100,7 @@ if wants bare; then
   echo "## slaprobe against a bare client (against $broker at $bootstrap)"
   python3 scripts/bench/bare.py --bootstrap "$bootstrap" \
     --slaprobe "$release"/slaprobe --bare "$release"/examples/bare \
-    "${broker_args[@]}" "${bare_args[@]}" ${setups:+--setups "$setups"} \
+    "${broker_args[@]}" "${fresh_args[@]}" ${setups:+--setups "$setups"} \
     ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"} \
     ${kinds:+--kinds "$kinds"}
 fi
@@ -121,7 +123,7 @@ if wants probes; then
   echo "## Cost per probe count (against $bootstrap)"
   python3 scripts/bench/probes.py --bootstrap "$bootstrap" \
     --slaprobe "$release"/slaprobe --replication "${broker_args[3]}" \
-    --brokers "$([ "$broker" = kafka ] && echo 3 || echo 1)" \
+    --brokers "$([ "$broker" = kafka ] && echo 3 || echo 1)" "${fresh_args[@]}" \
     ${seconds:+--seconds "$seconds"} ${repeats:+--repeats "$repeats"}
 fi
 

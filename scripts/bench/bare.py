@@ -46,7 +46,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from probes import Slaprobe, metric_sum, proc, quantile_ms  # noqa: E402
+from probes import FreshTansu, Slaprobe, metric_sum, proc, quantile_ms  # noqa: E402
 
 def create_topic(bootstrap, topic, partitions, replication=1):
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -62,42 +62,6 @@ def create_topic(bootstrap, topic, partitions, replication=1):
             return
         time.sleep(0.2)
     sys.exit(f"topic {topic} did not appear")
-
-
-class FreshTansu:
-    """A tansu broker of its own (memory storage) on a free loopback port
-    for one run: tansu slows as its storage grows, so runs one after the
-    other on one tansu are not alike (`--fresh-tansu`)."""
-
-    def __enter__(self):
-        import socket
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        url = f"tcp://127.0.0.1:{port}"
-        self.process = subprocess.Popen(
-            ["tansu", "broker", "--storage-engine", "memory://tansu/",
-             "--listener-url", url, "--advertised-listener-url", url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.bootstrap = f"127.0.0.1:{port}"
-        from confluent_kafka.admin import AdminClient
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                admin.list_topics(timeout=2)
-                return self
-            except Exception:
-                time.sleep(0.5)
-        self.process.kill()
-        sys.exit(f"tansu did not answer on {self.bootstrap}")
-
-    def __exit__(self, *exc):
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def run_bare(args, rate, partitions, topic, defaults, split=False):

@@ -9,7 +9,17 @@ consumer, from slaprobe_kafka_requests_total), delivered rate, lost.
 
 Usage: probes.py --bootstrap HOST:PORT --slaprobe PATH [--seconds N]
        [--repeats N] [--setups 1x300,10x30,50x6,200x3,1x600] [--rate 300]
-Prints a Markdown table; asserts nothing.
+       [--statistics-ms 1000] [--fresh-tansu]
+Prints a Markdown table; asserts nothing. Every other repeat runs the
+setups in reverse order.
+
+--fresh-tansu: every run on a new tansu broker of its own (memory
+storage), started and stopped here (--bootstrap is then not used): one
+tansu slows as its storage grows, so runs one after the other on one are
+not alike.
+--statistics-ms: the cluster's statistics.interval.ms (1000: the fetch
+counts are read from librdkafka's statistics; slaprobe's default is
+10000, which is what a user's process pays for them).
 """
 
 import argparse
@@ -63,6 +73,39 @@ def proc(pid):
             elif line.startswith("Threads:"):
                 threads = int(line.split()[1])
     return cpu, rss, threads
+
+
+class FreshTansu:
+    """A tansu broker of its own (memory storage) on a free loopback port
+    for one run: tansu slows as its storage grows, so runs one after the
+    other on one tansu are not alike (`--fresh-tansu`)."""
+
+    def __enter__(self):
+        port = free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            ["tansu", "broker", "--storage-engine", "memory://tansu/",
+             "--listener-url", url, "--advertised-listener-url", url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.bootstrap = f"127.0.0.1:{port}"
+        from confluent_kafka.admin import AdminClient
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                admin.list_topics(timeout=2)
+                return self
+            except Exception:
+                time.sleep(0.5)
+        self.process.kill()
+        sys.exit(f"tansu did not answer on {self.bootstrap}")
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 class Slaprobe:
@@ -138,14 +181,15 @@ def quantile_ms(metrics, quantile):
     return (v or 0.0) * 1000
 
 
-def config(bootstrap, probes, partitions, interval_ms, tag, extra, replication=1, brokers=1):
+def config(bootstrap, probes, partitions, interval_ms, tag, extra, replication=1, brokers=1,
+           statistics_ms=1000):
     # `partitions` is the topic's total: topic_management creates brokers x
     # partitions_per_broker of them.
     per_broker = max(1, round(partitions / brokers))
     lines = [
         "clusters:",
         f"  b: {{ bootstrap: '{bootstrap}', librdkafka: {{ fetch.wait.max.ms: '10', "
-        f"statistics.interval.ms: '1000'{extra} }} }}",
+        f"statistics.interval.ms: '{statistics_ms}'{extra} }} }}",
         f"defaults: {{ interval: {interval_ms}ms, deadline: 5s }}",
         "probes:",
     ]
@@ -160,11 +204,18 @@ def config(bootstrap, probes, partitions, interval_ms, tag, extra, replication=1
 
 
 def run_one(args, probes, partitions, repeat):
+    if args.fresh_tansu:
+        with FreshTansu() as broker:
+            return run_on(args, broker.bootstrap, probes, partitions, repeat)
+    return run_on(args, args.bootstrap, probes, partitions, repeat)
+
+
+def run_on(args, bootstrap, probes, partitions, repeat):
     interval_ms = probes * partitions * 1000 / args.rate
     tag = f"{probes}x{partitions}.{repeat}.{int(time.time())}"
     extra = ", ".join([""] + [f"{k}: '{v}'" for k, v in args.librdkafka])
-    yaml = config(args.bootstrap, probes, partitions, round(interval_ms), tag, extra,
-                  args.replication, args.brokers)
+    yaml = config(bootstrap, probes, partitions, round(interval_ms), tag, extra,
+                  args.replication, args.brokers, args.statistics_ms)
     with Slaprobe(args.slaprobe, yaml) as s:
         s.wait_ready()
         time.sleep(args.warmup)
@@ -216,6 +267,9 @@ def main():
     ap.add_argument("--rate", type=float, default=300)
     ap.add_argument("--setups", default="1x300,10x30,50x6,200x3,1x600")
     ap.add_argument("--label", default="")
+    ap.add_argument("--statistics-ms", type=int, default=1000)
+    ap.add_argument("--fresh-tansu", action="store_true",
+                    help="every run on a tansu of its own (--bootstrap is not used)")
     ap.add_argument(
         "--librdkafka", action="append", default=[], type=lambda s: s.split("=", 1),
         help="extra librdkafka option KEY=VALUE for the cluster",
@@ -224,7 +278,9 @@ def main():
     setups = [tuple(int(x) for x in s.split("x")) for s in args.setups.split(",")]
     results = {s: [] for s in setups}
     for repeat in range(args.repeats):
-        for probes, partitions in setups:
+        # In reverse order every other repeat: no setup is always the one
+        # run after another (the broker drifts, the machine's load too).
+        for probes, partitions in setups if repeat % 2 == 0 else setups[::-1]:
             r = run_one(args, probes, partitions, repeat)
             print(f"# {args.label} {r}", file=sys.stderr, flush=True)
             results[(probes, partitions)].append(r)

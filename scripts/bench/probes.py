@@ -89,7 +89,8 @@ class FreshTansu:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.bootstrap = f"127.0.0.1:{port}"
         from confluent_kafka.admin import AdminClient
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        # log_level 0: no "Connection refused" lines while tansu starts.
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         deadline = time.time() + 60
         while time.time() < deadline:
             try:

@@ -141,6 +141,15 @@ ensure_valgrind() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valgrind
 }
 
+# gdb (Debian): test.sh prints the backtrace of any core a crashed slaprobe
+# left behind.
+ensure_gdb() {
+  if command -v gdb >/dev/null 2>&1; then return; fi
+  echo "installing gdb"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends gdb
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

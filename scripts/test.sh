@@ -16,6 +16,7 @@ ensure_python_client
 ensure_manifest_linters
 ensure_kustomize
 ensure_valgrind
+ensure_gdb
 ensure_chromium
 # Apache Kafka: the real-broker tiers' broker, unless SLAPROBE_TEST_BOOTSTRAP
 # names one of yours; the security tier always uses this one (it changes
@@ -61,9 +62,21 @@ step "cargo test: lanes kafka (${kafka_tiers[*]}) and other (${#other_tiers[@]} 
 # rebuilds dependencies while the other lane waits for cargo's lock).
 kafka_lane() { cargo test --workspace --no-fail-fast "${kafka_tiers[@]/#/--test=}"; }
 other_lane() { cargo test --workspace --lib --bins --no-fail-fast "${other_tiers[@]/#/--test=}"; }
+# A process that crashes (SIGSEGV, an abort) leaves its core in its working
+# directory, the repository's root for the tests' processes (core_pattern
+# `core`): its threads' backtraces are printed after the lanes, so that a
+# crash seen once says where it was.
+ulimit -c unlimited 2>/dev/null || true
+rm -f core core.[0-9]*
 lane kafka kafka_lane &
 lane other other_lane &
 wait
+for core in core core.[0-9]*; do
+  [ -f "$core" ] || continue
+  echo "===== a process crashed during the tests: $(file -b "$core" 2>/dev/null || echo "$core")"
+  gdb -q -batch -ex "info threads" -ex "thread apply all bt 30" target/debug/slaprobe "$core" 2>&1 \
+    | grep -v "^\[New LWP\|^warning:" | head -400 || true
+done
 failed=0
 for name in kafka other; do
   read -r rc secs <"$logs/$name.rc"

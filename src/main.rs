@@ -109,6 +109,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // OpenSSL before anything else uses it (librdkafka's clients, the
+    // connection checks), so that it never registers its atexit cleanup:
+    // the shutdown is bounded and may leave a blocking straggler behind (a
+    // lag request, a client's broker thread in a TLS handshake), and
+    // OpenSSL freeing its tables under such a thread at exit crashed the
+    // process (SIGSEGV after SIGTERM). The openssl crate's init passes
+    // OPENSSL_INIT_NO_ATEXIT, and only the first initialisation counts.
+    openssl::init();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

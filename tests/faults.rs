@@ -378,3 +378,70 @@ fn a_second_signal_exits_at_once() {
         .unwrap_or_default()
         .contains("second signal"));
 }
+
+/// Exiting never runs OpenSSL's exit-time cleanup. The shutdown is bounded
+/// and may leave a straggler behind (a client's broker thread in a TLS
+/// handshake, a blocking request past its grace): OpenSSL freeing its
+/// tables under such a thread crashed slaprobe at exit (SIGSEGV after
+/// SIGTERM, against a cluster whose certificate it did not trust). gdb,
+/// attached to a slaprobe whose TLS handshakes hang, breaks on
+/// `OPENSSL_cleanup`: a SIGTERM must take the process to its exit without
+/// reaching it.
+#[test]
+fn exiting_never_runs_openssls_cleanup_under_a_straggler() {
+    if std::process::Command::new("gdb")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        common::missing_prerequisite("gdb", "apt-get install gdb");
+        return;
+    }
+    let (broker, accepted) = black_hole();
+    let dir = scratch("tls-exit");
+    let yaml = heartbeat(&broker.to_string())
+        .replace("librdkafka: {", "librdkafka: { security.protocol: SSL,");
+    let s = Slaprobe::start(&dir, "tls-exit", &yaml);
+    assert!(
+        poll_until(Duration::from_secs(10), || accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0),
+        "slaprobe connects to the broker (a TLS handshake that hangs)"
+    );
+    let pid = s.child.id().to_string();
+    let gdb = std::process::Command::new("gdb")
+        .args(["-batch", "-nx", "-p", &pid])
+        .args(["-ex", "handle SIGTERM nostop noprint pass"])
+        .args(["-ex", "break OPENSSL_cleanup"])
+        .args(["-ex", "continue"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start gdb");
+    // Attached (a tracer) and running again (not stopped): the breakpoint
+    // is set.
+    let status = format!("/proc/{pid}/status");
+    let traced_and_running = || {
+        let s = std::fs::read_to_string(&status).unwrap_or_default();
+        let field = |k: &str| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        field("TracerPid:") != "0" && !field("State:").starts_with('t')
+    };
+    assert!(
+        poll_until(Duration::from_secs(60), traced_and_running),
+        "gdb attached to slaprobe and let it run"
+    );
+    let (took, status) = exit_after(s, &["TERM"]);
+    let seen = gdb.wait_with_output().expect("gdb's output");
+    let seen = String::from_utf8_lossy(&seen.stdout);
+    println!("SIGTERM with TLS handshakes hung: exited in {took:?} ({status})");
+    assert!(
+        !seen.contains("Breakpoint 1,"),
+        "OPENSSL_cleanup ran at exit:\n{seen}"
+    );
+    assert!(seen.contains("exited"), "gdb saw the exit:\n{seen}");
+}

@@ -418,22 +418,26 @@ fn exiting_never_runs_openssls_cleanup_under_a_straggler() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start gdb");
-    // Attached (a tracer) and running again (not stopped): the breakpoint
-    // is set.
+    // gdb stops the process while it attaches and reads the symbols, then
+    // sets the breakpoint and lets it run: seen stopped by its tracer,
+    // then traced and running again.
     let status = format!("/proc/{pid}/status");
-    let traced_and_running = || {
-        let s = std::fs::read_to_string(&status).unwrap_or_default();
-        let field = |k: &str| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(k))
-                .map(|v| v.trim().to_string())
-                .unwrap_or_default()
-        };
-        field("TracerPid:") != "0" && !field("State:").starts_with('t')
+    let field = |k: &str| {
+        std::fs::read_to_string(&status)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
     };
+    let stopped = || field("State:").starts_with('t');
     assert!(
-        poll_until(Duration::from_secs(60), traced_and_running),
-        "gdb attached to slaprobe and let it run"
+        poll_until(Duration::from_secs(60), stopped),
+        "gdb attaches (stops the process to trace it)"
+    );
+    assert!(
+        poll_until(Duration::from_secs(60), || field("TracerPid:") != "0"
+            && !stopped()),
+        "gdb set its breakpoint and let the process run"
     );
     let (took, status) = exit_after(s, &["TERM"]);
     let seen = gdb.wait_with_output().expect("gdb's output");

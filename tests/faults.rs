@@ -273,6 +273,13 @@ fn black_hole() -> (
     (addr, accepted)
 }
 
+/// Whether the black hole accepted a connection within `timeout`.
+fn accepted_within(accepted: &std::sync::atomic::AtomicUsize, timeout: Duration) -> bool {
+    poll_until(timeout, || {
+        accepted.load(std::sync::atomic::Ordering::SeqCst) > 0
+    })
+}
+
 /// Sends each of `signals` (`kill -s` names) 300 ms apart and returns how
 /// long after the first the process took to exit, and its status.
 fn exit_after(mut s: Slaprobe, signals: &[&str]) -> (Duration, std::process::ExitStatus) {
@@ -307,9 +314,7 @@ fn shutdown_is_bounded_while_the_broker_hangs_during_topic_creation() {
     );
     let s = Slaprobe::start(&dir, "hung-broker", &yaml);
     assert!(
-        poll_until(Duration::from_secs(10), || accepted
-            .load(std::sync::atomic::Ordering::SeqCst)
-            > 0),
+        accepted_within(&accepted, Duration::from_secs(10)),
         "slaprobe connects to the broker"
     );
     assert!(!s.ready());
@@ -347,9 +352,7 @@ fn shutdown_is_bounded_while_alertmanager_hangs() {
     );
     let s = Slaprobe::start(&dir, "hung-am", &yaml);
     assert!(
-        poll_until(Duration::from_secs(60), || accepted
-            .load(std::sync::atomic::Ordering::SeqCst)
-            > 0),
+        accepted_within(&accepted, Duration::from_secs(60)),
         "slaprobe pushes an alert; log:\n{}",
         s.log()
     );
@@ -403,9 +406,7 @@ fn exiting_never_runs_openssls_cleanup_under_a_straggler() {
         .replace("librdkafka: {", "librdkafka: { security.protocol: SSL,");
     let s = Slaprobe::start(&dir, "tls-exit", &yaml);
     assert!(
-        poll_until(Duration::from_secs(10), || accepted
-            .load(std::sync::atomic::Ordering::SeqCst)
-            > 0),
+        accepted_within(&accepted, Duration::from_secs(10)),
         "slaprobe connects to the broker (a TLS handshake that hangs)"
     );
     let pid = s.child.id().to_string();

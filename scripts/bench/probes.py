@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Cost per probe count: `slaprobe run` with 1, 10, 50 and 200 heartbeat
-probes at one fixed total canary rate against one broker, each setup run
-in turn (interleaved over the repeats).
+"""Cost per probe count: `slaprobe run` with 1, 10, 50, 200 and 300
+heartbeat probes at one fixed total canary rate against one broker, each
+setup run in turn (interleaved over the repeats).
 
 For each: threads (most seen), RSS (most seen), CPU per canary and as a
 share of a core, fetch requests per second per broker (the prober's own
 consumer, from slaprobe_kafka_requests_total), delivered rate, lost.
 
 Usage: probes.py --bootstrap HOST:PORT --slaprobe PATH [--seconds N]
-       [--repeats N] [--setups 1x300,10x30,50x6,200x3,1x600] [--rate 300]
+       [--repeats N] [--setups 1x300,10x30,50x6,200x3,1x600,300x1] [--rate 300]
        [--statistics-ms 10000] [--fresh-tansu]
 Prints a Markdown table; asserts nothing. Every other repeat runs the
 setups in reverse order.
@@ -267,7 +267,7 @@ def main():
     ap.add_argument("--warmup", type=float, default=10)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--rate", type=float, default=300)
-    ap.add_argument("--setups", default="1x300,10x30,50x6,200x3,1x600")
+    ap.add_argument("--setups", default="1x300,10x30,50x6,200x3,1x600,300x1")
     ap.add_argument("--label", default="")
     ap.add_argument("--statistics-ms", type=int, default=10000)
     ap.add_argument("--fresh-tansu", action="store_true",

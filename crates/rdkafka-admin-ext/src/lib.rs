@@ -1,6 +1,8 @@
 //! librdkafka Admin API calls that rdkafka 0.39 does not wrap, behind a safe
 //! API: the committed offsets of consumer groups (ListConsumerGroupOffsets,
-//! which Kafka answers from each group's coordinator with an OffsetFetch).
+//! which Kafka answers from each group's coordinator with an OffsetFetch),
+//! and the partitions and leaders of many topics in one request
+//! ([`describe_topics`]: DescribeTopics).
 //!
 //! This crate is the only place slaprobe calls librdkafka's C API itself;
 //! the application crate forbids `unsafe`. Every unsafe block here is one
@@ -20,6 +22,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, ClientContext};
+
+mod topics;
+pub use topics::{describe_topics, DescribeError, DescribedTopics, Partitions};
 
 /// A group's committed offset for one partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,7 +82,13 @@ pub fn list_consumer_group_offsets<C: ClientContext>(
             .as_ref()
             .ok_or(OffsetsError::Setup("result queue"))
             .and_then(|q| {
-                let options = Options::new(rk, index, remaining(deadline))?;
+                let options = Options::new(
+                    rk,
+                    rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+                    index,
+                    remaining(deadline),
+                )
+                .ok_or(OffsetsError::Setup("admin options"))?;
                 let request = Request::new(&name)?;
                 request.send(rk, &options, q);
                 Ok(())
@@ -94,7 +105,7 @@ pub fn list_consumer_group_offsets<C: ClientContext>(
             let Some(event) = queue.poll(remaining(deadline)) else {
                 continue;
             };
-            if !event.is_list_consumer_group_offsets_result() {
+            if event.kind() != rd::RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT {
                 continue;
             }
             let Some(group) = groups.get(event.opaque()) else {
@@ -161,25 +172,22 @@ impl Drop for Queue {
     }
 }
 
-/// A request's options: its timeout, and its group's index as the opaque
-/// value its result event carries back.
+/// A request's options: its timeout, and an index (e.g. its group's) as the
+/// opaque value its result event carries back.
 struct Options(NonNull<rd::rd_kafka_AdminOptions_t>);
 
 impl Options {
+    /// `None` when librdkafka could not allocate them.
     fn new(
         rk: *mut rd::rd_kafka_t,
+        op: rd::rd_kafka_admin_op_t,
         index: usize,
         timeout_ms: i32,
-    ) -> Result<Options, OffsetsError> {
+    ) -> Option<Options> {
         // SAFETY: `rk` is a live client handle (see `Queue::new`); the call
         // allocates new options (or returns NULL).
-        let raw = unsafe {
-            rd::rd_kafka_AdminOptions_new(
-                rk,
-                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
-            )
-        };
-        let options = Options(NonNull::new(raw).ok_or(OffsetsError::Setup("admin options"))?);
+        let raw = unsafe { rd::rd_kafka_AdminOptions_new(rk, op) };
+        let options = Options(NonNull::new(raw)?);
         let mut errstr = [0 as c_char; 256];
         // SAFETY: live options; `errstr` is a writable buffer of the length
         // passed. A timeout out of range is refused with an error code and
@@ -200,7 +208,7 @@ impl Options {
                 std::ptr::without_provenance_mut::<c_void>(index),
             )
         };
-        Ok(options)
+        Some(options)
     }
 }
 
@@ -265,10 +273,23 @@ impl Drop for Event {
 }
 
 impl Event {
-    fn is_list_consumer_group_offsets_result(&self) -> bool {
+    /// The event's type (`rd::RD_KAFKA_EVENT_…`).
+    fn kind(&self) -> i32 {
         // SAFETY: live event.
-        let kind = unsafe { rd::rd_kafka_event_type(self.0.as_ptr()) };
-        kind == rd::RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT
+        unsafe { rd::rd_kafka_event_type(self.0.as_ptr()) }
+    }
+
+    /// The request's error, as (code, message), when it failed as a whole.
+    fn error(&self) -> Option<(rd::rd_kafka_resp_err_t, String)> {
+        let ev = self.0.as_ptr();
+        // SAFETY: live event.
+        let code = unsafe { rd::rd_kafka_event_error(ev) };
+        if code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return None;
+        }
+        // SAFETY: live event; the string (or NULL) is the event's, copied by
+        // `text` before the event is destroyed.
+        Some((code, unsafe { text(rd::rd_kafka_event_error_string(ev)) }))
     }
 
     /// The index of the group its request was for (see [`Options::new`]).
@@ -281,12 +302,7 @@ impl Event {
     /// The offsets this result holds for `group`.
     fn offsets(&self, group: &str) -> GroupOffsets {
         let ev = self.0.as_ptr();
-        // SAFETY: live event.
-        let code = unsafe { rd::rd_kafka_event_error(ev) };
-        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            // SAFETY: live event; the string (or NULL) is the event's,
-            // copied by `text` before the event is destroyed.
-            let message = unsafe { text(rd::rd_kafka_event_error_string(ev)) };
+        if let Some((_, message)) = self.error() {
             return Err(OffsetsError::Failed(message));
         }
         // SAFETY: live event of this type (checked by the caller); the

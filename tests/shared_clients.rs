@@ -120,3 +120,67 @@ fn probes_share_their_clusters_clients_and_keep_their_own_counts() {
     assert_eq!(value("slaprobe_records_foreign_total", "hb0"), 0.0);
     s.stop_cleanly();
 }
+
+/// The probes' periodic layout refresh reads the metadata of every probe's
+/// topic in one go per client (a Metadata and a DescribeTopics request),
+/// not one request per probe per refresh.
+#[test]
+fn the_layout_refresh_asks_the_cluster_once_for_all_probes() {
+    const MANY: usize = 20;
+    const WINDOW: Duration = Duration::from_secs(25);
+    let mock = common::mock_cluster("m0", 1, 3);
+    for i in 1..MANY {
+        mock.create_topic(&format!("m{i}"), 1, 3).expect("topic");
+    }
+    let mut yaml = format!(
+        "clusters:\n  it: {{ bootstrap: '{}', librdkafka: {{ statistics.interval.ms: '1000' }} }}\ndefaults: {{ interval: 100ms, deadline: 3s }}\nprobes:\n",
+        mock.bootstrap_servers()
+    );
+    for i in 0..MANY {
+        yaml += &format!("  - {{ name: hb{i}, type: heartbeat, cluster: it, topic: m{i} }}\n");
+    }
+    let dir = scratch("shared-layouts");
+    let s = Slaprobe::start(&dir, "layouts", &yaml);
+    let delivered = |i: usize| {
+        s.value(
+            "slaprobe_canaries_delivered_total",
+            &[("probe", &format!("hb{i}"))],
+        )
+    };
+    assert!(
+        poll_until(Duration::from_secs(60), || (0..MANY)
+            .all(|i| delivered(i) >= 5.0)),
+        "every probe delivers; log:\n{}",
+        s.log()
+    );
+    // Metadata requests of every client, from librdkafka's statistics.
+    let metadata = || -> f64 {
+        common::samples(&s.metrics(), "slaprobe_kafka_requests_total")
+            .iter()
+            .filter(|(labels, _)| labels.get("request").is_some_and(|r| r == "Metadata"))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let before = metadata();
+    std::thread::sleep(WINDOW);
+    let asked = metadata() - before;
+    // One request per probe per 10 s refresh would be 40 or more here.
+    assert!(
+        asked <= MANY as f64 / 2.0,
+        "{asked} metadata requests in {WINDOW:?} for {MANY} probes; log:\n{}",
+        s.log()
+    );
+    // And the layouts are still read (a read every 10 s at most 5 s old:
+    // two or three reads of two requests each).
+    assert!(asked >= 2.0, "{asked} metadata requests in {WINDOW:?}");
+    for i in 0..MANY {
+        assert_eq!(
+            s.value(
+                "slaprobe_canaries_lost_total",
+                &[("probe", &format!("hb{i}"))]
+            ),
+            0.0
+        );
+    }
+    s.stop_cleanly();
+}

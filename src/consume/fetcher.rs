@@ -63,6 +63,8 @@ pub(crate) struct Fetcher {
     wake: mpsc::Sender<usize>,
     receiver: Mutex<Option<mpsc::Receiver<usize>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The last layout read of the outputs' topics, shared by their probes.
+    pub(crate) layouts: kafka::SharedLayouts,
 }
 
 #[derive(Default)]
@@ -106,6 +108,7 @@ impl Fetcher {
             wake,
             receiver: Mutex::new(Some(receiver)),
             threads: Mutex::default(),
+            layouts: kafka::SharedLayouts::default(),
         })
     }
 

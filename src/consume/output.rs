@@ -80,9 +80,10 @@ impl Output {
         }
     }
 
-    /// The output topic's layout, read off the async runtime with the
-    /// consumer's client.
+    /// The output topic's layout, read now (off the async runtime, with the
+    /// consumer's client).
     pub(crate) async fn fetch_layout(&self, shared: &Shared) -> Result<TopicLayout, MetadataError> {
+        self.fetcher.layouts.note(&self.topic);
         let consumer = self.fetcher.consumer().clone();
         let topic = self.topic.clone();
         let result =
@@ -94,6 +95,27 @@ impl Output {
                 .context()
                 .error(e, "metadata request");
         }
+        result
+    }
+
+    /// The output topic's layout from the consumer's last read of every
+    /// output's topic while it is fresh, else from a new one
+    /// ([`kafka::SharedLayouts`]): what the periodic refresh uses.
+    pub(crate) async fn shared_layout(
+        &self,
+        shared: &Shared,
+    ) -> Result<TopicLayout, MetadataError> {
+        let consumer = self.fetcher.consumer().clone();
+        let result = self
+            .fetcher
+            .layouts
+            .layout(&self.topic, move |topics| {
+                kafka::fetch_layouts_counted(consumer.client(), &topics, |e| {
+                    consumer.context().error(e, "metadata request")
+                })
+            })
+            .await;
+        shared.readiness.note_metadata(&self.cluster, &result);
         result
     }
 

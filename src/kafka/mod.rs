@@ -2,22 +2,27 @@
 //! ([`client`]), metadata, topic management, error classification, and
 //! reading consumer groups ([`groups`]). Probing logic lives elsewhere.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
-use rdkafka::client::{Client, DefaultClientContext};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::ClientContext;
 
 use crate::config::TopicManagement;
 
 pub mod client;
 pub mod groups;
+mod layouts;
+mod metadata;
 mod offsets;
 
 pub use client::{queue_bound, Admin, Role};
+pub use layouts::SharedLayouts;
+pub use metadata::{
+    fetch_layout, fetch_layouts, fetch_layouts_counted, off_runtime, Layouts, MetadataError,
+    TopicLayout, METADATA_TIMEOUT,
+};
 pub use offsets::offset_at;
 
 /// librdkafka's version and the features it was built with
@@ -30,97 +35,6 @@ pub fn librdkafka_build() -> String {
         .and_then(|c| c.get("builtin.features").ok())
         .unwrap_or_default();
     format!("{version} ({features})")
-}
-
-/// How long one metadata request may take before we retry later.
-pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A topic's partitions and their leaders, and the cluster's brokers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicLayout {
-    /// (partition, leader broker; `None` when leaderless), sorted.
-    pub partitions: Vec<(i32, Option<i32>)>,
-    pub brokers: BTreeSet<i32>,
-}
-
-impl TopicLayout {
-    pub fn leader(&self, partition: i32) -> Option<i32> {
-        self.partitions
-            .binary_search_by_key(&partition, |(p, _)| *p)
-            .ok()
-            .and_then(|i| self.partitions[i].1)
-    }
-
-    /// Brokers that lead none of the topic's partitions.
-    pub fn brokers_uncovered(&self) -> usize {
-        let leaders: BTreeSet<i32> = self.partitions.iter().filter_map(|(_, l)| *l).collect();
-        self.brokers.difference(&leaders).count()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MetadataError {
-    #[error("topic {topic} does not exist")]
-    NoSuchTopic { topic: String, brokers: usize },
-    #[error("metadata request failed")]
-    Kafka(#[from] KafkaError),
-    #[error("metadata task failed")]
-    Task(#[from] tokio::task::JoinError),
-}
-
-impl MetadataError {
-    /// Whether the cluster answered (it may just not have the topic).
-    pub fn cluster_answered(&self) -> bool {
-        matches!(self, MetadataError::NoSuchTopic { .. })
-    }
-}
-
-/// Runs `fetch` (a blocking metadata read, e.g. [`fetch_layout`]) off the
-/// async runtime.
-pub async fn off_runtime(
-    fetch: impl FnOnce() -> Result<TopicLayout, MetadataError> + Send + 'static,
-) -> Result<TopicLayout, MetadataError> {
-    tokio::task::spawn_blocking(fetch)
-        .await
-        .unwrap_or_else(|e| Err(MetadataError::Task(e)))
-}
-
-/// Blocking metadata fetch for one topic. Run it off the async runtime.
-pub fn fetch_layout<C: ClientContext>(
-    client: &Client<C>,
-    topic: &str,
-) -> Result<TopicLayout, MetadataError> {
-    let md = client.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-    let brokers: BTreeSet<i32> = md.brokers().iter().map(|b| b.id()).collect();
-    let missing = || MetadataError::NoSuchTopic {
-        topic: topic.to_string(),
-        brokers: brokers.len(),
-    };
-    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-        return Err(missing());
-    };
-    if let Some(err) = t.error() {
-        let code = RDKafkaErrorCode::from(err);
-        if code == RDKafkaErrorCode::UnknownTopicOrPartition
-            || code == RDKafkaErrorCode::UnknownTopic
-        {
-            return Err(missing());
-        }
-        return Err(MetadataError::Kafka(KafkaError::MetadataFetch(code)));
-    }
-    let mut partitions: Vec<(i32, Option<i32>)> = t
-        .partitions()
-        .iter()
-        .map(|p| (p.id(), (p.leader() >= 0).then_some(p.leader())))
-        .collect();
-    partitions.sort_unstable();
-    if partitions.is_empty() {
-        return Err(missing());
-    }
-    Ok(TopicLayout {
-        partitions,
-        brokers,
-    })
 }
 
 #[derive(Debug, thiserror::Error)]

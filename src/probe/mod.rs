@@ -264,6 +264,11 @@ impl ProbeRunner {
         refresh.tick().await;
         // Retries of output partitions not read yet, sooner than a refresh.
         let mut pending = Backoff::new(PENDING_RETRY, LAYOUT_REFRESH);
+        // A refresh takes the layouts its client read last for every probe
+        // (at most `kafka::layouts::FRESH` old), except right after a round
+        // that left partitions unread or created the input topic again:
+        // that one reads its own topics now.
+        let mut read_now = false;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -273,11 +278,17 @@ impl ProbeRunner {
             // shutdown does not wait for the round to finish.
             let round = async {
                 let mut complete = true;
+                let mut recreated = false;
                 // An output reading the input topic (a heartbeat's) has
                 // just read its layout: one metadata request, not two.
                 let mut input_layout = None;
                 for o in &self.outputs {
-                    match o.fetch_layout(&self.shared).await {
+                    let layout = if read_now {
+                        o.fetch_layout(&self.shared).await
+                    } else {
+                        o.shared_layout(&self.shared).await
+                    };
+                    match layout {
                         Ok(layout) => {
                             if o.reads_input && input_layout.is_none() {
                                 input_layout = Some(layout.clone());
@@ -290,7 +301,8 @@ impl ProbeRunner {
                 }
                 let input_layout = match input_layout {
                     Some(layout) => Ok(layout),
-                    None => self.input.fetch_layout().await,
+                    None if read_now => self.input.fetch_layout().await,
+                    None => self.input.shared_layout().await,
                 };
                 match input_layout {
                     Ok(layout) => {
@@ -305,16 +317,18 @@ impl ProbeRunner {
                             // Follow the new topic as soon as its partitions
                             // have leaders, not a whole refresh later.
                             refresh.reset_after(RECREATED_FOLLOW);
+                            recreated = true;
                         }
                     }
                     Err(e) => warn!(probe = %name, error = %error_chain(&e),
                         "refreshing input topic metadata failed; keeping the last known layout"),
                 }
-                complete
+                (complete, recreated)
             };
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                complete = round => {
+                (complete, recreated) = round => {
+                    read_now = !complete || recreated;
                     if complete {
                         pending.reset();
                     } else {

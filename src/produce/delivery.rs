@@ -219,6 +219,8 @@ pub(crate) struct ProducerSlot {
     /// answers metadata is replaced: twice the deadline, at least 10 s
     /// (checked at each layout refresh, so never more often than that).
     stuck_after: Duration,
+    /// The last layout read of the input topics, shared by their probes.
+    pub(crate) layouts: kafka::SharedLayouts,
 }
 
 impl ProducerSlot {
@@ -241,6 +243,7 @@ impl ProducerSlot {
             users,
             metrics: metrics.clone(),
             stuck_after,
+            layouts: kafka::SharedLayouts::default(),
         })
     }
 

@@ -64,9 +64,10 @@ impl Input {
         }
     }
 
-    /// The input topic's layout, read off the async runtime with the
-    /// producer's client.
+    /// The input topic's layout, read now (off the async runtime, with the
+    /// producer's client).
     pub(crate) async fn fetch_layout(&self) -> Result<TopicLayout, MetadataError> {
+        self.producer.layouts.note(&self.topic);
         let producer = self.producer.get();
         let (client, topic) = (producer.clone(), self.topic.clone());
         let result = kafka::off_runtime(move || kafka::fetch_layout(client.client(), &topic)).await;
@@ -76,6 +77,26 @@ impl Input {
         if let Err(MetadataError::Kafka(e)) = &result {
             producer.context().requests.error(e, "metadata request");
         }
+        result
+    }
+
+    /// The input topic's layout from the producer's last read of every
+    /// input topic while it is fresh, else from a new one
+    /// ([`kafka::SharedLayouts`]): what the periodic refresh uses.
+    pub(crate) async fn shared_layout(&self) -> Result<TopicLayout, MetadataError> {
+        let producer = self.producer.get();
+        let result = self
+            .producer
+            .layouts
+            .layout(&self.topic, move |topics| {
+                kafka::fetch_layouts_counted(producer.client(), &topics, |e| {
+                    producer.context().requests.error(e, "metadata request")
+                })
+            })
+            .await;
+        self.shared
+            .readiness
+            .note_metadata(&self.cluster.name, &result);
         result
     }
 

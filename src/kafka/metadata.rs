@@ -4,12 +4,13 @@
 //! async runtime ([`off_runtime`]).
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rdkafka::client::Client;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientContext;
-use rdkafka_admin_ext::DescribeError;
+use rdkafka_admin_ext::{DescribeError, DescribedTopics};
 
 /// How long one metadata request may take before we retry later.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,6 +87,23 @@ pub fn fetch_layouts<C: ClientContext>(
     client: &Client<C>,
     topics: &[String],
 ) -> Result<Layouts, MetadataError> {
+    fetch_layouts_with(client, topics, rdkafka_admin_ext::describe_topics)
+}
+
+/// Whether a cluster's DescribeTopics failure was logged (once a process).
+static DESCRIBE_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// [`fetch_layouts`] with `describe` for the DescribeTopics request. When
+/// the cluster answered the first topic's request but `describe` fails (a
+/// Kafka-compatible broker that names no controller, which DescribeTopics
+/// is sent to), each other topic is read alone, as before there was a
+/// shared read, for at most [`METADATA_TIMEOUT`]; topics left then get
+/// DescribeTopics' error.
+fn fetch_layouts_with<C: ClientContext>(
+    client: &Client<C>,
+    topics: &[String],
+    describe: impl FnOnce(&Client<C>, &[String], Duration) -> Result<DescribedTopics, DescribeError>,
+) -> Result<Layouts, MetadataError> {
     let Some((first, rest)) = topics.split_first() else {
         return Ok(Layouts::new());
     };
@@ -96,15 +114,30 @@ pub fn fetch_layouts<C: ClientContext>(
         first.clone(),
         layout(first, &brokers, answer_in(&md, first)),
     );
-    let described =
-        rdkafka_admin_ext::describe_topics(client, rest, METADATA_TIMEOUT).map_err(|e| {
+    let described = match describe(client, rest, METADATA_TIMEOUT) {
+        Ok(described) => described,
+        Err(e) => {
+            if !DESCRIBE_FAILED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(error = %e,
+                    "DescribeTopics failed although the cluster answers metadata: reading each topic's metadata alone instead (logged once)");
+            }
             let code = match e {
                 DescribeError::Failed { code, .. } => code,
                 DescribeError::NoAnswer(_) => RDKafkaErrorCode::OperationTimedOut,
                 DescribeError::NulInName | DescribeError::Setup(_) => RDKafkaErrorCode::Fail,
             };
-            KafkaError::MetadataFetch(code)
-        })?;
+            let until = Instant::now() + METADATA_TIMEOUT;
+            for topic in rest {
+                let alone = if Instant::now() < until {
+                    fetch_layout(client, topic)
+                } else {
+                    Err(KafkaError::MetadataFetch(code).into())
+                };
+                out.insert(topic.clone(), alone);
+            }
+            return Ok(out);
+        }
+    };
     for topic in rest {
         let answer = match described.get(topic) {
             Some(a) => Answer::Answered(a.clone()),
@@ -186,4 +219,72 @@ fn layout(
         partitions,
         brokers: brokers.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::DefaultProducerContext;
+
+    use super::*;
+
+    fn cluster() -> (MockCluster<'static, DefaultProducerContext>, BaseConsumer) {
+        let mock = MockCluster::new(2).expect("mock");
+        mock.create_topic("a", 2, 1).expect("a");
+        mock.create_topic("b", 3, 1).expect("b");
+        let client = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .create()
+            .expect("client");
+        (mock, client)
+    }
+
+    fn topics(names: &[&str]) -> Vec<String> {
+        names.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn many_topics_in_one_read_a_missing_one_does_not_exist() {
+        let (_mock, client) = cluster();
+        let got = fetch_layouts(client.client(), &topics(&["a", "b", "gone"])).expect("read");
+        assert_eq!(got["a"].as_ref().expect("a").partitions.len(), 2);
+        let b = got["b"].as_ref().expect("b");
+        assert_eq!(b.partitions.len(), 3);
+        assert_eq!(b.brokers, BTreeSet::from([1, 2]));
+        assert!(matches!(
+            got["gone"],
+            Err(MetadataError::NoSuchTopic { brokers: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_topic_left_out_of_the_answer_is_an_error_not_a_missing_topic() {
+        let (_mock, client) = cluster();
+        let got = fetch_layouts_with(client.client(), &topics(&["a", "b"]), |_, _, _| {
+            Ok(DescribedTopics::new())
+        })
+        .expect("read");
+        assert!(got["a"].is_ok());
+        assert!(
+            matches!(got["b"], Err(MetadataError::Kafka(_))),
+            "{:?}",
+            got["b"]
+        );
+    }
+
+    #[test]
+    fn a_failing_describe_falls_back_to_a_request_per_topic() {
+        let (_mock, client) = cluster();
+        let got = fetch_layouts_with(client.client(), &topics(&["a", "b", "gone"]), |_, _, t| {
+            Err(DescribeError::NoAnswer(t))
+        })
+        .expect("read");
+        assert_eq!(got["b"].as_ref().expect("b").partitions.len(), 3);
+        assert!(matches!(
+            got["gone"],
+            Err(MetadataError::NoSuchTopic { .. })
+        ));
+    }
 }

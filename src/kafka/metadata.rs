@@ -119,7 +119,7 @@ fn fetch_layouts_with<C: ClientContext>(
         Err(e) => {
             if !DESCRIBE_FAILED.swap(true, Ordering::Relaxed) {
                 tracing::warn!(error = %e,
-                    "DescribeTopics failed although the cluster answers metadata: reading each topic's metadata alone instead (logged once)");
+                    "DescribeTopics failed although the cluster answers metadata (its controller moving, or a broker that names none): reading each topic's metadata alone this time (logged once a process)");
             }
             let code = match e {
                 DescribeError::Failed { code, .. } => code,

@@ -14,9 +14,12 @@ use tokio::time::Instant;
 
 use super::{Layouts, MetadataError, TopicLayout};
 
-/// A read that ended this recently answers a refresh (half the probes'
-/// refresh interval).
-pub const FRESH: Duration = Duration::from_secs(5);
+/// How often a probe re-reads its topics' partitions and leaders.
+pub const LAYOUT_REFRESH: Duration = Duration::from_secs(10);
+/// A read that ended this recently answers a refresh: half the refresh
+/// interval, so probes whose refreshes fall anywhere in it share at most
+/// two reads.
+const FRESH: Duration = Duration::from_millis(LAYOUT_REFRESH.as_millis() as u64 / 2);
 /// A topic nobody asked for this long (its probe stopped) is read no more.
 const FORGET: Duration = Duration::from_secs(60);
 

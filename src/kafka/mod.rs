@@ -18,7 +18,7 @@ mod metadata;
 mod offsets;
 
 pub use client::{queue_bound, Admin, Role};
-pub use layouts::SharedLayouts;
+pub use layouts::{SharedLayouts, LAYOUT_REFRESH};
 pub use metadata::{
     fetch_layout, fetch_layouts, fetch_layouts_counted, off_runtime, Layouts, MetadataError,
     TopicLayout, METADATA_TIMEOUT,

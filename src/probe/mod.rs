@@ -37,7 +37,7 @@ use tracing::{info, warn};
 use crate::canary::RunId;
 use crate::config::{Cluster, Config, Probe, ProbeKind};
 use crate::consume::Output;
-use crate::kafka::MetadataError;
+use crate::kafka::{MetadataError, LAYOUT_REFRESH};
 use crate::outcome::{OutputStart, Shared, Sinks};
 use crate::produce::{Input, Payload};
 use crate::util::format::error_chain;
@@ -49,8 +49,6 @@ pub use clients::Clients;
 pub const EXPIRY_TICK: Duration = Duration::from_millis(100);
 /// How often the HDR quantile gauges are recomputed.
 const QUANTILE_REFRESH: Duration = Duration::from_secs(5);
-/// How often topics' partitions and leaders are re-read.
-pub const LAYOUT_REFRESH: Duration = Duration::from_secs(10);
 /// How soon after creating a gone topic again its layout is read.
 const RECREATED_FOLLOW: Duration = Duration::from_secs(1);
 /// An output partition whose offsets could not be read (a topic just
@@ -265,7 +263,7 @@ impl ProbeRunner {
         // Retries of output partitions not read yet, sooner than a refresh.
         let mut pending = Backoff::new(PENDING_RETRY, LAYOUT_REFRESH);
         // A refresh takes the layouts its client read last for every probe
-        // (at most `kafka::layouts::FRESH` old), except right after a round
+        // (at most half of `LAYOUT_REFRESH` old), except right after a round
         // that left partitions unread or created the input topic again:
         // that one reads its own topics now.
         let mut read_now = false;

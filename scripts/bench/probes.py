@@ -18,9 +18,8 @@ storage), started and stopped here (--bootstrap is then not used): one
 tansu slows as its storage grows, so runs one after the other on one are
 not alike.
 --statistics-ms: the cluster's statistics.interval.ms, from which the
-fetch counts are read (default 10000, slaprobe's own: the statistics'
-per-topic blocks are part of what each probe costs a user's process; the
-tables before 2026-12-07 used 1000).
+fetch counts are read (default 10000, slaprobe's own; the tables before
+2026-12-07 used 1000, when the statistics still had a block per topic).
 """
 
 import argparse

@@ -94,6 +94,11 @@ fn base_config(cluster: &Cluster, defaults: &[(&str, &str)]) -> ClientConfig {
     if !cluster.librdkafka.contains_key("reconnect.backoff.ms") {
         c.set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
     }
+    // Statistics are read for the brokers' request counts only: no block
+    // per topic and partition, and no batch histograms per topic handle,
+    // which a heartbeat probe's topic would cost in both of its clients
+    // (patch 0012 of librdkafka).
+    c.set("statistics.topics", "false");
     for (k, v) in defaults {
         c.set(*k, *v);
     }
@@ -266,6 +271,68 @@ mod tests {
         let short = super::config(&tansu, Role::Consumer);
         assert_eq!(short.get("fetch.wait.max.ms"), Some("10"));
         assert_eq!(short.get("statistics.interval.ms"), Some("0"));
+    }
+
+    /// The statistics every client gets carry the brokers' request
+    /// counts (what slaprobe reads) and no block per topic: no topic
+    /// handle keeps batch histograms for them (librdkafka patch 0012),
+    /// while the top-level message totals still count every record.
+    #[test]
+    fn statistics_carry_the_brokers_and_no_topics() {
+        use std::sync::Mutex;
+
+        use rdkafka::client::ClientContext;
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+
+        #[derive(Default)]
+        struct Last(Mutex<Option<serde_json::Value>>);
+        impl ClientContext for Last {
+            fn stats_raw(&self, statistics: &[u8]) {
+                *self.0.lock().unwrap() = serde_json::from_slice(statistics).ok();
+            }
+        }
+        impl rdkafka::producer::ProducerContext for Last {
+            type DeliveryOpaque = ();
+            fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+        }
+
+        let mock: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).expect("mock");
+        mock.create_topic("t", 3, 1).expect("topic");
+        let mut c = cluster(&[("statistics.interval.ms", "100")]);
+        c.bootstrap = mock.bootstrap_servers();
+        let role = Role::Producer {
+            deadline: Duration::from_secs(5),
+            queue_bound: 1_000,
+        };
+        let producer: BaseProducer<Last> =
+            super::create(&c, role, Last::default()).expect("producer");
+        for p in 0..3 {
+            producer
+                .send(BaseRecord::<(), str>::to("t").partition(p).payload("x"))
+                .expect("send");
+        }
+        producer.flush(Duration::from_secs(10)).expect("flush");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let stats = loop {
+            producer.poll(Duration::from_millis(50));
+            let last = producer.context().0.lock().unwrap().clone();
+            if let Some(s) = last.filter(|s| s["txmsgs"].as_i64() == Some(3)) {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no statistics counting 3 messages"
+            );
+        };
+        assert_eq!(stats["topics"], serde_json::json!({}), "{stats}");
+        let produce_requests: i64 = stats["brokers"]
+            .as_object()
+            .expect("brokers")
+            .values()
+            .filter_map(|b| b["req"]["Produce"].as_i64())
+            .sum();
+        assert!(produce_requests > 0, "{stats}");
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl Lag {
                     // The clients' own listener (the configuration was
                     // validated: an error here leaves librdkafka's way).
                     let offsets = match Listener::new(
-                        "default",
+                        crate::config::DEFAULT_LISTENER,
                         &cluster.bootstrap,
                         &cluster.librdkafka,
                     ) {

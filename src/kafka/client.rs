@@ -271,6 +271,11 @@ mod tests {
         let short = super::config(&tansu, Role::Consumer);
         assert_eq!(short.get("fetch.wait.max.ms"), Some("10"));
         assert_eq!(short.get("statistics.interval.ms"), Some("0"));
+        // The per-topic block is off unless the cluster asks for it.
+        assert_eq!(plain.get("statistics.topics"), Some("false"));
+        let topics = cluster(&[("statistics.topics", "true")]);
+        let topics = super::config(&topics, Role::Consumer);
+        assert_eq!(topics.get("statistics.topics"), Some("true"));
     }
 
     /// The statistics every client gets carry the brokers' request

@@ -34,7 +34,6 @@ pub use librdkafka::check_option;
 pub use model::*;
 
 pub(crate) use file::LoadedFile;
-pub(crate) use validate::DEFAULT_LISTENER;
 
 use std::path::{Path, PathBuf};
 

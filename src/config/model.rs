@@ -53,6 +53,10 @@ pub struct ConnectionChecks {
     pub listeners: Vec<ListenerConfig>,
 }
 
+/// The name of the listener slaprobe's own clients use (the cluster's
+/// `bootstrap` and `librdkafka:`); no configured listener may take it.
+pub const DEFAULT_LISTENER: &str = "default";
+
 /// A listener to check: the cluster's librdkafka options with the
 /// listener's own on top.
 #[derive(Clone, PartialEq)]

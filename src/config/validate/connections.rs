@@ -17,9 +17,6 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Checks are never closer than this.
 const MIN_CONNECTION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The name of the listener slaprobe's own clients use.
-pub(crate) const DEFAULT_LISTENER: &str = "default";
-
 impl Validator<'_> {
     /// The connection checks of every cluster that has them on.
     pub(super) fn connection_checks(

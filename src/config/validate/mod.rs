@@ -21,8 +21,6 @@ mod poison;
 mod probes;
 mod slos;
 
-pub(crate) use connections::DEFAULT_LISTENER;
-
 use super::model::*;
 use super::raw::RawCluster;
 use super::{ConfigError, LoadedFile};

@@ -284,7 +284,11 @@ async fn an_slo_action_runs_once_and_its_pushed_page_says_how_it_went() {
         "the page says the remediation is attempted: {:#?}",
         common::am_alerts(&am, slo)
     );
-    let lines = std::fs::read_to_string(&ran).unwrap_or_default();
+    // "attempted" is pushed when the run starts; the command's line may
+    // land a moment later (it failed in CI read at once: 0 lines).
+    let read = || std::fs::read_to_string(&ran).unwrap_or_default();
+    wait_until(Duration::from_secs(10), || !read().is_empty()).await;
+    let lines = read();
     assert_eq!(lines.lines().count(), 1, "one run: {lines}");
     assert!(lines.starts_with(&format!("{slo} page ")), "{lines}");
     assert!(
